@@ -1,0 +1,168 @@
+//! Configuration: the command line (clap), `ONEMAP_*` environment variables and an optional TOML
+//! file, merged in that order of precedence and validated at start-up.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_STORE: &str = "var/onemap.gpkg";
+pub const DEFAULT_TILE_CACHE_MB: usize = 256;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "onemap",
+    version,
+    about = "The one-map server of a city operation management platform (城市运行管理服务平台)"
+)]
+pub struct Cli {
+    /// Optional TOML file with `listen`, `store`, `tile_cache_mb`, `private`.
+    #[arg(long, global = true, env = "ONEMAP_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API from the store's live index.
+    Serve(ServeArgs),
+    /// Write a generated demo city into a store (for trying out and for benchmarks).
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "ONEMAP_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// A path ending in .gpkg (embedded) or a postgres:// URL [default: var/onemap.gpkg].
+    #[arg(long, env = "ONEMAP_STORE")]
+    pub store: Option<String>,
+    /// Seed the Shigatse-sized demo city into an empty store.
+    #[arg(long)]
+    pub demo: bool,
+    /// Tile cache size in MiB; 0 turns the cache off.
+    #[arg(long, env = "ONEMAP_TILE_CACHE_MB")]
+    pub tile_cache_mb: Option<usize>,
+    /// Require a token for reads of map layers too.
+    #[arg(long)]
+    pub private: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// A path ending in .gpkg or a postgres:// URL [default: var/onemap.gpkg].
+    #[arg(long, env = "ONEMAP_STORE")]
+    pub store: Option<String>,
+    /// `shigatse` (about 6,500 grids), `chongqing` (65,000 grids, 10 million components,
+    /// 1 million cases) or a factor applied to the Shigatse city, e.g. 0.1 or 3.
+    #[arg(long, default_value = "shigatse")]
+    pub scale: String,
+    /// Random seed; the same seed always gives the same city.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// The optional TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub store: Option<String>,
+    pub tile_cache_mb: Option<usize>,
+    pub private: Option<bool>,
+}
+
+impl FileConfig {
+    pub fn load(path: Option<&PathBuf>) -> Result<Self, ConfigError> {
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.clone(), e))?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse(path.clone(), e.to_string()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("config file {0}: {1}")]
+    Parse(PathBuf, String),
+    #[error("store {0:?}: use a path ending in .gpkg or a postgres:// URL")]
+    Store(String),
+}
+
+/// The settings `serve` runs with, after merging and validation.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub store: String,
+    pub demo: bool,
+    pub tile_cache_mb: usize,
+    pub private: bool,
+}
+
+impl ServeConfig {
+    pub fn resolve(args: &ServeArgs, file: FileConfig) -> Result<Self, ConfigError> {
+        let store = args
+            .store
+            .clone()
+            .or(file.store)
+            .unwrap_or_else(|| DEFAULT_STORE.into());
+        validate_store(&store)?;
+        Ok(ServeConfig {
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
+            store,
+            demo: args.demo,
+            tile_cache_mb: args
+                .tile_cache_mb
+                .or(file.tile_cache_mb)
+                .unwrap_or(DEFAULT_TILE_CACHE_MB),
+            private: args.private || file.private.unwrap_or(false),
+        })
+    }
+}
+
+/// Rejects a store location that neither backend accepts, before anything is opened.
+pub fn validate_store(s: &str) -> Result<(), ConfigError> {
+    if s.ends_with(".gpkg") || s.starts_with("postgres://") || s.starts_with("postgresql://") {
+        Ok(())
+    } else {
+        Err(ConfigError::Store(s.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_beats_file_beats_default() {
+        let cli = Cli::parse_from(["onemap", "serve", "--listen", "127.0.0.1:9000"]);
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        let file: FileConfig =
+            toml::from_str("listen = \"0.0.0.0:1\"\nstore = \"x.gpkg\"\ntile_cache_mb = 0")
+                .unwrap();
+        let c = ServeConfig::resolve(&args, file).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(c.store, "x.gpkg");
+        assert_eq!(c.tile_cache_mb, 0);
+        let c = ServeConfig::resolve(&args, FileConfig::default()).unwrap();
+        assert_eq!(c.store, DEFAULT_STORE);
+    }
+
+    #[test]
+    fn bad_store_and_unknown_keys_are_rejected() {
+        assert!(validate_store("mysql://x").is_err());
+        assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+    }
+}

@@ -1,0 +1,125 @@
+//! The ONE place where every module's error becomes an HTTP status: RFC 9457
+//! `application/problem+json` with a stable machine-readable `type`. 5xx details go to the log,
+//! never to the client.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::geo::{CrsError, TileError};
+use crate::grids::GridError;
+use crate::store::StoreError;
+
+/// An error as the API reports it.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// Stable slug, reported as the problem `type` `/problems/<slug>`.
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+}
+
+impl ApiError {
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        ApiError {
+            status,
+            kind,
+            title,
+            detail: detail.into(),
+        }
+    }
+    /// Malformed input: a parameter that does not parse or is out of range.
+    pub fn bad_request(kind: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, kind, "Bad request", detail)
+    }
+    pub fn not_found(kind: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, kind, "Not found", detail)
+    }
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        // Logged in full here; the client only learns that it was our fault.
+        tracing::error!(error = %detail, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal server error",
+            "the server failed; see its log",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "type": format!("/problems/{}", self.kind),
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        let mut resp = (self.status, body.to_string()).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        resp
+    }
+}
+
+impl From<CrsError> for ApiError {
+    fn from(e: CrsError) -> Self {
+        let kind = match e {
+            CrsError::OutOfRange { .. } => "coordinates-out-of-range",
+            _ => "invalid-crs",
+        };
+        ApiError::bad_request(kind, e.to_string())
+    }
+}
+
+impl From<TileError> for ApiError {
+    fn from(e: TileError) -> Self {
+        ApiError::bad_request("invalid-tile", e.to_string())
+    }
+}
+
+impl From<GridError> for ApiError {
+    fn from(e: GridError) -> Self {
+        ApiError::bad_request("invalid-grid-code", e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+/// Turns axum's own rejections (bad JSON, wrong content type, body too large) into problems.
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(r: axum::extract::rejection::JsonRejection) -> Self {
+        let status = r.status();
+        let kind = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+            _ => "malformed-json",
+        };
+        let title = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "Payload too large"
+        } else {
+            "Bad request"
+        };
+        // axum reports JSON syntax errors as 400 and shape errors as 422; both are malformed input here.
+        let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
+            StatusCode::BAD_REQUEST
+        } else {
+            status
+        };
+        ApiError::new(status, kind, title, r.body_text())
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,655 @@
+//! OGC API - Features, Part 1 core, over the live index: landing page, conformance, collections,
+//! items with bbox / datetime / property filters / `within` / `near`, and single items, as
+//! GeoJSON that QGIS and GDAL's OAPIF driver read directly.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use geo::{Geometry, MapCoords};
+use geozero::{ToGeo, ToJson};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::params::{Params, parse_numbers, to_storage};
+use crate::geo::Crs;
+use crate::index::{Layer, Record};
+
+/// Default and maximum page sizes (api.md).
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 10_000;
+
+/// Collection ids with their titles, in the order `/collections` lists them.
+pub const COLLECTIONS: &[(&str, &str, &str)] = &[
+    (
+        "districts",
+        "区县 Districts",
+        "County-level districts (6-digit GB/T 2260 codes)",
+    ),
+    (
+        "streets",
+        "街道 Streets",
+        "Streets and towns (9-digit codes)",
+    ),
+    (
+        "communities",
+        "社区 Communities",
+        "Communities and villages (12-digit codes)",
+    ),
+    (
+        "grids",
+        "单元网格 Unit grids",
+        "Unit grids of about 10,000 m² (GB/T 30428.1, 14 or 15 digits)",
+    ),
+    (
+        "components",
+        "管理部件 Components",
+        "City components (GB/T 30428.2, 16 or 17 digits)",
+    ),
+    (
+        "cases",
+        "案件 Cases",
+        "Reported cases and their workflow status",
+    ),
+    (
+        "sensors",
+        "感知设备 Sensors",
+        "IoT sensors watching the city's lifelines",
+    ),
+];
+
+/// Runs `$body` with `$layer` bound to the read-locked layer of collection `$id`.
+macro_rules! with_layer {
+    ($index:expr, $id:expr, |$layer:ident| $body:expr) => {
+        match $id {
+            "districts" => {
+                let $layer = &*$index.districts.read();
+                $body
+            }
+            "streets" => {
+                let $layer = &*$index.streets.read();
+                $body
+            }
+            "communities" => {
+                let $layer = &*$index.communities.read();
+                $body
+            }
+            "grids" => {
+                let $layer = &*$index.grids.read();
+                $body
+            }
+            "components" => {
+                let $layer = &*$index.components.read();
+                $body
+            }
+            "cases" => {
+                let $layer = &*$index.cases.read();
+                $body
+            }
+            "sensors" => {
+                let $layer = &*$index.sensors.read();
+                $body
+            }
+            other => Err(unknown_collection(other)),
+        }
+    };
+}
+
+pub fn unknown_collection(id: &str) -> ApiError {
+    let known: Vec<&str> = COLLECTIONS.iter().map(|c| c.0).collect();
+    ApiError::not_found(
+        "unknown-collection",
+        format!("no collection {id:?}; collections are {}", known.join(", ")),
+    )
+}
+
+/// `http://host` of the request, so links work behind whatever name the client used.
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1:8080");
+    let proto = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("http");
+    format!("{proto}://{host}")
+}
+
+fn json_response(v: Value) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+}
+
+fn geojson_response(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/geo+json")], body).into_response()
+}
+
+pub async fn landing(headers: HeaderMap) -> Response {
+    let base = base_url(&headers);
+    json_response(json!({
+        "title": "onemap 城市运行管理服务平台 一张图",
+        "description": "Unit grids, components, cases and sensors of one city, live, as OGC API - Features.",
+        "links": [
+            {"href": format!("{base}/"), "rel": "self", "type": "application/json", "title": "This document"},
+            {"href": format!("{base}/conformance"), "rel": "conformance", "type": "application/json", "title": "Conformance"},
+            {"href": format!("{base}/collections"), "rel": "data", "type": "application/json", "title": "Collections"},
+        ]
+    }))
+}
+
+pub async fn conformance() -> Response {
+    json_response(json!({
+        "conformsTo": [
+            "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+            "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+        ]
+    }))
+}
+
+fn collection_json(
+    st: &AppState,
+    base: &str,
+    id: &str,
+    title: &str,
+    description: &str,
+) -> ApiResult<Value> {
+    let bbox = with_layer!(st.index, id, |layer| Ok(layer_bbox(layer)))?;
+    let mut c = json!({
+        "id": id,
+        "title": title,
+        "description": description,
+        "itemType": "feature",
+        "crs": ["http://www.opengis.net/def/crs/OGC/1.3/CRS84"],
+        "storageCrs": "http://www.opengis.net/def/crs/EPSG/0/4490",
+        "links": [
+            {"href": format!("{base}/collections/{id}"), "rel": "self", "type": "application/json", "title": title},
+            {"href": format!("{base}/collections/{id}/items"), "rel": "items", "type": "application/geo+json", "title": title},
+        ]
+    });
+    if let Some(b) = bbox {
+        c["extent"] = json!({"spatial": {"bbox": [b], "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"}});
+    }
+    Ok(c)
+}
+
+fn layer_bbox<T: Record>(layer: &Layer<T>) -> Option<[f64; 4]> {
+    layer
+        .envelope()
+        .map(|e| [e.lower()[0], e.lower()[1], e.upper()[0], e.upper()[1]])
+}
+
+pub async fn collections(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let base = base_url(&headers);
+    let cols = COLLECTIONS
+        .iter()
+        .map(|(id, title, desc)| collection_json(&st, &base, id, title, desc))
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(json_response(json!({
+        "links": [{"href": format!("{base}/collections"), "rel": "self", "type": "application/json"}],
+        "collections": cols,
+    })))
+}
+
+pub async fn collection(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let (cid, title, desc) = COLLECTIONS
+        .iter()
+        .find(|c| c.0 == id)
+        .ok_or_else(|| unknown_collection(&id))?;
+    Ok(json_response(collection_json(
+        &st,
+        &base_url(&headers),
+        cid,
+        title,
+        desc,
+    )?))
+}
+
+/// `near=lon,lat` with either `radius` (metres) or `k` (count).
+#[derive(Debug, Clone, Copy)]
+pub enum Near {
+    Radius { lon: f64, lat: f64, m: f64 },
+    K { lon: f64, lat: f64, k: usize },
+}
+
+/// A parsed, validated items query.
+#[derive(Debug)]
+pub struct ItemQuery {
+    pub bbox: Option<[f64; 4]>,
+    pub within: Option<Geometry<f64>>,
+    pub near: Option<Near>,
+    pub datetime: Option<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)>,
+    pub filters: Vec<(String, String)>,
+    pub limit: usize,
+    pub offset: usize,
+    pub crs: Crs,
+}
+
+/// Parameters that are part of the protocol rather than property filters.
+const RESERVED: &[&str] = &[
+    "bbox", "bbox-crs", "limit", "offset", "datetime", "crs", "f", "within", "near", "radius", "k",
+];
+
+/// Largest `near` radius accepted, in metres: a whole city fits well inside it.
+const MAX_RADIUS_M: f64 = 200_000.0;
+
+impl ItemQuery {
+    pub fn parse(p: &Params, properties: &[&str]) -> ApiResult<Self> {
+        let crs = p.crs()?;
+        if let Some(f) = p.get("f") {
+            if !matches!(f, "json" | "geojson") {
+                return Err(ApiError::bad_request(
+                    "invalid-parameter",
+                    format!("f={f:?}: only json is served"),
+                ));
+            }
+        }
+        if let Some(bc) = p.get("bbox-crs") {
+            let c: Crs = bc.parse()?;
+            if !matches!(c, Crs::Wgs84 | Crs::Cgcs2000) {
+                return Err(ApiError::bad_request(
+                    "invalid-crs",
+                    format!("bbox-crs {bc:?}: only CRS84, EPSG:4326 and EPSG:4490"),
+                ));
+            }
+        }
+        let bbox = p.get("bbox").map(|v| parse_bbox(v, &crs)).transpose()?;
+        let within = p
+            .get("within")
+            .map(|v| parse_polygon(v, &crs))
+            .transpose()?;
+        let near = p.get("near").map(|v| parse_near(v, p, &crs)).transpose()?;
+        if near.is_none() && (p.get("radius").is_some() || p.get("k").is_some()) {
+            return Err(ApiError::bad_request(
+                "invalid-parameter",
+                "radius and k go with near=lon,lat",
+            ));
+        }
+        let datetime = p.get("datetime").map(parse_datetime).transpose()?;
+        let limit = p.usize("limit")?.unwrap_or(DEFAULT_LIMIT);
+        if limit == 0 || limit > MAX_LIMIT {
+            return Err(ApiError::bad_request(
+                "invalid-limit",
+                format!("limit={limit}: must be 1 to {MAX_LIMIT}"),
+            ));
+        }
+        let offset = p.usize("offset")?.unwrap_or(0);
+        let mut filters = Vec::new();
+        for (k, v) in &p.0 {
+            if RESERVED.contains(&k.as_str()) {
+                continue;
+            }
+            if !properties.contains(&k.as_str()) {
+                return Err(ApiError::bad_request(
+                    "unknown-property",
+                    format!(
+                        "{k:?} is neither a query parameter nor a property; properties are {}",
+                        properties.join(", ")
+                    ),
+                ));
+            }
+            filters.push((k.clone(), v.clone()));
+        }
+        Ok(ItemQuery {
+            bbox,
+            within,
+            near,
+            datetime,
+            filters,
+            limit,
+            offset,
+            crs,
+        })
+    }
+
+    /// Every record matching the query in the layer's stable order (nearest first with `near`),
+    /// with its distance in metres when `near` is given.
+    pub fn run<'a, T: Record>(&self, layer: &'a Layer<T>) -> Vec<(&'a T, Option<f64>)> {
+        let candidates: Vec<(&T, Option<f64>)> = match self.near {
+            Some(Near::Radius { lon, lat, m }) => layer
+                .within_radius(lon, lat, m)
+                .into_iter()
+                .map(|(r, d)| (r, Some(d)))
+                .collect(),
+            // With k, filters apply first so k counts matching records: gather generously.
+            Some(Near::K { lon, lat, k }) => {
+                let want = if self.has_filters() { layer.len() } else { k };
+                layer
+                    .nearest(lon, lat, want)
+                    .into_iter()
+                    .map(|(r, d)| (r, Some(d)))
+                    .collect()
+            }
+            None => match (&self.within, self.bbox) {
+                (Some(g), _) => layer
+                    .intersecting(g)
+                    .into_iter()
+                    .map(|r| (r, None))
+                    .collect(),
+                (None, Some(b)) => layer.in_bbox(b).into_iter().map(|r| (r, None)).collect(),
+                (None, None) => layer.iter().map(|r| (r, None)).collect(),
+            },
+        };
+        let mut out: Vec<(&T, Option<f64>)> = candidates
+            .into_iter()
+            .filter(|(r, _)| self.keeps(*r))
+            .collect();
+        if let Some(Near::K { k, .. }) = self.near {
+            out.truncate(k);
+        }
+        out
+    }
+
+    fn has_filters(&self) -> bool {
+        !self.filters.is_empty()
+            || self.datetime.is_some()
+            || self.bbox.is_some()
+            || self.within.is_some()
+    }
+
+    /// The filters that are not the primary spatial search.
+    fn keeps<T: Record>(&self, r: &T) -> bool {
+        if self.near.is_some() || self.within.is_some() {
+            if let Some(b) = self.bbox {
+                let rect: Geometry<f64> = geo::Rect::new((b[0], b[1]), (b[2], b[3])).into();
+                if !r.intersects(&rect) {
+                    return false;
+                }
+            }
+        }
+        if self.near.is_some() {
+            if let Some(g) = &self.within {
+                if !r.intersects(g) {
+                    return false;
+                }
+            }
+        }
+        if let Some((from, to)) = self.datetime {
+            // Layers without a time dimension are not filtered by datetime (OGC API Features).
+            if let Some(t) = r.time() {
+                if from.is_some_and(|f| t < f) || to.is_some_and(|e| t > e) {
+                    return false;
+                }
+            }
+        }
+        self.filters
+            .iter()
+            .all(|(k, v)| r.prop(k).is_some_and(|pv| pv.matches(v)))
+    }
+}
+
+fn parse_bbox(v: &str, crs: &Crs) -> ApiResult<[f64; 4]> {
+    let n = parse_numbers("bbox", v)?;
+    let (a, b, c, d) = match n.as_slice() {
+        [a, b, c, d] => (*a, *b, *c, *d),
+        // A 3D bbox: minx, miny, minz, maxx, maxy, maxz; heights are ignored.
+        [a, b, _, c, d, _] => (*a, *b, *c, *d),
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid-bbox",
+                format!("bbox={v:?}: four numbers minLon,minLat,maxLon,maxLat"),
+            ));
+        }
+    };
+    if a > c || b > d {
+        return Err(ApiError::bad_request(
+            "invalid-bbox",
+            format!("bbox={v:?}: min must not exceed max"),
+        ));
+    }
+    let (x0, y0) = to_storage(crs, a, b)?;
+    let (x1, y1) = to_storage(crs, c, d)?;
+    Ok([x0, y0, x1, y1])
+}
+
+/// Largest polygon vertex count accepted in a query, against pathological requests.
+const MAX_POLYGON_VERTICES: usize = 100_000;
+
+/// A polygon in WKT or GeoJSON, valid, converted to storage coordinates.
+pub fn parse_polygon(v: &str, crs: &Crs) -> ApiResult<Geometry<f64>> {
+    let t = v.trim();
+    let parsed = if t.starts_with('{') {
+        geozero::geojson::GeoJson(t)
+            .to_geo()
+            .map_err(|e| format!("GeoJSON: {e}"))
+    } else {
+        geozero::wkt::Wkt(t)
+            .to_geo()
+            .map_err(|e| format!("WKT: {e}"))
+    };
+    let g =
+        parsed.map_err(|e| ApiError::bad_request("invalid-geometry", format!("within: {e}")))?;
+    if !matches!(g, Geometry::Polygon(_) | Geometry::MultiPolygon(_)) {
+        return Err(ApiError::bad_request(
+            "invalid-geometry",
+            "within: a Polygon or MultiPolygon is required",
+        ));
+    }
+    use geo::CoordsIter;
+    let n = g.coords_count();
+    if n < 4 || n > MAX_POLYGON_VERTICES {
+        return Err(ApiError::bad_request(
+            "invalid-geometry",
+            format!("within: {n} vertices; 4 to {MAX_POLYGON_VERTICES} allowed"),
+        ));
+    }
+    for c in g.coords_iter() {
+        to_storage(crs, c.x, c.y)?;
+    }
+    let g = g.map_coords(|c| {
+        let (x, y) = to_storage(crs, c.x, c.y).unwrap_or((c.x, c.y));
+        geo::coord! { x: x, y: y }
+    });
+    use geo::Validation;
+    if let Some(problem) = g.validation_errors().into_iter().next() {
+        return Err(ApiError::bad_request(
+            "invalid-geometry",
+            format!("within: invalid polygon: {problem}"),
+        ));
+    }
+    Ok(g)
+}
+
+fn parse_near(v: &str, p: &Params, crs: &Crs) -> ApiResult<Near> {
+    let n = parse_numbers("near", v)?;
+    let [lon, lat] = n.as_slice() else {
+        return Err(ApiError::bad_request(
+            "invalid-parameter",
+            format!("near={v:?}: two numbers lon,lat"),
+        ));
+    };
+    let (lon, lat) = to_storage(crs, *lon, *lat)?;
+    match (p.f64("radius")?, p.usize("k")?) {
+        (Some(m), None) if m > 0.0 && m <= MAX_RADIUS_M => Ok(Near::Radius { lon, lat, m }),
+        (Some(m), None) => Err(ApiError::bad_request(
+            "invalid-parameter",
+            format!("radius={m}: must be above 0 and at most {MAX_RADIUS_M} m"),
+        )),
+        (None, Some(k)) if (1..=MAX_LIMIT).contains(&k) => Ok(Near::K { lon, lat, k }),
+        (None, Some(k)) => Err(ApiError::bad_request(
+            "invalid-parameter",
+            format!("k={k}: must be 1 to {MAX_LIMIT}"),
+        )),
+        _ => Err(ApiError::bad_request(
+            "invalid-parameter",
+            "near needs exactly one of radius (metres) or k (count)",
+        )),
+    }
+}
+
+/// An RFC 3339 instant or an interval `start/end` where either side may be `..` or empty.
+fn parse_datetime(v: &str) -> ApiResult<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+    let one = |s: &str| -> ApiResult<Option<DateTime<Utc>>> {
+        if s.is_empty() || s == ".." {
+            return Ok(None);
+        }
+        if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+            return Ok(Some(t.with_timezone(&Utc)));
+        }
+        // A bare date means the whole day, UTC.
+        chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .map(|d| Some(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()))
+            .map_err(|_| {
+                ApiError::bad_request(
+                    "invalid-datetime",
+                    format!("datetime {s:?}: RFC 3339 or YYYY-MM-DD"),
+                )
+            })
+    };
+    match v.split_once('/') {
+        Some((a, b)) => {
+            let (from, to) = (one(a)?, one(b)?);
+            if let (Some(f), Some(t)) = (from, to) {
+                if f > t {
+                    return Err(ApiError::bad_request(
+                        "invalid-datetime",
+                        format!("datetime={v:?}: start after end"),
+                    ));
+                }
+            }
+            Ok((from, to))
+        }
+        None => {
+            let t = one(v)?;
+            if t.is_none() {
+                return Err(ApiError::bad_request(
+                    "invalid-datetime",
+                    "datetime: an instant or an interval",
+                ));
+            }
+            let end = if v.len() == 10 {
+                t.map(|t| t + chrono::Duration::days(1) - chrono::Duration::nanoseconds(1))
+            } else {
+                t
+            };
+            Ok((t, end))
+        }
+    }
+}
+
+/// Writes one record as a GeoJSON Feature, coordinates in `crs`.
+fn write_feature<T: Record>(
+    out: &mut String,
+    r: &T,
+    crs: &Crs,
+    distance: Option<f64>,
+) -> ApiResult<()> {
+    let mut g = r.geometry();
+    if !matches!(crs, Crs::Wgs84 | Crs::Cgcs2000) {
+        g = g.map_coords(|c| {
+            let (x, y) = crs.from_cgcs2000(c.x, c.y).unwrap_or((c.x, c.y));
+            geo::coord! { x: x, y: y }
+        });
+    }
+    let geom = g.to_json().map_err(ApiError::internal)?;
+    let mut props = r.properties();
+    if let Some(d) = distance {
+        props.insert("distance_m".into(), json!((d * 100.0).round() / 100.0));
+    }
+    out.push_str("{\"type\":\"Feature\",\"id\":");
+    out.push_str(&serde_json::to_string(r.key().as_str()).map_err(ApiError::internal)?);
+    out.push_str(",\"geometry\":");
+    out.push_str(&geom);
+    out.push_str(",\"properties\":");
+    out.push_str(&Value::Object(props).to_string());
+    out.push('}');
+    Ok(())
+}
+
+fn items_page<T: Record>(
+    layer: &Layer<T>,
+    q: &ItemQuery,
+    self_url: &str,
+    next_url: impl Fn(usize) -> String,
+) -> ApiResult<String> {
+    let matched = q.run(layer);
+    let page: Vec<_> = matched.iter().skip(q.offset).take(q.limit).collect();
+    let mut out = String::with_capacity(page.len() * 400 + 512);
+    out.push_str("{\"type\":\"FeatureCollection\",\"features\":[");
+    for (i, (r, d)) in page.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_feature(&mut out, *r, &q.crs, *d)?;
+    }
+    out.push(']');
+    let mut links = vec![json!({"href": self_url, "rel": "self", "type": "application/geo+json"})];
+    if q.offset + page.len() < matched.len() {
+        links.push(json!({"href": next_url(q.offset + q.limit), "rel": "next", "type": "application/geo+json"}));
+    }
+    if q.offset > 0 {
+        links.push(json!({"href": next_url(q.offset.saturating_sub(q.limit)), "rel": "prev", "type": "application/geo+json"}));
+    }
+    out.push_str(&format!(
+        ",\"numberMatched\":{},\"numberReturned\":{},\"timeStamp\":{},\"links\":{}}}",
+        matched.len(),
+        page.len(),
+        json!(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        Value::Array(links)
+    ));
+    Ok(out)
+}
+
+pub async fn items(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    p: Params,
+) -> ApiResult<Response> {
+    let base = base_url(&headers);
+    let path = format!("{base}/collections/{id}/items");
+    let url_with_offset = |offset: usize| {
+        let mut m = p.0.clone();
+        m.insert("offset".into(), offset.to_string());
+        format!(
+            "{path}?{}",
+            serde_urlencoded::to_string(&m).unwrap_or_default()
+        )
+    };
+    let self_url = if p.0.is_empty() {
+        path.clone()
+    } else {
+        format!(
+            "{path}?{}",
+            serde_urlencoded::to_string(&p.0).unwrap_or_default()
+        )
+    };
+    let body = with_layer!(st.index, id.as_str(), |layer| {
+        let q = ItemQuery::parse(&p, props_of(layer))?;
+        items_page(layer, &q, &self_url, url_with_offset)
+    })?;
+    Ok(geojson_response(body))
+}
+
+fn props_of<T: Record>(_: &Layer<T>) -> &'static [&'static str] {
+    T::PROPERTIES
+}
+
+pub async fn item(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path((id, fid)): Path<(String, String)>,
+    p: Params,
+) -> ApiResult<Response> {
+    let base = base_url(&headers);
+    let crs = p.crs()?;
+    let body = with_layer!(st.index, id.as_str(), |layer| {
+        let r = layer.get(&fid).ok_or_else(|| {
+            ApiError::not_found("unknown-feature", format!("no feature {fid:?} in {id}"))
+        })?;
+        let mut out = String::new();
+        write_feature(&mut out, r, &crs, None)?;
+        // Add the links member required by OGC API Features for a single item.
+        out.pop();
+        out.push_str(&format!(
+            ",\"links\":[{{\"href\":\"{base}/collections/{id}/items/{fid}\",\"rel\":\"self\",\"type\":\"application/geo+json\"}},\
+             {{\"href\":\"{base}/collections/{id}\",\"rel\":\"collection\",\"type\":\"application/json\"}}]}}"
+        ));
+        Ok(out)
+    })?;
+    Ok(geojson_response(body))
+}

@@ -1,0 +1,122 @@
+//! `/health` for load balancers and `/metrics` in Prometheus text format.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use serde_json::json;
+
+use super::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LayerLabels {
+    pub layer: String,
+}
+
+/// The server's metrics, registered once at start-up.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RouteLabels, Counter>,
+    pub latency: Family<RouteLabels, Histogram>,
+    pub features: Family<LayerLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("onemap");
+        let requests = Family::<RouteLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.5, 14))
+        });
+        let features = Family::<LayerLabels, Gauge>::default();
+        registry.register("http_requests", "HTTP requests served", requests.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            latency.clone(),
+        );
+        registry.register(
+            "layer_features",
+            "Features in each live index layer",
+            features.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            features,
+        }
+    }
+}
+
+/// Counts and times every request by its route pattern (not its raw path, which would explode
+/// the label space with tile coordinates and ids).
+pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let labels = RouteLabels {
+        route,
+        method,
+        status: resp.status().as_u16(),
+    };
+    st.metrics.requests.get_or_create(&labels).inc();
+    st.metrics
+        .latency
+        .get_or_create(&labels)
+        .observe(start.elapsed().as_secs_f64());
+    resp
+}
+
+pub async fn health(State(st): State<AppState>) -> Response {
+    let layers: serde_json::Map<String, serde_json::Value> = st
+        .index
+        .counts()
+        .into_iter()
+        .map(|(k, n)| (k.to_string(), json!(n)))
+        .collect();
+    axum::Json(json!({"status": "ok", "store": st.store.kind(), "layers": layers})).into_response()
+}
+
+pub async fn metrics(State(st): State<AppState>) -> Response {
+    for (layer, n) in st.index.counts() {
+        st.metrics
+            .features
+            .get_or_create(&LayerLabels {
+                layer: layer.into(),
+            })
+            .set(n as i64);
+    }
+    let mut body = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &st.metrics.registry) {
+        return super::error::ApiError::internal(e).into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}

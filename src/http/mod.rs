@@ -1,0 +1,69 @@
+//! HTTP: axum routes per area, the shared state, request extractors, and the one
+//! error-to-status mapping in [`error`].
+
+pub mod error;
+pub mod features;
+pub mod health;
+pub mod locate;
+pub mod params;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use tower_http::compression::{CompressionLayer, CompressionLevel};
+
+use crate::index::CityIndex;
+use crate::store::Store;
+
+/// Everything a request handler may touch.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub index: Arc<CityIndex>,
+    pub metrics: Arc<health::Metrics>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, index: CityIndex) -> Self {
+        AppState {
+            store,
+            index: Arc::new(index),
+            metrics: Arc::new(health::Metrics::default()),
+        }
+    }
+}
+
+/// Largest request body: a 100,000-point locate batch is about 4 MB of JSON.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// The whole HTTP surface, shared by `main`, the tests and the benches.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/metrics", get(health::metrics))
+        .route(
+            "/api/v1/locate",
+            get(locate::get_locate).post(locate::post_locate),
+        )
+        .route("/", get(features::landing))
+        .route("/conformance", get(features::conformance))
+        .route("/collections", get(features::collections))
+        .route("/collections/{id}", get(features::collection))
+        .route("/collections/{id}/items", get(features::items))
+        .route("/collections/{id}/items/{fid}", get(features::item))
+        .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            health::track,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Fastest gzip: big JSON answers shrink several-fold for little CPU.
+        .layer(CompressionLayer::new().quality(CompressionLevel::Fastest))
+        .with_state(state)
+}
+
+async fn fallback(uri: axum::http::Uri) -> error::ApiError {
+    error::ApiError::not_found("unknown-path", format!("no route for {}", uri.path()))
+}

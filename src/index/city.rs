@@ -1,0 +1,103 @@
+//! All layers of one city behind per-layer locks, plus the small dictionaries (departments,
+//! responsibilities, classes) that locate and dispatch read on every request.
+
+use parking_lot::RwLock;
+use std::collections::HashMap;
+
+use crate::model::*;
+
+use super::Layer;
+
+/// Departments, responsibilities and class dictionaries, indexed for lookups by code.
+#[derive(Default)]
+pub struct Dictionaries {
+    pub departments: HashMap<Str, Department>,
+    /// Responsibilities keyed by their target (a region code or a class code).
+    pub by_target: HashMap<Str, Vec<Responsibility>>,
+    pub component_classes: Vec<ComponentClass>,
+    pub event_classes: Vec<EventClass>,
+}
+
+impl Dictionaries {
+    pub fn new(
+        departments: Vec<Department>,
+        responsibilities: Vec<Responsibility>,
+        component_classes: Vec<ComponentClass>,
+        event_classes: Vec<EventClass>,
+    ) -> Self {
+        let mut by_target: HashMap<Str, Vec<Responsibility>> = HashMap::new();
+        for r in responsibilities {
+            by_target.entry(r.target.clone()).or_default().push(r);
+        }
+        Dictionaries {
+            departments: departments
+                .into_iter()
+                .map(|d| (d.code.clone(), d))
+                .collect(),
+            by_target,
+            component_classes,
+            event_classes,
+        }
+    }
+}
+
+/// The live index of a whole city. Each layer has its own lock so a burst of case writes never
+/// stalls locate or tile reads of the other layers.
+#[derive(Default)]
+pub struct CityIndex {
+    pub districts: RwLock<Layer<District>>,
+    pub streets: RwLock<Layer<Street>>,
+    pub communities: RwLock<Layer<Community>>,
+    pub grids: RwLock<Layer<Grid>>,
+    pub components: RwLock<Layer<Component>>,
+    pub cases: RwLock<Layer<Case>>,
+    pub sensors: RwLock<Layer<Sensor>>,
+    pub dict: RwLock<Dictionaries>,
+}
+
+impl CityIndex {
+    /// Bulk-loads every layer; consumes the city so nothing is held twice.
+    pub fn from_city(city: City) -> Self {
+        let City {
+            districts,
+            streets,
+            communities,
+            grids,
+            departments,
+            responsibilities,
+            component_classes,
+            event_classes,
+            components,
+            cases,
+            sensors,
+        } = city;
+        CityIndex {
+            districts: RwLock::new(Layer::bulk(districts)),
+            streets: RwLock::new(Layer::bulk(streets)),
+            communities: RwLock::new(Layer::bulk(communities)),
+            grids: RwLock::new(Layer::bulk(grids)),
+            components: RwLock::new(Layer::bulk(components)),
+            cases: RwLock::new(Layer::bulk(cases)),
+            sensors: RwLock::new(Layer::bulk(sensors)),
+            dict: RwLock::new(Dictionaries::new(
+                departments,
+                responsibilities,
+                component_classes,
+                event_classes,
+            )),
+        }
+    }
+
+    /// Feature counts per collection, as `/health` reports them.
+    pub fn counts(&self) -> Vec<(&'static str, usize)> {
+        vec![
+            ("districts", self.districts.read().len()),
+            ("streets", self.streets.read().len()),
+            ("communities", self.communities.read().len()),
+            ("grids", self.grids.read().len()),
+            ("components", self.components.read().len()),
+            ("cases", self.cases.read().len()),
+            ("sensors", self.sensors.read().len()),
+        ]
+    }
+}

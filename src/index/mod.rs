@@ -1,0 +1,284 @@
+//! The live in-memory index: one R-tree per layer, bulk-loaded from the store at start-up and
+//! updated in place on every change (insert, move, remove) without a rebuild. Queries are an
+//! envelope search in the tree followed by exact refinement with `geo`.
+
+mod record;
+
+pub use record::{PropValue, Record};
+
+use std::collections::HashMap;
+
+use geo::{Geometry, Intersects};
+use rstar::{AABB, RTree, RTreeObject};
+
+use crate::model::Str;
+
+/// What the R-tree holds: a feature's envelope and the slot of the feature in the layer.
+#[derive(Debug, Clone, PartialEq)]
+struct Entry {
+    env: AABB<[f64; 2]>,
+    slot: u32,
+}
+
+impl RTreeObject for Entry {
+    type Envelope = AABB<[f64; 2]>;
+    fn envelope(&self) -> Self::Envelope {
+        self.env
+    }
+}
+
+/// One layer of the city: its records in slots, a key → slot map for feature ids, and the R-tree.
+///
+/// Slots keep their order (load order, then append order), which gives paging a stable order
+/// without sorting the whole layer on every request.
+pub struct Layer<T> {
+    items: Vec<Option<T>>,
+    keys: HashMap<Str, u32>,
+    free: Vec<u32>,
+    tree: RTree<Entry>,
+}
+
+impl<T> Default for Layer<T> {
+    fn default() -> Self {
+        Layer {
+            items: Vec::new(),
+            keys: HashMap::new(),
+            free: Vec::new(),
+            tree: RTree::new(),
+        }
+    }
+}
+
+impl<T: Record> Layer<T> {
+    /// Builds a layer in one pass with rstar's bulk load, far faster than repeated inserts.
+    pub fn bulk(records: Vec<T>) -> Self {
+        let mut keys = HashMap::with_capacity(records.len());
+        let mut entries = Vec::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            keys.insert(r.key(), i as u32);
+            entries.push(Entry {
+                env: r.envelope(),
+                slot: i as u32,
+            });
+        }
+        Layer {
+            items: records.into_iter().map(Some).collect(),
+            keys,
+            free: Vec::new(),
+            tree: RTree::bulk_load(entries),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The envelope of the whole layer, `None` when empty.
+    pub fn envelope(&self) -> Option<AABB<[f64; 2]>> {
+        (!self.is_empty()).then(|| self.tree.root().envelope())
+    }
+
+    pub fn get(&self, key: &str) -> Option<&T> {
+        self.keys
+            .get(key)
+            .and_then(|&s| self.items[s as usize].as_ref())
+    }
+
+    /// Inserts a record, or replaces (and moves in the tree) the one with the same key.
+    /// Returns the previous record, whose envelope tells caches what to invalidate.
+    pub fn upsert(&mut self, record: T) -> Option<T> {
+        let key = record.key();
+        let env = record.envelope();
+        if let Some(&slot) = self.keys.get(&key) {
+            let old = self.items[slot as usize].replace(record);
+            if let Some(o) = &old {
+                self.tree.remove(&Entry {
+                    env: o.envelope(),
+                    slot,
+                });
+            }
+            self.tree.insert(Entry { env, slot });
+            old
+        } else {
+            let slot = match self.free.pop() {
+                Some(s) => {
+                    self.items[s as usize] = Some(record);
+                    s
+                }
+                None => {
+                    self.items.push(Some(record));
+                    (self.items.len() - 1) as u32
+                }
+            };
+            self.keys.insert(key, slot);
+            self.tree.insert(Entry { env, slot });
+            None
+        }
+    }
+
+    /// Removes the record with this key from the slots, the key map and the tree.
+    pub fn remove(&mut self, key: &str) -> Option<T> {
+        let slot = self.keys.remove(key)?;
+        let old = self.items[slot as usize].take()?;
+        self.tree.remove(&Entry {
+            env: old.envelope(),
+            slot,
+        });
+        self.free.push(slot);
+        Some(old)
+    }
+
+    /// Every record in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.items.iter().flatten()
+    }
+
+    /// Slots whose envelope meets `env`, ascending (so results keep the layer's stable order).
+    fn slots_in(&self, env: &AABB<[f64; 2]>) -> Vec<u32> {
+        let mut slots: Vec<u32> = self
+            .tree
+            .locate_in_envelope_intersecting(env)
+            .map(|e| e.slot)
+            .collect();
+        slots.sort_unstable();
+        slots
+    }
+
+    /// Records whose envelope meets the bbox `[minx, miny, maxx, maxy]`, then whose geometry does.
+    pub fn in_bbox(&self, bbox: [f64; 4]) -> Vec<&T> {
+        let env = AABB::from_corners([bbox[0], bbox[1]], [bbox[2], bbox[3]]);
+        let rect: Geometry<f64> = geo::Rect::new((bbox[0], bbox[1]), (bbox[2], bbox[3])).into();
+        self.slots_in(&env)
+            .into_iter()
+            .filter_map(|s| self.items[s as usize].as_ref())
+            .filter(|r| r.intersects(&rect))
+            .collect()
+    }
+
+    /// Records whose geometry intersects `g` (points inside or on the boundary count).
+    pub fn intersecting(&self, g: &Geometry<f64>) -> Vec<&T> {
+        let Some(env) = envelope_of(g) else {
+            return Vec::new();
+        };
+        self.slots_in(&env)
+            .into_iter()
+            .filter_map(|s| self.items[s as usize].as_ref())
+            .filter(|r| r.intersects(g))
+            .collect()
+    }
+
+    /// Records whose geometry contains or touches the point, smallest key first, so a point on
+    /// an edge shared by two grids always resolves to the same one.
+    pub fn at_point(&self, lon: f64, lat: f64) -> Option<&T> {
+        let p = geo::Point::new(lon, lat);
+        self.tree
+            .locate_in_envelope_intersecting(&AABB::from_point([lon, lat]))
+            .filter_map(|e| self.items[e.slot as usize].as_ref())
+            .filter(|r| r.intersects_point(&p))
+            .min_by(|a, b| a.key().cmp(&b.key()))
+    }
+
+    /// Records within `radius_m` metres of a point, nearest first, with their distances.
+    pub fn within_radius(&self, lon: f64, lat: f64, radius_m: f64) -> Vec<(&T, f64)> {
+        let (dlon, dlat) = crate::geo::metres_to_degrees(radius_m, lat);
+        let env = AABB::from_corners([lon - dlon, lat - dlat], [lon + dlon, lat + dlat]);
+        let mut out: Vec<(&T, f64)> = self
+            .slots_in(&env)
+            .into_iter()
+            .filter_map(|s| self.items[s as usize].as_ref())
+            .map(|r| (r, r.distance_m(lon, lat)))
+            .filter(|(_, d)| *d <= radius_m)
+            .collect();
+        out.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.key().cmp(&b.0.key())));
+        out
+    }
+
+    /// The `k` records nearest to a point, by growing a search radius until `k` are certainly
+    /// found; exact in metres, unlike a nearest-neighbour walk on raw lon/lat.
+    pub fn nearest(&self, lon: f64, lat: f64, k: usize) -> Vec<(&T, f64)> {
+        if k == 0 || self.is_empty() {
+            return Vec::new();
+        }
+        let mut radius = 50.0;
+        loop {
+            let found = self.within_radius(lon, lat, radius);
+            // 20,000 km covers the globe: past it everything has been seen.
+            if found.len() >= k || radius > 2.0e7 {
+                return found.into_iter().take(k).collect();
+            }
+            radius *= 4.0;
+        }
+    }
+}
+
+/// The envelope of any geometry as an R-tree box; `None` for an empty geometry.
+pub fn envelope_of(g: &Geometry<f64>) -> Option<AABB<[f64; 2]>> {
+    use geo::BoundingRect;
+    g.bounding_rect()
+        .map(|r| AABB::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]))
+}
+
+/// Exact intersection test shared by the record impls.
+pub(crate) fn geom_intersects<G: Intersects<Geometry<f64>>>(
+    own: &G,
+    other: &Geometry<f64>,
+) -> bool {
+    own.intersects(other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Grid;
+    use geo::polygon;
+
+    fn grid(code: &str, x0: f64, y0: f64) -> Grid {
+        Grid {
+            code: code.into(),
+            name: code.into(),
+            community_code: "c".into(),
+            area_m2: 1.0,
+            geom: polygon![(x: x0, y: y0), (x: x0 + 1.0, y: y0), (x: x0 + 1.0, y: y0 + 1.0), (x: x0, y: y0 + 1.0)],
+        }
+    }
+
+    #[test]
+    fn insert_move_remove_in_place() {
+        let mut l = Layer::bulk(vec![grid("b", 0.0, 0.0), grid("a", 1.0, 0.0)]);
+        assert_eq!(l.at_point(0.5, 0.5).unwrap().code, "b");
+        // A point on the shared edge x = 1 resolves to the smaller code.
+        assert_eq!(l.at_point(1.0, 0.5).unwrap().code, "a");
+        assert!(l.at_point(5.5, 0.5).is_none());
+        // Move "b" far away: the old place is empty, the new one finds it.
+        let old = l.upsert(grid("b", 5.0, 0.0)).unwrap();
+        assert_eq!(old.geom.exterior().0[0].x, 0.0);
+        assert!(l.at_point(0.5, 0.5).is_none());
+        assert_eq!(l.at_point(5.5, 0.5).unwrap().code, "b");
+        assert_eq!(l.len(), 2);
+        l.remove("a");
+        assert!(l.at_point(1.5, 0.5).is_none());
+        assert_eq!(l.len(), 1);
+        l.upsert(grid("c", 1.0, 0.0));
+        assert_eq!(l.at_point(1.5, 0.5).unwrap().code, "c");
+        assert_eq!(l.iter().count(), 2);
+    }
+
+    #[test]
+    fn bbox_refines_exactly() {
+        let l = Layer::bulk(vec![grid("a", 0.0, 0.0), grid("b", 2.0, 0.0)]);
+        let hits: Vec<_> = l
+            .in_bbox([0.5, 0.5, 1.5, 0.6])
+            .into_iter()
+            .map(|g| g.code.clone())
+            .collect();
+        assert_eq!(hits, vec!["a"]);
+        assert_eq!(l.in_bbox([-1.0, -1.0, 10.0, 10.0]).len(), 2);
+    }
+}
+
+mod city;
+pub use city::{CityIndex, Dictionaries};

@@ -1,0 +1,317 @@
+//! What the index needs of each model type: a key, an envelope, exact geometry tests, and its
+//! properties by name (for filters and GeoJSON), written once per type here.
+
+use chrono::SecondsFormat;
+use geo::{Geometry, Intersects, Point};
+use rstar::AABB;
+use serde_json::{Map, Value};
+
+use super::geom_intersects;
+use crate::model::*;
+
+/// A property value borrowed from a record, for filtering without allocating.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PropValue<'a> {
+    Str(&'a str),
+    Owned(String),
+    Num(f64),
+    Int(i64),
+    Null,
+}
+
+impl PropValue<'_> {
+    /// Equality with a query-string value: strings compare exactly, numbers numerically.
+    pub fn matches(&self, wanted: &str) -> bool {
+        match self {
+            PropValue::Str(s) => *s == wanted,
+            PropValue::Owned(s) => s == wanted,
+            PropValue::Num(n) => wanted.parse::<f64>().is_ok_and(|w| w == *n),
+            PropValue::Int(n) => wanted.parse::<i64>().is_ok_and(|w| w == *n),
+            PropValue::Null => false,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        match self {
+            PropValue::Str(s) => Value::String(s.to_string()),
+            PropValue::Owned(s) => Value::String(s.clone()),
+            PropValue::Num(n) => serde_json::Number::from_f64(*n)
+                .map(Value::Number)
+                .unwrap_or(Value::Null),
+            PropValue::Int(n) => Value::from(*n),
+            PropValue::Null => Value::Null,
+        }
+    }
+}
+
+/// A record that can live in a [`super::Layer`].
+pub trait Record: Send + Sync + 'static {
+    /// The collection id in the API (`grids`, `components`, ...).
+    const COLLECTION: &'static str;
+    /// Property names, in output order; `code`/`id` first.
+    const PROPERTIES: &'static [&'static str];
+
+    /// The feature id, unique in the layer.
+    fn key(&self) -> Str;
+    fn envelope(&self) -> AABB<[f64; 2]>;
+    fn geometry(&self) -> Geometry<f64>;
+    fn intersects(&self, g: &Geometry<f64>) -> bool;
+    fn intersects_point(&self, p: &Point<f64>) -> bool;
+    /// Distance in metres from a point to the record (0 inside a polygon).
+    fn distance_m(&self, lon: f64, lat: f64) -> f64;
+    fn prop(&self, name: &str) -> Option<PropValue<'_>>;
+    /// The record's time for `datetime=` filters, where it has one.
+    fn time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        None
+    }
+
+    fn properties(&self) -> Map<String, Value> {
+        Self::PROPERTIES
+            .iter()
+            .map(|&n| {
+                (
+                    n.to_string(),
+                    self.prop(n).unwrap_or(PropValue::Null).to_json(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn s(v: &Str) -> PropValue<'_> {
+    PropValue::Str(v.as_str())
+}
+fn os(v: &Option<Str>) -> PropValue<'_> {
+    v.as_deref().map(PropValue::Str).unwrap_or(PropValue::Null)
+}
+
+fn envelope_geom(g: &Geometry<f64>) -> AABB<[f64; 2]> {
+    // Empty geometries cannot come out of the store (columns are NOT NULL and validated on
+    // write); an inverted box would only make the record unfindable, never crash.
+    super::envelope_of(g)
+        .unwrap_or_else(|| AABB::from_corners([f64::MAX, f64::MAX], [f64::MAX, f64::MAX]))
+}
+
+fn point_distance_m(p: &Point<f64>, lon: f64, lat: f64) -> f64 {
+    crate::geo::haversine_m((p.x(), p.y()), (lon, lat))
+}
+
+/// Distance to an areal or general geometry: 0 when the point touches it, otherwise the
+/// haversine distance to the closest point of the geometry.
+fn geom_distance_m(g: &Geometry<f64>, lon: f64, lat: f64) -> f64 {
+    use geo::{Closest, ClosestPoint};
+    let p = Point::new(lon, lat);
+    if g.intersects(&p) {
+        return 0.0;
+    }
+    match g.closest_point(&p) {
+        Closest::Intersection(_) => 0.0,
+        Closest::SinglePoint(c) => point_distance_m(&c, lon, lat),
+        Closest::Indeterminate => f64::INFINITY,
+    }
+}
+
+/// The parts every areal administrative layer shares: code, name, one parent code, a geometry.
+macro_rules! areal_record {
+    ($ty:ty, $coll:literal, [$($pname:literal => $field:ident),*], $geom:ident) => {
+        impl Record for $ty {
+            const COLLECTION: &'static str = $coll;
+            const PROPERTIES: &'static [&'static str] = &["code", "name" $(, $pname)*];
+            fn key(&self) -> Str { self.code.clone() }
+            fn envelope(&self) -> AABB<[f64; 2]> { envelope_geom(&self.$geom.clone().into()) }
+            fn geometry(&self) -> Geometry<f64> { self.$geom.clone().into() }
+            fn intersects(&self, g: &Geometry<f64>) -> bool { geom_intersects(&self.$geom, g) }
+            fn intersects_point(&self, p: &Point<f64>) -> bool { self.$geom.intersects(p) }
+            fn distance_m(&self, lon: f64, lat: f64) -> f64 { geom_distance_m(&self.geometry(), lon, lat) }
+            fn prop(&self, name: &str) -> Option<PropValue<'_>> {
+                match name {
+                    "code" => Some(s(&self.code)),
+                    "name" => Some(s(&self.name)),
+                    $($pname => Some(record_value(&self.$field)),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+/// Converts a field to a property value; implemented for the field types the layers use.
+trait ToProp {
+    fn to_prop(&self) -> PropValue<'_>;
+}
+impl ToProp for Str {
+    fn to_prop(&self) -> PropValue<'_> {
+        s(self)
+    }
+}
+impl ToProp for f64 {
+    fn to_prop(&self) -> PropValue<'_> {
+        PropValue::Num(*self)
+    }
+}
+fn record_value<T: ToProp>(v: &T) -> PropValue<'_> {
+    v.to_prop()
+}
+
+areal_record!(District, "districts", [], geom);
+areal_record!(Street, "streets", ["district_code" => district_code], geom);
+areal_record!(Community, "communities", ["street_code" => street_code], geom);
+areal_record!(Grid, "grids", ["community_code" => community_code, "area_m2" => area_m2], geom);
+
+impl Record for Component {
+    const COLLECTION: &'static str = "components";
+    const PROPERTIES: &'static [&'static str] = &[
+        "code",
+        "name",
+        "class_code",
+        "status",
+        "competent_dept",
+        "owner_dept",
+        "maint_dept",
+        "grid_code",
+        "survey_date",
+        "change_date",
+        "source",
+    ];
+    fn key(&self) -> Str {
+        self.code.clone()
+    }
+    fn envelope(&self) -> AABB<[f64; 2]> {
+        match &self.geom {
+            Geometry::Point(p) => AABB::from_point([p.x(), p.y()]),
+            g => envelope_geom(g),
+        }
+    }
+    fn geometry(&self) -> Geometry<f64> {
+        self.geom.clone()
+    }
+    fn intersects(&self, g: &Geometry<f64>) -> bool {
+        geom_intersects(&self.geom, g)
+    }
+    fn intersects_point(&self, p: &Point<f64>) -> bool {
+        self.geom.intersects(p)
+    }
+    fn distance_m(&self, lon: f64, lat: f64) -> f64 {
+        match &self.geom {
+            Geometry::Point(p) => point_distance_m(p, lon, lat),
+            g => geom_distance_m(g, lon, lat),
+        }
+    }
+    fn prop(&self, name: &str) -> Option<PropValue<'_>> {
+        Some(match name {
+            "code" => s(&self.code),
+            "name" => s(&self.name),
+            "class_code" => s(&self.class_code),
+            "status" => s(&self.status),
+            "competent_dept" => os(&self.competent_dept),
+            "owner_dept" => os(&self.owner_dept),
+            "maint_dept" => os(&self.maint_dept),
+            "grid_code" => os(&self.grid_code),
+            "survey_date" => self
+                .survey_date
+                .map(|d| PropValue::Owned(d.to_string()))
+                .unwrap_or(PropValue::Null),
+            "change_date" => self
+                .change_date
+                .map(|d| PropValue::Owned(d.to_string()))
+                .unwrap_or(PropValue::Null),
+            "source" => s(&self.source),
+            _ => return None,
+        })
+    }
+}
+
+impl Record for Case {
+    const COLLECTION: &'static str = "cases";
+    const PROPERTIES: &'static [&'static str] = &[
+        "id",
+        "class_code",
+        "kind",
+        "component_code",
+        "description",
+        "source",
+        "status",
+        "urgency",
+        "grid_code",
+        "reported_at",
+        "closed_at",
+        "version",
+    ];
+    fn key(&self) -> Str {
+        Str::from(self.id.to_string())
+    }
+    fn envelope(&self) -> AABB<[f64; 2]> {
+        AABB::from_point([self.geom.x(), self.geom.y()])
+    }
+    fn geometry(&self) -> Geometry<f64> {
+        self.geom.into()
+    }
+    fn intersects(&self, g: &Geometry<f64>) -> bool {
+        geom_intersects(&self.geom, g)
+    }
+    fn intersects_point(&self, p: &Point<f64>) -> bool {
+        self.geom == *p
+    }
+    fn distance_m(&self, lon: f64, lat: f64) -> f64 {
+        point_distance_m(&self.geom, lon, lat)
+    }
+    fn time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        Some(self.reported_at)
+    }
+    fn prop(&self, name: &str) -> Option<PropValue<'_>> {
+        Some(match name {
+            "id" => PropValue::Int(self.id),
+            "class_code" => s(&self.class_code),
+            "kind" => s(&self.kind),
+            "component_code" => os(&self.component_code),
+            "description" => PropValue::Str(&self.description),
+            "source" => s(&self.source),
+            "status" => s(&self.status),
+            "urgency" => s(&self.urgency),
+            "grid_code" => os(&self.grid_code),
+            "reported_at" => {
+                PropValue::Owned(self.reported_at.to_rfc3339_opts(SecondsFormat::Secs, true))
+            }
+            "closed_at" => self
+                .closed_at
+                .map(|t| PropValue::Owned(t.to_rfc3339_opts(SecondsFormat::Secs, true)))
+                .unwrap_or(PropValue::Null),
+            "version" => PropValue::Int(self.version as i64),
+            _ => return None,
+        })
+    }
+}
+
+impl Record for Sensor {
+    const COLLECTION: &'static str = "sensors";
+    const PROPERTIES: &'static [&'static str] =
+        &["code", "name", "kind", "component_code", "grid_code"];
+    fn key(&self) -> Str {
+        self.code.clone()
+    }
+    fn envelope(&self) -> AABB<[f64; 2]> {
+        AABB::from_point([self.geom.x(), self.geom.y()])
+    }
+    fn geometry(&self) -> Geometry<f64> {
+        self.geom.into()
+    }
+    fn intersects(&self, g: &Geometry<f64>) -> bool {
+        geom_intersects(&self.geom, g)
+    }
+    fn intersects_point(&self, p: &Point<f64>) -> bool {
+        self.geom == *p
+    }
+    fn distance_m(&self, lon: f64, lat: f64) -> f64 {
+        point_distance_m(&self.geom, lon, lat)
+    }
+    fn prop(&self, name: &str) -> Option<PropValue<'_>> {
+        Some(match name {
+            "code" => s(&self.code),
+            "name" => s(&self.name),
+            "kind" => s(&self.kind),
+            "component_code" => os(&self.component_code),
+            "grid_code" => os(&self.grid_code),
+            _ => return None,
+        })
+    }
+}

@@ -1,0 +1,15 @@
+//! onemap: the spatial heart of a city operation management platform (城市运行管理服务平台).
+//! One binary keeps every spatial layer of a city in live in-memory R-trees over a durable store
+//! and serves locate, OGC API Features and more from them.
+
+pub mod config;
+pub mod demo;
+pub mod geo;
+pub mod grids;
+pub mod http;
+pub mod index;
+pub mod model;
+pub mod server;
+pub mod store;
+
+pub use http::{AppState, app};

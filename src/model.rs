@@ -1,0 +1,166 @@
+//! The city's records as plain Rust values: what the store persists, the demo generator makes and
+//! the live index holds. One struct per collection; no I/O here.
+//!
+//! Strings are `CompactString` because a Chongqing-scale city holds ten million components and
+//! almost every code, class and status fits the 24 inline bytes, which keeps the index in memory
+//! without a heap allocation per field.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use compact_str::CompactString;
+use geo::{Geometry, MultiPolygon, Point, Polygon};
+use serde::{Deserialize, Serialize};
+
+/// Short alias: every code, name and status in the model.
+pub type Str = CompactString;
+
+/// A county-level district (区县), 6-digit GB/T 2260 code.
+#[derive(Debug, Clone, PartialEq)]
+pub struct District {
+    pub code: Str,
+    pub name: Str,
+    pub geom: MultiPolygon<f64>,
+}
+
+/// A street or town (街道), 9-digit code: district + 3.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Street {
+    pub code: Str,
+    pub name: Str,
+    pub district_code: Str,
+    pub geom: MultiPolygon<f64>,
+}
+
+/// A community or village (社区), 12-digit code: street + 3.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Community {
+    pub code: Str,
+    pub name: Str,
+    pub street_code: Str,
+    pub geom: MultiPolygon<f64>,
+}
+
+/// A unit grid (单元网格), 14 or 15 digits: community + 2 or 3.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grid {
+    pub code: Str,
+    pub name: Str,
+    pub community_code: Str,
+    /// Geodesic area in square metres, computed once when the grid is made or imported.
+    pub area_m2: f64,
+    pub geom: Polygon<f64>,
+}
+
+/// A department or unit that can be responsible for something (部门 / 权属单位 / 养护单位).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Department {
+    /// 18-character unified social credit code (统一社会信用代码).
+    pub code: Str,
+    pub name: Str,
+    /// `city`, `district`, `street`, `enterprise`: what kind of body this is.
+    pub kind: Str,
+    /// The district or street code this body governs, for territorial bodies.
+    pub region_code: Option<Str>,
+}
+
+/// Who answers for what: the rows owner-first dispatch reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Responsibility {
+    pub dept_code: Str,
+    /// `territory` (target is a district, street, community or grid code: the body answers for
+    /// every unit grid inside it), `event_class` (target is an event class code: the body is its
+    /// default handler) or `component_class` (target is a component class code: the body is its
+    /// competent department). Event and component class codes share the 4-digit space, hence two
+    /// class scopes.
+    pub scope: Str,
+    pub target: Str,
+    /// Free label shown to field staff, e.g. `street_office`, `class_default`, `patrol`.
+    pub role: Str,
+}
+
+/// A component class (部件小类), 4-digit major+minor code from GB/T 30428.2.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComponentClass {
+    pub code: Str,
+    pub major: Str,
+    pub name: Str,
+    /// `point` or `polygon`.
+    pub geom_type: Str,
+    pub competent_dept: Option<Str>,
+}
+
+/// An event class (事件小类), 4-digit major+minor code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventClass {
+    pub code: Str,
+    pub major: Str,
+    pub name: Str,
+    pub default_dept: Option<Str>,
+}
+
+/// A city component (管理部件).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Component {
+    /// 16 (2013 rule) or 17 (2026 rule) digits: county + major + minor + serial.
+    pub code: Str,
+    pub class_code: Str,
+    pub name: Str,
+    /// 完好 / 破损 / 丢失 / 占用 / 废弃.
+    pub status: Str,
+    pub competent_dept: Option<Str>,
+    pub owner_dept: Option<Str>,
+    pub maint_dept: Option<Str>,
+    pub grid_code: Option<Str>,
+    pub survey_date: Option<NaiveDate>,
+    pub change_date: Option<NaiveDate>,
+    pub source: Str,
+    pub geom: Geometry<f64>,
+}
+
+/// A case (案件): basic record; the workflow grows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Case {
+    pub id: i64,
+    pub class_code: Str,
+    /// `component` or `event`.
+    pub kind: Str,
+    pub component_code: Option<Str>,
+    pub description: String,
+    /// `supervisor`, `public`, `hotline`, `video`, `sensor`.
+    pub source: Str,
+    pub status: Str,
+    pub urgency: Str,
+    pub grid_code: Option<Str>,
+    pub reported_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub version: i32,
+    pub geom: Point<f64>,
+}
+
+/// An IoT sensor watching a lifeline (record only for now).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sensor {
+    pub code: Str,
+    pub kind: Str,
+    pub name: Str,
+    pub component_code: Option<Str>,
+    pub grid_code: Option<Str>,
+    /// Per-sensor threshold overrides as given at registration (JSON object), if any.
+    pub thresholds: Option<serde_json::Value>,
+    pub geom: Point<f64>,
+}
+
+/// A whole city: what the demo generator produces, the store writes in one go and loads at start-up.
+#[derive(Debug, Clone, Default)]
+pub struct City {
+    pub districts: Vec<District>,
+    pub streets: Vec<Street>,
+    pub communities: Vec<Community>,
+    pub grids: Vec<Grid>,
+    pub departments: Vec<Department>,
+    pub responsibilities: Vec<Responsibility>,
+    pub component_classes: Vec<ComponentClass>,
+    pub event_classes: Vec<EventClass>,
+    pub components: Vec<Component>,
+    pub cases: Vec<Case>,
+    pub sensors: Vec<Sensor>,
+}

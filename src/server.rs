@@ -1,0 +1,81 @@
+//! Start-up and shutdown: open the store, seed the demo city when asked, build the live index,
+//! serve until SIGINT or SIGTERM, then drain in-flight requests and close the store.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+
+use crate::demo::{DemoParams, generate};
+use crate::http::{AppState, app};
+use crate::index::CityIndex;
+use crate::store::{self, Store, StoreError};
+
+/// Opens the store, seeds it with the demo city if `demo` and it is empty, and loads the index.
+pub async fn start(location: &str, demo: bool) -> Result<AppState, StoreError> {
+    let store = store::open(location).await?;
+    if demo && store.is_empty().await? {
+        seed(&*store, &DemoParams::shigatse()).await?;
+    }
+    let t = Instant::now();
+    let city = store
+        .load_city(&|table, n| tracing::debug!(table, n, "loading"))
+        .await?;
+    let index = tokio::task::spawn_blocking(move || CityIndex::from_city(city))
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+    tracing::info!(store = store.kind(), elapsed_ms = t.elapsed().as_millis() as u64, layers = ?index.counts(), "index loaded");
+    Ok(AppState::new(store, index))
+}
+
+/// Generates a demo city and writes it in one transaction.
+pub async fn seed(store: &dyn Store, params: &DemoParams) -> Result<(), StoreError> {
+    let t = Instant::now();
+    let p = params.clone();
+    let city = tokio::task::spawn_blocking(move || generate(&p))
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+    tracing::info!(
+        grids = city.grids.len(),
+        components = city.components.len(),
+        cases = city.cases.len(),
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "demo city generated"
+    );
+    let t = Instant::now();
+    store.write_city(&city, &|_, _| {}).await?;
+    tracing::info!(
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "demo city written"
+    );
+    Ok(())
+}
+
+/// Serves until a shutdown signal, then lets in-flight requests finish.
+pub async fn serve(state: AppState, listener: TcpListener) -> std::io::Result<()> {
+    let store: Arc<dyn Store> = state.store.clone();
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    store.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: draining in-flight requests");
+}

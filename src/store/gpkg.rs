@@ -1,0 +1,302 @@
+//! The embedded store: one OGC GeoPackage file (SQLite through sqlx), so onemap runs with nothing
+//! installed and the store itself opens in QGIS and `ogrinfo`.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::TryStreamExt;
+use geo::{BoundingRect, Geometry};
+use geozero::{CoordDimensions, ToGeo, ToWkb};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row as _, Sqlite, SqlitePool};
+
+use super::schema::{self, ColType, RowIo, RowSink, Table, Val};
+use super::{Progress, Store, StoreError};
+use crate::model::City;
+
+/// SRS id of CGCS2000 in `gpkg_spatial_ref_sys`.
+const SRS_ID: i32 = 4490;
+
+pub struct GpkgStore {
+    pool: SqlitePool,
+}
+
+impl GpkgStore {
+    /// Opens the file, creating it and its parent folder when missing, and applies migrations.
+    pub async fn open(path: &str) -> Result<Self, StoreError> {
+        if let Some(dir) = std::path::Path::new(path).parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)?;
+            }
+        }
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
+            .create_if_missing(true)
+            // WAL keeps readers off the writer's back; FULL sync makes every acknowledged commit
+            // survive a power cut, not just a killed process.
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(false)
+            .busy_timeout(std::time::Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("migrations/gpkg").run(&pool).await?;
+        Ok(GpkgStore { pool })
+    }
+}
+
+#[async_trait]
+impl Store for GpkgStore {
+    fn kind(&self) -> &'static str {
+        "gpkg"
+    }
+
+    async fn is_empty(&self) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM grids")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n == 0)
+    }
+
+    async fn write_city(&self, city: &City, progress: Progress<'_>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut io = GpkgIo { conn: &mut tx };
+        schema::write_city_rows(&mut io, city, progress).await?;
+        // Keep gpkg_contents' extents honest so QGIS zooms to the city on open.
+        if let Some(r) = city_bounds(city) {
+            sqlx::query(
+                "UPDATE gpkg_contents SET min_x = $1, min_y = $2, max_x = $3, max_y = $4, \
+                 last_change = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE data_type = 'features'",
+            )
+            .bind(r.min().x)
+            .bind(r.min().y)
+            .bind(r.max().x)
+            .bind(r.max().y)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn load_city(&self, progress: Progress<'_>) -> Result<City, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let mut io = GpkgIo { conn: &mut conn };
+        schema::load_city_rows(&mut io, progress).await
+    }
+
+    async fn locate_in_db(
+        &self,
+        _points: &[(f64, f64)],
+    ) -> Result<Option<Vec<Option<String>>>, StoreError> {
+        // Plain SQLite has no spatial functions; the in-memory index is the only spatial engine.
+        Ok(None)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn city_bounds(city: &City) -> Option<geo::Rect<f64>> {
+    city.districts
+        .iter()
+        .filter_map(|d| d.geom.bounding_rect())
+        .reduce(|a, b| {
+            geo::Rect::new(
+                geo::coord! { x: a.min().x.min(b.min().x), y: a.min().y.min(b.min().y) },
+                geo::coord! { x: a.max().x.max(b.max().x), y: a.max().y.max(b.max().y) },
+            )
+        })
+}
+
+struct GpkgIo<'c> {
+    conn: &'c mut sqlx::SqliteConnection,
+}
+
+#[async_trait]
+impl RowIo for GpkgIo<'_> {
+    async fn insert_rows(
+        &mut self,
+        table: &'static Table,
+        rows: &[Vec<Val>],
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let cols: Vec<&str> = table.cols.iter().map(|c| c.0).collect();
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("INSERT INTO {} ({}) ", table.name, cols.join(", ")));
+        let mut err = None;
+        qb.push_values(rows, |mut b, row| {
+            for v in row {
+                match v {
+                    Val::Text(s) => b.push_bind(s.as_ref().map(|s| s.to_string())),
+                    Val::Real(x) => b.push_bind(*x),
+                    Val::Int(x) => b.push_bind(*x),
+                    Val::Date(d) => b.push_bind(*d),
+                    Val::Time(t) => {
+                        b.push_bind(t.map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()))
+                    }
+                    Val::Json(j) => b.push_bind(j.as_ref().map(|j| j.to_string())),
+                    Val::Geom(g) => match encode_gpkg(g) {
+                        Ok(bytes) => b.push_bind(bytes),
+                        Err(e) => {
+                            err = Some(StoreError::Geometry {
+                                table: table.name,
+                                detail: e,
+                            });
+                            b.push_bind(Vec::<u8>::new())
+                        }
+                    },
+                };
+            }
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+        qb.build().execute(&mut *self.conn).await?;
+        Ok(())
+    }
+
+    async fn select_each(
+        &mut self,
+        table: &'static Table,
+        sink: RowSink<'_>,
+    ) -> Result<(), StoreError> {
+        let cols: Vec<&str> = table.cols.iter().map(|c| c.0).collect();
+        let sql = format!(
+            "SELECT {} FROM {} ORDER BY {}",
+            cols.join(", "),
+            table.name,
+            schema::order_column(table)
+        );
+        let mut rows = sqlx::query(&sql).fetch(&mut *self.conn);
+        while let Some(row) = rows.try_next().await? {
+            sink(read_row(table, &row)?)?;
+        }
+        Ok(())
+    }
+}
+
+fn read_row(table: &'static Table, row: &SqliteRow) -> Result<Vec<Val>, StoreError> {
+    let bad = |col: &'static str, detail: String| StoreError::Value {
+        table: table.name,
+        column: col,
+        detail,
+    };
+    let mut out = Vec::with_capacity(table.cols.len());
+    for (i, (col, ty)) in table.cols.iter().enumerate() {
+        let v = match ty {
+            ColType::Text => Val::Text(row.try_get::<Option<String>, _>(i)?.map(Into::into)),
+            ColType::Real => Val::Real(row.try_get(i)?),
+            ColType::Int => Val::Int(row.try_get(i)?),
+            ColType::Date => Val::Date(row.try_get::<Option<NaiveDate>, _>(i)?),
+            ColType::Time => Val::Time(match row.try_get::<Option<String>, _>(i)? {
+                None => None,
+                Some(s) => Some(
+                    DateTime::parse_from_rfc3339(&s)
+                        .map_err(|e| bad(col, format!("{s:?}: {e}")))?
+                        .with_timezone(&Utc),
+                ),
+            }),
+            ColType::Json => Val::Json(match row.try_get::<Option<String>, _>(i)? {
+                None => None,
+                Some(s) => Some(serde_json::from_str(&s).map_err(|e| bad(col, e.to_string()))?),
+            }),
+            ColType::Geom => {
+                let bytes: Vec<u8> = row.try_get(i)?;
+                Val::Geom(decode_gpkg(&bytes).map_err(|e| StoreError::Geometry {
+                    table: table.name,
+                    detail: e,
+                })?)
+            }
+        };
+        out.push(v);
+    }
+    Ok(out)
+}
+
+/// Encodes a geometry as GeoPackage binary: the `GP` header (little endian, SRS 4490, an XY
+/// envelope except for points, which GDAL also writes without one) followed by standard WKB.
+pub fn encode_gpkg(g: &Geometry<f64>) -> Result<Vec<u8>, String> {
+    let wkb = g.to_wkb(CoordDimensions::xy()).map_err(|e| e.to_string())?;
+    let envelope = match g {
+        Geometry::Point(_) => None,
+        _ => g.bounding_rect(),
+    };
+    let mut out = Vec::with_capacity(8 + 32 + wkb.len());
+    out.extend_from_slice(b"GP");
+    out.push(0); // version 1.0
+    // flags: bit 0 little endian; bits 1-3 envelope kind (1 = [minx, maxx, miny, maxy]).
+    out.push(if envelope.is_some() {
+        0b0000_0011
+    } else {
+        0b0000_0001
+    });
+    out.extend_from_slice(&SRS_ID.to_le_bytes());
+    if let Some(r) = envelope {
+        for v in [r.min().x, r.max().x, r.min().y, r.max().y] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    out.extend_from_slice(&wkb);
+    Ok(out)
+}
+
+/// Decodes GeoPackage binary (any byte order, any envelope kind) into a `geo` geometry.
+pub fn decode_gpkg(bytes: &[u8]) -> Result<Geometry<f64>, String> {
+    if bytes.len() < 8 || &bytes[0..2] != b"GP" {
+        return Err("not GeoPackage binary (missing GP magic)".into());
+    }
+    let flags = bytes[3];
+    let env_len = match (flags >> 1) & 0b111 {
+        0 => 0,
+        1 => 32,
+        2 | 3 => 48,
+        4 => 64,
+        k => return Err(format!("invalid envelope indicator {k}")),
+    };
+    let start = 8 + env_len;
+    if bytes.len() <= start {
+        return Err("truncated GeoPackage geometry".into());
+    }
+    geozero::wkb::Wkb(&bytes[start..])
+        .to_geo()
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use geo::{point, polygon};
+
+    #[test]
+    fn gpkg_binary_round_trips_points_and_polygons() {
+        let p: Geometry<f64> = point!(x: 88.88, y: 29.27).into();
+        let bytes = encode_gpkg(&p).unwrap();
+        assert_eq!(&bytes[..2], b"GP");
+        assert_eq!(i32::from_le_bytes(bytes[4..8].try_into().unwrap()), 4490);
+        assert_eq!(decode_gpkg(&bytes).unwrap(), p);
+
+        let poly: Geometry<f64> =
+            polygon![(x: 88.0, y: 29.0), (x: 88.1, y: 29.0), (x: 88.1, y: 29.1), (x: 88.0, y: 29.0)].into();
+        let bytes = encode_gpkg(&poly).unwrap();
+        assert_eq!(bytes[3], 0b11, "polygons carry an XY envelope");
+        let minx = f64::from_le_bytes(bytes[8..16].try_into().unwrap());
+        let maxy = f64::from_le_bytes(bytes[32..40].try_into().unwrap());
+        assert_eq!((minx, maxy), (88.0, 29.1));
+        assert_eq!(decode_gpkg(&bytes).unwrap(), poly);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(decode_gpkg(b"XX").is_err());
+        assert!(decode_gpkg(b"GP\0\x01\0\0\0\0").is_err());
+        assert!(decode_gpkg(b"GP\0\x0f\0\0\0\0abcdef").is_err());
+    }
+}

@@ -1,0 +1,84 @@
+//! The durable system of record: the `Store` trait and its two backends, PostGIS (production)
+//! and an embedded GeoPackage file (the default). Nothing is acknowledged to a client before a
+//! store has committed it; the live index is rebuilt from here at start-up.
+//!
+//! The tables are described once, in [`schema`], as column lists with a value mapping per model
+//! type; each backend only knows how to bind and read those values in its own dialect. That keeps
+//! the two stores from drifting apart column by column.
+
+pub mod gpkg;
+pub mod postgis;
+pub mod schema;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::model::City;
+
+/// What can go wrong talking to a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("bad geometry in {table}: {detail}")]
+    Geometry { table: &'static str, detail: String },
+    #[error("bad value in {table}.{column}: {detail}")]
+    Value {
+        table: &'static str,
+        column: &'static str,
+        detail: String,
+    },
+    #[error("unsupported store location {0:?}: use a path ending in .gpkg or a postgres:// URL")]
+    Location(String),
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Progress callback for long writes and loads: (table, rows done so far).
+pub type Progress<'a> = &'a (dyn Fn(&str, usize) + Send + Sync);
+
+/// The one interface the rest of onemap uses for persistence.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// `gpkg` or `postgis`, as reported by `/health`.
+    fn kind(&self) -> &'static str;
+
+    /// True when the store holds no unit grid yet (a new store that `--demo` may seed).
+    async fn is_empty(&self) -> Result<bool, StoreError>;
+
+    /// Writes a whole city in one transaction: all of it or nothing.
+    async fn write_city(&self, city: &City, progress: Progress<'_>) -> Result<(), StoreError>;
+
+    /// Loads every table, for building the live index at start-up.
+    async fn load_city(&self, progress: Progress<'_>) -> Result<City, StoreError>;
+
+    /// Which unit grid contains each point, answered by the database itself (PostGIS: an
+    /// `ST_Intersects` join over the GiST index). Used to measure the in-memory index against the
+    /// database, and as a cross-check in tests. `None` when the backend cannot answer spatially.
+    async fn locate_in_db(
+        &self,
+        points: &[(f64, f64)],
+    ) -> Result<Option<Vec<Option<String>>>, StoreError>;
+
+    /// Waits for in-flight work and closes the connections.
+    async fn close(&self);
+}
+
+/// Opens (creating and migrating where needed) the store at `location`: a `.gpkg` path or a
+/// `postgres://` / `postgresql://` URL.
+pub async fn open(location: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        Ok(Arc::new(postgis::PostgisStore::open(location).await?))
+    } else if location.ends_with(".gpkg") {
+        Ok(Arc::new(gpkg::GpkgStore::open(location).await?))
+    } else {
+        Err(StoreError::Location(location.to_string()))
+    }
+}
+
+/// Rows per batch when writing: large enough to amortise round trips, small enough to stay under
+/// SQLite's bound-parameter limit (32,766) for the widest table.
+pub(crate) const BATCH_ROWS: usize = 2_000;

@@ -1,0 +1,195 @@
+//! The production store: PostgreSQL with PostGIS, geometry in SRID 4490 behind GiST indexes,
+//! migrated with `sqlx::migrate!` at start-up.
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use geozero::{CoordDimensions, ToGeo, ToWkb};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, QueryBuilder, Row as _};
+
+use super::schema::{self, ColType, RowIo, RowSink, Table, Val};
+use super::{Progress, Store, StoreError};
+use crate::model::City;
+
+pub struct PostgisStore {
+    pool: PgPool,
+}
+
+impl PostgisStore {
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(std::time::Duration::from_secs(30))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("migrations/postgis").run(&pool).await?;
+        Ok(PostgisStore { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl Store for PostgisStore {
+    fn kind(&self) -> &'static str {
+        "postgis"
+    }
+
+    async fn is_empty(&self) -> Result<bool, StoreError> {
+        let any: bool = sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM grids)")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(any)
+    }
+
+    async fn write_city(&self, city: &City, progress: Progress<'_>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut io = PgIo { conn: &mut tx };
+        schema::write_city_rows(&mut io, city, progress).await?;
+        // Demo and imported cases carry their own ids; move the identity past them so new
+        // cases never collide.
+        sqlx::query("SELECT setval(pg_get_serial_sequence('cases', 'id'), GREATEST((SELECT max(id) FROM cases), 1))")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        sqlx::query("ANALYZE").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn load_city(&self, progress: Progress<'_>) -> Result<City, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let mut io = PgIo { conn: &mut conn };
+        schema::load_city_rows(&mut io, progress).await
+    }
+
+    async fn locate_in_db(
+        &self,
+        points: &[(f64, f64)],
+    ) -> Result<Option<Vec<Option<String>>>, StoreError> {
+        let lons: Vec<f64> = points.iter().map(|p| p.0).collect();
+        let lats: Vec<f64> = points.iter().map(|p| p.1).collect();
+        // The same rule as the in-memory index: boundary points count, and the smallest code wins.
+        let rows: Vec<(i64, Option<String>)> = sqlx::query_as(
+            "SELECT p.i, g.code FROM unnest($1::float8[], $2::float8[]) WITH ORDINALITY AS p(lon, lat, i) \
+             LEFT JOIN LATERAL (SELECT code FROM grids \
+                 WHERE ST_Intersects(geom, ST_SetSRID(ST_MakePoint(p.lon, p.lat), 4490)) \
+                 ORDER BY code LIMIT 1) g ON true ORDER BY p.i",
+        )
+        .bind(&lons)
+        .bind(&lats)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Some(rows.into_iter().map(|r| r.1).collect()))
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+struct PgIo<'c> {
+    conn: &'c mut sqlx::PgConnection,
+}
+
+#[async_trait]
+impl RowIo for PgIo<'_> {
+    async fn insert_rows(
+        &mut self,
+        table: &'static Table,
+        rows: &[Vec<Val>],
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let cols: Vec<&str> = table.cols.iter().map(|c| c.0).collect();
+        let mut qb: QueryBuilder<Postgres> =
+            QueryBuilder::new(format!("INSERT INTO {} ({}) ", table.name, cols.join(", ")));
+        let mut err = None;
+        qb.push_values(rows, |mut b, row| {
+            for v in row {
+                match v {
+                    Val::Text(s) => b.push_bind(s.as_ref().map(|s| s.to_string())),
+                    Val::Real(x) => b.push_bind(*x),
+                    Val::Int(x) => b.push_bind(*x),
+                    Val::Date(d) => b.push_bind(*d),
+                    Val::Time(t) => b.push_bind(*t),
+                    Val::Json(j) => b.push_bind(j.clone().map(sqlx::types::Json)),
+                    Val::Geom(g) => {
+                        let wkb = g.to_wkb(CoordDimensions::xy()).unwrap_or_else(|e| {
+                            err = Some(StoreError::Geometry {
+                                table: table.name,
+                                detail: e.to_string(),
+                            });
+                            Vec::new()
+                        });
+                        b.push("ST_GeomFromWKB(")
+                            .push_bind_unseparated(wkb)
+                            .push_unseparated(", 4490)")
+                    }
+                };
+            }
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+        qb.build().execute(&mut *self.conn).await?;
+        Ok(())
+    }
+
+    async fn select_each(
+        &mut self,
+        table: &'static Table,
+        sink: RowSink<'_>,
+    ) -> Result<(), StoreError> {
+        let cols: Vec<String> = table
+            .cols
+            .iter()
+            .map(|(name, ty)| match ty {
+                ColType::Geom => format!("ST_AsBinary({name})"),
+                ColType::Int => format!("{name}::int8"),
+                _ => name.to_string(),
+            })
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM {} ORDER BY {}",
+            cols.join(", "),
+            table.name,
+            schema::order_column(table)
+        );
+        let mut rows = sqlx::query(&sql).fetch(&mut *self.conn);
+        while let Some(row) = rows.try_next().await? {
+            sink(read_row(table, &row)?)?;
+        }
+        Ok(())
+    }
+}
+
+fn read_row(table: &'static Table, row: &PgRow) -> Result<Vec<Val>, StoreError> {
+    let mut out = Vec::with_capacity(table.cols.len());
+    for (i, (_, ty)) in table.cols.iter().enumerate() {
+        let v = match ty {
+            ColType::Text => Val::Text(row.try_get::<Option<String>, _>(i)?.map(Into::into)),
+            ColType::Real => Val::Real(row.try_get(i)?),
+            ColType::Int => Val::Int(row.try_get(i)?),
+            ColType::Date => Val::Date(row.try_get(i)?),
+            ColType::Time => Val::Time(row.try_get(i)?),
+            ColType::Json => Val::Json(
+                row.try_get::<Option<sqlx::types::Json<serde_json::Value>>, _>(i)?
+                    .map(|j| j.0),
+            ),
+            ColType::Geom => {
+                let bytes: Vec<u8> = row.try_get(i)?;
+                Val::Geom(geozero::wkb::Wkb(&bytes[..]).to_geo().map_err(|e| {
+                    StoreError::Geometry {
+                        table: table.name,
+                        detail: e.to_string(),
+                    }
+                })?)
+            }
+        };
+        out.push(v);
+    }
+    Ok(out)
+}

@@ -1,0 +1,694 @@
+//! The table layout shared by both stores: which columns each table has and how a model record
+//! maps to a row of neutral values and back. Backends bind these values in their own dialect.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use geo::Geometry;
+
+use super::StoreError;
+use crate::model::*;
+
+/// The kind of a column, which decides how each backend binds and reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColType {
+    Text,
+    Real,
+    Int,
+    Date,
+    Time,
+    Json,
+    /// The one geometry column of a feature table, always named `geom`, SRID 4490.
+    Geom,
+}
+
+/// One cell of a row, independent of the database.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val {
+    Text(Option<Str>),
+    Real(f64),
+    Int(i64),
+    Date(Option<NaiveDate>),
+    Time(Option<DateTime<Utc>>),
+    Json(Option<serde_json::Value>),
+    Geom(Geometry<f64>),
+}
+
+/// A table and its columns, in insert/select order.
+#[derive(Debug)]
+pub struct Table {
+    pub name: &'static str,
+    pub cols: &'static [(&'static str, ColType)],
+}
+
+use ColType::*;
+
+pub static DISTRICTS: Table = Table {
+    name: "districts",
+    cols: &[("code", Text), ("name", Text), ("geom", Geom)],
+};
+pub static STREETS: Table = Table {
+    name: "streets",
+    cols: &[
+        ("code", Text),
+        ("name", Text),
+        ("district_code", Text),
+        ("geom", Geom),
+    ],
+};
+pub static COMMUNITIES: Table = Table {
+    name: "communities",
+    cols: &[
+        ("code", Text),
+        ("name", Text),
+        ("street_code", Text),
+        ("geom", Geom),
+    ],
+};
+pub static GRIDS: Table = Table {
+    name: "grids",
+    cols: &[
+        ("code", Text),
+        ("name", Text),
+        ("community_code", Text),
+        ("area_m2", Real),
+        ("geom", Geom),
+    ],
+};
+pub static DEPARTMENTS: Table = Table {
+    name: "departments",
+    cols: &[
+        ("code", Text),
+        ("name", Text),
+        ("kind", Text),
+        ("region_code", Text),
+    ],
+};
+pub static RESPONSIBILITIES: Table = Table {
+    name: "responsibilities",
+    cols: &[
+        ("dept_code", Text),
+        ("scope", Text),
+        ("target", Text),
+        ("role", Text),
+    ],
+};
+pub static COMPONENT_CLASSES: Table = Table {
+    name: "component_classes",
+    cols: &[
+        ("code", Text),
+        ("major", Text),
+        ("name", Text),
+        ("geom_type", Text),
+        ("competent_dept", Text),
+    ],
+};
+pub static EVENT_CLASSES: Table = Table {
+    name: "event_classes",
+    cols: &[
+        ("code", Text),
+        ("major", Text),
+        ("name", Text),
+        ("default_dept", Text),
+    ],
+};
+pub static COMPONENTS: Table = Table {
+    name: "components",
+    cols: &[
+        ("code", Text),
+        ("class_code", Text),
+        ("name", Text),
+        ("status", Text),
+        ("competent_dept", Text),
+        ("owner_dept", Text),
+        ("maint_dept", Text),
+        ("grid_code", Text),
+        ("survey_date", Date),
+        ("change_date", Date),
+        ("source", Text),
+        ("geom", Geom),
+    ],
+};
+pub static CASES: Table = Table {
+    name: "cases",
+    cols: &[
+        ("id", Int),
+        ("class_code", Text),
+        ("kind", Text),
+        ("component_code", Text),
+        ("description", Text),
+        ("source", Text),
+        ("status", Text),
+        ("urgency", Text),
+        ("grid_code", Text),
+        ("reported_at", Time),
+        ("closed_at", Time),
+        ("version", Int),
+        ("geom", Geom),
+    ],
+};
+pub static SENSORS: Table = Table {
+    name: "sensors",
+    cols: &[
+        ("code", Text),
+        ("kind", Text),
+        ("name", Text),
+        ("component_code", Text),
+        ("grid_code", Text),
+        ("thresholds", Json),
+        ("geom", Geom),
+    ],
+};
+
+/// Every table in dependency order (parents before children), as written by `write_city`.
+pub static ALL: [&Table; 11] = [
+    &DISTRICTS,
+    &STREETS,
+    &COMMUNITIES,
+    &GRIDS,
+    &DEPARTMENTS,
+    &RESPONSIBILITIES,
+    &COMPONENT_CLASSES,
+    &EVENT_CLASSES,
+    &COMPONENTS,
+    &CASES,
+    &SENSORS,
+];
+
+/// A model type that is stored as rows of one table.
+pub trait Row: Sized {
+    fn table() -> &'static Table;
+    fn to_row(&self) -> Vec<Val>;
+    fn from_row(row: Vec<Val>) -> Result<Self, StoreError>;
+}
+
+/// Reads the cells of a row in column order, with typed accessors that name the column on error.
+struct Cells {
+    table: &'static Table,
+    it: std::iter::Enumerate<std::vec::IntoIter<Val>>,
+}
+
+impl Cells {
+    fn new(table: &'static Table, row: Vec<Val>) -> Self {
+        Cells {
+            table,
+            it: row.into_iter().enumerate(),
+        }
+    }
+    fn bad(&self, i: usize, what: &str) -> StoreError {
+        StoreError::Value {
+            table: self.table.name,
+            column: self.table.cols[i].0,
+            detail: format!("expected {what}"),
+        }
+    }
+    fn next(&mut self) -> (usize, Val) {
+        // Backends build rows from the same column list, so a short row is a programming error.
+        self.it
+            .next()
+            .expect("row shorter than its table's column list")
+    }
+    fn opt_text(&mut self) -> Result<Option<Str>, StoreError> {
+        match self.next() {
+            (_, Val::Text(t)) => Ok(t),
+            (i, _) => Err(self.bad(i, "text")),
+        }
+    }
+    fn text(&mut self) -> Result<Str, StoreError> {
+        match self.next() {
+            (_, Val::Text(Some(t))) => Ok(t),
+            (i, _) => Err(self.bad(i, "non-null text")),
+        }
+    }
+    fn real(&mut self) -> Result<f64, StoreError> {
+        match self.next() {
+            (_, Val::Real(v)) => Ok(v),
+            (i, _) => Err(self.bad(i, "a number")),
+        }
+    }
+    fn int(&mut self) -> Result<i64, StoreError> {
+        match self.next() {
+            (_, Val::Int(v)) => Ok(v),
+            (i, _) => Err(self.bad(i, "an integer")),
+        }
+    }
+    fn date(&mut self) -> Result<Option<NaiveDate>, StoreError> {
+        match self.next() {
+            (_, Val::Date(v)) => Ok(v),
+            (i, _) => Err(self.bad(i, "a date")),
+        }
+    }
+    fn time(&mut self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        match self.next() {
+            (_, Val::Time(v)) => Ok(v),
+            (i, _) => Err(self.bad(i, "a timestamp")),
+        }
+    }
+    fn json(&mut self) -> Result<Option<serde_json::Value>, StoreError> {
+        match self.next() {
+            (_, Val::Json(v)) => Ok(v),
+            (i, _) => Err(self.bad(i, "JSON")),
+        }
+    }
+    fn geom(&mut self) -> Result<Geometry<f64>, StoreError> {
+        match self.next() {
+            (_, Val::Geom(g)) => Ok(g),
+            (i, _) => Err(self.bad(i, "a geometry")),
+        }
+    }
+    fn multipolygon(&mut self) -> Result<geo::MultiPolygon<f64>, StoreError> {
+        match self.geom()? {
+            Geometry::MultiPolygon(m) => Ok(m),
+            Geometry::Polygon(p) => Ok(geo::MultiPolygon(vec![p])),
+            _ => Err(StoreError::Geometry {
+                table: self.table.name,
+                detail: "expected a (multi)polygon".into(),
+            }),
+        }
+    }
+    fn polygon(&mut self) -> Result<geo::Polygon<f64>, StoreError> {
+        match self.geom()? {
+            Geometry::Polygon(p) => Ok(p),
+            Geometry::MultiPolygon(mut m) if m.0.len() == 1 => Ok(m.0.remove(0)),
+            _ => Err(StoreError::Geometry {
+                table: self.table.name,
+                detail: "expected a polygon".into(),
+            }),
+        }
+    }
+    fn point(&mut self) -> Result<geo::Point<f64>, StoreError> {
+        match self.geom()? {
+            Geometry::Point(p) => Ok(p),
+            _ => Err(StoreError::Geometry {
+                table: self.table.name,
+                detail: "expected a point".into(),
+            }),
+        }
+    }
+}
+
+fn t(s: &Str) -> Val {
+    Val::Text(Some(s.clone()))
+}
+fn ot(s: &Option<Str>) -> Val {
+    Val::Text(s.clone())
+}
+
+impl Row for District {
+    fn table() -> &'static Table {
+        &DISTRICTS
+    }
+    fn to_row(&self) -> Vec<Val> {
+        vec![
+            t(&self.code),
+            t(&self.name),
+            Val::Geom(self.geom.clone().into()),
+        ]
+    }
+    fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
+        let mut c = Cells::new(Self::table(), row);
+        Ok(District {
+            code: c.text()?,
+            name: c.text()?,
+            geom: c.multipolygon()?,
+        })
+    }
+}
+
+impl Row for Street {
+    fn table() -> &'static Table {
+        &STREETS
+    }
+    fn to_row(&self) -> Vec<Val> {
+        vec![
+            t(&self.code),
+            t(&self.name),
+            t(&self.district_code),
+            Val::Geom(self.geom.clone().into()),
+        ]
+    }
+    fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
+        let mut c = Cells::new(Self::table(), row);
+        Ok(Street {
+            code: c.text()?,
+            name: c.text()?,
+            district_code: c.text()?,
+            geom: c.multipolygon()?,
+        })
+    }
+}
+
+impl Row for Community {
+    fn table() -> &'static Table {
+        &COMMUNITIES
+    }
+    fn to_row(&self) -> Vec<Val> {
+        vec![
+            t(&self.code),
+            t(&self.name),
+            t(&self.street_code),
+            Val::Geom(self.geom.clone().into()),
+        ]
+    }
+    fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
+        let mut c = Cells::new(Self::table(), row);
+        Ok(Community {
+            code: c.text()?,
+            name: c.text()?,
+            street_code: c.text()?,
+            geom: c.multipolygon()?,
+        })
+    }
+}
+
+impl Row for Grid {
+    fn table() -> &'static Table {
+        &GRIDS
+    }
+    fn to_row(&self) -> Vec<Val> {
+        vec![
+            t(&self.code),
+            t(&self.name),
+            t(&self.community_code),
+            Val::Real(self.area_m2),
+            Val::Geom(self.geom.clone().into()),
+        ]
+    }
+    fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
+        let mut c = Cells::new(Self::table(), row);
+        Ok(Grid {
+            code: c.text()?,
+            name: c.text()?,
+            community_code: c.text()?,
+            area_m2: c.real()?,
+            geom: c.polygon()?,
+        })
+    }
+}
+
+impl Row for Department {
+    fn table() -> &'static Table {
+        &DEPARTMENTS
+    }
+    fn to_row(&self) -> Vec<Val> {
+        vec![
+            t(&self.code),
+            t(&self.name),
+            t(&self.kind),
+            ot(&self.region_code),
+        ]
+    }
+    fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
+        let mut c = Cells::new(Self::table(), row);
+        Ok(Department {
+            code: c.text()?,
+            name: c.text()?,
+            kind: c.text()?,
+            region_code: c.opt_text()?,
+        })
+    }
+}
+
+impl Row for Responsibility {
+    fn table() -> &'static Table {
+        &RESPONSIBILITIES
+    }
+    fn to_row(&self) -> Vec<Val> {
+        vec![
+            t(&self.dept_code),
+            t(&self.scope),
+            t(&self.target),
+            t(&self.role),
+        ]
+    }
+    fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
+        let mut c = Cells::new(Self::table(), row);
+        Ok(Responsibility {
+            dept_code: c.text()?,
+            scope: c.text()?,
+            target: c.text()?,
+            role: c.text()?,
+        })
+    }
+}
+
+impl Row for ComponentClass {
+    fn table() -> &'static Table {
+        &COMPONENT_CLASSES
+    }
+    fn to_row(&self) -> Vec<Val> {
+        vec![
+            t(&self.code),
+            t(&self.major),
+            t(&self.name),
+            t(&self.geom_type),
+            ot(&self.competent_dept),
+        ]
+    }
+    fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
+        let mut c = Cells::new(Self::table(), row);
+        Ok(ComponentClass {
+            code: c.text()?,
+            major: c.text()?,
+            name: c.text()?,
+            geom_type: c.text()?,
+            competent_dept: c.opt_text()?,
+        })
+    }
+}
+
+impl Row for EventClass {
+    fn table() -> &'static Table {
+        &EVENT_CLASSES
+    }
+    fn to_row(&self) -> Vec<Val> {
+        vec![
+            t(&self.code),
+            t(&self.major),
+            t(&self.name),
+            ot(&self.default_dept),
+        ]
+    }
+    fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
+        let mut c = Cells::new(Self::table(), row);
+        Ok(EventClass {
+            code: c.text()?,
+            major: c.text()?,
+            name: c.text()?,
+            default_dept: c.opt_text()?,
+        })
+    }
+}
+
+impl Row for Component {
+    fn table() -> &'static Table {
+        &COMPONENTS
+    }
+    fn to_row(&self) -> Vec<Val> {
+        vec![
+            t(&self.code),
+            t(&self.class_code),
+            t(&self.name),
+            t(&self.status),
+            ot(&self.competent_dept),
+            ot(&self.owner_dept),
+            ot(&self.maint_dept),
+            ot(&self.grid_code),
+            Val::Date(self.survey_date),
+            Val::Date(self.change_date),
+            t(&self.source),
+            Val::Geom(self.geom.clone()),
+        ]
+    }
+    fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
+        let mut c = Cells::new(Self::table(), row);
+        Ok(Component {
+            code: c.text()?,
+            class_code: c.text()?,
+            name: c.text()?,
+            status: c.text()?,
+            competent_dept: c.opt_text()?,
+            owner_dept: c.opt_text()?,
+            maint_dept: c.opt_text()?,
+            grid_code: c.opt_text()?,
+            survey_date: c.date()?,
+            change_date: c.date()?,
+            source: c.text()?,
+            geom: c.geom()?,
+        })
+    }
+}
+
+impl Row for Case {
+    fn table() -> &'static Table {
+        &CASES
+    }
+    fn to_row(&self) -> Vec<Val> {
+        vec![
+            Val::Int(self.id),
+            t(&self.class_code),
+            t(&self.kind),
+            ot(&self.component_code),
+            Val::Text(Some(self.description.as_str().into())),
+            t(&self.source),
+            t(&self.status),
+            t(&self.urgency),
+            ot(&self.grid_code),
+            Val::Time(Some(self.reported_at)),
+            Val::Time(self.closed_at),
+            Val::Int(self.version as i64),
+            Val::Geom(self.geom.into()),
+        ]
+    }
+    fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
+        let mut c = Cells::new(Self::table(), row);
+        Ok(Case {
+            id: c.int()?,
+            class_code: c.text()?,
+            kind: c.text()?,
+            component_code: c.opt_text()?,
+            description: c.text()?.into(),
+            source: c.text()?,
+            status: c.text()?,
+            urgency: c.text()?,
+            grid_code: c.opt_text()?,
+            reported_at: c.time()?.ok_or_else(|| StoreError::Value {
+                table: "cases",
+                column: "reported_at",
+                detail: "null".into(),
+            })?,
+            closed_at: c.time()?,
+            version: c.int()? as i32,
+            geom: c.point()?,
+        })
+    }
+}
+
+impl Row for Sensor {
+    fn table() -> &'static Table {
+        &SENSORS
+    }
+    fn to_row(&self) -> Vec<Val> {
+        vec![
+            t(&self.code),
+            t(&self.kind),
+            t(&self.name),
+            ot(&self.component_code),
+            ot(&self.grid_code),
+            Val::Json(self.thresholds.clone()),
+            Val::Geom(self.geom.into()),
+        ]
+    }
+    fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
+        let mut c = Cells::new(Self::table(), row);
+        Ok(Sensor {
+            code: c.text()?,
+            kind: c.text()?,
+            name: c.text()?,
+            component_code: c.opt_text()?,
+            grid_code: c.opt_text()?,
+            thresholds: c.json()?,
+            geom: c.point()?,
+        })
+    }
+}
+
+/// Receives rows one by one while a table is read.
+pub type RowSink<'a> = &'a mut (dyn FnMut(Vec<Val>) -> Result<(), StoreError> + Send);
+
+/// Backend-side row I/O, so `write_city` and `load_city` are written once over all tables.
+#[async_trait::async_trait]
+pub trait RowIo {
+    /// Inserts rows into `table` within the backend's open transaction.
+    async fn insert_rows(
+        &mut self,
+        table: &'static Table,
+        rows: &[Vec<Val>],
+    ) -> Result<(), StoreError>;
+    /// Streams every row of `table` in a stable order into `sink`, one at a time, so a
+    /// ten-million-row table never sits in memory twice.
+    async fn select_each(
+        &mut self,
+        table: &'static Table,
+        sink: RowSink<'_>,
+    ) -> Result<(), StoreError>;
+}
+
+/// Writes every table of a city through a backend, in batches, reporting progress.
+pub async fn write_city_rows(
+    io: &mut (dyn RowIo + Send),
+    city: &City,
+    progress: super::Progress<'_>,
+) -> Result<(), StoreError> {
+    write_table(io, &city.districts, progress).await?;
+    write_table(io, &city.streets, progress).await?;
+    write_table(io, &city.communities, progress).await?;
+    write_table(io, &city.grids, progress).await?;
+    write_table(io, &city.departments, progress).await?;
+    write_table(io, &city.responsibilities, progress).await?;
+    write_table(io, &city.component_classes, progress).await?;
+    write_table(io, &city.event_classes, progress).await?;
+    write_table(io, &city.components, progress).await?;
+    write_table(io, &city.cases, progress).await?;
+    write_table(io, &city.sensors, progress).await?;
+    Ok(())
+}
+
+async fn write_table<T: Row + Sync>(
+    io: &mut (dyn RowIo + Send),
+    items: &[T],
+    progress: super::Progress<'_>,
+) -> Result<(), StoreError> {
+    let mut done = 0;
+    for chunk in items.chunks(super::BATCH_ROWS) {
+        let rows: Vec<Vec<Val>> = chunk.iter().map(Row::to_row).collect();
+        io.insert_rows(T::table(), &rows).await?;
+        done += chunk.len();
+        progress(T::table().name, done);
+    }
+    Ok(())
+}
+
+/// Loads every table of a city through a backend.
+pub async fn load_city_rows(
+    io: &mut (dyn RowIo + Send),
+    progress: super::Progress<'_>,
+) -> Result<City, StoreError> {
+    Ok(City {
+        districts: load_table(io, progress).await?,
+        streets: load_table(io, progress).await?,
+        communities: load_table(io, progress).await?,
+        grids: load_table(io, progress).await?,
+        departments: load_table(io, progress).await?,
+        responsibilities: load_table(io, progress).await?,
+        component_classes: load_table(io, progress).await?,
+        event_classes: load_table(io, progress).await?,
+        components: load_table(io, progress).await?,
+        cases: load_table(io, progress).await?,
+        sensors: load_table(io, progress).await?,
+    })
+}
+
+async fn load_table<T: Row + Send>(
+    io: &mut (dyn RowIo + Send),
+    progress: super::Progress<'_>,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    let name = T::table().name;
+    io.select_each(T::table(), &mut |row| {
+        out.push(T::from_row(row)?);
+        if out.len() % 100_000 == 0 {
+            progress(name, out.len());
+        }
+        Ok(())
+    })
+    .await?;
+    progress(name, out.len());
+    Ok(out)
+}
+
+/// The column that orders a table's rows stably on both backends.
+pub fn order_column(table: &Table) -> &'static str {
+    match table.name {
+        "responsibilities" => "dept_code, scope, target",
+        _ => table.cols[0].0,
+    }
+}

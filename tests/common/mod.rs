@@ -1,0 +1,176 @@
+//! Shared helpers for the integration tests: real stores (a GeoPackage file and a fresh PostGIS
+//! database), the demo city generated once per test binary, and request helpers over the router.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use http_body_util::BodyExt;
+use onemap::demo::{DemoParams, generate};
+use onemap::model::City;
+use serde_json::Value;
+use sqlx::Connection;
+use tower::ServiceExt;
+
+/// The admin URL tests create their databases through (`scripts/test` exports it).
+pub fn pg_admin_url() -> String {
+    std::env::var("ONEMAP_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Creates an empty database `name` (dropping any leftover) and returns its URL. Fails the test
+/// when PostgreSQL cannot be reached: a store test never skips silently.
+pub async fn fresh_pg(name: &str) -> String {
+    let admin = pg_admin_url();
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("PostGIS test database unreachable at {admin}: {e} (run scripts/test)")
+        });
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let base = admin
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_string())
+        .unwrap_or(admin.clone());
+    format!("{base}/{name}")
+}
+
+/// A new GeoPackage path under the system temp folder.
+pub fn fresh_gpkg(name: &str) -> String {
+    let dir = std::env::temp_dir().join("onemap-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}-{}.gpkg", std::process::id()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    path.display().to_string()
+}
+
+/// The Shigatse demo city, generated once per test binary.
+pub fn shigatse() -> &'static City {
+    static CITY: OnceLock<City> = OnceLock::new();
+    CITY.get_or_init(|| generate(&DemoParams::shigatse()))
+}
+
+/// A small city for tests that only need some of everything.
+pub fn small_city() -> &'static City {
+    static CITY: OnceLock<City> = OnceLock::new();
+    CITY.get_or_init(|| generate(&DemoParams::scaled(0.05)))
+}
+
+/// Writes `city` into the store at `location` and starts the server state from it, exactly as
+/// `onemap serve` does.
+pub async fn seeded_state(location: &str, city: &City) -> onemap::AppState {
+    let store = onemap::store::open(location).await.expect("open store");
+    store
+        .write_city(city, &|_, _| {})
+        .await
+        .expect("write city");
+    store.close().await;
+    onemap::server::start(location, false).await.expect("start")
+}
+
+/// Both stores, each seeded with `city`, as (label, router, state).
+pub async fn both_stores(test: &str, city: &City) -> Vec<(&'static str, onemap::AppState)> {
+    let gpkg = seeded_state(&fresh_gpkg(test), city).await;
+    let pg = seeded_state(&fresh_pg(&format!("onemap_t_{test}")).await, city).await;
+    vec![("gpkg", gpkg), ("postgis", pg)]
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+    /// Asserts a problem+json response with this status and returns its body.
+    pub fn problem(&self, status: u16) -> Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(self.content_type(), "application/problem+json");
+        let v = self.json();
+        assert_eq!(v["status"], status);
+        assert!(
+            v["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("/problems/")),
+            "{v}"
+        );
+        assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()), "{v}");
+        v
+    }
+}
+
+pub async fn send(app: &Router, req: Request<Body>) -> Resp {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub async fn get(app: &Router, uri: &str) -> Resp {
+    send(
+        app,
+        Request::get(uri)
+            .header("host", "127.0.0.1:8080")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+}
+
+pub async fn post_json(app: &Router, uri: &str, body: &Value) -> Resp {
+    post_raw(app, uri, body.to_string().into_bytes()).await
+}
+
+pub async fn post_raw(app: &Router, uri: &str, body: Vec<u8>) -> Resp {
+    send(
+        app,
+        Request::post(uri)
+            .header("content-type", "application/json")
+            .header("host", "127.0.0.1:8080")
+            .body(Body::from(body))
+            .unwrap(),
+    )
+    .await
+}
+
+/// Percent-encodes a query value.
+pub fn enc(s: &str) -> String {
+    serde_urlencoded::to_string([("v", s)]).unwrap()[2..].to_string()
+}

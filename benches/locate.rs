@@ -30,22 +30,15 @@ fn city_index() -> (CityIndex, [f64; 4]) {
         })
         .expect("a city has districts");
     eprintln!("{} grids", city.grids.len());
-    (
-        CityIndex::from_city(city),
-        [b.min().x, b.min().y, b.max().x, b.max().y],
-    )
+    (CityIndex::from_city(city), [b.min().x, b.min().y, b.max().x, b.max().y])
 }
 
 fn bench(c: &mut Criterion) {
     let (index, b) = city_index();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    let points: Vec<(f64, f64)> = (0..100_000)
-        .map(|_| (rng.random_range(b[0]..b[2]), rng.random_range(b[1]..b[3])))
-        .collect();
-    let hits = points
-        .iter()
-        .filter(|&&(x, y)| onemap::grids::grid_code_at(&index, x, y).is_some())
-        .count();
+    let points: Vec<(f64, f64)> =
+        (0..100_000).map(|_| (rng.random_range(b[0]..b[2]), rng.random_range(b[1]..b[3]))).collect();
+    let hits = points.iter().filter(|&&(x, y)| onemap::grids::grid_code_at(&index, x, y).is_some()).count();
     eprintln!("{hits} of {} random points fall in a grid", points.len());
 
     let mut g = c.benchmark_group("locate_65k_grids");
@@ -66,12 +59,7 @@ fn bench(c: &mut Criterion) {
     });
     // The full answer a field app gets: grid, parents and responsible departments.
     g.bench_function("locate_with_hierarchy", |bch| {
-        bch.iter(|| {
-            onemap::grids::locate_many(&index, black_box(&points))
-                .iter()
-                .filter(|l| l.is_some())
-                .count()
-        })
+        bch.iter(|| onemap::grids::locate_many(&index, black_box(&points)).iter().filter(|l| l.is_some()).count())
     });
     g.finish();
 }

@@ -12,22 +12,14 @@ use sqlx::postgres::PgPoolOptions;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let url = args
-        .get(1)
-        .cloned()
-        .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+    let url = args.get(1).cloned().unwrap_or_else(|| "http://127.0.0.1:8080".into());
     let pg = args.get(2).cloned();
     let batches: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(20);
     let size: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(100_000);
     let concurrency: usize = args.get(5).and_then(|s| s.parse().ok()).unwrap_or(2);
 
     let client = reqwest::Client::new();
-    let col: serde_json::Value = client
-        .get(format!("{url}/collections/grids"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let col: serde_json::Value = client.get(format!("{url}/collections/grids")).send().await?.json().await?;
     let b: Vec<f64> = col["extent"]["spatial"]["bbox"][0]
         .as_array()
         .ok_or("no grid extent")?
@@ -36,17 +28,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
     let sets: Vec<Vec<[f64; 2]>> = (0..batches)
-        .map(|_| {
-            (0..size)
-                .map(|_| [rng.random_range(b[0]..b[2]), rng.random_range(b[1]..b[3])])
-                .collect()
-        })
+        .map(|_| (0..size).map(|_| [rng.random_range(b[0]..b[2]), rng.random_range(b[1]..b[3])]).collect())
         .collect();
     let bodies: Vec<Vec<u8>> = sets
         .iter()
-        .map(|pts| {
-            serde_json::to_vec(&serde_json::json!({"crs": "cgcs2000", "points": pts})).unwrap()
-        })
+        .map(|pts| serde_json::to_vec(&serde_json::json!({"crs": "cgcs2000", "points": pts})).unwrap())
         .collect();
 
     // Warm up once, then measure.
@@ -75,10 +61,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 assert!(resp.status().is_success(), "HTTP {}", resp.status());
                 let v: serde_json::Value = resp.json().await?;
                 Ok::<usize, reqwest::Error>(
-                    v["results"]
-                        .as_array()
-                        .map(|a| a.iter().filter(|r| !r.is_null()).count())
-                        .unwrap_or(0),
+                    v["results"].as_array().map(|a| a.iter().filter(|r| !r.is_null()).count()).unwrap_or(0),
                 )
             }
         });
@@ -94,10 +77,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     if let Some(pg) = pg {
-        let pool = PgPoolOptions::new()
-            .max_connections(concurrency as u32)
-            .connect(&pg)
-            .await?;
+        let pool = PgPoolOptions::new().max_connections(concurrency as u32).connect(&pg).await?;
         let sql = "SELECT p.i, g.code FROM unnest($1::float8[], $2::float8[]) WITH ORDINALITY AS p(lon, lat, i) \
              LEFT JOIN LATERAL (SELECT code FROM grids WHERE ST_Intersects(geom, ST_SetSRID(ST_MakePoint(p.lon, p.lat), 4490)) \
              ORDER BY code LIMIT 1) g ON true ORDER BY p.i";
@@ -109,11 +89,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let lons: Vec<f64> = pts.iter().map(|p| p[0]).collect();
                 let lats: Vec<f64> = pts.iter().map(|p| p[1]).collect();
                 async move {
-                    let rows: Vec<(i64, Option<String>)> = sqlx::query_as(sql)
-                        .bind(lons)
-                        .bind(lats)
-                        .fetch_all(&pool)
-                        .await?;
+                    let rows: Vec<(i64, Option<String>)> =
+                        sqlx::query_as(sql).bind(lons).bind(lats).fetch_all(&pool).await?;
                     Ok::<usize, sqlx::Error>(rows.iter().filter(|r| r.1.is_some()).count())
                 }
             });
@@ -123,9 +100,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let pg_s = t.elapsed().as_secs_f64();
         let pg_rate = total as f64 / pg_s;
-        println!(
-            "postgis: {total} points in {pg_s:.2} s = {pg_rate:.0} points/s ({pg_located} in a grid)"
-        );
+        println!("postgis: {total} points in {pg_s:.2} s = {pg_rate:.0} points/s ({pg_located} in a grid)");
         println!("ratio http/postgis: {:.1}x", http_rate / pg_rate);
         assert_eq!(located, pg_located, "the index and PostGIS disagree");
     }

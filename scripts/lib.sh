@@ -34,38 +34,57 @@ ensure_build_deps() {
     fi
 }
 
+PSQL_ADMIN=(psql -w -h 127.0.0.1 -U postgres -d postgres -v ON_ERROR_STOP=1)
+
+# The major version of the server answering on 127.0.0.1:5432, or of the first local cluster.
 pg_version() {
-    if command -v pg_lsclusters >/dev/null && [ -n "$(pg_lsclusters -h 2>/dev/null | head -n1)" ]; then
+    local num
+    num=$("${PSQL_ADMIN[@]}" -tAc 'show server_version_num' 2>/dev/null || true)
+    if [ -n "$num" ]; then
+        echo $((num / 10000))
+    elif command -v pg_lsclusters >/dev/null && [ -n "$(pg_lsclusters -h 2>/dev/null | head -n1)" ]; then
         pg_lsclusters -h | head -n1 | awk '{print $1}'
-    else
-        echo ""
     fi
+}
+
+start_clusters() {
+    command -v pg_lsclusters >/dev/null || return 0
+    pg_lsclusters -h | while read -r ver name _port status _rest; do
+        if [ "$status" != online ]; then
+            log "starting PostgreSQL $ver/$name"
+            $SUDO pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" start || $SUDO pg_ctlcluster "$ver" "$name" start
+        fi
+    done
 }
 
 # PostgreSQL with PostGIS for the running server version, started and reachable on 127.0.0.1.
 ensure_postgis() {
-    local ver
-    ver=$(pg_version)
-    if [ -z "$ver" ]; then
+    if [ -z "$(pg_version)" ]; then
         apt_install postgresql postgresql-contrib
-        ver=$(pg_version)
     fi
-    apt_install "postgresql-$ver-postgis-3"
-    if ! pg_lsclusters -h | awk '{print $4}' | grep -q online; then
-        log "starting PostgreSQL $ver"
-        $SUDO pg_ctlcluster --skip-systemctl-redirect "$ver" main start || $SUDO pg_ctlcluster "$ver" main start
-    fi
+    start_clusters
     for _ in $(seq 1 30); do
         pg_isready -h 127.0.0.1 -q && break
         sleep 1
     done
     pg_isready -h 127.0.0.1 -q || { echo "PostgreSQL is not accepting connections on 127.0.0.1" >&2; exit 1; }
-    # Trust or password, whichever the machine has: the tests connect as postgres over TCP.
-    if ! psql -h 127.0.0.1 -U postgres -d postgres -tAc 'select 1' >/dev/null 2>&1; then
-        log "allowing local TCP connections for the postgres role (trust, loopback only)"
+    if ! "${PSQL_ADMIN[@]}" -tAc 'select 1' >/dev/null 2>&1; then
+        # The tests connect as postgres over loopback TCP; a fresh Debian cluster asks for a
+        # password there. Trust loopback only, and say so.
+        log "allowing loopback TCP connections without a password in pg_hba.conf (127.0.0.1 and ::1 only)"
         local hba
-        hba=$($SUDO -u postgres psql -tAc 'show hba_file' 2>/dev/null || su postgres -c "psql -tAc 'show hba_file'")
+        hba=$(su postgres -c "psql -tAc 'show hba_file'")
         $SUDO sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
-        $SUDO pg_ctlcluster --skip-systemctl-redirect "$ver" main reload || $SUDO pg_ctlcluster "$ver" main reload
+        su postgres -c "psql -tAc 'select pg_reload_conf()'" >/dev/null
+        sleep 1
+    fi
+    local ver
+    ver=$(pg_version)
+    apt_install "postgresql-$ver-postgis-3"
+    local avail
+    avail=$("${PSQL_ADMIN[@]}" -tAc "select count(*) from pg_available_extensions where name = 'postgis'")
+    if [ "$avail" != 1 ]; then
+        echo "PostGIS is not available to the PostgreSQL $ver server on 127.0.0.1" >&2
+        exit 1
     fi
 }

@@ -18,7 +18,7 @@ pub const DEFAULT_TILE_CACHE_MB: usize = 256;
     about = "The one-map server of a city operation management platform (城市运行管理服务平台)"
 )]
 pub struct Cli {
-    /// Optional TOML file with `listen`, `store`, `tile_cache_mb`, `private`.
+    /// Optional TOML file with `listen`, `store`, `tile_cache_mb`.
     #[arg(long, global = true, env = "ONEMAP_CONFIG")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -47,9 +47,6 @@ pub struct ServeArgs {
     /// Tile cache size in MiB; 0 turns the cache off.
     #[arg(long, env = "ONEMAP_TILE_CACHE_MB")]
     pub tile_cache_mb: Option<usize>,
-    /// Require a token for reads of map layers too.
-    #[arg(long)]
-    pub private: bool,
 }
 
 #[derive(Debug, Args)]
@@ -73,7 +70,6 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     pub store: Option<String>,
     pub tile_cache_mb: Option<usize>,
-    pub private: Option<bool>,
 }
 
 impl FileConfig {
@@ -103,29 +99,17 @@ pub struct ServeConfig {
     pub store: String,
     pub demo: bool,
     pub tile_cache_mb: usize,
-    pub private: bool,
 }
 
 impl ServeConfig {
     pub fn resolve(args: &ServeArgs, file: FileConfig) -> Result<Self, ConfigError> {
-        let store = args
-            .store
-            .clone()
-            .or(file.store)
-            .unwrap_or_else(|| DEFAULT_STORE.into());
+        let store = args.store.clone().or(file.store).unwrap_or_else(|| DEFAULT_STORE.into());
         validate_store(&store)?;
         Ok(ServeConfig {
-            listen: args
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
+            listen: args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
             store,
             demo: args.demo,
-            tile_cache_mb: args
-                .tile_cache_mb
-                .or(file.tile_cache_mb)
-                .unwrap_or(DEFAULT_TILE_CACHE_MB),
-            private: args.private || file.private.unwrap_or(false),
+            tile_cache_mb: args.tile_cache_mb.or(file.tile_cache_mb).unwrap_or(DEFAULT_TILE_CACHE_MB),
         })
     }
 }
@@ -146,12 +130,8 @@ mod tests {
     #[test]
     fn cli_beats_file_beats_default() {
         let cli = Cli::parse_from(["onemap", "serve", "--listen", "127.0.0.1:9000"]);
-        let Command::Serve(args) = cli.command else {
-            panic!("serve")
-        };
-        let file: FileConfig =
-            toml::from_str("listen = \"0.0.0.0:1\"\nstore = \"x.gpkg\"\ntile_cache_mb = 0")
-                .unwrap();
+        let Command::Serve(args) = cli.command else { panic!("serve") };
+        let file: FileConfig = toml::from_str("listen = \"0.0.0.0:1\"\nstore = \"x.gpkg\"\ntile_cache_mb = 0").unwrap();
         let c = ServeConfig::resolve(&args, file).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
         assert_eq!(c.store, "x.gpkg");

@@ -10,8 +10,7 @@ use onemap::demo::DemoParams;
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "onemap=info,warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "onemap=info,warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -20,29 +19,29 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let cfg = ServeConfig::resolve(&args, file)?;
-            let listener = tokio::net::TcpListener::bind(cfg.listen)
-                .await
-                .with_context(|| format!("binding {}", cfg.listen))?;
+            let listener =
+                tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
             let state = onemap::server::start(&cfg.store, cfg.demo)
                 .await
                 .with_context(|| format!("opening store {}", cfg.store))?;
-            tracing::info!(listen = %cfg.listen, store = %cfg.store, "serving");
-            println!("onemap serving on http://{}", cfg.listen);
+            let addr = listener.local_addr()?;
+            tracing::info!(listen = %addr, store = %cfg.store, "serving");
+            // The bound address (port 0 picks a free one), for people and for scripts.
+            println!("onemap serving on http://{addr}");
             onemap::server::serve(state, listener).await?;
         }
         Command::Demo(args) => {
-            let location = args
-                .store
-                .clone()
-                .or(file.store)
-                .unwrap_or_else(|| DEFAULT_STORE.into());
+            let location = args.store.clone().or(file.store).unwrap_or_else(|| DEFAULT_STORE.into());
             validate_store(&location)?;
             let mut params = match args.scale.as_str() {
                 "shigatse" => DemoParams::shigatse(),
                 "chongqing" => DemoParams::chongqing(),
-                f => DemoParams::scaled(f.parse::<f64>().ok().filter(|f| *f > 0.0).with_context(
-                    || format!("--scale {f:?}: shigatse, chongqing or a positive factor"),
-                )?),
+                f => DemoParams::scaled(
+                    f.parse::<f64>()
+                        .ok()
+                        .filter(|f| *f > 0.0)
+                        .with_context(|| format!("--scale {f:?}: shigatse, chongqing or a positive factor"))?,
+                ),
             };
             if let Some(seed) = args.seed {
                 params.seed = seed;
@@ -52,16 +51,15 @@ async fn main() -> anyhow::Result<()> {
                 store.is_empty().await?,
                 "store {location} already holds a city; use a new file or database"
             );
-            let spinner = ProgressBar::new_spinner()
-                .with_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}")?);
+            let spinner =
+                ProgressBar::new_spinner().with_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}")?);
             spinner.enable_steady_tick(std::time::Duration::from_millis(200));
             spinner.set_message("generating the demo city");
             let p = params.clone();
             let city = tokio::task::spawn_blocking(move || onemap::demo::generate(&p)).await?;
             let total: usize = city.components.len() + city.cases.len() + city.grids.len();
-            let bar = ProgressBar::new(total as u64).with_style(ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} rows {msg} {elapsed}",
-            )?);
+            let bar = ProgressBar::new(total as u64)
+                .with_style(ProgressStyle::with_template("{bar:40} {pos}/{len} rows {msg} {elapsed}")?);
             spinner.finish_and_clear();
             let written = std::sync::atomic::AtomicUsize::new(0);
             let last = std::sync::Mutex::new((String::new(), 0usize));

@@ -18,9 +18,7 @@ pub async fn start(location: &str, demo: bool) -> Result<AppState, StoreError> {
         seed(&*store, &DemoParams::shigatse()).await?;
     }
     let t = Instant::now();
-    let city = store
-        .load_city(&|table, n| tracing::debug!(table, n, "loading"))
-        .await?;
+    let city = store.load_city(&|table, n| tracing::debug!(table, n, "loading")).await?;
     let index = tokio::task::spawn_blocking(move || CityIndex::from_city(city))
         .await
         .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
@@ -44,19 +42,14 @@ pub async fn seed(store: &dyn Store, params: &DemoParams) -> Result<(), StoreErr
     );
     let t = Instant::now();
     store.write_city(&city, &|_, _| {}).await?;
-    tracing::info!(
-        elapsed_ms = t.elapsed().as_millis() as u64,
-        "demo city written"
-    );
+    tracing::info!(elapsed_ms = t.elapsed().as_millis() as u64, "demo city written");
     Ok(())
 }
 
 /// Serves until a shutdown signal, then lets in-flight requests finish.
 pub async fn serve(state: AppState, listener: TcpListener) -> std::io::Result<()> {
     let store: Arc<dyn Store> = state.store.clone();
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
     store.close().await;
     Ok(())
 }

@@ -73,27 +73,31 @@ CREATE TABLE grids (
     geom POLYGON NOT NULL
 );
 CREATE TABLE departments (
-    code TEXT PRIMARY KEY,
+    fid INTEGER PRIMARY KEY AUTOINCREMENT,
+    code TEXT NOT NULL UNIQUE,
     name TEXT NOT NULL,
     kind TEXT NOT NULL,
     region_code TEXT
 );
 CREATE TABLE responsibilities (
+    fid INTEGER PRIMARY KEY AUTOINCREMENT,
     dept_code TEXT NOT NULL,
     scope TEXT NOT NULL CHECK (scope IN ('territory', 'event_class', 'component_class')),
     target TEXT NOT NULL,
     role TEXT NOT NULL,
-    PRIMARY KEY (dept_code, scope, target)
+    UNIQUE (dept_code, scope, target)
 );
 CREATE TABLE component_classes (
-    code TEXT PRIMARY KEY,
+    fid INTEGER PRIMARY KEY AUTOINCREMENT,
+    code TEXT NOT NULL UNIQUE,
     major TEXT NOT NULL,
     name TEXT NOT NULL,
     geom_type TEXT NOT NULL,
     competent_dept TEXT
 );
 CREATE TABLE event_classes (
-    code TEXT PRIMARY KEY,
+    fid INTEGER PRIMARY KEY AUTOINCREMENT,
+    code TEXT NOT NULL UNIQUE,
     major TEXT NOT NULL,
     name TEXT NOT NULL,
     default_dept TEXT

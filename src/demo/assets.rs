@@ -14,13 +14,7 @@ use super::{World, date_before_now};
 use crate::model::{Component, ComponentClass, Sensor, Str};
 
 /// Condition mix of a census: nearly everything intact.
-const STATUSES: [(&str, f64); 5] = [
-    ("完好", 0.92),
-    ("破损", 0.04),
-    ("丢失", 0.01),
-    ("占用", 0.02),
-    ("废弃", 0.01),
-];
+const STATUSES: [(&str, f64); 5] = [("完好", 0.92), ("破损", 0.04), ("丢失", 0.01), ("占用", 0.02), ("废弃", 0.01)];
 
 /// Component surveys fall within this many days before the demo's "now" (three years).
 const SURVEY_DAYS: i64 = 1095;
@@ -37,13 +31,7 @@ const SENSOR_KINDS: [(&str, &str, &str, f64, &[&str]); 10] = [
     ("leak_noise", "LN", "漏损噪声监测仪", 0.10, &["0101"]),
     ("strain", "ST", "应变计", 0.07, &["0208", "0205"]),
     ("displacement", "DP", "位移计", 0.05, &["0208", "0205"]),
-    (
-        "tilt",
-        "TL",
-        "倾角计",
-        0.10,
-        &["0101", "0102", "0103", "0111", "0208"],
-    ),
+    ("tilt", "TL", "倾角计", 0.10, &["0101", "0102", "0103", "0111", "0208"]),
     ("smoke", "SM", "烟感探测器", 0.07, &["0405", "0401"]),
     ("temperature", "TM", "温度监测仪", 0.06, &["0405", "0401"]),
 ];
@@ -59,11 +47,7 @@ pub(super) fn apportion(weights: &[f64], n: usize) -> Vec<usize> {
     let mut out: Vec<usize> = quotas.iter().map(|q| base + q.floor() as usize).collect();
     let mut left = n - out.iter().sum::<usize>();
     let mut order: Vec<usize> = (0..k).collect();
-    order.sort_by(|&a, &b| {
-        (quotas[b] - quotas[b].floor())
-            .total_cmp(&(quotas[a] - quotas[a].floor()))
-            .then(a.cmp(&b))
-    });
+    order.sort_by(|&a, &b| (quotas[b] - quotas[b].floor()).total_cmp(&(quotas[a] - quotas[a].floor())).then(a.cmp(&b)));
     for &i in order.iter().cycle() {
         if left == 0 {
             break;
@@ -98,10 +82,7 @@ fn parse_choices(tokens: &[&'static str], world: &World) -> Vec<DeptChoice> {
         .iter()
         .map(|&t| {
             if let Some(tag) = t.strip_prefix("tag:") {
-                assert!(
-                    world.depts.by_tag.contains_key(tag),
-                    "no department with tag {tag:?}"
-                );
+                assert!(world.depts.by_tag.contains_key(tag), "no department with tag {tag:?}");
                 DeptChoice::Tag(tag)
             } else if t == "@street" {
                 DeptChoice::Street
@@ -121,11 +102,7 @@ fn choose_dept(
     world: &World,
     rng: &mut ChaCha8Rng,
 ) -> Option<Str> {
-    let c = &choices[if choices.len() == 1 {
-        0
-    } else {
-        rng.random_range(0..choices.len())
-    }];
+    let c = &choices[if choices.len() == 1 { 0 } else { rng.random_range(0..choices.len()) }];
     Some(match c {
         DeptChoice::Fixed(i) => world.depts.code(*i).clone(),
         DeptChoice::Tag(t) => {
@@ -164,9 +141,7 @@ fn on_street(world: &World, rng: &mut ChaCha8Rng) -> Option<(P, u32)> {
             n += 1;
         }
     }
-    let seg_len = |k: usize| {
-        ((pts[k + 1][0] - pts[k][0]).powi(2) + (pts[k + 1][1] - pts[k][1]).powi(2)).sqrt()
-    };
+    let seg_len = |k: usize| ((pts[k + 1][0] - pts[k][0]).powi(2) + (pts[k + 1][1] - pts[k][1]).powi(2)).sqrt();
     let total: f64 = (0..n - 1).map(seg_len).sum();
     // Keep clear of the corners, where the neighbouring street's kerb is close.
     let mut s = rng.random_range(0.2..0.8) * total;
@@ -176,18 +151,12 @@ fn on_street(world: &World, rng: &mut ChaCha8Rng) -> Option<(P, u32)> {
         k += 1;
     }
     let len = seg_len(k);
-    let (dx, dy) = (
-        (pts[k + 1][0] - pts[k][0]) / len,
-        (pts[k + 1][1] - pts[k][1]) / len,
-    );
+    let (dx, dy) = ((pts[k + 1][0] - pts[k][0]) / len, (pts[k + 1][1] - pts[k][1]) / len);
     let t = s.min(len);
     let off = rng.random_range(3.0..8.0) * side;
     let q = [pts[k][0] + t * dx - off * dy, pts[k][1] + t * dy + off * dx];
     let ll = world.frame.to_lonlat(q);
-    world
-        .index
-        .locate_hinted(ll, world.tiling.cell_grids[cell as usize])
-        .map(|g| (ll, g))
+    world.index.locate_hinted(ll, world.tiling.cell_grids[cell as usize]).map(|g| (ll, g))
 }
 
 /// A point in the middle part of a random lattice cell, and its grid.
@@ -203,10 +172,7 @@ pub(super) fn in_block(world: &World, rng: &mut ChaCha8Rng, spread: f64) -> Opti
         w[0] * k[0][1] + w[1] * k[1][1] + w[2] * k[2][1] + w[3] * k[3][1],
     ];
     let ll = world.frame.to_lonlat(q);
-    world
-        .index
-        .locate_hinted(ll, world.tiling.cell_grids[cell as usize])
-        .map(|g| (ll, g))
+    world.index.locate_hinted(ll, world.tiling.cell_grids[cell as usize]).map(|g| (ll, g))
 }
 
 /// A 20-40 m square green space well inside one random grid, clear of the green spaces
@@ -224,10 +190,7 @@ fn green_square(
     let (sin, cos) = rng.random_range(0.0..std::f64::consts::FRAC_PI_2).sin_cos();
     let mut side: f64 = rng.random_range(20.0..40.0);
     for _ in 0..6 {
-        let centre = [
-            c[0] + rng.random_range(-30.0..30.0),
-            c[1] + rng.random_range(-30.0..30.0),
-        ];
+        let centre = [c[0] + rng.random_range(-30.0..30.0), c[1] + rng.random_range(-30.0..30.0)];
         let square = |half: f64| -> Vec<P> {
             [[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]]
                 .iter()
@@ -238,10 +201,8 @@ fn green_square(
                 .collect()
         };
         let radius = (side / 2.0 + 1.0) * std::f64::consts::SQRT_2;
-        let clear = crowded
-            || placed[g as usize]
-                .iter()
-                .all(|(q, r)| (q[0] - centre[0]).hypot(q[1] - centre[1]) > r + radius);
+        let clear =
+            crowded || placed[g as usize].iter().all(|(q, r)| (q[0] - centre[0]).hypot(q[1] - centre[1]) > r + radius);
         // Test a square 1 m larger all round, so the stored one keeps clear of the grid edge.
         if clear && convex_inside(&ring, &square(side / 2.0 + 1.0)) {
             placed[g as usize].push((centre, radius));
@@ -366,18 +327,10 @@ pub(super) fn components(
             && world.grid_district[grid_of[i - 1] as usize] as usize == d;
         if !same_run {
             serial = 0;
-            class_name = classes
-                .iter()
-                .find(|k| k.code == out[i].class_code)
-                .expect("class")
-                .name
-                .clone();
+            class_name = classes.iter().find(|k| k.code == out[i].class_code).expect("class").name.clone();
         }
         serial += 1;
-        assert!(
-            serial <= 999_999,
-            "more than 999,999 components of one class in one district"
-        );
+        assert!(serial <= 999_999, "more than 999,999 components of one class in one district");
         let c = &mut out[i];
         c.code = format_compact!("{}{}{:06}", world.district_codes[d], c.class_code, serial);
         c.name = format_compact!("{}{:06}", class_name, serial);
@@ -402,10 +355,7 @@ pub(super) fn anchor(geom: &Geometry<f64>) -> P {
         Geometry::Polygon(poly) => {
             let r = &poly.exterior().0[..poly.exterior().0.len() - 1];
             let n = r.len() as f64;
-            [
-                r.iter().map(|c| c.x).sum::<f64>() / n,
-                r.iter().map(|c| c.y).sum::<f64>() / n,
-            ]
+            [r.iter().map(|c| c.x).sum::<f64>() / n, r.iter().map(|c| c.y).sum::<f64>() / n]
         }
         _ => unreachable!("demo components are points or polygons"),
     }
@@ -421,10 +371,7 @@ pub(super) fn sensors(
     n: usize,
     rng: &mut ChaCha8Rng,
 ) -> Vec<Sensor> {
-    let wanted: BTreeSet<&str> = SENSOR_KINDS
-        .iter()
-        .flat_map(|k| k.4.iter().copied())
-        .collect();
+    let wanted: BTreeSet<&str> = SENSOR_KINDS.iter().flat_map(|k| k.4.iter().copied()).collect();
     let mut by_class: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
     for (i, c) in components.iter().enumerate() {
         if let Some(&k) = wanted.get(c.class_code.as_str()) {
@@ -435,10 +382,7 @@ pub(super) fn sensors(
     let mut used: BTreeSet<u32> = BTreeSet::new();
     let mut out = Vec::with_capacity(n);
     for (&(kind, abbr, label, _, mounts), &count) in SENSOR_KINDS.iter().zip(&counts) {
-        let pool: Vec<u32> = mounts
-            .iter()
-            .flat_map(|m| by_class.get(m).into_iter().flatten().copied())
-            .collect();
+        let pool: Vec<u32> = mounts.iter().flat_map(|m| by_class.get(m).into_iter().flatten().copied()).collect();
         for k in 0..count {
             let comp = if pool.is_empty() {
                 None
@@ -456,11 +400,7 @@ pub(super) fn sensors(
             let (ll, g, what) = match comp {
                 Some(i) => {
                     let c = &components[i as usize];
-                    let cname = &classes
-                        .iter()
-                        .find(|k| k.code == c.class_code)
-                        .expect("class")
-                        .name;
+                    let cname = &classes.iter().find(|k| k.code == c.class_code).expect("class").name;
                     (anchor(&c.geom), grid_of[i as usize], cname.as_str())
                 }
                 None => {

@@ -16,8 +16,8 @@ const DAYS: i64 = 730;
 
 /// Relative report rate by local hour: quiet at night, peaks 9-11 h and 15-17 h.
 const HOURLY: [f64; 24] = [
-    0.08, 0.05, 0.04, 0.04, 0.05, 0.10, 0.25, 0.55, 1.10, 2.00, 2.20, 1.90, 1.00, 0.90, 1.30, 1.90,
-    2.10, 1.80, 0.90, 0.60, 0.45, 0.35, 0.22, 0.12,
+    0.08, 0.05, 0.04, 0.04, 0.05, 0.10, 0.25, 0.55, 1.10, 2.00, 2.20, 1.90, 1.00, 0.90, 1.30, 1.90, 2.10, 1.80, 0.90,
+    0.60, 0.45, 0.35, 0.22, 0.12,
 ];
 
 /// Share of cases that are about a component (the rest are events).
@@ -29,32 +29,16 @@ const STUCK_SHARE: f64 = 0.005;
 
 /// Hotspot kinds and how they skew the event mix (event class, factor).
 const HOTSPOT_KINDS: [(&str, &[(&str, f64)]); 5] = [
-    (
-        "market",
-        &[("0406", 3.0), ("0405", 3.0), ("0110", 1.5), ("0112", 1.5)],
-    ),
+    ("market", &[("0406", 3.0), ("0405", 3.0), ("0110", 1.5), ("0112", 1.5)]),
     ("station", &[("0409", 3.0), ("0410", 3.0), ("0201", 2.0)]),
     ("monastery", &[("0406", 2.0), ("0409", 2.0), ("0110", 1.5)]),
-    (
-        "building_site",
-        &[("0302", 4.0), ("0136", 3.0), ("0112", 2.0)],
-    ),
+    ("building_site", &[("0302", 4.0), ("0136", 3.0), ("0112", 2.0)]),
     ("school", &[("0410", 2.0), ("0406", 1.5)]),
 ];
 
-const SOURCES: [(&str, f64); 4] = [
-    ("supervisor", 0.50),
-    ("public", 0.20),
-    ("hotline", 0.18),
-    ("video", 0.12),
-];
+const SOURCES: [(&str, f64); 4] = [("supervisor", 0.50), ("public", 0.20), ("hotline", 0.18), ("video", 0.12)];
 
-const ASKS: [&str; 4] = [
-    "请尽快处理。",
-    "请及时处置。",
-    "影响市容，请处理。",
-    "群众反映强烈，请核实处理。",
-];
+const ASKS: [&str; 4] = ["请尽快处理。", "请及时处置。", "影响市容，请处理。", "群众反映强烈，请核实处理。"];
 
 struct Hotspot {
     centre: P,
@@ -92,8 +76,7 @@ fn report_times(n: usize, rng: &mut ChaCha8Rng) -> Vec<i64> {
     for d in 0..DAYS {
         let date = date_before_now(DAYS - d);
         // Summer peak in mid-July: more vending, more litter, more rain on the roads.
-        let season =
-            1.0 + 0.35 * (std::f64::consts::TAU * (date.ordinal() as f64 - 196.0) / 365.0).cos();
+        let season = 1.0 + 0.35 * (std::f64::consts::TAU * (date.ordinal() as f64 - 196.0) / 365.0).cos();
         let week = match date.weekday() {
             Weekday::Sun => 0.6,
             Weekday::Sat => 0.85,
@@ -106,9 +89,7 @@ fn report_times(n: usize, rng: &mut ChaCha8Rng) -> Vec<i64> {
         }
     }
     let cum = cumulative(weights.into_iter());
-    let mut t: Vec<i64> = (0..n)
-        .map(|_| start + sample(&cum, rng) as i64 * 3600 + rng.random_range(0..3600))
-        .collect();
+    let mut t: Vec<i64> = (0..n).map(|_| start + sample(&cum, rng) as i64 * 3600 + rng.random_range(0..3600)).collect();
     t.sort_unstable();
     t
 }
@@ -136,14 +117,7 @@ fn lifecycle(reported: i64, urgent: bool, rng: &mut ChaCha8Rng) -> (&'static str
         return ("closed", Some(reported + dur));
     }
     if stuck {
-        return (
-            if rng.random_bool(0.5) {
-                "dispatched"
-            } else {
-                "handled"
-            },
-            None,
-        );
+        return (if rng.random_bool(0.5) { "dispatched" } else { "handled" }, None);
     }
     let frac = (DEMO_NOW - reported) as f64 / dur as f64;
     let status = match frac {
@@ -197,10 +171,7 @@ pub(super) fn cases(
         .iter()
         .map(|(_, skew)| {
             cumulative(
-                eprof
-                    .iter()
-                    .zip(&base)
-                    .map(|(p, &w)| w * skew.iter().find(|s| s.0 == p.code).map_or(1.0, |s| s.1)),
+                eprof.iter().zip(&base).map(|(p, &w)| w * skew.iter().find(|s| s.0 == p.code).map_or(1.0, |s| s.1)),
             )
         })
         .collect();
@@ -216,39 +187,21 @@ pub(super) fn cases(
                 let a = anchor(&c.geom);
                 // Reports land at or within a metre or two of the component.
                 let (jx, jy) = (rng.random_range(-1.5..1.5), rng.random_range(-1.5..1.5));
-                let moved = [
-                    a[0] + jx / world.frame.m_per_deg_lon,
-                    a[1] + jy / world.frame.m_per_deg_lat,
-                ];
+                let moved = [a[0] + jx / world.frame.m_per_deg_lon, a[1] + jy / world.frame.m_per_deg_lat];
                 let (ll, g) = match world.index.locate(moved) {
                     Some(g) => (moved, g),
                     None => (a, comp_grid[ci]),
                 };
                 let problem = pick(problem_of(&c.class_code), rng);
                 let urgent = problem == "缺失" || rng.random_bool(0.03);
-                let cname = &cclasses
-                    .iter()
-                    .find(|k| k.code == c.class_code)
-                    .expect("class")
-                    .name;
+                let cname = &cclasses.iter().find(|k| k.code == c.class_code).expect("class").name;
                 let what = format!("{cname}（{}）{problem}", c.code);
-                (
-                    c.class_code.clone(),
-                    "component",
-                    Some(c.code.clone()),
-                    urgent,
-                    ll,
-                    g,
-                    what,
-                )
+                (c.class_code.clone(), "component", Some(c.code.clone()), urgent, ll, g, what)
             } else {
                 let (ll, g, ci) = loop {
                     if rng.random_bool(HOTSPOT_SHARE) {
                         let h = &hotspots[sample(&hot_cum, rng)];
-                        let q = [
-                            h.centre[0] + h.sigma_m * normal(rng),
-                            h.centre[1] + h.sigma_m * normal(rng),
-                        ];
+                        let q = [h.centre[0] + h.sigma_m * normal(rng), h.centre[1] + h.sigma_m * normal(rng)];
                         let ll = world.frame.to_lonlat(q);
                         if let Some(g) = world.index.locate(ll) {
                             break (ll, g, sample(&kind_cum[h.kind], rng));
@@ -260,32 +213,17 @@ pub(super) fn cases(
                 let urgent = rng.random_bool(eprof[ci].urgent_share);
                 let verb = pick(&["发现", "有", "出现"], rng);
                 let what = format!("{verb}{}", eclasses[ci].name);
-                (
-                    eclasses[ci].code.clone(),
-                    "event",
-                    None,
-                    urgent,
-                    ll,
-                    g,
-                    what,
-                )
+                (eclasses[ci].code.clone(), "event", None, urgent, ll, g, what)
             };
         let place = {
             let comm = &world.community_names[world.grid_community(g) as usize];
             match rng.random_range(0..3) {
                 0 => format!("{comm}第{:03}网格", world.grid_serial[g as usize]),
-                1 => format!(
-                    "{}{comm}附近",
-                    world.street_names[world.grid_street[g as usize] as usize]
-                ),
+                1 => format!("{}{comm}附近", world.street_names[world.grid_street[g as usize] as usize]),
                 _ => comm.to_string(),
             }
         };
-        let who = if source == "public" || source == "hotline" {
-            "市民反映："
-        } else {
-            ""
-        };
+        let who = if source == "public" || source == "hotline" { "市民反映：" } else { "" };
         let description = format!("{who}{place}{what}，{}", pick(&ASKS, rng));
         let (status, closed) = lifecycle(ts, urgent, rng);
         out.push(Case {

@@ -25,8 +25,8 @@ const FILLER_TRADES: [(&str, &str); 7] = [
 ];
 
 const FILLER_WORDS: [&str; 16] = [
-    "吉祥", "雪域", "珠峰", "年楚", "扎西", "格桑", "圣城", "高原", "雅江", "德吉", "康桑", "白玛",
-    "宗山", "曲水", "拉孜", "江当",
+    "吉祥", "雪域", "珠峰", "年楚", "扎西", "格桑", "圣城", "高原", "雅江", "德吉", "康桑", "白玛", "宗山", "曲水",
+    "拉孜", "江当",
 ];
 
 pub(super) struct Depts {
@@ -45,10 +45,7 @@ impl Depts {
     }
 
     pub fn key(&self, key: &str) -> u32 {
-        *self
-            .by_key
-            .get(key)
-            .unwrap_or_else(|| panic!("unknown department key {key:?} in data/"))
+        *self.by_key.get(key).unwrap_or_else(|| panic!("unknown department key {key:?} in data/"))
     }
 }
 
@@ -88,10 +85,7 @@ pub(super) fn build(
     streets: &[(Str, Str, u32)],
     rng: &mut ChaCha8Rng,
 ) -> Depts {
-    let mut mk = CodeMaker {
-        rng,
-        seen: BTreeSet::new(),
-    };
+    let mut mk = CodeMaker { rng, seen: BTreeSet::new() };
     let mut d = Depts {
         list: Vec::new(),
         by_key: BTreeMap::new(),
@@ -107,11 +101,7 @@ pub(super) fn build(
             kind: s.kind.into(),
             region_code: None,
         });
-        assert!(
-            d.by_key.insert(s.key, i).is_none(),
-            "duplicate department key {}",
-            s.key
-        );
+        assert!(d.by_key.insert(s.key, i).is_none(), "duplicate department key {}", s.key);
         if !s.tag.is_empty() {
             d.by_tag.entry(s.tag).or_default().push(i);
         }
@@ -143,10 +133,7 @@ pub(super) fn build(
         let name = if round < FILLER_WORDS.len() {
             format!("日喀则市{word}{suffix}")
         } else {
-            format!(
-                "日喀则市{word}{}{suffix}",
-                super::names::numeral(round / FILLER_WORDS.len() + 1)
-            )
+            format!("日喀则市{word}{}{suffix}", super::names::numeral(round / FILLER_WORDS.len() + 1))
         };
         let region = if districts.is_empty() || k % 3 == 0 {
             CITY_REGION.into()

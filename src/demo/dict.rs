@@ -14,19 +14,12 @@ const EVENT_PROFILE: &str = include_str!("../../data/demo_event_profile.csv");
 
 /// Records of a comment-free, quote-free CSV text, each checked for its column count so a
 /// typo in a dictionary fails the first test run rather than producing odd data.
-fn records<'a>(
-    text: &'a str,
-    file: &'static str,
-    columns: usize,
-) -> impl Iterator<Item = Vec<&'a str>> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(move |l| {
-            let f: Vec<&str> = l.split(',').map(str::trim).collect();
-            assert_eq!(f.len(), columns, "{file}: bad record {l:?}");
-            f
-        })
+fn records<'a>(text: &'a str, file: &'static str, columns: usize) -> impl Iterator<Item = Vec<&'a str>> {
+    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(move |l| {
+        let f: Vec<&str> = l.split(',').map(str::trim).collect();
+        assert_eq!(f.len(), columns, "{file}: bad record {l:?}");
+        f
+    })
 }
 
 /// A major class (大类) of components or events.
@@ -41,11 +34,7 @@ pub struct MajorClass {
 /// Major classes from `data/major_classes.csv`.
 pub fn major_classes() -> Vec<MajorClass> {
     records(MAJOR_CLASSES, "major_classes.csv", 3)
-        .map(|f| MajorClass {
-            kind: f[0].into(),
-            code: f[1].into(),
-            name: f[2].into(),
-        })
+        .map(|f| MajorClass { kind: f[0].into(), code: f[1].into(), name: f[2].into() })
         .collect()
 }
 
@@ -66,12 +55,7 @@ pub fn component_classes() -> Vec<ComponentClass> {
 /// Event minor classes from `data/event_classes.csv`, in code order, without departments.
 pub fn event_classes() -> Vec<EventClass> {
     records(EVENT_CLASSES, "event_classes.csv", 3)
-        .map(|f| EventClass {
-            code: f[0].into(),
-            major: f[1].into(),
-            name: f[2].into(),
-            default_dept: None,
-        })
+        .map(|f| EventClass { code: f[0].into(), major: f[1].into(), name: f[2].into(), default_dept: None })
         .collect()
 }
 
@@ -85,13 +69,7 @@ pub(super) struct DeptSeed {
 
 pub(super) fn department_seeds() -> Vec<DeptSeed> {
     records(DEPARTMENTS, "departments.csv", 5)
-        .map(|f| DeptSeed {
-            key: f[0],
-            name: f[1],
-            kind: f[2],
-            reg: f[3],
-            tag: f[4],
-        })
+        .map(|f| DeptSeed { key: f[0], name: f[1], kind: f[2], reg: f[3], tag: f[4] })
         .collect()
 }
 
@@ -141,45 +119,26 @@ mod tests {
     fn dictionaries_hold_the_domain_classes() {
         let cc = component_classes();
         for code in [
-            "0101", "0102", "0103", "0104", "0111", "0113", "0118", "0201", "0203", "0205", "0208",
-            "0209", "0301", "0305", "0307", "0401", "0402", "0405", "0501", "0601", "0602",
+            "0101", "0102", "0103", "0104", "0111", "0113", "0118", "0201", "0203", "0205", "0208", "0209", "0301",
+            "0305", "0307", "0401", "0402", "0405", "0501", "0601", "0602",
         ] {
             assert!(cc.iter().any(|c| c.code == code), "component class {code}");
         }
-        assert_eq!(
-            cc.iter().find(|c| c.code == "0405").unwrap().geom_type,
-            "polygon"
-        );
-        assert!(
-            cc.windows(2).all(|w| w[0].code < w[1].code),
-            "sorted and unique"
-        );
+        assert_eq!(cc.iter().find(|c| c.code == "0405").unwrap().geom_type, "polygon");
+        assert!(cc.windows(2).all(|w| w[0].code < w[1].code), "sorted and unique");
         let ec = event_classes();
-        for code in [
-            "0110", "0112", "0136", "0201", "0302", "0405", "0406", "0409", "0410", "0501", "0502",
-        ] {
+        for code in ["0110", "0112", "0136", "0201", "0302", "0405", "0406", "0409", "0410", "0501", "0502"] {
             assert!(ec.iter().any(|c| c.code == code), "event class {code}");
         }
-        assert!(
-            ec.windows(2).all(|w| w[0].code < w[1].code),
-            "sorted and unique"
-        );
+        assert!(ec.windows(2).all(|w| w[0].code < w[1].code), "sorted and unique");
         let majors = major_classes();
         for c in &cc {
             assert_eq!(&c.code[..2], c.major.as_str());
-            assert!(
-                majors
-                    .iter()
-                    .any(|m| m.kind == "component" && m.code == c.major)
-            );
+            assert!(majors.iter().any(|m| m.kind == "component" && m.code == c.major));
         }
         for c in &ec {
             assert_eq!(&c.code[..2], c.major.as_str());
-            assert!(
-                majors
-                    .iter()
-                    .any(|m| m.kind == "event" && m.code == c.major)
-            );
+            assert!(majors.iter().any(|m| m.kind == "event" && m.code == c.major));
         }
     }
 

@@ -30,15 +30,8 @@ pub(super) fn dissolve<'a>(tiles: impl IntoIterator<Item = &'a [u32]>, pos: &[P]
     }
     // The sets below are only looked up, never iterated, so output order is that of `tiles`.
     let set: HashSet<(u32, u32)> = edges.iter().copied().collect();
-    assert_eq!(
-        set.len(),
-        edges.len(),
-        "overlapping tiles: a directed edge occurs twice"
-    );
-    let boundary: Vec<(u32, u32)> = edges
-        .into_iter()
-        .filter(|&(u, v)| !set.contains(&(v, u)))
-        .collect();
+    assert_eq!(set.len(), edges.len(), "overlapping tiles: a directed edge occurs twice");
+    let boundary: Vec<(u32, u32)> = edges.into_iter().filter(|&(u, v)| !set.contains(&(v, u))).collect();
     let mut out: HashMap<u32, Vec<u32>> = HashMap::new();
     for (k, &(u, _)) in boundary.iter().enumerate() {
         out.entry(u).or_default().push(k as u32);
@@ -90,10 +83,7 @@ pub(super) fn dissolve<'a>(tiles: impl IntoIterator<Item = &'a [u32]>, pos: &[P]
     let mut holes = Vec::new();
     for r in rings {
         if signed_area(&coords(&r)) > 0.0 {
-            regions.push(Region {
-                exterior: r,
-                holes: Vec::new(),
-            });
+            regions.push(Region { exterior: r, holes: Vec::new() });
         } else {
             holes.push(r);
         }

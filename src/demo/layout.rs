@@ -102,21 +102,13 @@ impl Lattice {
     /// Corners counter-clockwise from the south-west one.
     pub fn cell_corners(&self, c: u32) -> [P; 4] {
         let (i, j) = self.ij(c);
-        [
-            self.corner(i, j),
-            self.corner(i + 1, j),
-            self.corner(i + 1, j + 1),
-            self.corner(i, j + 1),
-        ]
-        .map(|v| self.pos[v as usize])
+        [self.corner(i, j), self.corner(i + 1, j), self.corner(i + 1, j + 1), self.corner(i, j + 1)]
+            .map(|v| self.pos[v as usize])
     }
 
     pub fn cell_centre(&self, c: u32) -> P {
         let k = self.cell_corners(c);
-        [
-            (k[0][0] + k[1][0] + k[2][0] + k[3][0]) / 4.0,
-            (k[0][1] + k[1][1] + k[2][1] + k[3][1]) / 4.0,
-        ]
+        [(k[0][0] + k[1][0] + k[2][0] + k[3][0]) / 4.0, (k[0][1] + k[1][1] + k[2][1] + k[3][1]) / 4.0]
     }
 
     fn neighbour(&self, c: u32, dir: usize) -> u32 {
@@ -135,32 +127,20 @@ impl Lattice {
         let mut edges = Vec::new();
         for j in 0..=self.h {
             for i in 0..self.w {
-                let (left, right) = (
-                    self.city_cell(i as isize, j as isize),
-                    self.city_cell(i as isize, j as isize - 1),
-                );
+                let (left, right) =
+                    (self.city_cell(i as isize, j as isize), self.city_cell(i as isize, j as isize - 1));
                 if left != NONE || right != NONE {
-                    let path = [
-                        self.corner(i, j),
-                        self.hkink[j * self.w + i],
-                        self.corner(i + 1, j),
-                    ];
+                    let path = [self.corner(i, j), self.hkink[j * self.w + i], self.corner(i + 1, j)];
                     edges.push(StreetEdge { path, left, right });
                 }
             }
         }
         for j in 0..self.h {
             for i in 0..=self.w {
-                let (left, right) = (
-                    self.city_cell(i as isize - 1, j as isize),
-                    self.city_cell(i as isize, j as isize),
-                );
+                let (left, right) =
+                    (self.city_cell(i as isize - 1, j as isize), self.city_cell(i as isize, j as isize));
                 if left != NONE || right != NONE {
-                    let path = [
-                        self.corner(i, j),
-                        self.vkink[j * (self.w + 1) + i],
-                        self.corner(i, j + 1),
-                    ];
+                    let path = [self.corner(i, j), self.vkink[j * (self.w + 1) + i], self.corner(i, j + 1)];
                     edges.push(StreetEdge { path, left, right });
                 }
             }
@@ -189,19 +169,10 @@ pub(super) fn build_lattice(n_cells: usize, rng: &mut ChaCha8Rng) -> Lattice {
     // Outline: a noisy ellipse, cut on the north by a meandering river (Shigatse lies south
     // of the Yarlung Tsangpo). Cells are ranked by how far out they are, and the innermost
     // n_cells are taken, so the count is exact whatever the noise.
-    let harmonics: Vec<(f64, f64, f64)> = (2..=9)
-        .map(|k| {
-            (
-                k as f64,
-                rng.random_range(0.5..1.0) * 0.24 / k as f64,
-                rng.random_range(0.0..TAU),
-            )
-        })
-        .collect();
+    let harmonics: Vec<(f64, f64, f64)> =
+        (2..=9).map(|k| (k as f64, rng.random_range(0.5..1.0) * 0.24 / k as f64, rng.random_range(0.0..TAU))).collect();
     let (rp1, rp2) = (rng.random_range(0.0..TAU), rng.random_range(0.0..TAU));
-    let river = |x: f64| {
-        ay * (0.45 + 0.07 * (2.1 * x / ax + rp1).sin() + 0.03 * (5.3 * x / ax + rp2).sin())
-    };
+    let river = |x: f64| ay * (0.45 + 0.07 * (2.1 * x / ax + rp1).sin() + 0.03 * (5.3 * x / ax + rp2).sin());
     let mut ranked: Vec<(f64, u32)> = Vec::new();
     for j in 0..h {
         for i in 0..w {
@@ -212,31 +183,19 @@ pub(super) fn build_lattice(n_cells: usize, rng: &mut ChaCha8Rng) -> Lattice {
             }
             let (u, v) = (x / ax, y / ay);
             let theta = v.atan2(u);
-            let r = 1.0
-                + harmonics
-                    .iter()
-                    .map(|&(k, a, ph)| a * (k * theta + ph).sin())
-                    .sum::<f64>();
+            let r = 1.0 + harmonics.iter().map(|&(k, a, ph)| a * (k * theta + ph).sin()).sum::<f64>();
             ranked.push(((u * u + v * v).sqrt() / r, (j * w + i) as u32));
         }
     }
-    assert!(
-        ranked.len() >= n_cells,
-        "lattice too small for {n_cells} cells"
-    );
+    assert!(ranked.len() >= n_cells, "lattice too small for {n_cells} cells");
     ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     let mut in_city = vec![false; w * h];
     for &(_, c) in &ranked[..n_cells] {
         let (i, j) = (c as usize % w, c as usize / w);
-        assert!(
-            i > 0 && j > 0 && i + 1 < w && j + 1 < h,
-            "outline reaches the lattice border"
-        );
+        assert!(i > 0 && j > 0 && i + 1 < w && j + 1 < h, "outline reaches the lattice border");
         in_city[c as usize] = true;
     }
-    let cells: Vec<u32> = (0..(w * h) as u32)
-        .filter(|&c| in_city[c as usize])
-        .collect();
+    let cells: Vec<u32> = (0..(w * h) as u32).filter(|&c| in_city[c as usize]).collect();
 
     let (sin_r, cos_r) = ROTATION_RAD.sin_cos();
     let (wp1, wp2) = (rng.random_range(0.0..TAU), rng.random_range(0.0..TAU));
@@ -246,24 +205,13 @@ pub(super) fn build_lattice(n_cells: usize, rng: &mut ChaCha8Rng) -> Lattice {
             let bx = (i as f64 - hx as f64) * CELL_M;
             let by = (j as f64 - hy as f64) * CELL_M;
             let (rx, ry) = (bx * cos_r - by * sin_r, bx * sin_r + by * cos_r);
-            let (x, y) = (
-                rx + WARP_M * (ry / 730.0 + wp1).sin(),
-                ry + WARP_M * (rx / 910.0 + wp2).sin(),
-            );
+            let (x, y) = (rx + WARP_M * (ry / 730.0 + wp1).sin(), ry + WARP_M * (rx / 910.0 + wp2).sin());
             let jx = rng.random_range(-JITTER_M..=JITTER_M);
             let jy = rng.random_range(-JITTER_M..=JITTER_M);
             pos.push([x + jx, y + jy]);
         }
     }
-    let mut lat = Lattice {
-        w,
-        h,
-        pos,
-        in_city,
-        cells,
-        hkink: vec![NONE; w * (h + 1)],
-        vkink: vec![NONE; (w + 1) * h],
-    };
+    let mut lat = Lattice { w, h, pos, in_city, cells, hkink: vec![NONE; w * (h + 1)], vkink: vec![NONE; (w + 1) * h] };
 
     // Put the city's centroid at the local origin, i.e. at the configured lon/lat centre.
     let (mut sx, mut sy) = (0.0, 0.0);
@@ -284,14 +232,13 @@ pub(super) fn build_lattice(n_cells: usize, rng: &mut ChaCha8Rng) -> Lattice {
         let len = (dx * dx + dy * dy).sqrt();
         let t = 0.5 + rng.random_range(-0.1..0.1);
         let d = rng.random_range(3.0..8.0) * if rng.random_bool(0.5) { 1.0 } else { -1.0 };
-        lat.pos
-            .push([pa[0] + t * dx - d * dy / len, pa[1] + t * dy + d * dx / len]);
+        lat.pos.push([pa[0] + t * dx - d * dy / len, pa[1] + t * dy + d * dx / len]);
         (lat.pos.len() - 1) as u32
     };
     for j in 0..=h {
         for i in 0..w {
-            let touches = lat.city_cell(i as isize, j as isize) != NONE
-                || lat.city_cell(i as isize, j as isize - 1) != NONE;
+            let touches =
+                lat.city_cell(i as isize, j as isize) != NONE || lat.city_cell(i as isize, j as isize - 1) != NONE;
             if touches && rng.random_bool(KINK_SHARE) {
                 let (a, b) = (lat.corner(i, j), lat.corner(i + 1, j));
                 let k = add_kink(&mut lat, a, b, rng);
@@ -301,8 +248,8 @@ pub(super) fn build_lattice(n_cells: usize, rng: &mut ChaCha8Rng) -> Lattice {
     }
     for j in 0..h {
         for i in 0..=w {
-            let touches = lat.city_cell(i as isize - 1, j as isize) != NONE
-                || lat.city_cell(i as isize, j as isize) != NONE;
+            let touches =
+                lat.city_cell(i as isize - 1, j as isize) != NONE || lat.city_cell(i as isize, j as isize) != NONE;
             if touches && rng.random_bool(KINK_SHARE) {
                 let (a, b) = (lat.corner(i, j), lat.corner(i, j + 1));
                 let k = add_kink(&mut lat, a, b, rng);
@@ -313,12 +260,7 @@ pub(super) fn build_lattice(n_cells: usize, rng: &mut ChaCha8Rng) -> Lattice {
     // Removing kinks only straightens rings, so this settles in a pass or two. Unused kink
     // vertices stay in `pos`; nothing refers to them.
     loop {
-        let bad: Vec<u32> = lat
-            .cells
-            .iter()
-            .copied()
-            .filter(|&c| !lat.ring_ok(&lat.cell_ring(c)))
-            .collect();
+        let bad: Vec<u32> = lat.cells.iter().copied().filter(|&c| !lat.ring_ok(&lat.cell_ring(c))).collect();
         if bad.is_empty() {
             break;
         }
@@ -449,27 +391,19 @@ pub(super) fn build_tiling(
             acc[rc as usize][1] += centres[k][1];
             acc[rc as usize][2] += 1.0;
         }
-        acc.iter()
-            .map(|a| ([a[0] / a[2], a[1] / a[2]], a[2]))
-            .unzip()
+        acc.iter().map(|a| ([a[0] / a[2], a[1] / a[2]], a[2])).unzip()
     };
     let comm_street_raw = cluster(&comm_centre, &comm_cells, streets, rng);
     let (street_centre, street_cells): (Vec<P>, Vec<f64>) = (0..streets as u32)
         .map(|s| {
-            centroid_of(
-                (0..communities)
-                    .filter(|&c| comm_street_raw[c] == s)
-                    .map(|c| (comm_centre[c], comm_cells[c])),
-            )
+            centroid_of((0..communities).filter(|&c| comm_street_raw[c] == s).map(|c| (comm_centre[c], comm_cells[c])))
         })
         .unzip();
     let street_district_raw = cluster(&street_centre, &street_cells, districts, rng);
     let district_centre: Vec<P> = (0..districts as u32)
         .map(|d| {
             centroid_of(
-                (0..streets)
-                    .filter(|&s| street_district_raw[s] == d)
-                    .map(|s| (street_centre[s], street_cells[s])),
+                (0..streets).filter(|&s| street_district_raw[s] == d).map(|s| (street_centre[s], street_cells[s])),
             )
             .0
         })
@@ -480,24 +414,18 @@ pub(super) fn build_tiling(
     let mut dist_order: Vec<usize> = (0..districts).collect();
     dist_order.sort_by(|&a, &b| {
         let (pa, pb) = (district_centre[a], district_centre[b]);
-        (pa[0] * pa[0] + pa[1] * pa[1])
-            .total_cmp(&(pb[0] * pb[0] + pb[1] * pb[1]))
-            .then(a.cmp(&b))
+        (pa[0] * pa[0] + pa[1] * pa[1]).total_cmp(&(pb[0] * pb[0] + pb[1] * pb[1])).then(a.cmp(&b))
     });
     let mut comm_final = vec![NONE; communities];
     let mut community_street = Vec::with_capacity(communities);
     let mut street_district = Vec::with_capacity(streets);
     for (fd, &rd) in dist_order.iter().enumerate() {
-        let mut st: Vec<usize> = (0..streets)
-            .filter(|&s| street_district_raw[s] as usize == rd)
-            .collect();
+        let mut st: Vec<usize> = (0..streets).filter(|&s| street_district_raw[s] as usize == rd).collect();
         st.sort_by(|&a, &b| north_west_first(street_centre[a], street_centre[b]).then(a.cmp(&b)));
         for rs in st {
             let fs = street_district.len() as u32;
             street_district.push(fd as u32);
-            let mut cm: Vec<usize> = (0..communities)
-                .filter(|&c| comm_street_raw[c] as usize == rs)
-                .collect();
+            let mut cm: Vec<usize> = (0..communities).filter(|&c| comm_street_raw[c] as usize == rs).collect();
             cm.sort_by(|&a, &b| north_west_first(comm_centre[a], comm_centre[b]).then(a.cmp(&b)));
             for rc in cm {
                 comm_final[rc] = community_street.len() as u32;
@@ -523,10 +451,7 @@ pub(super) fn build_tiling(
             break;
         }
         let nb = lat.neighbour(c, rng.random_range(0..4));
-        if used[c as usize]
-            || nb == NONE
-            || used[nb as usize]
-            || comm_of_cell[nb as usize] != comm_of_cell[c as usize]
+        if used[c as usize] || nb == NONE || used[nb as usize] || comm_of_cell[nb as usize] != comm_of_cell[c as usize]
         {
             continue;
         }
@@ -535,13 +460,7 @@ pub(super) fn build_tiling(
         if u.len() != 1 || !u[0].holes.is_empty() || !lat.ring_ok(&u[0].exterior) {
             continue;
         }
-        let area = signed_area(
-            &u[0]
-                .exterior
-                .iter()
-                .map(|&v| lat.pos[v as usize])
-                .collect::<Vec<_>>(),
-        );
+        let area = signed_area(&u[0].exterior.iter().map(|&v| lat.pos[v as usize]).collect::<Vec<_>>());
         if area > MERGED_MAX_M2 {
             continue;
         }
@@ -568,18 +487,8 @@ pub(super) fn build_tiling(
         if let Some((h1, h2)) = try_cut(&mut lat, c, rng) {
             used[c as usize] = true;
             let comm = comm_final[comm_of_cell[c as usize] as usize];
-            shapes.push(GridShape {
-                ring: h1,
-                community: comm,
-                cells: [c, NONE],
-                key: key_of(&lat, c, 0),
-            });
-            shapes.push(GridShape {
-                ring: h2,
-                community: comm,
-                cells: [c, NONE],
-                key: key_of(&lat, c, 1),
-            });
+            shapes.push(GridShape { ring: h1, community: comm, cells: [c, NONE], key: key_of(&lat, c, 0) });
+            shapes.push(GridShape { ring: h2, community: comm, cells: [c, NONE], key: key_of(&lat, c, 1) });
             cuts += 1;
         }
     }
@@ -599,20 +508,10 @@ pub(super) fn build_tiling(
     for (g, s) in shapes.iter().enumerate() {
         for &c in s.cells.iter().filter(|&&c| c != NONE) {
             let slot = &mut cell_grids[c as usize];
-            if slot[0] == NONE {
-                slot[0] = g as u32
-            } else {
-                slot[1] = g as u32
-            }
+            if slot[0] == NONE { slot[0] = g as u32 } else { slot[1] = g as u32 }
         }
     }
-    Tiling {
-        lattice: lat,
-        grids: shapes,
-        community_street,
-        street_district,
-        cell_grids,
-    }
+    Tiling { lattice: lat, grids: shapes, community_street, street_district, cell_grids }
 }
 
 /// Cuts cell `c` in two between two non-adjacent ring vertices, sometimes through an extra
@@ -620,10 +519,8 @@ pub(super) fn build_tiling(
 fn try_cut(lat: &mut Lattice, c: u32, rng: &mut ChaCha8Rng) -> Option<(Vec<u32>, Vec<u32>)> {
     let r = lat.cell_ring(c);
     let n = r.len();
-    let pairs: Vec<(usize, usize)> = (0..n)
-        .flat_map(|p| (p + 2..n).map(move |q| (p, q)))
-        .filter(|&(p, q)| n - (q - p) >= 2)
-        .collect();
+    let pairs: Vec<(usize, usize)> =
+        (0..n).flat_map(|p| (p + 2..n).map(move |q| (p, q))).filter(|&(p, q)| n - (q - p) >= 2).collect();
     let total = signed_area(&r.iter().map(|&v| lat.pos[v as usize]).collect::<Vec<_>>());
     if total < CUT_MIN_M2 {
         return None;
@@ -648,15 +545,7 @@ fn try_cut(lat: &mut Lattice, c: u32, rng: &mut ChaCha8Rng) -> Option<(Vec<u32>,
             h2.push(new_id);
         }
         let pts = |h: &[u32]| -> Vec<P> {
-            h.iter()
-                .map(|&v| {
-                    if v == new_id {
-                        bend.unwrap()
-                    } else {
-                        lat.pos[v as usize]
-                    }
-                })
-                .collect()
+            h.iter().map(|&v| if v == new_id { bend.unwrap() } else { lat.pos[v as usize] }).collect()
         };
         let (p1, p2) = (pts(&h1), pts(&h2));
         let fair = |pp: &[P]| signed_area(pp) >= 0.4 * total;

@@ -29,10 +29,7 @@ impl GridIndex {
                 GeomWithData::new(Rectangle::from_corners(lo, hi), g as u32)
             })
             .collect();
-        GridIndex {
-            tree: RTree::bulk_load(boxes),
-            rings,
-        }
+        GridIndex { tree: RTree::bulk_load(boxes), rings }
     }
 
     pub fn contains(&self, g: u32, p: P) -> bool {
@@ -41,11 +38,7 @@ impl GridIndex {
 
     /// The grid holding `p` (lon/lat), the lowest index if a boundary point hits two.
     pub fn locate(&self, p: P) -> Option<u32> {
-        self.tree
-            .locate_all_at_point(&p)
-            .map(|e| e.data)
-            .filter(|&g| self.contains(g, p))
-            .min()
+        self.tree.locate_all_at_point(&p).map(|e| e.data).filter(|&g| self.contains(g, p)).min()
     }
 
     /// Like [`Self::locate`], trying the grids of the lattice cell the point was aimed at first,

@@ -154,17 +154,11 @@ impl LocalFrame {
     }
 
     pub fn to_lonlat(&self, p: [f64; 2]) -> [f64; 2] {
-        [
-            self.lon0 + p[0] / self.m_per_deg_lon,
-            self.lat0 + p[1] / self.m_per_deg_lat,
-        ]
+        [self.lon0 + p[0] / self.m_per_deg_lon, self.lat0 + p[1] / self.m_per_deg_lat]
     }
 
     pub fn to_local(&self, c: [f64; 2]) -> [f64; 2] {
-        [
-            (c[0] - self.lon0) * self.m_per_deg_lon,
-            (c[1] - self.lat0) * self.m_per_deg_lat,
-        ]
+        [(c[0] - self.lon0) * self.m_per_deg_lon, (c[1] - self.lat0) * self.m_per_deg_lat]
     }
 }
 
@@ -186,11 +180,7 @@ struct World {
 
 impl World {
     fn grid_ring_local(&self, g: u32) -> Vec<P> {
-        self.tiling.grids[g as usize]
-            .ring
-            .iter()
-            .map(|&v| self.tiling.lattice.pos[v as usize])
-            .collect()
+        self.tiling.grids[g as usize].ring.iter().map(|&v| self.tiling.lattice.pos[v as usize]).collect()
     }
 
     fn grid_community(&self, g: u32) -> u32 {
@@ -198,8 +188,7 @@ impl World {
     }
 
     fn street_office_code(&self, g: u32) -> &Str {
-        self.depts
-            .code(self.depts.street_office[self.grid_street[g as usize] as usize])
+        self.depts.code(self.depts.street_office[self.grid_street[g as usize] as usize])
     }
 }
 
@@ -210,13 +199,8 @@ fn rng_for(seed: u64, stream: u64) -> ChaCha8Rng {
 }
 
 fn ring_lonlat(ring: &[u32], lonlat: &[P]) -> LineString<f64> {
-    let mut pts: Vec<Coord<f64>> = ring
-        .iter()
-        .map(|&v| Coord {
-            x: lonlat[v as usize][0],
-            y: lonlat[v as usize][1],
-        })
-        .collect();
+    let mut pts: Vec<Coord<f64>> =
+        ring.iter().map(|&v| Coord { x: lonlat[v as usize][0], y: lonlat[v as usize][1] }).collect();
     pts.push(pts[0]);
     LineString(pts)
 }
@@ -226,10 +210,7 @@ fn regions_to_multipolygon(regions: &[Region], lonlat: &[P]) -> MultiPolygon<f64
         regions
             .iter()
             .map(|r| {
-                Polygon::new(
-                    ring_lonlat(&r.exterior, lonlat),
-                    r.holes.iter().map(|h| ring_lonlat(h, lonlat)).collect(),
-                )
+                Polygon::new(ring_lonlat(&r.exterior, lonlat), r.holes.iter().map(|h| ring_lonlat(h, lonlat)).collect())
             })
             .collect(),
     )
@@ -245,39 +226,21 @@ pub fn generate(p: &DemoParams) -> City {
     let streets_n = p.streets.clamp(1, communities_n);
     let districts_n = p.districts.clamp(1, streets_n);
 
-    let tiling = layout::build_tiling(
-        grids_n,
-        communities_n,
-        streets_n,
-        districts_n,
-        &mut rng_for(p.seed, 1),
-    );
+    let tiling = layout::build_tiling(grids_n, communities_n, streets_n, districts_n, &mut rng_for(p.seed, 1));
     let frame = LocalFrame::shigatse();
-    let lonlat: Vec<P> = tiling
-        .lattice
-        .pos
-        .iter()
-        .map(|&q| frame.to_lonlat(q))
-        .collect();
+    let lonlat: Vec<P> = tiling.lattice.pos.iter().map(|&q| frame.to_lonlat(q)).collect();
 
     // Codes and names, level by level; each level's children are contiguous and in order.
     let mut districts: Vec<District> = Vec::with_capacity(districts_n);
     for i in 0..districts_n {
         let (code, name) = names::district(i);
-        districts.push(District {
-            code: code.into(),
-            name: name.into(),
-            geom: MultiPolygon(vec![]),
-        });
+        districts.push(District { code: code.into(), name: name.into(), geom: MultiPolygon(vec![]) });
     }
     let mut streets: Vec<Street> = Vec::with_capacity(streets_n);
     let mut serial = vec![0usize; districts_n];
     for (s, &d) in tiling.street_district.iter().enumerate() {
         serial[d as usize] += 1;
-        assert!(
-            serial[d as usize] <= 999,
-            "more than 999 streets in a district"
-        );
+        assert!(serial[d as usize] <= 999, "more than 999 streets in a district");
         let dc = &districts[d as usize].code;
         streets.push(Street {
             code: format!("{dc}{:03}", serial[d as usize]).into(),
@@ -290,10 +253,7 @@ pub fn generate(p: &DemoParams) -> City {
     let mut serial = vec![0usize; streets_n];
     for (c, &s) in tiling.community_street.iter().enumerate() {
         serial[s as usize] += 1;
-        assert!(
-            serial[s as usize] <= 999,
-            "more than 999 communities in a street"
-        );
+        assert!(serial[s as usize] <= 999, "more than 999 communities in a street");
         let sc = &streets[s as usize].code;
         communities.push(Community {
             code: format!("{sc}{:03}", serial[s as usize]).into(),
@@ -344,10 +304,7 @@ pub fn generate(p: &DemoParams) -> City {
     let street_of = |g: usize| tiling.community_street[comm_of(g) as usize];
     let district_of = |g: usize| tiling.street_district[street_of(g) as usize];
     let union = |range: std::ops::Range<usize>| {
-        let regions = dissolve::dissolve(
-            tiling.grids[range].iter().map(|g| g.ring.as_slice()),
-            &tiling.lattice.pos,
-        );
+        let regions = dissolve::dissolve(tiling.grids[range].iter().map(|g| g.ring.as_slice()), &tiling.lattice.pos);
         regions_to_multipolygon(&regions, &lonlat)
     };
     for (c, r) in runs(&comm_of, communities_n).into_iter().enumerate() {
@@ -362,40 +319,21 @@ pub fn generate(p: &DemoParams) -> City {
     let grid_street: Vec<u32> = (0..grids.len()).map(street_of).collect();
     let grid_district: Vec<u32> = (0..grids.len()).map(district_of).collect();
 
-    let dept_districts: Vec<(Str, Str)> = districts
-        .iter()
-        .map(|d| (d.code.clone(), d.name.clone()))
-        .collect();
-    let dept_streets: Vec<(Str, Str, u32)> = streets
-        .iter()
-        .zip(&tiling.street_district)
-        .map(|(s, &d)| (s.code.clone(), s.name.clone(), d))
-        .collect();
-    let depts = depts::build(
-        p.departments,
-        &dept_districts,
-        &dept_streets,
-        &mut rng_for(p.seed, 2),
-    );
+    let dept_districts: Vec<(Str, Str)> = districts.iter().map(|d| (d.code.clone(), d.name.clone())).collect();
+    let dept_streets: Vec<(Str, Str, u32)> =
+        streets.iter().zip(&tiling.street_district).map(|(s, &d)| (s.code.clone(), s.name.clone(), d)).collect();
+    let depts = depts::build(p.departments, &dept_districts, &dept_streets, &mut rng_for(p.seed, 2));
 
     let cprof = dict::component_profile();
     let eprof = dict::event_profile();
     let mut component_classes = dict::component_classes();
     for (c, pr) in component_classes.iter_mut().zip(&cprof) {
-        assert_eq!(
-            pr.code,
-            c.code.as_str(),
-            "demo_component_profile.csv must list the classes in order"
-        );
+        assert_eq!(pr.code, c.code.as_str(), "demo_component_profile.csv must list the classes in order");
         c.competent_dept = Some(depts.code(depts.key(pr.competent)).clone());
     }
     let mut event_classes = dict::event_classes();
     for (c, pr) in event_classes.iter_mut().zip(&eprof) {
-        assert_eq!(
-            pr.code,
-            c.code.as_str(),
-            "demo_event_profile.csv must list the classes in order"
-        );
+        assert_eq!(pr.code, c.code.as_str(), "demo_event_profile.csv must list the classes in order");
         c.default_dept = Some(depts.code(depts.key(pr.default_dept)).clone());
     }
 
@@ -415,32 +353,17 @@ pub fn generate(p: &DemoParams) -> City {
         resp(depts.code(o), "territory", &d.code, "district_government");
     }
     for c in &event_classes {
-        resp(
-            c.default_dept.as_ref().unwrap(),
-            "event_class",
-            &c.code,
-            "class_default",
-        );
+        resp(c.default_dept.as_ref().unwrap(), "event_class", &c.code, "class_default");
     }
     // Component and event class codes share the 4-digit space, hence two class scopes.
     for c in &component_classes {
-        resp(
-            c.competent_dept.as_ref().unwrap(),
-            "component_class",
-            &c.code,
-            "competent",
-        );
+        resp(c.competent_dept.as_ref().unwrap(), "component_class", &c.code, "competent");
     }
 
     let index = GridIndex::new(
         grids
             .iter()
-            .map(|g| {
-                g.geom.exterior().0[..g.geom.exterior().0.len() - 1]
-                    .iter()
-                    .map(|c| [c.x, c.y])
-                    .collect()
-            })
+            .map(|g| g.geom.exterior().0[..g.geom.exterior().0.len() - 1].iter().map(|c| [c.x, c.y]).collect())
             .collect(),
     );
     let world = World {
@@ -458,34 +381,12 @@ pub fn generate(p: &DemoParams) -> City {
         tiling,
     };
 
-    let (components, comp_grid) = assets::components(
-        &world,
-        &component_classes,
-        &cprof,
-        p.components,
-        &mut rng_for(p.seed, 3),
-    );
-    let sensors = assets::sensors(
-        &world,
-        &components,
-        &comp_grid,
-        &component_classes,
-        p.sensors,
-        &mut rng_for(p.seed, 4),
-    );
-    let catalogue = cases::Catalogue {
-        components: &component_classes,
-        events: &event_classes,
-        event_profile: &eprof,
-    };
-    let cases = cases::cases(
-        &world,
-        &components,
-        &comp_grid,
-        &catalogue,
-        p.cases,
-        &mut rng_for(p.seed, 5),
-    );
+    let (components, comp_grid) =
+        assets::components(&world, &component_classes, &cprof, p.components, &mut rng_for(p.seed, 3));
+    let sensors =
+        assets::sensors(&world, &components, &comp_grid, &component_classes, p.sensors, &mut rng_for(p.seed, 4));
+    let catalogue = cases::Catalogue { components: &component_classes, events: &event_classes, event_profile: &eprof };
+    let cases = cases::cases(&world, &components, &comp_grid, &catalogue, p.cases, &mut rng_for(p.seed, 5));
     drop(comp_grid);
 
     City {

@@ -22,9 +22,8 @@ const SHIGATSE_DISTRICTS: [(&str, &str); 18] = [
     ("540237", "岗巴县"),
 ];
 
-const DISTRICT_WORDS: [&str; 12] = [
-    "年楚", "雅江", "珠峰", "扎西", "德吉", "格桑", "吉祥", "雪域", "圣城", "康桑", "白玛", "曲水",
-];
+const DISTRICT_WORDS: [&str; 12] =
+    ["年楚", "雅江", "珠峰", "扎西", "德吉", "格桑", "吉祥", "雪域", "圣城", "康桑", "白玛", "曲水"];
 
 const STREET_WORDS: [&str; 24] = [
     "城南",
@@ -128,11 +127,7 @@ pub(super) fn numeral(n: usize) -> String {
 fn numbered(words: &[&str], i: usize) -> String {
     let round = i / words.len();
     let w = words[i % words.len()];
-    if round == 0 {
-        w.to_string()
-    } else {
-        format!("{w}{}", numeral(round + 1))
-    }
+    if round == 0 { w.to_string() } else { format!("{w}{}", numeral(round + 1)) }
 }
 
 /// Code and name of the `i`-th district. Beyond the 18 real ones the codes continue in the
@@ -143,16 +138,9 @@ pub(super) fn district(i: usize) -> (String, String) {
         return (c.to_string(), n.to_string());
     }
     let k = i - SHIGATSE_DISTRICTS.len();
-    let code = if k < 60 {
-        540240 + k
-    } else {
-        549001 + (k - 60)
-    };
+    let code = if k < 60 { 540240 + k } else { 549001 + (k - 60) };
     assert!(code <= 549999, "too many demo districts");
-    (
-        code.to_string(),
-        format!("{}新区", numbered(&DISTRICT_WORDS, k)),
-    )
+    (code.to_string(), format!("{}新区", numbered(&DISTRICT_WORDS, k)))
 }
 
 pub(super) fn street(i: usize) -> String {
@@ -180,11 +168,7 @@ mod tests {
     #[test]
     fn district_codes_unique_and_ascending() {
         let codes: Vec<String> = (0..200).map(|i| district(i).0).collect();
-        assert!(
-            codes
-                .iter()
-                .all(|c| c.len() == 6 && c.bytes().all(|b| b.is_ascii_digit()))
-        );
+        assert!(codes.iter().all(|c| c.len() == 6 && c.bytes().all(|b| b.is_ascii_digit())));
         assert!(codes.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(district(0).1, "桑珠孜区");
         assert_eq!(district(3), ("540223".to_string(), "定日县".to_string()));

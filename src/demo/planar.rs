@@ -21,10 +21,7 @@ pub(super) fn signed_area(pts: &[P]) -> f64 {
 }
 
 fn on_segment(a: P, b: P, p: P) -> bool {
-    p[0] >= a[0].min(b[0])
-        && p[0] <= a[0].max(b[0])
-        && p[1] >= a[1].min(b[1])
-        && p[1] <= a[1].max(b[1])
+    p[0] >= a[0].min(b[0]) && p[0] <= a[0].max(b[0]) && p[1] >= a[1].min(b[1]) && p[1] <= a[1].max(b[1])
 }
 
 /// Whether closed segments ab and cd share any point.
@@ -33,9 +30,7 @@ pub(super) fn segments_touch(a: P, b: P, c: P, d: P) -> bool {
     let d2 = orient(c, d, b);
     let d3 = orient(a, b, c);
     let d4 = orient(a, b, d);
-    if ((d1 > 0.0 && d2 < 0.0) || (d1 < 0.0 && d2 > 0.0))
-        && ((d3 > 0.0 && d4 < 0.0) || (d3 < 0.0 && d4 > 0.0))
-    {
+    if ((d1 > 0.0 && d2 < 0.0) || (d1 < 0.0 && d2 > 0.0)) && ((d3 > 0.0 && d4 < 0.0) || (d3 < 0.0 && d4 > 0.0)) {
         return true;
     }
     (d1 == 0.0 && on_segment(c, d, a))
@@ -56,14 +51,8 @@ pub(super) fn ring_is_simple_ccw(pts: &[P]) -> bool {
             let b1 = (b + 1) % n;
             if a1 == b || b1 == a {
                 // Neighbouring segments share a vertex; they must not fold back onto each other.
-                let (v, p, q) = if a1 == b {
-                    (pts[b], pts[a], pts[b1])
-                } else {
-                    (pts[a], pts[a1], pts[b])
-                };
-                if orient(p, v, q) == 0.0
-                    && (p[0] - v[0]) * (q[0] - v[0]) + (p[1] - v[1]) * (q[1] - v[1]) > 0.0
-                {
+                let (v, p, q) = if a1 == b { (pts[b], pts[a], pts[b1]) } else { (pts[a], pts[a1], pts[b]) };
+                if orient(p, v, q) == 0.0 && (p[0] - v[0]) * (q[0] - v[0]) + (p[1] - v[1]) * (q[1] - v[1]) > 0.0 {
                     return false;
                 }
                 continue;
@@ -84,9 +73,7 @@ pub(super) fn in_ring(pts: &[P], p: P) -> bool {
     let mut j = n - 1;
     for i in 0..n {
         let (a, b) = (pts[i], pts[j]);
-        if (a[1] > p[1]) != (b[1] > p[1])
-            && p[0] < (b[0] - a[0]) * (p[1] - a[1]) / (b[1] - a[1]) + a[0]
-        {
+        if (a[1] > p[1]) != (b[1] > p[1]) && p[0] < (b[0] - a[0]) * (p[1] - a[1]) / (b[1] - a[1]) + a[0] {
             inside = !inside;
         }
         j = i;

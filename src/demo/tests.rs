@@ -4,10 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
-use ::geo::{
-    Area, BooleanOps, BoundingRect, Contains, Geometry, Intersects, MultiPolygon, Polygon,
-    Validation,
-};
+use ::geo::{Area, BooleanOps, BoundingRect, Contains, Geometry, Intersects, MultiPolygon, Polygon, Validation};
 use chrono::{Datelike, Timelike, Weekday};
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
@@ -57,11 +54,7 @@ fn shigatse_counts() {
     assert_eq!(c.districts.len(), 4);
     assert_eq!(c.streets.len(), 9);
     assert_eq!(c.communities.len(), 43);
-    assert!(
-        (6_000..=7_000).contains(&c.grids.len()),
-        "{} grids",
-        c.grids.len()
-    );
+    assert!((6_000..=7_000).contains(&c.grids.len()), "{} grids", c.grids.len());
     assert_eq!(c.components.len(), 150_000);
     assert_eq!(c.cases.len(), 50_000);
     assert_eq!(c.sensors.len(), 250);
@@ -96,10 +89,7 @@ fn city_sits_at_shigatse() {
     }
     let r = all.bounding_rect().unwrap();
     let centre = r.center();
-    assert!(
-        (centre.x - 88.88).abs() < 0.03 && (centre.y - 29.27).abs() < 0.03,
-        "{centre:?}"
-    );
+    assert!((centre.x - 88.88).abs() < 0.03 && (centre.y - 29.27).abs() < 0.03, "{centre:?}");
 }
 
 fn planar_m2(g: &impl Area<f64>) -> f64 {
@@ -114,69 +104,33 @@ fn check_tiling(c: &City) {
         c.communities.iter().map(|x| (x.code.as_str(), x)).collect();
     let mut sum: BTreeMap<&str, f64> = BTreeMap::new();
     for g in &c.grids {
-        assert!(
-            g.geom.is_valid(),
-            "grid {} invalid: {:?}",
-            g.code,
-            g.geom.validation_errors()
-        );
+        assert!(g.geom.is_valid(), "grid {} invalid: {:?}", g.code, g.geom.validation_errors());
         assert!(g.geom.exterior().is_closed());
         assert!(g.geom.exterior().0.len() >= 4);
-        assert!(
-            ::geo::Area::signed_area(&g.geom) > 0.0,
-            "grid {} not counter-clockwise",
-            g.code
-        );
+        assert!(::geo::Area::signed_area(&g.geom) > 0.0, "grid {} not counter-clockwise", g.code);
         *sum.entry(g.community_code.as_str()).or_default() += planar_m2(&g.geom);
         let comm = by_code[g.community_code.as_str()];
-        assert!(
-            comm.geom.contains(&g.geom),
-            "grid {} not inside its community",
-            g.code
-        );
+        assert!(comm.geom.contains(&g.geom), "grid {} not inside its community", g.code);
     }
     for comm in &c.communities {
-        assert!(
-            comm.geom.is_valid(),
-            "community {} invalid: {:?}",
-            comm.code,
-            comm.geom.validation_errors()
-        );
+        assert!(comm.geom.is_valid(), "community {} invalid: {:?}", comm.code, comm.geom.validation_errors());
         let a = planar_m2(&comm.geom);
         let s = sum[comm.code.as_str()];
-        assert!(
-            (a - s).abs() <= 1e-6 * a,
-            "community {}: {a} vs grids {s}",
-            comm.code
-        );
+        assert!((a - s).abs() <= 1e-6 * a, "community {}: {a} vs grids {s}", comm.code);
         // The exact union must agree with geo's own overlay.
-        let grids: Vec<&Polygon<f64>> = c
-            .grids
-            .iter()
-            .filter(|g| g.community_code == comm.code)
-            .map(|g| &g.geom)
-            .collect();
+        let grids: Vec<&Polygon<f64>> =
+            c.grids.iter().filter(|g| g.community_code == comm.code).map(|g| &g.geom).collect();
         let u = ::geo::unary_union(grids.iter().copied());
         assert!((planar_m2(&u) - a).abs() <= 1e-6 * a);
     }
     for s in &c.streets {
         assert!(s.geom.is_valid(), "street {} invalid", s.code);
-        let kids: f64 = c
-            .communities
-            .iter()
-            .filter(|x| x.street_code == s.code)
-            .map(|x| planar_m2(&x.geom))
-            .sum();
+        let kids: f64 = c.communities.iter().filter(|x| x.street_code == s.code).map(|x| planar_m2(&x.geom)).sum();
         assert!((planar_m2(&s.geom) - kids).abs() <= 1e-6 * kids);
     }
     for d in &c.districts {
         assert!(d.geom.is_valid(), "district {} invalid", d.code);
-        let kids: f64 = c
-            .streets
-            .iter()
-            .filter(|x| x.district_code == d.code)
-            .map(|x| planar_m2(&x.geom))
-            .sum();
+        let kids: f64 = c.streets.iter().filter(|x| x.district_code == d.code).map(|x| planar_m2(&x.geom)).sum();
         assert!((planar_m2(&d.geom) - kids).abs() <= 1e-6 * kids);
     }
     let tree = RTree::bulk_load(
@@ -185,10 +139,7 @@ fn check_tiling(c: &City) {
             .enumerate()
             .map(|(i, g)| {
                 let r = g.geom.bounding_rect().unwrap();
-                GeomWithData::new(
-                    Rectangle::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]),
-                    i,
-                )
+                GeomWithData::new(Rectangle::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]), i)
             })
             .collect(),
     );
@@ -202,12 +153,7 @@ fn check_tiling(c: &City) {
             }
             pairs += 1;
             let overlap = planar_m2(&g.geom.intersection(&c.grids[o.data].geom));
-            assert!(
-                overlap < 1e-6,
-                "grids {} and {} overlap by {overlap} m2",
-                g.code,
-                c.grids[o.data].code
-            );
+            assert!(overlap < 1e-6, "grids {} and {} overlap by {overlap} m2", g.code, c.grids[o.data].code);
         }
     }
     assert!(pairs > c.grids.len(), "neighbour query found too few pairs");
@@ -229,30 +175,15 @@ fn grid_areas_are_unit_grids() {
     let n = c.grids.len() as f64;
     let mean = c.grids.iter().map(|g| g.area_m2).sum::<f64>() / n;
     assert!((9_000.0..11_000.0).contains(&mean), "mean grid area {mean}");
-    let typical = c
-        .grids
-        .iter()
-        .filter(|g| (4_000.0..=20_000.0).contains(&g.area_m2))
-        .count() as f64;
-    assert!(
-        typical / n > 0.97,
-        "only {typical} of {n} grids of typical size"
-    );
+    let typical = c.grids.iter().filter(|g| (4_000.0..=20_000.0).contains(&g.area_m2)).count() as f64;
+    assert!(typical / n > 0.97, "only {typical} of {n} grids of typical size");
     // Geodesic and local planar areas agree: the local frame is honest.
     for g in c.grids.iter().take(200) {
         let p = planar_m2(&g.geom);
-        assert!(
-            (p - g.area_m2).abs() < 1e-3 * g.area_m2,
-            "{p} vs {}",
-            g.area_m2
-        );
+        assert!((p - g.area_m2).abs() < 1e-3 * g.area_m2, "{p} vs {}", g.area_m2);
     }
     // Irregular: not all grids are plain quadrilaterals.
-    let plain = c
-        .grids
-        .iter()
-        .filter(|g| g.geom.exterior().0.len() == 5)
-        .count() as f64;
+    let plain = c.grids.iter().filter(|g| g.geom.exterior().0.len() == 5).count() as f64;
     assert!(plain / n < 0.7);
 }
 
@@ -260,28 +191,20 @@ fn check_codes(c: &City) {
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     let uniq = |v: Vec<&str>| {
         let n = v.len();
-        assert_eq!(
-            v.into_iter().collect::<BTreeSet<_>>().len(),
-            n,
-            "duplicate codes"
-        );
+        assert_eq!(v.into_iter().collect::<BTreeSet<_>>().len(), n, "duplicate codes");
     };
     for d in &c.districts {
         assert!(d.code.len() == 6 && digits(&d.code) && d.code.starts_with("54"));
     }
     let districts: BTreeSet<&str> = c.districts.iter().map(|d| d.code.as_str()).collect();
     for s in &c.streets {
-        assert!(
-            s.code.len() == 9 && digits(&s.code) && s.code.starts_with(s.district_code.as_str())
-        );
+        assert!(s.code.len() == 9 && digits(&s.code) && s.code.starts_with(s.district_code.as_str()));
         assert!(districts.contains(s.district_code.as_str()));
         assert!(s.name.ends_with("街道"));
     }
     let streets: BTreeSet<&str> = c.streets.iter().map(|d| d.code.as_str()).collect();
     for m in &c.communities {
-        assert!(
-            m.code.len() == 12 && digits(&m.code) && m.code.starts_with(m.street_code.as_str())
-        );
+        assert!(m.code.len() == 12 && digits(&m.code) && m.code.starts_with(m.street_code.as_str()));
         assert!(streets.contains(m.street_code.as_str()));
         assert!(m.name.ends_with("社区"));
     }
@@ -311,20 +234,14 @@ fn check_codes(c: &City) {
     uniq(c.sensors.iter().map(|x| x.code.as_str()).collect());
     uniq(c.departments.iter().map(|x| x.code.as_str()).collect());
 
-    let classes: BTreeMap<&str, &crate::model::ComponentClass> = c
-        .component_classes
-        .iter()
-        .map(|k| (k.code.as_str(), k))
-        .collect();
+    let classes: BTreeMap<&str, &crate::model::ComponentClass> =
+        c.component_classes.iter().map(|k| (k.code.as_str(), k)).collect();
     for k in &c.components {
         assert!(k.code.len() == 16 && digits(&k.code), "{}", k.code);
         assert!(districts.contains(&k.code[..6]));
         assert_eq!(&k.code[6..10], k.class_code.as_str());
         let class = classes[k.class_code.as_str()];
-        assert_eq!(
-            matches!(k.geom, Geometry::Polygon(_)),
-            class.geom_type == "polygon"
-        );
+        assert_eq!(matches!(k.geom, Geometry::Polygon(_)), class.geom_type == "polygon");
         assert!(k.name.starts_with(class.name.as_str()));
         assert!(["完好", "破损", "丢失", "占用", "废弃"].contains(&k.status.as_str()));
         assert!(k.survey_date.unwrap() <= k.change_date.unwrap());
@@ -336,29 +253,18 @@ fn check_codes(c: &City) {
     for d in &c.departments {
         assert_eq!(d.code.len(), 18);
         assert!(is_valid_uscc(&d.code), "{} {}", d.name, d.code);
-        assert_eq!(
-            org_code_check_char(&d.code[8..16]),
-            Some(d.code.as_bytes()[16] as char)
-        );
+        assert_eq!(org_code_check_char(&d.code[8..16]), Some(d.code.as_bytes()[16] as char));
     }
     let depts: BTreeSet<&str> = c.departments.iter().map(|d| d.code.as_str()).collect();
     for k in &c.components {
-        for d in [&k.competent_dept, &k.owner_dept, &k.maint_dept]
-            .into_iter()
-            .flatten()
-        {
+        for d in [&k.competent_dept, &k.owner_dept, &k.maint_dept].into_iter().flatten() {
             assert!(depts.contains(d.as_str()));
         }
     }
 }
 
 fn by_code_name<'a>(c: &'a City, comm: &str) -> &'a str {
-    c.communities
-        .iter()
-        .find(|m| m.code == comm)
-        .unwrap()
-        .name
-        .as_str()
+    c.communities.iter().find(|m| m.code == comm).unwrap().name.as_str()
 }
 
 #[test]
@@ -378,73 +284,40 @@ fn codes_shigatse() {
 fn responsibilities_cover_dispatch() {
     let c = full();
     let has = |dept: &str, scope: &str, target: &str, role: &str| {
-        c.responsibilities.iter().any(|r| {
-            r.dept_code == dept && r.scope == scope && r.target == target && r.role == role
-        })
+        c.responsibilities
+            .iter()
+            .any(|r| r.dept_code == dept && r.scope == scope && r.target == target && r.role == role)
     };
     for s in &c.streets {
-        let office = c
-            .departments
-            .iter()
-            .find(|d| d.kind == "street" && d.region_code.as_ref() == Some(&s.code))
-            .unwrap();
+        let office =
+            c.departments.iter().find(|d| d.kind == "street" && d.region_code.as_ref() == Some(&s.code)).unwrap();
         assert!(office.name.ends_with("街道办事处"));
         assert!(has(&office.code, "territory", &s.code, "street_office"));
     }
     for d in &c.districts {
-        let gov = c
-            .departments
-            .iter()
-            .find(|x| x.kind == "district" && x.region_code.as_ref() == Some(&d.code))
-            .unwrap();
+        let gov =
+            c.departments.iter().find(|x| x.kind == "district" && x.region_code.as_ref() == Some(&d.code)).unwrap();
         assert!(has(&gov.code, "territory", &d.code, "district_government"));
     }
     for e in &c.event_classes {
-        assert!(has(
-            e.default_dept.as_ref().unwrap(),
-            "event_class",
-            &e.code,
-            "class_default"
-        ));
+        assert!(has(e.default_dept.as_ref().unwrap(), "event_class", &e.code, "class_default"));
     }
     for k in &c.component_classes {
-        assert!(has(
-            k.competent_dept.as_ref().unwrap(),
-            "component_class",
-            &k.code,
-            "competent"
-        ));
+        assert!(has(k.competent_dept.as_ref().unwrap(), "component_class", &k.code, "competent"));
     }
-    for name in [
-        "日喀则市城市管理局",
-        "日喀则市自来水公司",
-        "日喀则市燃气公司",
-        "国网日喀则供电公司",
-    ] {
+    for name in ["日喀则市城市管理局", "日喀则市自来水公司", "日喀则市燃气公司", "国网日喀则供电公司"]
+    {
         assert!(c.departments.iter().any(|d| d.name == name), "{name}");
     }
     let kinds: BTreeSet<&str> = c.departments.iter().map(|d| d.kind.as_str()).collect();
-    assert_eq!(
-        kinds,
-        BTreeSet::from(["city", "district", "enterprise", "street"])
-    );
+    assert_eq!(kinds, BTreeSet::from(["city", "district", "enterprise", "street"]));
     // Owners follow the trade: gas covers belong to the gas company.
-    let gas = c
-        .departments
-        .iter()
-        .find(|d| d.name == "日喀则市燃气公司")
-        .unwrap();
-    assert!(
-        c.components
-            .iter()
-            .filter(|k| k.class_code == "0111")
-            .all(|k| k.owner_dept.as_ref() == Some(&gas.code))
-    );
+    let gas = c.departments.iter().find(|d| d.name == "日喀则市燃气公司").unwrap();
+    assert!(c.components.iter().filter(|k| k.class_code == "0111").all(|k| k.owner_dept.as_ref() == Some(&gas.code)));
 }
 
 fn check_in_grids(c: &City) {
-    let grids: BTreeMap<&str, &Polygon<f64>> =
-        c.grids.iter().map(|g| (g.code.as_str(), &g.geom)).collect();
+    let grids: BTreeMap<&str, &Polygon<f64>> = c.grids.iter().map(|g| (g.code.as_str(), &g.geom)).collect();
     for k in &c.components {
         let g = grids[k.grid_code.as_ref().unwrap().as_str()];
         match &k.geom {
@@ -492,10 +365,7 @@ fn components_mix_is_realistic() {
     let mut greens: BTreeMap<&str, Vec<&Polygon<f64>>> = BTreeMap::new();
     for k in &c.components {
         if let Geometry::Polygon(p) = &k.geom {
-            greens
-                .entry(k.grid_code.as_ref().unwrap().as_str())
-                .or_default()
-                .push(p);
+            greens.entry(k.grid_code.as_ref().unwrap().as_str()).or_default().push(p);
         }
     }
     for v in greens.values() {
@@ -514,8 +384,7 @@ fn cases_have_rhythm() {
     let c = full();
     let start = demo_now() - chrono::Duration::days(730);
     let classes: BTreeSet<&str> = c.event_classes.iter().map(|e| e.code.as_str()).collect();
-    let comps: BTreeMap<&str, &crate::model::Component> =
-        c.components.iter().map(|k| (k.code.as_str(), k)).collect();
+    let comps: BTreeMap<&str, &crate::model::Component> = c.components.iter().map(|k| (k.code.as_str(), k)).collect();
     let mut by_hour = [0usize; 24];
     let mut by_day = [0usize; 7];
     let (mut summer, mut winter, mut closed) = (0, 0, 0);
@@ -555,11 +424,7 @@ fn cases_have_rhythm() {
         }
     }
     let n = c.cases.len() as f64;
-    assert!(
-        closed as f64 / n > 0.98,
-        "closure rate {}",
-        closed as f64 / n
-    );
+    assert!(closed as f64 / n > 0.98, "closure rate {}", closed as f64 / n);
     assert!(by_hour[10] > 5 * by_hour[3] && by_hour[16] > by_hour[13]);
     let weekday_mean = by_day[..5].iter().sum::<usize>() as f64 / 5.0;
     assert!((by_day[Weekday::Sun.num_days_from_monday() as usize] as f64) < 0.8 * weekday_mean);
@@ -571,30 +436,20 @@ fn cases_have_rhythm() {
 #[test]
 fn sensors_are_mounted_sensibly() {
     let c = full();
-    let comps: BTreeMap<&str, &crate::model::Component> =
-        c.components.iter().map(|k| (k.code.as_str(), k)).collect();
+    let comps: BTreeMap<&str, &crate::model::Component> = c.components.iter().map(|k| (k.code.as_str(), k)).collect();
     let kinds: BTreeSet<&str> = c.sensors.iter().map(|s| s.kind.as_str()).collect();
     assert_eq!(kinds.len(), 10);
     for s in &c.sensors {
         assert!(s.thresholds.is_none());
         assert!(s.code.starts_with("SEN-"));
-        let k = comps[s
-            .component_code
-            .as_ref()
-            .expect("shigatse has every mount class")
-            .as_str()];
+        let k = comps[s.component_code.as_ref().expect("shigatse has every mount class").as_str()];
         let ok: &[&str] = match s.kind.as_str() {
             "gas_lel" => &["0111"],
             "water_level" => &["0103", "0104"],
             "strain" | "displacement" => &["0205", "0208"],
             _ => &[],
         };
-        assert!(
-            ok.is_empty() || ok.contains(&k.class_code.as_str()),
-            "{} on {}",
-            s.kind,
-            k.class_code
-        );
+        assert!(ok.is_empty() || ok.contains(&k.class_code.as_str()), "{} on {}", s.kind, k.class_code);
     }
 }
 

@@ -10,9 +10,7 @@
 const USCC_CHARS: &[u8; 31] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
 
 /// 3^i mod 31 for positions 1..=17.
-const USCC_WEIGHTS: [u32; 17] = [
-    1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
-];
+const USCC_WEIGHTS: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
 
 const ORG_WEIGHTS: [u32; 8] = [3, 7, 9, 10, 5, 8, 4, 2];
 
@@ -40,9 +38,7 @@ pub fn uscc_check_char(first17: &str) -> Option<char> {
 /// codes for some kinds of body carry organisation codes issued under other rules.)
 pub fn is_valid_uscc(code: &str) -> bool {
     let bytes = code.as_bytes();
-    bytes.len() == 18
-        && code.is_ascii()
-        && uscc_check_char(&code[..17]).is_some_and(|c| c as u8 == bytes[17])
+    bytes.len() == 18 && code.is_ascii() && uscc_check_char(&code[..17]).is_some_and(|c| c as u8 == bytes[17])
 }
 
 /// The GB 11714 check character of an organisation code's 8-character body (digits and
@@ -116,9 +112,6 @@ mod tests {
         let c = make_uscc("91", "540200", "MA6TXY12");
         assert!(is_valid_uscc(&c));
         assert_eq!(&c[8..16], "MA6TXY12");
-        assert_eq!(
-            org_code_check_char(&c[8..16]),
-            Some(c.as_bytes()[16] as char)
-        );
+        assert_eq!(org_code_check_char(&c[8..16]), Some(c.as_bytes()[16] as char));
     }
 }

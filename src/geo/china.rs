@@ -68,11 +68,7 @@ fn gcj02_offset(lon: f64, lat: f64) -> (f64, f64) {
 ///
 /// This converges because both offsets vary slowly: the Jacobian of
 /// `forward(p) - p` is of the order of 1e-4 (GCJ-02) and 1e-3 (BD-09).
-fn invert(
-    forward: impl Fn(f64, f64) -> (f64, f64),
-    target: (f64, f64),
-    start: (f64, f64),
-) -> (f64, f64) {
+fn invert(forward: impl Fn(f64, f64) -> (f64, f64), target: (f64, f64), start: (f64, f64)) -> (f64, f64) {
     let (mut lon, mut lat) = start;
     for _ in 0..INVERSE_MAX_ITERATIONS {
         let (flon, flat) = forward(lon, lat);
@@ -207,15 +203,9 @@ mod tests {
         // The wandergis/coordtransform fixtures at Tiananmen (116.404, 39.915),
         // reproduced by many ports.
         let (lon, lat) = wgs84_to_gcj02(116.404, 39.915);
-        assert!(
-            (lon - 116.410_244_499_169_38).abs() < 1e-9
-                && (lat - 39.916_404_281_501_64).abs() < 1e-9
-        );
+        assert!((lon - 116.410_244_499_169_38).abs() < 1e-9 && (lat - 39.916_404_281_501_64).abs() < 1e-9);
         let (lon, lat) = gcj02_to_bd09(116.404, 39.915);
-        assert!(
-            (lon - 116.410_369_493_710_29).abs() < 1e-9
-                && (lat - 39.921_336_993_510_21).abs() < 1e-9
-        );
+        assert!((lon - 116.410_369_493_710_29).abs() < 1e-9 && (lat - 39.921_336_993_510_21).abs() < 1e-9);
     }
 
     #[test]
@@ -228,30 +218,21 @@ mod tests {
         let wgs = gcj02_to_wgs84(input.0, input.1);
         assert!(haversine_m(wgs, (116.397_755_500_830_61, 39.913_595_718_498_36)) < 0.2);
         let fwd = wgs84_to_gcj02(wgs.0, wgs.1);
-        assert!(
-            (fwd.0 - input.0).abs() < 1e-11 && (fwd.1 - input.1).abs() < 1e-11,
-            "{fwd:?}"
-        );
+        assert!((fwd.0 - input.0).abs() < 1e-11 && (fwd.1 - input.1).abs() < 1e-11, "{fwd:?}");
         let single_fwd = wgs84_to_gcj02(116.397_755_500_830_61, 39.913_595_718_498_36);
         assert!(haversine_m(single_fwd, input) > 0.01);
 
         let gcj = bd09_to_gcj02(input.0, input.1);
         assert!(haversine_m(gcj, (116.397_627_291_193_15, 39.908_656_739_576_31)) < 0.2);
         let fwd = gcj02_to_bd09(gcj.0, gcj.1);
-        assert!(
-            (fwd.0 - input.0).abs() < 1e-11 && (fwd.1 - input.1).abs() < 1e-11,
-            "{fwd:?}"
-        );
+        assert!((fwd.0 - input.0).abs() < 1e-11 && (fwd.1 - input.1).abs() < 1e-11, "{fwd:?}");
     }
 
     #[test]
     fn gcj02_round_trip_is_sub_millimetre() {
         for (lon, lat) in china_points() {
             let gcj = wgs84_to_gcj02(lon, lat);
-            assert!(
-                haversine_m((lon, lat), gcj) > 1.0,
-                "no offset applied at ({lon}, {lat})"
-            );
+            assert!(haversine_m((lon, lat), gcj) > 1.0, "no offset applied at ({lon}, {lat})");
             let back = gcj02_to_wgs84(gcj.0, gcj.1);
             assert!(
                 (back.0 - lon).abs() < 1e-8 && (back.1 - lat).abs() < 1e-8,
@@ -266,10 +247,7 @@ mod tests {
         for (lon, lat) in china_points() {
             let bd = wgs84_to_bd09(lon, lat);
             let back = bd09_to_wgs84(bd.0, bd.1);
-            assert!(
-                (back.0 - lon).abs() < 1e-8 && (back.1 - lat).abs() < 1e-8,
-                "({lon}, {lat}) -> {bd:?} -> {back:?}"
-            );
+            assert!((back.0 - lon).abs() < 1e-8 && (back.1 - lat).abs() < 1e-8, "({lon}, {lat}) -> {bd:?} -> {back:?}");
             assert!(haversine_m((lon, lat), back) < 1e-3);
         }
     }
@@ -314,16 +292,9 @@ mod tests {
             let (dlon, dlat) = gcj02_offset(gcj.0, gcj.1);
             let single = (gcj.0 - dlon, gcj.1 - dlat);
             worst_single = worst_single.max(haversine_m((lon, lat), single));
-            worst_iterated =
-                worst_iterated.max(haversine_m((lon, lat), gcj02_to_wgs84(gcj.0, gcj.1)));
+            worst_iterated = worst_iterated.max(haversine_m((lon, lat), gcj02_to_wgs84(gcj.0, gcj.1)));
         }
-        assert!(
-            worst_single > 0.5,
-            "single-pass worst error {worst_single} m"
-        );
-        assert!(
-            worst_iterated < 1e-3,
-            "iterated worst error {worst_iterated} m"
-        );
+        assert!(worst_single > 0.5, "single-pass worst error {worst_single} m");
+        assert!(worst_iterated < 1e-3, "iterated worst error {worst_iterated} m");
     }
 }

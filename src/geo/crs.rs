@@ -213,10 +213,8 @@ impl FromStr for Crs {
             OGC_CRS84_URI => return Ok(Crs::Wgs84),
             _ => {}
         }
-        let digits = lower
-            .strip_prefix("epsg:")
-            .or_else(|| lower.strip_prefix(OGC_EPSG_URI_PREFIX))
-            .ok_or_else(unknown)?;
+        let digits =
+            lower.strip_prefix("epsg:").or_else(|| lower.strip_prefix(OGC_EPSG_URI_PREFIX)).ok_or_else(unknown)?;
         parse_code(digits).map(from_epsg).ok_or_else(unknown)
     }
 }
@@ -314,26 +312,11 @@ mod tests {
 
     #[test]
     fn parses_ogc_uris() {
-        assert_eq!(
-            "http://www.opengis.net/def/crs/OGC/1.3/CRS84".parse(),
-            Ok(Crs::Wgs84)
-        );
-        assert_eq!(
-            "https://www.opengis.net/def/crs/OGC/1.3/CRS84".parse(),
-            Ok(Crs::Wgs84)
-        );
-        assert_eq!(
-            "http://www.opengis.net/def/crs/EPSG/0/4326".parse(),
-            Ok(Crs::Wgs84)
-        );
-        assert_eq!(
-            "http://www.opengis.net/def/crs/EPSG/0/4490".parse(),
-            Ok(Crs::Cgcs2000)
-        );
-        assert_eq!(
-            "http://www.opengis.net/def/crs/EPSG/0/3857".parse(),
-            Ok(Crs::Epsg(3857))
-        );
+        assert_eq!("http://www.opengis.net/def/crs/OGC/1.3/CRS84".parse(), Ok(Crs::Wgs84));
+        assert_eq!("https://www.opengis.net/def/crs/OGC/1.3/CRS84".parse(), Ok(Crs::Wgs84));
+        assert_eq!("http://www.opengis.net/def/crs/EPSG/0/4326".parse(), Ok(Crs::Wgs84));
+        assert_eq!("http://www.opengis.net/def/crs/EPSG/0/4490".parse(), Ok(Crs::Cgcs2000));
+        assert_eq!("http://www.opengis.net/def/crs/EPSG/0/3857".parse(), Ok(Crs::Epsg(3857)));
     }
 
     #[test]
@@ -358,10 +341,7 @@ mod tests {
             assert!(matches!(err, CrsError::Unknown(_)), "{bad}: {err:?}");
         }
         let msg = "mars".parse::<Crs>().unwrap_err().to_string();
-        assert!(
-            msg.contains("\"mars\"") && msg.contains("wgs84") && msg.contains("EPSG:"),
-            "{msg}"
-        );
+        assert!(msg.contains("\"mars\"") && msg.contains("wgs84") && msg.contains("EPSG:"), "{msg}");
         // Huge inputs are not echoed back whole.
         let long = "x".repeat(10_000);
         let msg = long.parse::<Crs>().unwrap_err().to_string();
@@ -370,13 +350,7 @@ mod tests {
 
     #[test]
     fn names_are_canonical_and_parse_back() {
-        for crs in [
-            Crs::Wgs84,
-            Crs::Cgcs2000,
-            Crs::Gcj02,
-            Crs::Bd09,
-            Crs::Epsg(3857),
-        ] {
+        for crs in [Crs::Wgs84, Crs::Cgcs2000, Crs::Gcj02, Crs::Bd09, Crs::Epsg(3857)] {
             assert_eq!(crs.name().parse(), Ok(crs));
         }
         assert_eq!(Crs::Epsg(4326).name(), "wgs84");
@@ -387,10 +361,7 @@ mod tests {
 
     #[test]
     fn serde_uses_the_name() {
-        assert_eq!(
-            serde_json::to_string(&Crs::Bd09).ok(),
-            Some("\"bd09\"".to_owned())
-        );
+        assert_eq!(serde_json::to_string(&Crs::Bd09).ok(), Some("\"bd09\"".to_owned()));
         let crs: Crs = serde_json::from_str("\"EPSG:4490\"").expect("valid crs");
         assert_eq!(crs, Crs::Cgcs2000);
         assert!(serde_json::from_str::<Crs>("\"nope\"").is_err());
@@ -398,70 +369,34 @@ mod tests {
 
     #[test]
     fn round_trips_through_storage() {
-        let points = [
-            (88.88, 29.27),
-            (116.397, 39.908),
-            (106.55, 29.56),
-            (2.35, 48.85),
-            (139.7, 35.7),
-        ];
-        for crs in [
-            Crs::Wgs84,
-            Crs::Cgcs2000,
-            Crs::Gcj02,
-            Crs::Bd09,
-            Crs::Epsg(4326),
-            Crs::Epsg(4490),
-        ] {
+        let points = [(88.88, 29.27), (116.397, 39.908), (106.55, 29.56), (2.35, 48.85), (139.7, 35.7)];
+        for crs in [Crs::Wgs84, Crs::Cgcs2000, Crs::Gcj02, Crs::Bd09, Crs::Epsg(4326), Crs::Epsg(4490)] {
             for (lon, lat) in points {
                 let stored = crs.to_cgcs2000(lon, lat).expect("valid input");
                 let back = crs.from_cgcs2000(stored.0, stored.1).expect("valid input");
-                assert!(
-                    haversine_m((lon, lat), back) < 1e-3,
-                    "{crs}: ({lon}, {lat}) -> {back:?}"
-                );
+                assert!(haversine_m((lon, lat), back) < 1e-3, "{crs}: ({lon}, {lat}) -> {back:?}");
                 let out = crs.from_cgcs2000(lon, lat).expect("valid input");
                 let stored = crs.to_cgcs2000(out.0, out.1).expect("valid input");
-                assert!(
-                    haversine_m((lon, lat), stored) < 1e-3,
-                    "{crs}: ({lon}, {lat}) -> {stored:?}"
-                );
+                assert!(haversine_m((lon, lat), stored) < 1e-3, "{crs}: ({lon}, {lat}) -> {stored:?}");
             }
         }
     }
 
     #[test]
     fn storage_conversion_applies_the_offsets() {
-        assert_eq!(
-            Crs::Wgs84.to_cgcs2000(116.397, 39.908),
-            Ok((116.397, 39.908))
-        );
-        assert_eq!(
-            Crs::Cgcs2000.from_cgcs2000(116.397, 39.908),
-            Ok((116.397, 39.908))
-        );
+        assert_eq!(Crs::Wgs84.to_cgcs2000(116.397, 39.908), Ok((116.397, 39.908)));
+        assert_eq!(Crs::Cgcs2000.from_cgcs2000(116.397, 39.908), Ok((116.397, 39.908)));
         let gcj = Crs::Gcj02.from_cgcs2000(120.0, 40.0).expect("valid input");
-        assert!(
-            (gcj.0 - 120.005_675_683_554_86).abs() < 1e-9
-                && (gcj.1 - 40.001_304_789_601_9).abs() < 1e-9
-        );
+        assert!((gcj.0 - 120.005_675_683_554_86).abs() < 1e-9 && (gcj.1 - 40.001_304_789_601_9).abs() < 1e-9);
         // Beijing in Baidu coordinates is several hundred metres from WGS84.
-        let bd = Crs::Bd09
-            .from_cgcs2000(116.397, 39.908)
-            .expect("valid input");
+        let bd = Crs::Bd09.from_cgcs2000(116.397, 39.908).expect("valid input");
         assert!(haversine_m(bd, (116.397, 39.908)) > 500.0);
     }
 
     #[test]
     fn unsupported_epsg_is_reported() {
-        assert_eq!(
-            Crs::Epsg(3857).to_cgcs2000(1.0, 1.0),
-            Err(CrsError::Unsupported(3857))
-        );
-        assert_eq!(
-            Crs::Epsg(4547).from_cgcs2000(1.0, 1.0),
-            Err(CrsError::Unsupported(4547))
-        );
+        assert_eq!(Crs::Epsg(3857).to_cgcs2000(1.0, 1.0), Err(CrsError::Unsupported(3857)));
+        assert_eq!(Crs::Epsg(4547).from_cgcs2000(1.0, 1.0), Err(CrsError::Unsupported(4547)));
         let msg = CrsError::Unsupported(3857).to_string();
         assert!(msg.contains("EPSG:3857"), "{msg}");
     }
@@ -481,19 +416,10 @@ mod tests {
             (f64::INFINITY, 0.0),
             (0.0, f64::NEG_INFINITY),
         ] {
-            assert!(
-                matches!(check_lon_lat(lon, lat), Err(CrsError::OutOfRange { .. })),
-                "({lon}, {lat})"
-            );
+            assert!(matches!(check_lon_lat(lon, lat), Err(CrsError::OutOfRange { .. })), "({lon}, {lat})");
             for crs in [Crs::Wgs84, Crs::Gcj02, Crs::Bd09, Crs::Epsg(3857)] {
-                assert!(matches!(
-                    crs.to_cgcs2000(lon, lat),
-                    Err(CrsError::OutOfRange { .. })
-                ));
-                assert!(matches!(
-                    crs.from_cgcs2000(lon, lat),
-                    Err(CrsError::OutOfRange { .. })
-                ));
+                assert!(matches!(crs.to_cgcs2000(lon, lat), Err(CrsError::OutOfRange { .. })));
+                assert!(matches!(crs.from_cgcs2000(lon, lat), Err(CrsError::OutOfRange { .. })));
             }
         }
         // Latitude first by mistake: Beijing as (lat, lon) fails on latitude.
@@ -502,9 +428,7 @@ mod tests {
 
     #[test]
     fn baidu_offset_off_the_globe_is_an_error_not_a_bad_point() {
-        let err = Crs::Bd09
-            .from_cgcs2000(0.0, 90.0)
-            .expect_err("pushed past the pole");
+        let err = Crs::Bd09.from_cgcs2000(0.0, 90.0).expect_err("pushed past the pole");
         assert!(matches!(err, CrsError::NoEquivalent { .. }), "{err:?}");
         assert!(err.to_string().contains("bd09"));
     }
@@ -518,11 +442,7 @@ mod tests {
         assert_eq!(haversine_m((116.397, 39.908), (116.397, 39.908)), 0.0);
         // Agrees with the geo crate's haversine (same radius).
         let d = haversine_m((116.397, 39.908), (121.4737, 31.2304));
-        let g = ::geo::Distance::distance(
-            &Haversine,
-            Point::new(116.397, 39.908),
-            Point::new(121.4737, 31.2304),
-        );
+        let g = ::geo::Distance::distance(&Haversine, Point::new(116.397, 39.908), Point::new(121.4737, 31.2304));
         assert!((d - g).abs() < 1e-6 * g, "{d} vs {g}");
         // Antipodes: half the circumference, no NaN.
         let half = haversine_m((0.0, 0.0), (180.0, 0.0));
@@ -531,14 +451,7 @@ mod tests {
 
     #[test]
     fn metres_to_degrees_is_conservative() {
-        let centres = [
-            (116.397, 39.908),
-            (88.88, 29.27),
-            (110.0, 0.0),
-            (20.0, -60.0),
-            (126.0, 53.5),
-            (0.0, 80.0),
-        ];
+        let centres = [(116.397, 39.908), (88.88, 29.27), (110.0, 0.0), (20.0, -60.0), (126.0, 53.5), (0.0, 80.0)];
         for (lon, lat) in centres {
             for m in [1.0, 100.0, 1_000.0, 50_000.0, 500_000.0] {
                 let (dlon, dlat) = metres_to_degrees(m, lat);
@@ -552,14 +465,8 @@ mod tests {
                         if ddlon > 180.0 {
                             ddlon = 360.0 - ddlon;
                         }
-                        assert!(
-                            ddlon <= dlon,
-                            "m={m} at ({lon},{lat}) bearing {bearing}: {ddlon} > {dlon}"
-                        );
-                        assert!(
-                            (p.y() - lat).abs() <= dlat,
-                            "m={m} at ({lon},{lat}) bearing {bearing}"
-                        );
+                        assert!(ddlon <= dlon, "m={m} at ({lon},{lat}) bearing {bearing}: {ddlon} > {dlon}");
+                        assert!((p.y() - lat).abs() <= dlat, "m={m} at ({lon},{lat}) bearing {bearing}");
                     }
                     bearing += 5.0;
                 }

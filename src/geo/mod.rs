@@ -8,11 +8,9 @@ pub mod china;
 pub mod crs;
 pub mod tile;
 
-pub use china::{
-    bd09_to_gcj02, bd09_to_wgs84, gcj02_to_bd09, gcj02_to_wgs84, wgs84_to_bd09, wgs84_to_gcj02,
-};
+pub use china::{bd09_to_gcj02, bd09_to_wgs84, gcj02_to_bd09, gcj02_to_wgs84, wgs84_to_bd09, wgs84_to_gcj02};
 pub use crs::{Crs, CrsError, EARTH_MEAN_RADIUS_M, check_lon_lat, haversine_m, metres_to_degrees};
 pub use tile::{
-    MAX_MERCATOR_LAT, MAX_ZOOM, MERCATOR_HALF_WORLD_M, TileCoord, TileError, lonlat_to_mercator,
-    mercator_to_lonlat, tiles_covering,
+    MAX_MERCATOR_LAT, MAX_ZOOM, MERCATOR_HALF_WORLD_M, TileCoord, TileError, lonlat_to_mercator, mercator_to_lonlat,
+    tiles_covering,
 };

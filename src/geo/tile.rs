@@ -66,18 +66,10 @@ impl TileCoord {
     ///
     /// Rejects z > [`MAX_ZOOM`] and x or y ≥ 2^z.
     pub fn new(z: u32, x: u32, y: u32) -> Result<TileCoord, TileError> {
-        let z = u8::try_from(z)
-            .ok()
-            .filter(|&z| z <= MAX_ZOOM)
-            .ok_or(TileError::ZoomOutOfRange { z })?;
+        let z = u8::try_from(z).ok().filter(|&z| z <= MAX_ZOOM).ok_or(TileError::ZoomOutOfRange { z })?;
         let n = tiles_per_axis(z);
         if x >= n || y >= n {
-            return Err(TileError::TileOutOfRange {
-                z,
-                x,
-                y,
-                max: n - 1,
-            });
+            return Err(TileError::TileOutOfRange { z, x, y, max: n - 1 });
         }
         Ok(TileCoord { z, x, y })
     }
@@ -86,12 +78,7 @@ impl TileCoord {
     pub fn bounds(&self) -> [f64; 4] {
         let n = f64::from(tiles_per_axis(self.z));
         let lon = |x: u32| f64::from(x) / n * 360.0 - 180.0;
-        let lat = |y: u32| {
-            (PI * (1.0 - 2.0 * f64::from(y) / n))
-                .sinh()
-                .atan()
-                .to_degrees()
-        };
+        let lat = |y: u32| (PI * (1.0 - 2.0 * f64::from(y) / n)).sinh().atan().to_degrees();
         [lon(self.x), lat(self.y + 1), lon(self.x + 1), lat(self.y)]
     }
 
@@ -114,11 +101,7 @@ impl fmt::Display for TileCoord {
 /// Snaps a fractional tile position to the nearest edge when within float noise of it.
 fn snap(t: f64) -> f64 {
     let r = t.round();
-    if (t - r).abs() < EDGE_SNAP_TILES {
-        r
-    } else {
-        t
-    }
+    if (t - r).abs() < EDGE_SNAP_TILES { r } else { t }
 }
 
 /// The inclusive index range of tiles along one axis overlapped by the
@@ -187,16 +170,13 @@ pub fn tiles_covering(bbox: [f64; 4], z: u8) -> impl Iterator<Item = TileCoord> 
             }
         }
         // Rows count from the north, so the north edge gives the smaller row.
-        let (yn, ys) = (
-            lat_to_tile_y(clamp_lat(max_lat), n),
-            lat_to_tile_y(clamp_lat(min_lat), n),
-        );
+        let (yn, ys) = (lat_to_tile_y(clamp_lat(max_lat), n), lat_to_tile_y(clamp_lat(min_lat), n));
         rows = index_range(yn, ys, n);
     }
     let (y0, y1) = rows;
-    columns.into_iter().flat_map(move |(x0, x1)| {
-        (x0..=x1).flat_map(move |x| (y0..=y1).map(move |y| TileCoord { z, x, y }))
-    })
+    columns
+        .into_iter()
+        .flat_map(move |(x0, x1)| (x0..=x1).flat_map(move |x| (y0..=y1).map(move |y| TileCoord { z, x, y })))
 }
 
 /// Projects longitude/latitude degrees to EPSG:3857 metres.
@@ -233,11 +213,7 @@ mod tests {
     #[test]
     fn zoom_zero_is_the_world() {
         let t = TileCoord::new(0, 0, 0).expect("valid tile");
-        assert!(close(
-            t.bounds(),
-            [-180.0, -MAX_MERCATOR_LAT, 180.0, MAX_MERCATOR_LAT],
-            1e-9
-        ));
+        assert!(close(t.bounds(), [-180.0, -MAX_MERCATOR_LAT, 180.0, MAX_MERCATOR_LAT], 1e-9));
         let h = MERCATOR_HALF_WORLD_M;
         assert!(close(t.bounds_mercator(), [-h, -h, h, h], 1e-6));
         assert!((h - 20_037_508.342_789_244).abs() < 1e-6);
@@ -265,119 +241,53 @@ mod tests {
         // (fractional position x 764.81, y 424.87).
         let t = TileCoord::new(10, 764, 424).expect("valid tile");
         let [w, s, e, n] = t.bounds();
-        assert!(
-            (n - 29.535_229_562_948_455).abs() < 1e-9 && (s - 29.228_890_030_194_23).abs() < 1e-9
-        );
+        assert!((n - 29.535_229_562_948_455).abs() < 1e-9 && (s - 29.228_890_030_194_23).abs() < 1e-9);
         assert!((w - 88.593_75).abs() < 1e-9 && (e - 88.945_312_5).abs() < 1e-9);
         assert!(contains(t.bounds(), 88.88, 29.27));
-        assert!(!contains(
-            TileCoord {
-                z: 10,
-                x: 764,
-                y: 426
-            }
-            .bounds(),
-            88.88,
-            29.27
-        ));
+        assert!(!contains(TileCoord { z: 10, x: 764, y: 426 }.bounds(), 88.88, 29.27));
     }
 
     #[test]
     fn rejects_out_of_range_tiles() {
-        assert_eq!(
-            TileCoord::new(25, 0, 0),
-            Err(TileError::ZoomOutOfRange { z: 25 })
-        );
-        assert_eq!(
-            TileCoord::new(300, 0, 0),
-            Err(TileError::ZoomOutOfRange { z: 300 })
-        );
-        assert_eq!(
-            TileCoord::new(u32::MAX, 0, 0),
-            Err(TileError::ZoomOutOfRange { z: u32::MAX })
-        );
-        assert!(matches!(
-            TileCoord::new(0, 1, 0),
-            Err(TileError::TileOutOfRange { .. })
-        ));
-        assert!(matches!(
-            TileCoord::new(0, 0, 1),
-            Err(TileError::TileOutOfRange { .. })
-        ));
-        assert!(matches!(
-            TileCoord::new(10, 1024, 0),
-            Err(TileError::TileOutOfRange { .. })
-        ));
-        assert!(matches!(
-            TileCoord::new(24, 0, 1 << 24),
-            Err(TileError::TileOutOfRange { .. })
-        ));
+        assert_eq!(TileCoord::new(25, 0, 0), Err(TileError::ZoomOutOfRange { z: 25 }));
+        assert_eq!(TileCoord::new(300, 0, 0), Err(TileError::ZoomOutOfRange { z: 300 }));
+        assert_eq!(TileCoord::new(u32::MAX, 0, 0), Err(TileError::ZoomOutOfRange { z: u32::MAX }));
+        assert!(matches!(TileCoord::new(0, 1, 0), Err(TileError::TileOutOfRange { .. })));
+        assert!(matches!(TileCoord::new(0, 0, 1), Err(TileError::TileOutOfRange { .. })));
+        assert!(matches!(TileCoord::new(10, 1024, 0), Err(TileError::TileOutOfRange { .. })));
+        assert!(matches!(TileCoord::new(24, 0, 1 << 24), Err(TileError::TileOutOfRange { .. })));
         assert!(TileCoord::new(10, 1023, 1023).is_ok());
         assert!(TileCoord::new(24, (1 << 24) - 1, (1 << 24) - 1).is_ok());
         let msg = TileCoord::new(3, 8, 0).unwrap_err().to_string();
-        assert_eq!(
-            msg,
-            "tile 3/8/0 does not exist: at zoom 3, x and y must be between 0 and 7"
-        );
+        assert_eq!(msg, "tile 3/8/0 does not exist: at zoom 3, x and y must be between 0 and 7");
         let msg = TileCoord::new(30, 0, 0).unwrap_err().to_string();
-        assert_eq!(
-            msg,
-            "zoom level 30 is not supported: zoom must be between 0 and 24"
-        );
+        assert_eq!(msg, "zoom level 30 is not supported: zoom must be between 0 and 24");
     }
 
     #[test]
     fn tiny_bbox_is_one_tile_at_every_zoom() {
-        for (lon, lat) in [
-            (88.88, 29.27),
-            (116.397, 39.908),
-            (106.55, 29.56),
-            (-70.0, -33.0),
-        ] {
+        for (lon, lat) in [(88.88, 29.27), (116.397, 39.908), (106.55, 29.56), (-70.0, -33.0)] {
             let bbox = [lon - 1e-9, lat - 1e-9, lon + 1e-9, lat + 1e-9];
             for z in 0..=MAX_ZOOM {
                 let tiles: Vec<_> = tiles_covering(bbox, z).collect();
                 assert_eq!(tiles.len(), 1, "z={z} at ({lon}, {lat}): {tiles:?}");
-                assert!(
-                    contains(tiles[0].bounds(), lon, lat),
-                    "z={z}: {} misses ({lon}, {lat})",
-                    tiles[0]
-                );
+                assert!(contains(tiles[0].bounds(), lon, lat), "z={z}: {} misses ({lon}, {lat})", tiles[0]);
                 // A degenerate (point) bbox gives the same tile.
                 let point: Vec<_> = tiles_covering([lon, lat, lon, lat], z).collect();
                 assert_eq!(point, tiles);
             }
         }
         let shigatse: Vec<_> = tiles_covering([88.88, 29.27, 88.88, 29.27], 10).collect();
-        assert_eq!(
-            shigatse,
-            vec![TileCoord {
-                z: 10,
-                x: 764,
-                y: 424
-            }]
-        );
+        assert_eq!(shigatse, vec![TileCoord { z: 10, x: 764, y: 424 }]);
     }
 
     #[test]
     fn covering_a_tile_bounds_gives_that_tile() {
         for t in [
             TileCoord { z: 1, x: 1, y: 0 },
-            TileCoord {
-                z: 10,
-                x: 764,
-                y: 426,
-            },
-            TileCoord {
-                z: 18,
-                x: 215_828,
-                y: 99_324,
-            },
-            TileCoord {
-                z: 24,
-                x: 13_813_000,
-                y: 6_356_000,
-            },
+            TileCoord { z: 10, x: 764, y: 426 },
+            TileCoord { z: 18, x: 215_828, y: 99_324 },
+            TileCoord { z: 24, x: 13_813_000, y: 6_356_000 },
         ] {
             let tiles: Vec<_> = tiles_covering(t.bounds(), t.z).collect();
             assert_eq!(tiles, vec![t]);
@@ -403,10 +313,7 @@ mod tests {
         assert_eq!(tiles.len() as u32, (x1 - x0 + 1) * (y1 - y0 + 1));
         for t in &tiles {
             let [w, s, e, n] = t.bounds();
-            assert!(
-                w < bbox[2] && e > bbox[0] && s < bbox[3] && n > bbox[1],
-                "{t} does not overlap"
-            );
+            assert!(w < bbox[2] && e > bbox[0] && s < bbox[3] && n > bbox[1], "{t} does not overlap");
         }
         // The whole world (and beyond) is every tile once.
         assert_eq!(tiles_covering([-500.0, -90.0, 500.0, 90.0], 3).count(), 64);
@@ -421,8 +328,7 @@ mod tests {
         assert_eq!(tiles_covering([f64::NAN, 0.0, 1.0, 1.0], 5).count(), 0);
         assert_eq!(tiles_covering([0.0, 0.0, 1.0, 1.0], 25).count(), 0);
         assert_eq!(tiles_covering([0.0, 0.0, 1.0, 1.0], u8::MAX).count(), 0);
-        let inf: Vec<_> =
-            tiles_covering([f64::NEG_INFINITY, -90.0, f64::INFINITY, 90.0], 1).collect();
+        let inf: Vec<_> = tiles_covering([f64::NEG_INFINITY, -90.0, f64::INFINITY, 90.0], 1).collect();
         assert_eq!(inf.len(), 4);
     }
 
@@ -436,34 +342,18 @@ mod tests {
         // At zoom 0 the two halves are the same tile, listed once.
         assert_eq!(tiles_covering([179.0, -1.0, -179.0, 1.0], 0).count(), 1);
         // Nearly the whole world the long way round: every column once.
-        assert_eq!(
-            tiles_covering([-100.0, -1.0, -110.0, 1.0], 2)
-                .filter(|t| t.y == 1)
-                .count(),
-            4
-        );
+        assert_eq!(tiles_covering([-100.0, -1.0, -110.0, 1.0], 2).filter(|t| t.y == 1).count(), 4);
     }
 
     #[test]
     fn mercator_round_trip() {
-        for (lon, lat) in [
-            (0.0, 0.0),
-            (88.88, 29.27),
-            (116.397, 39.908),
-            (-179.9, -85.0),
-            (180.0, 85.0),
-        ] {
+        for (lon, lat) in [(0.0, 0.0), (88.88, 29.27), (116.397, 39.908), (-179.9, -85.0), (180.0, 85.0)] {
             let (x, y) = lonlat_to_mercator(lon, lat);
             let (lon2, lat2) = mercator_to_lonlat(x, y);
-            assert!(
-                (lon - lon2).abs() < 1e-9 && (lat - lat2).abs() < 1e-9,
-                "({lon}, {lat})"
-            );
+            assert!((lon - lon2).abs() < 1e-9 && (lat - lat2).abs() < 1e-9, "({lon}, {lat})");
         }
         let (x, y) = lonlat_to_mercator(180.0, MAX_MERCATOR_LAT);
-        assert!(
-            (x - MERCATOR_HALF_WORLD_M).abs() < 1e-6 && (y - MERCATOR_HALF_WORLD_M).abs() < 1e-6
-        );
+        assert!((x - MERCATOR_HALF_WORLD_M).abs() < 1e-6 && (y - MERCATOR_HALF_WORLD_M).abs() < 1e-6);
         // Poles are clamped, not infinite.
         assert!(lonlat_to_mercator(0.0, 90.0).1.is_finite());
         assert!(lonlat_to_mercator(0.0, -90.0).1.is_finite());
@@ -471,9 +361,6 @@ mod tests {
         // is (12957254.7699, 4852582.0829) m (computed independently).
         assert!((lonlat_to_mercator(0.0, 45.0).1 - 5_621_521.486_192_066).abs() < 1e-6);
         let (x, y) = lonlat_to_mercator(116.397, 39.908);
-        assert!(
-            (x - 12_957_254.769_864_663).abs() < 1e-4 && (y - 4_852_582.082_864_688).abs() < 1e-4,
-            "({x}, {y})"
-        );
+        assert!((x - 12_957_254.769_864_663).abs() < 1e-4 && (y - 4_852_582.082_864_688).abs() < 1e-4, "({x}, {y})");
     }
 }

@@ -75,68 +75,67 @@ pub struct Location {
     pub responsible: Vec<Responsible>,
 }
 
+/// What locate needs of a grid, copied out so the grids lock is released before the parents are
+/// looked up: no request ever holds two layer locks at once, so no lock order can deadlock.
+#[derive(Debug, Clone)]
+pub struct GridHead {
+    pub info: GridInfo,
+    pub community_code: Str,
+}
+
+impl GridHead {
+    pub fn of(g: &Grid) -> Self {
+        GridHead {
+            info: GridInfo { code: g.code.clone(), name: g.name.clone(), area_m2: g.area_m2 },
+            community_code: g.community_code.clone(),
+        }
+    }
+}
+
 /// Which grid contains the point (CGCS2000 lon/lat), and its parents and responsible parties.
 /// `None` when the point is in no unit grid.
 pub fn locate(index: &CityIndex, lon: f64, lat: f64) -> Option<Location> {
-    let grids = index.grids.read();
-    let grid = grids.at_point(lon, lat)?;
-    Some(describe_grid(index, grid))
+    let head = index.grids.read().at_point(lon, lat).map(GridHead::of)?;
+    Some(describe(index, head))
 }
 
-/// Locates many points under one read lock per layer, in input order.
+/// Locates many points, in input order.
 pub fn locate_many(index: &CityIndex, points: &[(f64, f64)]) -> Vec<Option<Location>> {
-    let grids = index.grids.read();
-    points
-        .iter()
-        .map(|&(lon, lat)| grids.at_point(lon, lat).map(|g| describe_grid(index, g)))
-        .collect()
+    let heads: Vec<Option<GridHead>> = {
+        let grids = index.grids.read();
+        points.iter().map(|&(lon, lat)| grids.at_point(lon, lat).map(GridHead::of)).collect()
+    };
+    heads.into_iter().map(|h| h.map(|h| describe(index, h))).collect()
 }
 
 /// Just the grid code for a point: the hot path for benchmarks and for stamping records.
 pub fn grid_code_at(index: &CityIndex, lon: f64, lat: f64) -> Option<Str> {
-    index
-        .grids
-        .read()
-        .at_point(lon, lat)
-        .map(|g| g.code.clone())
+    index.grids.read().at_point(lon, lat).map(|g| g.code.clone())
 }
 
-/// The hierarchy and responsible parties of one grid (the caller holds the grids lock).
-pub fn describe_grid(index: &CityIndex, grid: &Grid) -> Location {
-    let communities = index.communities.read();
-    let streets = index.streets.read();
-    let districts = index.districts.read();
-    let community = communities.get(&grid.community_code);
-    let street = community.and_then(|c| streets.get(&c.street_code));
-    let district = street.and_then(|s| districts.get(&s.district_code));
-    let named = |code: &Str, name: &Str| Named {
-        code: code.clone(),
-        name: name.clone(),
-    };
+/// The hierarchy and responsible parties of one grid. Takes each layer lock on its own.
+pub fn describe(index: &CityIndex, head: GridHead) -> Location {
+    let named = |code: &Str, name: &Str| Named { code: code.clone(), name: name.clone() };
+    let community =
+        index.communities.read().get(&head.community_code).map(|c| (named(&c.code, &c.name), c.street_code.clone()));
+    let street = community
+        .as_ref()
+        .and_then(|(_, sc)| index.streets.read().get(sc).map(|s| (named(&s.code, &s.name), s.district_code.clone())));
+    let district = street.as_ref().and_then(|(_, dc)| index.districts.read().get(dc).map(|d| named(&d.code, &d.name)));
 
     // Territory responsibilities from the narrowest region outwards: the grid itself, its
     // community, street, district.
     let dict = index.dict.read();
     let mut responsible = Vec::new();
     let regions = [
-        Some(&grid.code),
-        community.map(|c| &c.code),
-        street.map(|s| &s.code),
-        district.map(|d| &d.code),
+        Some(&head.info.code),
+        community.as_ref().map(|c| &c.0.code),
+        street.as_ref().map(|s| &s.0.code),
+        district.as_ref().map(|d| &d.code),
     ];
     for region in regions.into_iter().flatten() {
-        for r in dict
-            .by_target
-            .get(region)
-            .into_iter()
-            .flatten()
-            .filter(|r| r.scope == "territory")
-        {
-            let dept_name = dict
-                .departments
-                .get(&r.dept_code)
-                .map(|d| d.name.clone())
-                .unwrap_or_default();
+        for r in dict.by_target.get(region).into_iter().flatten().filter(|r| r.scope == "territory") {
+            let dept_name = dict.departments.get(&r.dept_code).map(|d| d.name.clone()).unwrap_or_default();
             responsible.push(Responsible {
                 dept_code: r.dept_code.clone(),
                 dept_name,
@@ -145,17 +144,7 @@ pub fn describe_grid(index: &CityIndex, grid: &Grid) -> Location {
             });
         }
     }
-    Location {
-        grid: GridInfo {
-            code: grid.code.clone(),
-            name: grid.name.clone(),
-            area_m2: grid.area_m2,
-        },
-        community: community.map(|c| named(&c.code, &c.name)),
-        street: street.map(|s| named(&s.code, &s.name)),
-        district: district.map(|d| named(&d.code, &d.name)),
-        responsible,
-    }
+    Location { grid: head.info, community: community.map(|c| c.0), street: street.map(|s| s.0), district, responsible }
 }
 
 #[cfg(test)]
@@ -165,10 +154,7 @@ mod tests {
     #[test]
     fn grid_codes_parse_and_derive_parents() {
         let g = GridCode::parse("54020200100101").unwrap();
-        assert_eq!(
-            (g.district(), g.street(), g.community()),
-            ("540202", "540202001", "540202001001")
-        );
+        assert_eq!((g.district(), g.street(), g.community()), ("540202", "540202001", "540202001001"));
         let g15 = GridCode::parse("540202001001012").unwrap();
         assert_eq!(g15.community(), "540202001001");
         assert!(GridCode::parse("5402020010010").is_err());

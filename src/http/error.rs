@@ -21,18 +21,8 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(
-        status: StatusCode,
-        kind: &'static str,
-        title: &'static str,
-        detail: impl Into<String>,
-    ) -> Self {
-        ApiError {
-            status,
-            kind,
-            title,
-            detail: detail.into(),
-        }
+    pub fn new(status: StatusCode, kind: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+        ApiError { status, kind, title, detail: detail.into() }
     }
     /// Malformed input: a parameter that does not parse or is out of range.
     pub fn bad_request(kind: &'static str, detail: impl Into<String>) -> Self {
@@ -62,10 +52,7 @@ impl IntoResponse for ApiError {
             "detail": self.detail,
         });
         let mut resp = (self.status, body.to_string()).into_response();
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         resp
     }
 }
@@ -107,17 +94,9 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
             _ => "malformed-json",
         };
-        let title = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "Payload too large"
-        } else {
-            "Bad request"
-        };
+        let title = if status == StatusCode::PAYLOAD_TOO_LARGE { "Payload too large" } else { "Bad request" };
         // axum reports JSON syntax errors as 400 and shape errors as 422; both are malformed input here.
-        let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
-            StatusCode::BAD_REQUEST
-        } else {
-            status
-        };
+        let status = if status == StatusCode::UNPROCESSABLE_ENTITY { StatusCode::BAD_REQUEST } else { status };
         ApiError::new(status, kind, title, r.body_text())
     }
 }

@@ -45,78 +45,39 @@ impl Default for Metrics {
         });
         let features = Family::<LayerLabels, Gauge>::default();
         registry.register("http_requests", "HTTP requests served", requests.clone());
-        registry.register(
-            "http_request_duration_seconds",
-            "HTTP request latency",
-            latency.clone(),
-        );
-        registry.register(
-            "layer_features",
-            "Features in each live index layer",
-            features.clone(),
-        );
-        Metrics {
-            registry,
-            requests,
-            latency,
-            features,
-        }
+        registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
+        registry.register("layer_features", "Features in each live index layer", features.clone());
+        Metrics { registry, requests, latency, features }
     }
 }
 
 /// Counts and times every request by its route pattern (not its raw path, which would explode
 /// the label space with tile coordinates and ids).
 pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let start = Instant::now();
     let resp = next.run(req).await;
-    let labels = RouteLabels {
-        route,
-        method,
-        status: resp.status().as_u16(),
-    };
+    let labels = RouteLabels { route, method, status: resp.status().as_u16() };
     st.metrics.requests.get_or_create(&labels).inc();
-    st.metrics
-        .latency
-        .get_or_create(&labels)
-        .observe(start.elapsed().as_secs_f64());
+    st.metrics.latency.get_or_create(&labels).observe(start.elapsed().as_secs_f64());
     resp
 }
 
 pub async fn health(State(st): State<AppState>) -> Response {
-    let layers: serde_json::Map<String, serde_json::Value> = st
-        .index
-        .counts()
-        .into_iter()
-        .map(|(k, n)| (k.to_string(), json!(n)))
-        .collect();
+    let layers: serde_json::Map<String, serde_json::Value> =
+        st.index.counts().into_iter().map(|(k, n)| (k.to_string(), json!(n))).collect();
     axum::Json(json!({"status": "ok", "store": st.store.kind(), "layers": layers})).into_response()
 }
 
 pub async fn metrics(State(st): State<AppState>) -> Response {
     for (layer, n) in st.index.counts() {
-        st.metrics
-            .features
-            .get_or_create(&LayerLabels {
-                layer: layer.into(),
-            })
-            .set(n as i64);
+        st.metrics.features.get_or_create(&LayerLabels { layer: layer.into() }).set(n as i64);
     }
     let mut body = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &st.metrics.registry) {
         return super::error::ApiError::internal(e).into_response();
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
 }

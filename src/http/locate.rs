@@ -13,24 +13,18 @@ use super::error::{ApiError, ApiResult};
 use super::params::{JsonBody, Params, to_storage};
 use crate::geo::Crs;
 use crate::grids;
+use crate::model::Str;
 
 /// The most points one batch request may carry (api.md).
 pub const MAX_BATCH: usize = 100_000;
 
 pub async fn get_locate(State(st): State<AppState>, p: Params) -> ApiResult<Response> {
-    let lon = p
-        .f64("lon")?
-        .ok_or_else(|| p.required("lon").unwrap_err())?;
-    let lat = p
-        .f64("lat")?
-        .ok_or_else(|| p.required("lat").unwrap_err())?;
+    let lon = p.f64("lon")?.ok_or_else(|| p.required("lon").unwrap_err())?;
+    let lat = p.f64("lat")?.ok_or_else(|| p.required("lat").unwrap_err())?;
     let crs = p.crs()?;
     let (clon, clat) = to_storage(&crs, lon, lat)?;
     let loc = grids::locate(&st.index, clon, clat).ok_or_else(|| {
-        ApiError::not_found(
-            "outside-grids",
-            format!("point ({lon}, {lat}) in {} is in no unit grid", crs.name()),
-        )
+        ApiError::not_found("outside-grids", format!("point ({lon}, {lat}) in {} is in no unit grid", crs.name()))
     })?;
     let fragment = location_fragment(&loc);
     let mut out = String::with_capacity(fragment.len() + 128);
@@ -45,65 +39,74 @@ pub struct BatchRequest {
     points: Vec<[f64; 2]>,
 }
 
-pub async fn post_locate(
-    State(st): State<AppState>,
-    JsonBody(req): JsonBody<BatchRequest>,
-) -> ApiResult<Response> {
+pub async fn post_locate(State(st): State<AppState>, JsonBody(req): JsonBody<BatchRequest>) -> ApiResult<Response> {
     if req.points.len() > MAX_BATCH {
         return Err(ApiError::bad_request(
             "batch-too-large",
-            format!(
-                "{} points in one request; the limit is {MAX_BATCH}",
-                req.points.len()
-            ),
+            format!("{} points in one request; the limit is {MAX_BATCH}", req.points.len()),
         ));
     }
-    let crs: Crs = req
-        .crs
-        .as_deref()
-        .map(str::parse)
-        .transpose()?
-        .unwrap_or(Crs::Wgs84);
-    // Validate every point before doing any work, so a bad point fails the batch as a whole.
-    let mut storage = Vec::with_capacity(req.points.len());
-    for (i, [lon, lat]) in req.points.iter().copied().enumerate() {
-        let c = to_storage(&crs, lon, lat).map_err(|e| ApiError {
-            detail: format!("points[{i}]: {}", e.detail),
-            ..e
-        })?;
-        storage.push(c);
-    }
+    let crs: Crs = req.crs.as_deref().map(str::parse).transpose()?.unwrap_or(Crs::Wgs84);
     let index = st.index.clone();
-    // Locating and rendering 100,000 points is CPU work: keep it off the async executor.
-    let body =
-        tokio::task::spawn_blocking(move || render_batch(&index, &crs, &req.points, &storage))
-            .await
-            .map_err(ApiError::internal)?;
+    // Converting, locating and rendering 100,000 points is CPU work: off the async executor.
+    let body = tokio::task::spawn_blocking(move || {
+        // Validate every point before any work, so one bad point fails the batch as a whole.
+        let storage = req
+            .points
+            .iter()
+            .enumerate()
+            .map(|(i, &[lon, lat])| {
+                to_storage(&crs, lon, lat).map_err(|e| ApiError { detail: format!("points[{i}]: {}", e.detail), ..e })
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
+        Ok::<_, ApiError>(render_batch(&index, &crs, &req.points, &storage))
+    })
+    .await
+    .map_err(ApiError::internal)??;
     Ok(json_response(body))
 }
 
-fn render_batch(
-    index: &crate::index::CityIndex,
-    crs: &Crs,
-    input: &[[f64; 2]],
-    storage: &[(f64, f64)],
-) -> String {
-    let gridl = index.grids.read();
+/// Points located per hold of the grids lock: long enough to amortise it, short enough that a
+/// writer waiting for the lock is not starved by a 100,000-point batch.
+const CHUNK: usize = 4096;
+
+fn render_batch(index: &crate::index::CityIndex, crs: &Crs, input: &[[f64; 2]], storage: &[(f64, f64)]) -> String {
     // A location depends only on the grid, so each grid's JSON is rendered once per request.
-    let mut fragments: HashMap<&str, String> = HashMap::new();
+    let mut fragments: HashMap<Str, String> = HashMap::new();
     let mut out = String::with_capacity(input.len() * 200 + 16);
     out.push_str("{\"results\":[");
-    for (i, (&[lon, lat], &(clon, clat))) in input.iter().zip(storage).enumerate() {
-        if i > 0 {
-            out.push(',');
+    for (chunk_no, chunk) in storage.chunks(CHUNK).enumerate() {
+        let mut new_heads = Vec::new();
+        let codes: Vec<Option<Str>> = {
+            let grids = index.grids.read();
+            chunk
+                .iter()
+                .map(|&(x, y)| {
+                    grids.at_point(x, y).map(|g| {
+                        fragments.entry(g.code.clone()).or_insert_with(|| {
+                            new_heads.push(grids::GridHead::of(g));
+                            String::new()
+                        });
+                        g.code.clone()
+                    })
+                })
+                .collect()
+        };
+        for head in new_heads {
+            let code = head.info.code.clone();
+            fragments.insert(code, location_fragment(&grids::describe(index, head)));
         }
-        match gridl.at_point(clon, clat) {
-            None => out.push_str("null"),
-            Some(g) => {
-                let frag = fragments
-                    .entry(g.code.as_str())
-                    .or_insert_with(|| location_fragment(&grids::describe_grid(index, g)));
-                write_result(&mut out, frag, crs, (lon, lat), (clon, clat));
+        for (j, code) in codes.iter().enumerate() {
+            let i = chunk_no * CHUNK + j;
+            if i > 0 {
+                out.push(',');
+            }
+            match code {
+                None => out.push_str("null"),
+                Some(c) => {
+                    let [lon, lat] = input[i];
+                    write_result(&mut out, &fragments[c], crs, (lon, lat), storage[i]);
+                }
             }
         }
     }
@@ -118,13 +121,7 @@ fn location_fragment(loc: &grids::Location) -> String {
     s
 }
 
-fn write_result(
-    out: &mut String,
-    fragment: &str,
-    crs: &Crs,
-    input: (f64, f64),
-    storage: (f64, f64),
-) {
+fn write_result(out: &mut String, fragment: &str, crs: &Crs, input: (f64, f64), storage: (f64, f64)) {
     out.push_str(fragment);
     let _ = write!(
         out,

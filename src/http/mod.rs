@@ -27,11 +27,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, index: CityIndex) -> Self {
-        AppState {
-            store,
-            index: Arc::new(index),
-            metrics: Arc::new(health::Metrics::default()),
-        }
+        AppState { store, index: Arc::new(index), metrics: Arc::new(health::Metrics::default()) }
     }
 }
 
@@ -43,25 +39,30 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
-        .route(
-            "/api/v1/locate",
-            get(locate::get_locate).post(locate::post_locate),
-        )
+        .route("/api/v1/locate", get(locate::get_locate).post(locate::post_locate))
         .route("/", get(features::landing))
+        .route("/api", get(features::openapi))
         .route("/conformance", get(features::conformance))
         .route("/collections", get(features::collections))
         .route("/collections/{id}", get(features::collection))
         .route("/collections/{id}/items", get(features::items))
         .route("/collections/{id}/items/{fid}", get(features::item))
         .fallback(fallback)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            health::track,
-        ))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), health::track))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Fastest gzip: big JSON answers shrink several-fold for little CPU.
         .layer(CompressionLayer::new().quality(CompressionLevel::Fastest))
         .with_state(state)
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> error::ApiError {
+    error::ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
 }
 
 async fn fallback(uri: axum::http::Uri) -> error::ApiError {

@@ -23,10 +23,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
         let mut map = BTreeMap::new();
         for (k, v) in pairs {
             if map.insert(k.clone(), v).is_some() {
-                return Err(ApiError::bad_request(
-                    "malformed-query",
-                    format!("parameter {k:?} given more than once"),
-                ));
+                return Err(ApiError::bad_request("malformed-query", format!("parameter {k:?} given more than once")));
             }
         }
         Ok(Params(map))
@@ -39,9 +36,7 @@ impl Params {
     }
 
     pub fn required(&self, k: &str) -> Result<&str, ApiError> {
-        self.get(k).ok_or_else(|| {
-            ApiError::bad_request("missing-parameter", format!("parameter {k:?} is required"))
-        })
+        self.get(k).ok_or_else(|| ApiError::bad_request("missing-parameter", format!("parameter {k:?} is required")))
     }
 
     /// A finite number, or a 400 naming the parameter.
@@ -53,10 +48,7 @@ impl Params {
         self.get(k)
             .map(|v| {
                 v.trim().parse::<usize>().map_err(|_| {
-                    ApiError::bad_request(
-                        "invalid-parameter",
-                        format!("{k}={v:?} is not a non-negative integer"),
-                    )
+                    ApiError::bad_request("invalid-parameter", format!("{k}={v:?} is not a non-negative integer"))
                 })
             })
             .transpose()
@@ -64,21 +56,14 @@ impl Params {
 
     /// The `crs` parameter, WGS84 when absent.
     pub fn crs(&self) -> Result<Crs, ApiError> {
-        Ok(self
-            .get("crs")
-            .map(str::parse::<Crs>)
-            .transpose()?
-            .unwrap_or(Crs::Wgs84))
+        Ok(self.get("crs").map(str::parse::<Crs>).transpose()?.unwrap_or(Crs::Wgs84))
     }
 }
 
 pub fn parse_f64(k: &str, v: &str) -> Result<f64, ApiError> {
     match v.trim().parse::<f64>() {
         Ok(x) if x.is_finite() => Ok(x),
-        _ => Err(ApiError::bad_request(
-            "invalid-parameter",
-            format!("{k}={v:?} is not a finite number"),
-        )),
+        _ => Err(ApiError::bad_request("invalid-parameter", format!("{k}={v:?} is not a finite number"))),
     }
 }
 
@@ -101,5 +86,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let axum::Json(v) = axum::Json::<T>::from_request(req, state).await?;
         Ok(JsonBody(v))
+    }
+}
+
+/// Path parameters whose rejection (e.g. invalid percent-encoding) is a problem response.
+pub struct PathParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathParams<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(PathParams(v)),
+            Err(e) => Err(ApiError::bad_request("invalid-path", e.body_text())),
+        }
     }
 }

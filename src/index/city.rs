@@ -30,10 +30,7 @@ impl Dictionaries {
             by_target.entry(r.target.clone()).or_default().push(r);
         }
         Dictionaries {
-            departments: departments
-                .into_iter()
-                .map(|d| (d.code.clone(), d))
-                .collect(),
+            departments: departments.into_iter().map(|d| (d.code.clone(), d)).collect(),
             by_target,
             component_classes,
             event_classes,
@@ -79,12 +76,7 @@ impl CityIndex {
             components: RwLock::new(Layer::bulk(components)),
             cases: RwLock::new(Layer::bulk(cases)),
             sensors: RwLock::new(Layer::bulk(sensors)),
-            dict: RwLock::new(Dictionaries::new(
-                departments,
-                responsibilities,
-                component_classes,
-                event_classes,
-            )),
+            dict: RwLock::new(Dictionaries::new(departments, responsibilities, component_classes, event_classes)),
         }
     }
 

@@ -6,9 +6,10 @@ mod record;
 
 pub use record::{PropValue, Record};
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use geo::{Geometry, Intersects};
+use hashbrown::HashTable;
 use rstar::{AABB, RTree, RTreeObject};
 
 use crate::model::Str;
@@ -31,9 +32,13 @@ impl RTreeObject for Entry {
 ///
 /// Slots keep their order (load order, then append order), which gives paging a stable order
 /// without sorting the whole layer on every request.
+///
+/// The key map stores only slot numbers and compares keys through the records themselves: at
+/// ten million components a `HashMap<String, u32>` would cost half a gigabyte more.
 pub struct Layer<T> {
     items: Vec<Option<T>>,
-    keys: HashMap<Str, u32>,
+    keys: HashTable<u32>,
+    hasher: std::hash::RandomState,
     free: Vec<u32>,
     tree: RTree<Entry>,
 }
@@ -42,7 +47,8 @@ impl<T> Default for Layer<T> {
     fn default() -> Self {
         Layer {
             items: Vec::new(),
-            keys: HashMap::new(),
+            keys: HashTable::new(),
+            hasher: Default::default(),
             free: Vec::new(),
             tree: RTree::new(),
         }
@@ -52,21 +58,30 @@ impl<T> Default for Layer<T> {
 impl<T: Record> Layer<T> {
     /// Builds a layer in one pass with rstar's bulk load, far faster than repeated inserts.
     pub fn bulk(records: Vec<T>) -> Self {
-        let mut keys = HashMap::with_capacity(records.len());
-        let mut entries = Vec::with_capacity(records.len());
-        for (i, r) in records.iter().enumerate() {
-            keys.insert(r.key(), i as u32);
-            entries.push(Entry {
-                env: r.envelope(),
-                slot: i as u32,
-            });
-        }
-        Layer {
+        let entries: Vec<Entry> =
+            records.iter().enumerate().map(|(i, r)| Entry { env: r.envelope(), slot: i as u32 }).collect();
+        let mut layer = Layer {
             items: records.into_iter().map(Some).collect(),
-            keys,
-            free: Vec::new(),
             tree: RTree::bulk_load(entries),
+            ..Default::default()
+        };
+        let Layer { items, keys, hasher, .. } = &mut layer;
+        keys.reserve(items.len(), |&s| slot_hash(hasher, items, s));
+        for slot in 0..items.len() as u32 {
+            let key = key_of(items, slot).expect("bulk slots are full");
+            let h = hasher.hash_one(key.as_str());
+            // A duplicate key (the stores' unique constraints forbid it) keeps the first record
+            // findable by id rather than corrupting the map.
+            if keys.find(h, |&s| items[s as usize].as_ref().is_some_and(|r| r.has_key(&key))).is_none() {
+                keys.insert_unique(h, slot, |&s| slot_hash(hasher, items, s));
+            }
         }
+        layer
+    }
+
+    fn slot_of(&self, key: &str) -> Option<u32> {
+        let h = self.hasher.hash_one(key);
+        self.keys.find(h, |&s| self.items[s as usize].as_ref().is_some_and(|r| r.has_key(key))).copied()
     }
 
     pub fn len(&self) -> usize {
@@ -83,9 +98,7 @@ impl<T: Record> Layer<T> {
     }
 
     pub fn get(&self, key: &str) -> Option<&T> {
-        self.keys
-            .get(key)
-            .and_then(|&s| self.items[s as usize].as_ref())
+        self.slot_of(key).and_then(|s| self.items[s as usize].as_ref())
     }
 
     /// Inserts a record, or replaces (and moves in the tree) the one with the same key.
@@ -93,13 +106,10 @@ impl<T: Record> Layer<T> {
     pub fn upsert(&mut self, record: T) -> Option<T> {
         let key = record.key();
         let env = record.envelope();
-        if let Some(&slot) = self.keys.get(&key) {
+        if let Some(slot) = self.slot_of(&key) {
             let old = self.items[slot as usize].replace(record);
             if let Some(o) = &old {
-                self.tree.remove(&Entry {
-                    env: o.envelope(),
-                    slot,
-                });
+                self.tree.remove(&Entry { env: o.envelope(), slot });
             }
             self.tree.insert(Entry { env, slot });
             old
@@ -114,7 +124,8 @@ impl<T: Record> Layer<T> {
                     (self.items.len() - 1) as u32
                 }
             };
-            self.keys.insert(key, slot);
+            let Layer { items, keys, hasher, .. } = self;
+            keys.insert_unique(hasher.hash_one(key.as_str()), slot, |&s| slot_hash(hasher, items, s));
             self.tree.insert(Entry { env, slot });
             None
         }
@@ -122,12 +133,11 @@ impl<T: Record> Layer<T> {
 
     /// Removes the record with this key from the slots, the key map and the tree.
     pub fn remove(&mut self, key: &str) -> Option<T> {
-        let slot = self.keys.remove(key)?;
+        let h = self.hasher.hash_one(key);
+        let Layer { items, keys, .. } = self;
+        let slot = keys.find_entry(h, |&s| items[s as usize].as_ref().is_some_and(|r| r.has_key(key))).ok()?.remove().0;
         let old = self.items[slot as usize].take()?;
-        self.tree.remove(&Entry {
-            env: old.envelope(),
-            slot,
-        });
+        self.tree.remove(&Entry { env: old.envelope(), slot });
         self.free.push(slot);
         Some(old)
     }
@@ -139,11 +149,7 @@ impl<T: Record> Layer<T> {
 
     /// Slots whose envelope meets `env`, ascending (so results keep the layer's stable order).
     fn slots_in(&self, env: &AABB<[f64; 2]>) -> Vec<u32> {
-        let mut slots: Vec<u32> = self
-            .tree
-            .locate_in_envelope_intersecting(env)
-            .map(|e| e.slot)
-            .collect();
+        let mut slots: Vec<u32> = self.tree.locate_in_envelope_intersecting(env).map(|e| e.slot).collect();
         slots.sort_unstable();
         slots
     }
@@ -197,36 +203,48 @@ impl<T: Record> Layer<T> {
         out
     }
 
-    /// The `k` records nearest to a point, by growing a search radius until `k` are certainly
-    /// found; exact in metres, unlike a nearest-neighbour walk on raw lon/lat.
-    pub fn nearest(&self, lon: f64, lat: f64, k: usize) -> Vec<(&T, f64)> {
+    /// The `k` records nearest to a point that satisfy `keep`, by growing a search radius until
+    /// `k` are certainly found; exact in metres, unlike a nearest-neighbour walk on raw lon/lat.
+    pub fn nearest_where(&self, lon: f64, lat: f64, k: usize, keep: impl Fn(&T) -> bool) -> Vec<(&T, f64)> {
         if k == 0 || self.is_empty() {
             return Vec::new();
         }
         let mut radius = 50.0;
         loop {
-            let found = self.within_radius(lon, lat, radius);
-            // 20,000 km covers the globe: past it everything has been seen.
-            if found.len() >= k || radius > 2.0e7 {
-                return found.into_iter().take(k).collect();
+            let mut found = self.within_radius(lon, lat, radius);
+            found.retain(|(r, _)| keep(r));
+            // Half the Earth's circumference covers the globe: past it everything has been seen.
+            if found.len() >= k || radius > 2.1e7 {
+                found.truncate(k);
+                return found;
             }
             radius *= 4.0;
         }
     }
+
+    /// The `k` records nearest to a point.
+    pub fn nearest(&self, lon: f64, lat: f64, k: usize) -> Vec<(&T, f64)> {
+        self.nearest_where(lon, lat, k, |_| true)
+    }
+}
+
+fn key_of<T: Record>(items: &[Option<T>], slot: u32) -> Option<Str> {
+    items[slot as usize].as_ref().map(Record::key)
+}
+
+/// Rehashing needs each stored slot's hash again, computed from its record's key.
+fn slot_hash<T: Record>(hasher: &std::hash::RandomState, items: &[Option<T>], slot: u32) -> u64 {
+    hasher.hash_one(key_of(items, slot).unwrap_or_default().as_str())
 }
 
 /// The envelope of any geometry as an R-tree box; `None` for an empty geometry.
 pub fn envelope_of(g: &Geometry<f64>) -> Option<AABB<[f64; 2]>> {
     use geo::BoundingRect;
-    g.bounding_rect()
-        .map(|r| AABB::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]))
+    g.bounding_rect().map(|r| AABB::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]))
 }
 
 /// Exact intersection test shared by the record impls.
-pub(crate) fn geom_intersects<G: Intersects<Geometry<f64>>>(
-    own: &G,
-    other: &Geometry<f64>,
-) -> bool {
+pub(crate) fn geom_intersects<G: Intersects<Geometry<f64>>>(own: &G, other: &Geometry<f64>) -> bool {
     own.intersects(other)
 }
 
@@ -270,11 +288,7 @@ mod tests {
     #[test]
     fn bbox_refines_exactly() {
         let l = Layer::bulk(vec![grid("a", 0.0, 0.0), grid("b", 2.0, 0.0)]);
-        let hits: Vec<_> = l
-            .in_bbox([0.5, 0.5, 1.5, 0.6])
-            .into_iter()
-            .map(|g| g.code.clone())
-            .collect();
+        let hits: Vec<_> = l.in_bbox([0.5, 0.5, 1.5, 0.6]).into_iter().map(|g| g.code.clone()).collect();
         assert_eq!(hits, vec!["a"]);
         assert_eq!(l.in_bbox([-1.0, -1.0, 10.0, 10.0]).len(), 2);
     }

@@ -35,9 +35,7 @@ impl PropValue<'_> {
         match self {
             PropValue::Str(s) => Value::String(s.to_string()),
             PropValue::Owned(s) => Value::String(s.clone()),
-            PropValue::Num(n) => serde_json::Number::from_f64(*n)
-                .map(Value::Number)
-                .unwrap_or(Value::Null),
+            PropValue::Num(n) => serde_json::Number::from_f64(*n).map(Value::Number).unwrap_or(Value::Null),
             PropValue::Int(n) => Value::from(*n),
             PropValue::Null => Value::Null,
         }
@@ -53,6 +51,10 @@ pub trait Record: Send + Sync + 'static {
 
     /// The feature id, unique in the layer.
     fn key(&self) -> Str;
+    /// `key() == k` without building the key, for lookups on hot paths.
+    fn has_key(&self, k: &str) -> bool {
+        self.key() == k
+    }
     fn envelope(&self) -> AABB<[f64; 2]>;
     fn geometry(&self) -> Geometry<f64>;
     fn intersects(&self, g: &Geometry<f64>) -> bool;
@@ -66,15 +68,7 @@ pub trait Record: Send + Sync + 'static {
     }
 
     fn properties(&self) -> Map<String, Value> {
-        Self::PROPERTIES
-            .iter()
-            .map(|&n| {
-                (
-                    n.to_string(),
-                    self.prop(n).unwrap_or(PropValue::Null).to_json(),
-                )
-            })
-            .collect()
+        Self::PROPERTIES.iter().map(|&n| (n.to_string(), self.prop(n).unwrap_or(PropValue::Null).to_json())).collect()
     }
 }
 
@@ -88,8 +82,7 @@ fn os(v: &Option<Str>) -> PropValue<'_> {
 fn envelope_geom(g: &Geometry<f64>) -> AABB<[f64; 2]> {
     // Empty geometries cannot come out of the store (columns are NOT NULL and validated on
     // write); an inverted box would only make the record unfindable, never crash.
-    super::envelope_of(g)
-        .unwrap_or_else(|| AABB::from_corners([f64::MAX, f64::MAX], [f64::MAX, f64::MAX]))
+    super::envelope_of(g).unwrap_or_else(|| AABB::from_corners([f64::MAX, f64::MAX], [f64::MAX, f64::MAX]))
 }
 
 fn point_distance_m(p: &Point<f64>, lon: f64, lat: f64) -> f64 {
@@ -97,16 +90,16 @@ fn point_distance_m(p: &Point<f64>, lon: f64, lat: f64) -> f64 {
 }
 
 /// Distance to an areal or general geometry: 0 when the point touches it, otherwise the
-/// haversine distance to the closest point of the geometry.
+/// great-circle distance to the geometry's closest point. The closest point is searched on the
+/// sphere too: searched in raw degrees it would be off by cos(latitude) east-west.
 fn geom_distance_m(g: &Geometry<f64>, lon: f64, lat: f64) -> f64 {
-    use geo::{Closest, ClosestPoint};
+    use geo::{Closest, HaversineClosestPoint};
     let p = Point::new(lon, lat);
     if g.intersects(&p) {
         return 0.0;
     }
-    match g.closest_point(&p) {
-        Closest::Intersection(_) => 0.0,
-        Closest::SinglePoint(c) => point_distance_m(&c, lon, lat),
+    match g.haversine_closest_point(&p) {
+        Closest::Intersection(c) | Closest::SinglePoint(c) => point_distance_m(&c, lon, lat),
         Closest::Indeterminate => f64::INFINITY,
     }
 }
@@ -118,6 +111,7 @@ macro_rules! areal_record {
             const COLLECTION: &'static str = $coll;
             const PROPERTIES: &'static [&'static str] = &["code", "name" $(, $pname)*];
             fn key(&self) -> Str { self.code.clone() }
+            fn has_key(&self, k: &str) -> bool { self.code == k }
             fn envelope(&self) -> AABB<[f64; 2]> { envelope_geom(&self.$geom.clone().into()) }
             fn geometry(&self) -> Geometry<f64> { self.$geom.clone().into() }
             fn intersects(&self, g: &Geometry<f64>) -> bool { geom_intersects(&self.$geom, g) }
@@ -176,6 +170,9 @@ impl Record for Component {
     fn key(&self) -> Str {
         self.code.clone()
     }
+    fn has_key(&self, k: &str) -> bool {
+        self.code == k
+    }
     fn envelope(&self) -> AABB<[f64; 2]> {
         match &self.geom {
             Geometry::Point(p) => AABB::from_point([p.x(), p.y()]),
@@ -207,14 +204,8 @@ impl Record for Component {
             "owner_dept" => os(&self.owner_dept),
             "maint_dept" => os(&self.maint_dept),
             "grid_code" => os(&self.grid_code),
-            "survey_date" => self
-                .survey_date
-                .map(|d| PropValue::Owned(d.to_string()))
-                .unwrap_or(PropValue::Null),
-            "change_date" => self
-                .change_date
-                .map(|d| PropValue::Owned(d.to_string()))
-                .unwrap_or(PropValue::Null),
+            "survey_date" => self.survey_date.map(|d| PropValue::Owned(d.to_string())).unwrap_or(PropValue::Null),
+            "change_date" => self.change_date.map(|d| PropValue::Owned(d.to_string())).unwrap_or(PropValue::Null),
             "source" => s(&self.source),
             _ => return None,
         })
@@ -239,6 +230,9 @@ impl Record for Case {
     ];
     fn key(&self) -> Str {
         Str::from(self.id.to_string())
+    }
+    fn has_key(&self, k: &str) -> bool {
+        k.parse::<i64>().is_ok_and(|id| id == self.id) && !k.starts_with('+') && !(k.starts_with('0') && k.len() > 1)
     }
     fn envelope(&self) -> AABB<[f64; 2]> {
         AABB::from_point([self.geom.x(), self.geom.y()])
@@ -269,9 +263,7 @@ impl Record for Case {
             "status" => s(&self.status),
             "urgency" => s(&self.urgency),
             "grid_code" => os(&self.grid_code),
-            "reported_at" => {
-                PropValue::Owned(self.reported_at.to_rfc3339_opts(SecondsFormat::Secs, true))
-            }
+            "reported_at" => PropValue::Owned(self.reported_at.to_rfc3339_opts(SecondsFormat::Secs, true)),
             "closed_at" => self
                 .closed_at
                 .map(|t| PropValue::Owned(t.to_rfc3339_opts(SecondsFormat::Secs, true)))
@@ -284,10 +276,12 @@ impl Record for Case {
 
 impl Record for Sensor {
     const COLLECTION: &'static str = "sensors";
-    const PROPERTIES: &'static [&'static str] =
-        &["code", "name", "kind", "component_code", "grid_code"];
+    const PROPERTIES: &'static [&'static str] = &["code", "name", "kind", "component_code", "grid_code"];
     fn key(&self) -> Str {
         self.code.clone()
+    }
+    fn has_key(&self, k: &str) -> bool {
+        self.code == k
     }
     fn envelope(&self) -> AABB<[f64; 2]> {
         AABB::from_point([self.geom.x(), self.geom.y()])

@@ -1,16 +1,12 @@
 //! The embedded store: one OGC GeoPackage file (SQLite through sqlx), so onemap runs with nothing
 //! installed and the store itself opens in QGIS and `ogrinfo`.
 
-use std::str::FromStr;
-
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
 use geo::{BoundingRect, Geometry};
 use geozero::{CoordDimensions, ToGeo, ToWkb};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row as _, Sqlite, SqlitePool};
 
 use super::schema::{self, ColType, RowIo, RowSink, Table, Val};
@@ -32,7 +28,8 @@ impl GpkgStore {
                 std::fs::create_dir_all(dir)?;
             }
         }
-        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
             .create_if_missing(true)
             // WAL keeps readers off the writer's back; FULL sync makes every acknowledged commit
             // survive a power cut, not just a killed process.
@@ -40,12 +37,18 @@ impl GpkgStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(false)
             .busy_timeout(std::time::Duration::from_secs(30));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         sqlx::migrate!("migrations/gpkg").run(&pool).await?;
-        Ok(GpkgStore { pool })
+        let store = GpkgStore { pool };
+        store.checkpoint().await?;
+        Ok(store)
+    }
+
+    /// Copies the WAL into the main file. GDAL checks the GeoPackage `application_id` by reading
+    /// the file header directly, which in WAL mode only changes at a checkpoint.
+    async fn checkpoint(&self) -> Result<(), StoreError> {
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
+        Ok(())
     }
 }
 
@@ -56,9 +59,7 @@ impl Store for GpkgStore {
     }
 
     async fn is_empty(&self) -> Result<bool, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM grids")
-            .fetch_one(&self.pool)
-            .await?;
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM grids").fetch_one(&self.pool).await?;
         Ok(n == 0)
     }
 
@@ -80,7 +81,7 @@ impl Store for GpkgStore {
             .await?;
         }
         tx.commit().await?;
-        Ok(())
+        self.checkpoint().await
     }
 
     async fn load_city(&self, progress: Progress<'_>) -> Result<City, StoreError> {
@@ -89,10 +90,7 @@ impl Store for GpkgStore {
         schema::load_city_rows(&mut io, progress).await
     }
 
-    async fn locate_in_db(
-        &self,
-        _points: &[(f64, f64)],
-    ) -> Result<Option<Vec<Option<String>>>, StoreError> {
+    async fn locate_in_db(&self, _points: &[(f64, f64)]) -> Result<Option<Vec<Option<String>>>, StoreError> {
         // Plain SQLite has no spatial functions; the in-memory index is the only spatial engine.
         Ok(None)
     }
@@ -103,15 +101,12 @@ impl Store for GpkgStore {
 }
 
 fn city_bounds(city: &City) -> Option<geo::Rect<f64>> {
-    city.districts
-        .iter()
-        .filter_map(|d| d.geom.bounding_rect())
-        .reduce(|a, b| {
-            geo::Rect::new(
-                geo::coord! { x: a.min().x.min(b.min().x), y: a.min().y.min(b.min().y) },
-                geo::coord! { x: a.max().x.max(b.max().x), y: a.max().y.max(b.max().y) },
-            )
-        })
+    city.districts.iter().filter_map(|d| d.geom.bounding_rect()).reduce(|a, b| {
+        geo::Rect::new(
+            geo::coord! { x: a.min().x.min(b.min().x), y: a.min().y.min(b.min().y) },
+            geo::coord! { x: a.max().x.max(b.max().x), y: a.max().y.max(b.max().y) },
+        )
+    })
 }
 
 struct GpkgIo<'c> {
@@ -120,11 +115,7 @@ struct GpkgIo<'c> {
 
 #[async_trait]
 impl RowIo for GpkgIo<'_> {
-    async fn insert_rows(
-        &mut self,
-        table: &'static Table,
-        rows: &[Vec<Val>],
-    ) -> Result<(), StoreError> {
+    async fn insert_rows(&mut self, table: &'static Table, rows: &[Vec<Val>]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -139,17 +130,12 @@ impl RowIo for GpkgIo<'_> {
                     Val::Real(x) => b.push_bind(*x),
                     Val::Int(x) => b.push_bind(*x),
                     Val::Date(d) => b.push_bind(*d),
-                    Val::Time(t) => {
-                        b.push_bind(t.map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()))
-                    }
+                    Val::Time(t) => b.push_bind(t.map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())),
                     Val::Json(j) => b.push_bind(j.as_ref().map(|j| j.to_string())),
                     Val::Geom(g) => match encode_gpkg(g) {
                         Ok(bytes) => b.push_bind(bytes),
                         Err(e) => {
-                            err = Some(StoreError::Geometry {
-                                table: table.name,
-                                detail: e,
-                            });
+                            err = Some(StoreError::Geometry { table: table.name, detail: e });
                             b.push_bind(Vec::<u8>::new())
                         }
                     },
@@ -163,18 +149,9 @@ impl RowIo for GpkgIo<'_> {
         Ok(())
     }
 
-    async fn select_each(
-        &mut self,
-        table: &'static Table,
-        sink: RowSink<'_>,
-    ) -> Result<(), StoreError> {
+    async fn select_each(&mut self, table: &'static Table, sink: RowSink<'_>) -> Result<(), StoreError> {
         let cols: Vec<&str> = table.cols.iter().map(|c| c.0).collect();
-        let sql = format!(
-            "SELECT {} FROM {} ORDER BY {}",
-            cols.join(", "),
-            table.name,
-            schema::order_column(table)
-        );
+        let sql = format!("SELECT {} FROM {} ORDER BY {}", cols.join(", "), table.name, schema::order_column(table));
         let mut rows = sqlx::query(&sql).fetch(&mut *self.conn);
         while let Some(row) = rows.try_next().await? {
             sink(read_row(table, &row)?)?;
@@ -184,11 +161,7 @@ impl RowIo for GpkgIo<'_> {
 }
 
 fn read_row(table: &'static Table, row: &SqliteRow) -> Result<Vec<Val>, StoreError> {
-    let bad = |col: &'static str, detail: String| StoreError::Value {
-        table: table.name,
-        column: col,
-        detail,
-    };
+    let bad = |col: &'static str, detail: String| StoreError::Value { table: table.name, column: col, detail };
     let mut out = Vec::with_capacity(table.cols.len());
     for (i, (col, ty)) in table.cols.iter().enumerate() {
         let v = match ty {
@@ -199,9 +172,7 @@ fn read_row(table: &'static Table, row: &SqliteRow) -> Result<Vec<Val>, StoreErr
             ColType::Time => Val::Time(match row.try_get::<Option<String>, _>(i)? {
                 None => None,
                 Some(s) => Some(
-                    DateTime::parse_from_rfc3339(&s)
-                        .map_err(|e| bad(col, format!("{s:?}: {e}")))?
-                        .with_timezone(&Utc),
+                    DateTime::parse_from_rfc3339(&s).map_err(|e| bad(col, format!("{s:?}: {e}")))?.with_timezone(&Utc),
                 ),
             }),
             ColType::Json => Val::Json(match row.try_get::<Option<String>, _>(i)? {
@@ -210,10 +181,7 @@ fn read_row(table: &'static Table, row: &SqliteRow) -> Result<Vec<Val>, StoreErr
             }),
             ColType::Geom => {
                 let bytes: Vec<u8> = row.try_get(i)?;
-                Val::Geom(decode_gpkg(&bytes).map_err(|e| StoreError::Geometry {
-                    table: table.name,
-                    detail: e,
-                })?)
+                Val::Geom(decode_gpkg(&bytes).map_err(|e| StoreError::Geometry { table: table.name, detail: e })?)
             }
         };
         out.push(v);
@@ -233,11 +201,7 @@ pub fn encode_gpkg(g: &Geometry<f64>) -> Result<Vec<u8>, String> {
     out.extend_from_slice(b"GP");
     out.push(0); // version 1.0
     // flags: bit 0 little endian; bits 1-3 envelope kind (1 = [minx, maxx, miny, maxy]).
-    out.push(if envelope.is_some() {
-        0b0000_0011
-    } else {
-        0b0000_0001
-    });
+    out.push(if envelope.is_some() { 0b0000_0011 } else { 0b0000_0001 });
     out.extend_from_slice(&SRS_ID.to_le_bytes());
     if let Some(r) = envelope {
         for v in [r.min().x, r.max().x, r.min().y, r.max().y] {
@@ -265,9 +229,7 @@ pub fn decode_gpkg(bytes: &[u8]) -> Result<Geometry<f64>, String> {
     if bytes.len() <= start {
         return Err("truncated GeoPackage geometry".into());
     }
-    geozero::wkb::Wkb(&bytes[start..])
-        .to_geo()
-        .map_err(|e| e.to_string())
+    geozero::wkb::Wkb(&bytes[start..]).to_geo().map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

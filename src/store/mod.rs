@@ -26,11 +26,7 @@ pub enum StoreError {
     #[error("bad geometry in {table}: {detail}")]
     Geometry { table: &'static str, detail: String },
     #[error("bad value in {table}.{column}: {detail}")]
-    Value {
-        table: &'static str,
-        column: &'static str,
-        detail: String,
-    },
+    Value { table: &'static str, column: &'static str, detail: String },
     #[error("unsupported store location {0:?}: use a path ending in .gpkg or a postgres:// URL")]
     Location(String),
     #[error("i/o error: {0}")]
@@ -58,10 +54,7 @@ pub trait Store: Send + Sync {
     /// Which unit grid contains each point, answered by the database itself (PostGIS: an
     /// `ST_Intersects` join over the GiST index). Used to measure the in-memory index against the
     /// database, and as a cross-check in tests. `None` when the backend cannot answer spatially.
-    async fn locate_in_db(
-        &self,
-        points: &[(f64, f64)],
-    ) -> Result<Option<Vec<Option<String>>>, StoreError>;
+    async fn locate_in_db(&self, points: &[(f64, f64)]) -> Result<Option<Vec<Option<String>>>, StoreError>;
 
     /// Waits for in-flight work and closes the connections.
     async fn close(&self);

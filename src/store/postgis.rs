@@ -38,9 +38,7 @@ impl Store for PostgisStore {
     }
 
     async fn is_empty(&self) -> Result<bool, StoreError> {
-        let any: bool = sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM grids)")
-            .fetch_one(&self.pool)
-            .await?;
+        let any: bool = sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM grids)").fetch_one(&self.pool).await?;
         Ok(any)
     }
 
@@ -54,7 +52,11 @@ impl Store for PostgisStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        sqlx::query("ANALYZE").execute(&self.pool).await?;
+        // Fresh statistics make the first spatial queries use the GiST indexes. The city is
+        // already committed, so a failure here is only worth a warning.
+        if let Err(e) = sqlx::query("ANALYZE").execute(&self.pool).await {
+            tracing::warn!(error = %e, "ANALYZE after writing the city failed");
+        }
         Ok(())
     }
 
@@ -64,10 +66,7 @@ impl Store for PostgisStore {
         schema::load_city_rows(&mut io, progress).await
     }
 
-    async fn locate_in_db(
-        &self,
-        points: &[(f64, f64)],
-    ) -> Result<Option<Vec<Option<String>>>, StoreError> {
+    async fn locate_in_db(&self, points: &[(f64, f64)]) -> Result<Option<Vec<Option<String>>>, StoreError> {
         let lons: Vec<f64> = points.iter().map(|p| p.0).collect();
         let lats: Vec<f64> = points.iter().map(|p| p.1).collect();
         // The same rule as the in-memory index: boundary points count, and the smallest code wins.
@@ -95,11 +94,7 @@ struct PgIo<'c> {
 
 #[async_trait]
 impl RowIo for PgIo<'_> {
-    async fn insert_rows(
-        &mut self,
-        table: &'static Table,
-        rows: &[Vec<Val>],
-    ) -> Result<(), StoreError> {
+    async fn insert_rows(&mut self, table: &'static Table, rows: &[Vec<Val>]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -118,15 +113,10 @@ impl RowIo for PgIo<'_> {
                     Val::Json(j) => b.push_bind(j.clone().map(sqlx::types::Json)),
                     Val::Geom(g) => {
                         let wkb = g.to_wkb(CoordDimensions::xy()).unwrap_or_else(|e| {
-                            err = Some(StoreError::Geometry {
-                                table: table.name,
-                                detail: e.to_string(),
-                            });
+                            err = Some(StoreError::Geometry { table: table.name, detail: e.to_string() });
                             Vec::new()
                         });
-                        b.push("ST_GeomFromWKB(")
-                            .push_bind_unseparated(wkb)
-                            .push_unseparated(", 4490)")
+                        b.push("ST_GeomFromWKB(").push_bind_unseparated(wkb).push_unseparated(", 4490)")
                     }
                 };
             }
@@ -138,11 +128,7 @@ impl RowIo for PgIo<'_> {
         Ok(())
     }
 
-    async fn select_each(
-        &mut self,
-        table: &'static Table,
-        sink: RowSink<'_>,
-    ) -> Result<(), StoreError> {
+    async fn select_each(&mut self, table: &'static Table, sink: RowSink<'_>) -> Result<(), StoreError> {
         let cols: Vec<String> = table
             .cols
             .iter()
@@ -152,12 +138,7 @@ impl RowIo for PgIo<'_> {
                 _ => name.to_string(),
             })
             .collect();
-        let sql = format!(
-            "SELECT {} FROM {} ORDER BY {}",
-            cols.join(", "),
-            table.name,
-            schema::order_column(table)
-        );
+        let sql = format!("SELECT {} FROM {} ORDER BY {}", cols.join(", "), table.name, schema::order_column(table));
         let mut rows = sqlx::query(&sql).fetch(&mut *self.conn);
         while let Some(row) = rows.try_next().await? {
             sink(read_row(table, &row)?)?;
@@ -175,18 +156,14 @@ fn read_row(table: &'static Table, row: &PgRow) -> Result<Vec<Val>, StoreError> 
             ColType::Int => Val::Int(row.try_get(i)?),
             ColType::Date => Val::Date(row.try_get(i)?),
             ColType::Time => Val::Time(row.try_get(i)?),
-            ColType::Json => Val::Json(
-                row.try_get::<Option<sqlx::types::Json<serde_json::Value>>, _>(i)?
-                    .map(|j| j.0),
-            ),
+            ColType::Json => Val::Json(row.try_get::<Option<sqlx::types::Json<serde_json::Value>>, _>(i)?.map(|j| j.0)),
             ColType::Geom => {
                 let bytes: Vec<u8> = row.try_get(i)?;
-                Val::Geom(geozero::wkb::Wkb(&bytes[..]).to_geo().map_err(|e| {
-                    StoreError::Geometry {
-                        table: table.name,
-                        detail: e.to_string(),
-                    }
-                })?)
+                Val::Geom(
+                    geozero::wkb::Wkb(&bytes[..])
+                        .to_geo()
+                        .map_err(|e| StoreError::Geometry { table: table.name, detail: e.to_string() })?,
+                )
             }
         };
         out.push(v);

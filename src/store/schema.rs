@@ -41,75 +41,25 @@ pub struct Table {
 
 use ColType::*;
 
-pub static DISTRICTS: Table = Table {
-    name: "districts",
-    cols: &[("code", Text), ("name", Text), ("geom", Geom)],
-};
-pub static STREETS: Table = Table {
-    name: "streets",
-    cols: &[
-        ("code", Text),
-        ("name", Text),
-        ("district_code", Text),
-        ("geom", Geom),
-    ],
-};
-pub static COMMUNITIES: Table = Table {
-    name: "communities",
-    cols: &[
-        ("code", Text),
-        ("name", Text),
-        ("street_code", Text),
-        ("geom", Geom),
-    ],
-};
+pub static DISTRICTS: Table = Table { name: "districts", cols: &[("code", Text), ("name", Text), ("geom", Geom)] };
+pub static STREETS: Table =
+    Table { name: "streets", cols: &[("code", Text), ("name", Text), ("district_code", Text), ("geom", Geom)] };
+pub static COMMUNITIES: Table =
+    Table { name: "communities", cols: &[("code", Text), ("name", Text), ("street_code", Text), ("geom", Geom)] };
 pub static GRIDS: Table = Table {
     name: "grids",
-    cols: &[
-        ("code", Text),
-        ("name", Text),
-        ("community_code", Text),
-        ("area_m2", Real),
-        ("geom", Geom),
-    ],
+    cols: &[("code", Text), ("name", Text), ("community_code", Text), ("area_m2", Real), ("geom", Geom)],
 };
-pub static DEPARTMENTS: Table = Table {
-    name: "departments",
-    cols: &[
-        ("code", Text),
-        ("name", Text),
-        ("kind", Text),
-        ("region_code", Text),
-    ],
-};
-pub static RESPONSIBILITIES: Table = Table {
-    name: "responsibilities",
-    cols: &[
-        ("dept_code", Text),
-        ("scope", Text),
-        ("target", Text),
-        ("role", Text),
-    ],
-};
+pub static DEPARTMENTS: Table =
+    Table { name: "departments", cols: &[("code", Text), ("name", Text), ("kind", Text), ("region_code", Text)] };
+pub static RESPONSIBILITIES: Table =
+    Table { name: "responsibilities", cols: &[("dept_code", Text), ("scope", Text), ("target", Text), ("role", Text)] };
 pub static COMPONENT_CLASSES: Table = Table {
     name: "component_classes",
-    cols: &[
-        ("code", Text),
-        ("major", Text),
-        ("name", Text),
-        ("geom_type", Text),
-        ("competent_dept", Text),
-    ],
+    cols: &[("code", Text), ("major", Text), ("name", Text), ("geom_type", Text), ("competent_dept", Text)],
 };
-pub static EVENT_CLASSES: Table = Table {
-    name: "event_classes",
-    cols: &[
-        ("code", Text),
-        ("major", Text),
-        ("name", Text),
-        ("default_dept", Text),
-    ],
-};
+pub static EVENT_CLASSES: Table =
+    Table { name: "event_classes", cols: &[("code", Text), ("major", Text), ("name", Text), ("default_dept", Text)] };
 pub static COMPONENTS: Table = Table {
     name: "components",
     cols: &[
@@ -188,23 +138,14 @@ struct Cells {
 
 impl Cells {
     fn new(table: &'static Table, row: Vec<Val>) -> Self {
-        Cells {
-            table,
-            it: row.into_iter().enumerate(),
-        }
+        Cells { table, it: row.into_iter().enumerate() }
     }
     fn bad(&self, i: usize, what: &str) -> StoreError {
-        StoreError::Value {
-            table: self.table.name,
-            column: self.table.cols[i].0,
-            detail: format!("expected {what}"),
-        }
+        StoreError::Value { table: self.table.name, column: self.table.cols[i].0, detail: format!("expected {what}") }
     }
     fn next(&mut self) -> (usize, Val) {
         // Backends build rows from the same column list, so a short row is a programming error.
-        self.it
-            .next()
-            .expect("row shorter than its table's column list")
+        self.it.next().expect("row shorter than its table's column list")
     }
     fn opt_text(&mut self) -> Result<Option<Str>, StoreError> {
         match self.next() {
@@ -258,29 +199,20 @@ impl Cells {
         match self.geom()? {
             Geometry::MultiPolygon(m) => Ok(m),
             Geometry::Polygon(p) => Ok(geo::MultiPolygon(vec![p])),
-            _ => Err(StoreError::Geometry {
-                table: self.table.name,
-                detail: "expected a (multi)polygon".into(),
-            }),
+            _ => Err(StoreError::Geometry { table: self.table.name, detail: "expected a (multi)polygon".into() }),
         }
     }
     fn polygon(&mut self) -> Result<geo::Polygon<f64>, StoreError> {
         match self.geom()? {
             Geometry::Polygon(p) => Ok(p),
             Geometry::MultiPolygon(mut m) if m.0.len() == 1 => Ok(m.0.remove(0)),
-            _ => Err(StoreError::Geometry {
-                table: self.table.name,
-                detail: "expected a polygon".into(),
-            }),
+            _ => Err(StoreError::Geometry { table: self.table.name, detail: "expected a polygon".into() }),
         }
     }
     fn point(&mut self) -> Result<geo::Point<f64>, StoreError> {
         match self.geom()? {
             Geometry::Point(p) => Ok(p),
-            _ => Err(StoreError::Geometry {
-                table: self.table.name,
-                detail: "expected a point".into(),
-            }),
+            _ => Err(StoreError::Geometry { table: self.table.name, detail: "expected a point".into() }),
         }
     }
 }
@@ -297,19 +229,11 @@ impl Row for District {
         &DISTRICTS
     }
     fn to_row(&self) -> Vec<Val> {
-        vec![
-            t(&self.code),
-            t(&self.name),
-            Val::Geom(self.geom.clone().into()),
-        ]
+        vec![t(&self.code), t(&self.name), Val::Geom(self.geom.clone().into())]
     }
     fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
         let mut c = Cells::new(Self::table(), row);
-        Ok(District {
-            code: c.text()?,
-            name: c.text()?,
-            geom: c.multipolygon()?,
-        })
+        Ok(District { code: c.text()?, name: c.text()?, geom: c.multipolygon()? })
     }
 }
 
@@ -318,21 +242,11 @@ impl Row for Street {
         &STREETS
     }
     fn to_row(&self) -> Vec<Val> {
-        vec![
-            t(&self.code),
-            t(&self.name),
-            t(&self.district_code),
-            Val::Geom(self.geom.clone().into()),
-        ]
+        vec![t(&self.code), t(&self.name), t(&self.district_code), Val::Geom(self.geom.clone().into())]
     }
     fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
         let mut c = Cells::new(Self::table(), row);
-        Ok(Street {
-            code: c.text()?,
-            name: c.text()?,
-            district_code: c.text()?,
-            geom: c.multipolygon()?,
-        })
+        Ok(Street { code: c.text()?, name: c.text()?, district_code: c.text()?, geom: c.multipolygon()? })
     }
 }
 
@@ -341,21 +255,11 @@ impl Row for Community {
         &COMMUNITIES
     }
     fn to_row(&self) -> Vec<Val> {
-        vec![
-            t(&self.code),
-            t(&self.name),
-            t(&self.street_code),
-            Val::Geom(self.geom.clone().into()),
-        ]
+        vec![t(&self.code), t(&self.name), t(&self.street_code), Val::Geom(self.geom.clone().into())]
     }
     fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
         let mut c = Cells::new(Self::table(), row);
-        Ok(Community {
-            code: c.text()?,
-            name: c.text()?,
-            street_code: c.text()?,
-            geom: c.multipolygon()?,
-        })
+        Ok(Community { code: c.text()?, name: c.text()?, street_code: c.text()?, geom: c.multipolygon()? })
     }
 }
 
@@ -374,13 +278,7 @@ impl Row for Grid {
     }
     fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
         let mut c = Cells::new(Self::table(), row);
-        Ok(Grid {
-            code: c.text()?,
-            name: c.text()?,
-            community_code: c.text()?,
-            area_m2: c.real()?,
-            geom: c.polygon()?,
-        })
+        Ok(Grid { code: c.text()?, name: c.text()?, community_code: c.text()?, area_m2: c.real()?, geom: c.polygon()? })
     }
 }
 
@@ -389,21 +287,11 @@ impl Row for Department {
         &DEPARTMENTS
     }
     fn to_row(&self) -> Vec<Val> {
-        vec![
-            t(&self.code),
-            t(&self.name),
-            t(&self.kind),
-            ot(&self.region_code),
-        ]
+        vec![t(&self.code), t(&self.name), t(&self.kind), ot(&self.region_code)]
     }
     fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
         let mut c = Cells::new(Self::table(), row);
-        Ok(Department {
-            code: c.text()?,
-            name: c.text()?,
-            kind: c.text()?,
-            region_code: c.opt_text()?,
-        })
+        Ok(Department { code: c.text()?, name: c.text()?, kind: c.text()?, region_code: c.opt_text()? })
     }
 }
 
@@ -412,21 +300,11 @@ impl Row for Responsibility {
         &RESPONSIBILITIES
     }
     fn to_row(&self) -> Vec<Val> {
-        vec![
-            t(&self.dept_code),
-            t(&self.scope),
-            t(&self.target),
-            t(&self.role),
-        ]
+        vec![t(&self.dept_code), t(&self.scope), t(&self.target), t(&self.role)]
     }
     fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
         let mut c = Cells::new(Self::table(), row);
-        Ok(Responsibility {
-            dept_code: c.text()?,
-            scope: c.text()?,
-            target: c.text()?,
-            role: c.text()?,
-        })
+        Ok(Responsibility { dept_code: c.text()?, scope: c.text()?, target: c.text()?, role: c.text()? })
     }
 }
 
@@ -435,13 +313,7 @@ impl Row for ComponentClass {
         &COMPONENT_CLASSES
     }
     fn to_row(&self) -> Vec<Val> {
-        vec![
-            t(&self.code),
-            t(&self.major),
-            t(&self.name),
-            t(&self.geom_type),
-            ot(&self.competent_dept),
-        ]
+        vec![t(&self.code), t(&self.major), t(&self.name), t(&self.geom_type), ot(&self.competent_dept)]
     }
     fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
         let mut c = Cells::new(Self::table(), row);
@@ -460,21 +332,11 @@ impl Row for EventClass {
         &EVENT_CLASSES
     }
     fn to_row(&self) -> Vec<Val> {
-        vec![
-            t(&self.code),
-            t(&self.major),
-            t(&self.name),
-            ot(&self.default_dept),
-        ]
+        vec![t(&self.code), t(&self.major), t(&self.name), ot(&self.default_dept)]
     }
     fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
         let mut c = Cells::new(Self::table(), row);
-        Ok(EventClass {
-            code: c.text()?,
-            major: c.text()?,
-            name: c.text()?,
-            default_dept: c.opt_text()?,
-        })
+        Ok(EventClass { code: c.text()?, major: c.text()?, name: c.text()?, default_dept: c.opt_text()? })
     }
 }
 
@@ -598,18 +460,10 @@ pub type RowSink<'a> = &'a mut (dyn FnMut(Vec<Val>) -> Result<(), StoreError> + 
 #[async_trait::async_trait]
 pub trait RowIo {
     /// Inserts rows into `table` within the backend's open transaction.
-    async fn insert_rows(
-        &mut self,
-        table: &'static Table,
-        rows: &[Vec<Val>],
-    ) -> Result<(), StoreError>;
+    async fn insert_rows(&mut self, table: &'static Table, rows: &[Vec<Val>]) -> Result<(), StoreError>;
     /// Streams every row of `table` in a stable order into `sink`, one at a time, so a
     /// ten-million-row table never sits in memory twice.
-    async fn select_each(
-        &mut self,
-        table: &'static Table,
-        sink: RowSink<'_>,
-    ) -> Result<(), StoreError>;
+    async fn select_each(&mut self, table: &'static Table, sink: RowSink<'_>) -> Result<(), StoreError>;
 }
 
 /// Writes every table of a city through a backend, in batches, reporting progress.
@@ -648,10 +502,7 @@ async fn write_table<T: Row + Sync>(
 }
 
 /// Loads every table of a city through a backend.
-pub async fn load_city_rows(
-    io: &mut (dyn RowIo + Send),
-    progress: super::Progress<'_>,
-) -> Result<City, StoreError> {
+pub async fn load_city_rows(io: &mut (dyn RowIo + Send), progress: super::Progress<'_>) -> Result<City, StoreError> {
     Ok(City {
         districts: load_table(io, progress).await?,
         streets: load_table(io, progress).await?,

@@ -16,8 +16,7 @@ use tower::ServiceExt;
 
 /// The admin URL tests create their databases through (`scripts/test` exports it).
 pub fn pg_admin_url() -> String {
-    std::env::var("ONEMAP_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("ONEMAP_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// Creates an empty database `name` (dropping any leftover) and returns its URL. Fails the test
@@ -26,21 +25,10 @@ pub async fn fresh_pg(name: &str) -> String {
     let admin = pg_admin_url();
     let mut conn = sqlx::PgConnection::connect(&admin)
         .await
-        .unwrap_or_else(|e| {
-            panic!("PostGIS test database unreachable at {admin}: {e} (run scripts/test)")
-        });
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let base = admin
-        .rsplit_once('/')
-        .map(|(b, _)| b.to_string())
-        .unwrap_or(admin.clone());
+        .unwrap_or_else(|e| panic!("PostGIS test database unreachable at {admin}: {e} (run scripts/test)"));
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin.clone());
     format!("{base}/{name}")
 }
 
@@ -71,10 +59,7 @@ pub fn small_city() -> &'static City {
 /// `onemap serve` does.
 pub async fn seeded_state(location: &str, city: &City) -> onemap::AppState {
     let store = onemap::store::open(location).await.expect("open store");
-    store
-        .write_city(city, &|_, _| {})
-        .await
-        .expect("write city");
+    store.write_city(city, &|_, _| {}).await.expect("write city");
     store.close().await;
     onemap::server::start(location, false).await.expect("start")
 }
@@ -98,28 +83,15 @@ impl Resp {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
     pub fn content_type(&self) -> &str {
-        self.headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
+        self.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("")
     }
     /// Asserts a problem+json response with this status and returns its body.
     pub fn problem(&self, status: u16) -> Value {
-        assert_eq!(
-            self.status.as_u16(),
-            status,
-            "body: {}",
-            String::from_utf8_lossy(&self.body)
-        );
+        assert_eq!(self.status.as_u16(), status, "body: {}", String::from_utf8_lossy(&self.body));
         assert_eq!(self.content_type(), "application/problem+json");
         let v = self.json();
         assert_eq!(v["status"], status);
-        assert!(
-            v["type"]
-                .as_str()
-                .is_some_and(|t| t.starts_with("/problems/")),
-            "{v}"
-        );
+        assert!(v["type"].as_str().is_some_and(|t| t.starts_with("/problems/")), "{v}");
         assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()), "{v}");
         v
     }
@@ -129,29 +101,12 @@ pub async fn send(app: &Router, req: Request<Body>) -> Resp {
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
     let headers = resp.headers().clone();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    Resp {
-        status,
-        headers,
-        body,
-    }
+    let body = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
+    Resp { status, headers, body }
 }
 
 pub async fn get(app: &Router, uri: &str) -> Resp {
-    send(
-        app,
-        Request::get(uri)
-            .header("host", "127.0.0.1:8080")
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await
+    send(app, Request::get(uri).header("host", "127.0.0.1:8080").body(Body::empty()).unwrap()).await
 }
 
 pub async fn post_json(app: &Router, uri: &str, body: &Value) -> Resp {

@@ -1,0 +1,88 @@
+//! The real binary: `onemap demo` writes a city, `onemap serve --demo` seeds and serves it, and
+//! SIGTERM shuts the server down gracefully with exit status 0.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_onemap");
+
+/// Starts `onemap serve` and returns the child and its base URL, read from its first stdout line.
+fn serve(args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start onemap");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("onemap serving on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (child, url)
+}
+
+fn terminate(mut child: Child) {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let t = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "graceful shutdown exits 0, got {status}");
+            return;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "server did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn demo_subcommand_then_serve_then_sigterm() {
+    let path = common::fresh_gpkg("cli-demo");
+    let out = Command::new(BIN).args(["demo", "--scale", "0.05", "--store", &path]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("demo city written"), "{text}");
+    // A second demo into the same store is refused: it already holds a city.
+    let again = Command::new(BIN).args(["demo", "--scale", "0.05", "--store", &path]).output().unwrap();
+    assert!(!again.status.success());
+
+    let (child, url) = serve(&["--store", &path]);
+    let health: serde_json::Value = reqwest::get(format!("{url}/health")).await.unwrap().json().await.unwrap();
+    assert_eq!(health["store"], "gpkg");
+    let expected = onemap::demo::generate(&onemap::demo::DemoParams::scaled(0.05));
+    assert_eq!(health["layers"]["grids"], expected.grids.len());
+    terminate(child);
+}
+
+#[tokio::test]
+async fn serve_demo_seeds_an_empty_store_once() {
+    let path = common::fresh_gpkg("cli-serve-demo");
+    let (child, url) = serve(&["--store", &path, "--demo"]);
+    let health: serde_json::Value = reqwest::get(format!("{url}/health")).await.unwrap().json().await.unwrap();
+    assert_eq!(health["layers"]["districts"], 4);
+    assert_eq!(health["layers"]["communities"], 43);
+    let grids = health["layers"]["grids"].as_u64().unwrap();
+    assert!((6_000..7_000).contains(&grids), "{grids}");
+    terminate(child);
+    // Restarting with --demo on the now full store keeps the same city (no second seeding).
+    let (child, url) = serve(&["--store", &path, "--demo"]);
+    let again: serde_json::Value = reqwest::get(format!("{url}/health")).await.unwrap().json().await.unwrap();
+    assert_eq!(again["layers"], health["layers"]);
+    terminate(child);
+}
+
+#[test]
+fn bad_arguments_fail_clearly() {
+    let out = Command::new(BIN).args(["serve", "--store", "mysql://x"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(".gpkg"));
+    let out = Command::new(BIN).args(["demo", "--scale", "huge", "--store", "/tmp/x.gpkg"]).output().unwrap();
+    assert!(!out.status.success());
+}

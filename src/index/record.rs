@@ -129,6 +129,27 @@ macro_rules! areal_record {
     };
 }
 
+/// The geometry methods of a record whose `geom` is a point (cases, sensors).
+macro_rules! point_record {
+    () => {
+        fn envelope(&self) -> AABB<[f64; 2]> {
+            AABB::from_point([self.geom.x(), self.geom.y()])
+        }
+        fn geometry(&self) -> Geometry<f64> {
+            self.geom.into()
+        }
+        fn intersects(&self, g: &Geometry<f64>) -> bool {
+            geom_intersects(&self.geom, g)
+        }
+        fn intersects_point(&self, p: &Point<f64>) -> bool {
+            self.geom == *p
+        }
+        fn distance_m(&self, lon: f64, lat: f64) -> f64 {
+            point_distance_m(&self.geom, lon, lat)
+        }
+    };
+}
+
 /// Converts a field to a property value; implemented for the field types the layers use.
 trait ToProp {
     fn to_prop(&self) -> PropValue<'_>;
@@ -234,21 +255,7 @@ impl Record for Case {
     fn has_key(&self, k: &str) -> bool {
         k.parse::<i64>().is_ok_and(|id| id == self.id) && !k.starts_with('+') && !(k.starts_with('0') && k.len() > 1)
     }
-    fn envelope(&self) -> AABB<[f64; 2]> {
-        AABB::from_point([self.geom.x(), self.geom.y()])
-    }
-    fn geometry(&self) -> Geometry<f64> {
-        self.geom.into()
-    }
-    fn intersects(&self, g: &Geometry<f64>) -> bool {
-        geom_intersects(&self.geom, g)
-    }
-    fn intersects_point(&self, p: &Point<f64>) -> bool {
-        self.geom == *p
-    }
-    fn distance_m(&self, lon: f64, lat: f64) -> f64 {
-        point_distance_m(&self.geom, lon, lat)
-    }
+    point_record!();
     fn time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
         Some(self.reported_at)
     }
@@ -283,21 +290,7 @@ impl Record for Sensor {
     fn has_key(&self, k: &str) -> bool {
         self.code == k
     }
-    fn envelope(&self) -> AABB<[f64; 2]> {
-        AABB::from_point([self.geom.x(), self.geom.y()])
-    }
-    fn geometry(&self) -> Geometry<f64> {
-        self.geom.into()
-    }
-    fn intersects(&self, g: &Geometry<f64>) -> bool {
-        geom_intersects(&self.geom, g)
-    }
-    fn intersects_point(&self, p: &Point<f64>) -> bool {
-        self.geom == *p
-    }
-    fn distance_m(&self, lon: f64, lat: f64) -> f64 {
-        point_distance_m(&self.geom, lon, lat)
-    }
+    point_record!();
     fn prop(&self, name: &str) -> Option<PropValue<'_>> {
         Some(match name {
             "code" => s(&self.code),

@@ -7,7 +7,7 @@ use futures::TryStreamExt;
 use geo::{BoundingRect, Geometry};
 use geozero::{CoordDimensions, ToGeo, ToWkb};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row as _, Sqlite, SqlitePool};
+use sqlx::{Row as _, Sqlite, SqlitePool};
 
 use super::schema::{self, ColType, RowIo, RowSink, Table, Val};
 use super::{Progress, Store, StoreError};
@@ -119,39 +119,22 @@ impl RowIo for GpkgIo<'_> {
         if rows.is_empty() {
             return Ok(());
         }
-        let cols: Vec<&str> = table.cols.iter().map(|c| c.0).collect();
-        let mut qb: QueryBuilder<Sqlite> =
-            QueryBuilder::new(format!("INSERT INTO {} ({}) ", table.name, cols.join(", ")));
-        let mut err = None;
-        qb.push_values(rows, |mut b, row| {
-            for v in row {
+        let mut geoms = table.encode_geoms(rows, encode_gpkg)?.into_iter();
+        let mut qb = table.insert::<Sqlite>(rows, |b, v| {
+            if !schema::bind_plain(b, v) {
                 match v {
-                    Val::Text(s) => b.push_bind(s.as_ref().map(|s| s.to_string())),
-                    Val::Real(x) => b.push_bind(*x),
-                    Val::Int(x) => b.push_bind(*x),
-                    Val::Date(d) => b.push_bind(*d),
                     Val::Time(t) => b.push_bind(t.map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())),
                     Val::Json(j) => b.push_bind(j.as_ref().map(|j| j.to_string())),
-                    Val::Geom(g) => match encode_gpkg(g) {
-                        Ok(bytes) => b.push_bind(bytes),
-                        Err(e) => {
-                            err = Some(StoreError::Geometry { table: table.name, detail: e });
-                            b.push_bind(Vec::<u8>::new())
-                        }
-                    },
+                    _ => b.push_bind(geoms.next().expect("one encoding per geometry")),
                 };
             }
         });
-        if let Some(e) = err {
-            return Err(e);
-        }
         qb.build().execute(&mut *self.conn).await?;
         Ok(())
     }
 
     async fn select_each(&mut self, table: &'static Table, sink: RowSink<'_>) -> Result<(), StoreError> {
-        let cols: Vec<&str> = table.cols.iter().map(|c| c.0).collect();
-        let sql = format!("SELECT {} FROM {} ORDER BY {}", cols.join(", "), table.name, schema::order_column(table));
+        let sql = table.select(|name, _| name.to_string());
         let mut rows = sqlx::query(&sql).fetch(&mut *self.conn);
         while let Some(row) = rows.try_next().await? {
             sink(read_row(table, &row)?)?;

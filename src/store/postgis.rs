@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use futures::TryStreamExt;
 use geozero::{CoordDimensions, ToGeo, ToWkb};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, QueryBuilder, Row as _};
+use sqlx::{Postgres, Row as _};
 
 use super::schema::{self, ColType, RowIo, RowSink, Table, Val};
 use super::{Progress, Store, StoreError};
@@ -98,47 +98,29 @@ impl RowIo for PgIo<'_> {
         if rows.is_empty() {
             return Ok(());
         }
-        let cols: Vec<&str> = table.cols.iter().map(|c| c.0).collect();
-        let mut qb: QueryBuilder<Postgres> =
-            QueryBuilder::new(format!("INSERT INTO {} ({}) ", table.name, cols.join(", ")));
-        let mut err = None;
-        qb.push_values(rows, |mut b, row| {
-            for v in row {
+        let mut geoms = table.encode_geoms(rows, |g| g.to_wkb(CoordDimensions::xy()))?.into_iter();
+        let mut qb = table.insert::<Postgres>(rows, |b, v| {
+            if !schema::bind_plain(b, v) {
                 match v {
-                    Val::Text(s) => b.push_bind(s.as_ref().map(|s| s.to_string())),
-                    Val::Real(x) => b.push_bind(*x),
-                    Val::Int(x) => b.push_bind(*x),
-                    Val::Date(d) => b.push_bind(*d),
                     Val::Time(t) => b.push_bind(*t),
                     Val::Json(j) => b.push_bind(j.clone().map(sqlx::types::Json)),
-                    Val::Geom(g) => {
-                        let wkb = g.to_wkb(CoordDimensions::xy()).unwrap_or_else(|e| {
-                            err = Some(StoreError::Geometry { table: table.name, detail: e.to_string() });
-                            Vec::new()
-                        });
-                        b.push("ST_GeomFromWKB(").push_bind_unseparated(wkb).push_unseparated(", 4490)")
-                    }
+                    _ => b
+                        .push("ST_GeomFromWKB(")
+                        .push_bind_unseparated(geoms.next().expect("one encoding per geometry"))
+                        .push_unseparated(", 4490)"),
                 };
             }
         });
-        if let Some(e) = err {
-            return Err(e);
-        }
         qb.build().execute(&mut *self.conn).await?;
         Ok(())
     }
 
     async fn select_each(&mut self, table: &'static Table, sink: RowSink<'_>) -> Result<(), StoreError> {
-        let cols: Vec<String> = table
-            .cols
-            .iter()
-            .map(|(name, ty)| match ty {
-                ColType::Geom => format!("ST_AsBinary({name})"),
-                ColType::Int => format!("{name}::int8"),
-                _ => name.to_string(),
-            })
-            .collect();
-        let sql = format!("SELECT {} FROM {} ORDER BY {}", cols.join(", "), table.name, schema::order_column(table));
+        let sql = table.select(|name, ty| match ty {
+            ColType::Geom => format!("ST_AsBinary({name})"),
+            ColType::Int => format!("{name}::int8"),
+            _ => name.to_string(),
+        });
         let mut rows = sqlx::query(&sql).fetch(&mut *self.conn);
         while let Some(row) = rows.try_next().await? {
             sink(read_row(table, &row)?)?;

@@ -39,6 +39,70 @@ pub struct Table {
     pub cols: &'static [(&'static str, ColType)],
 }
 
+impl Table {
+    /// A multi-row insert of `rows`: the columns are shared, `bind` pushes one value in the
+    /// backend's dialect (most kinds through [`bind_plain`]).
+    pub fn insert<'a, DB: sqlx::Database>(
+        &self,
+        rows: &'a [Vec<Val>],
+        mut bind: impl FnMut(&mut sqlx::query_builder::Separated<'_, 'a, DB, &'static str>, &'a Val),
+    ) -> sqlx::QueryBuilder<'a, DB> {
+        let cols: Vec<&str> = self.cols.iter().map(|c| c.0).collect();
+        let mut qb = sqlx::QueryBuilder::new(format!("INSERT INTO {} ({}) ", self.name, cols.join(", ")));
+        qb.push_values(rows, |mut b, row| {
+            for v in row {
+                bind(&mut b, v);
+            }
+        });
+        qb
+    }
+
+    /// `SELECT` of every column in a stable order, each column written by `expr` (a backend's
+    /// conversion, such as PostGIS's `ST_AsBinary(geom)`).
+    pub fn select(&self, expr: impl Fn(&str, ColType) -> String) -> String {
+        let cols: Vec<String> = self.cols.iter().map(|&(name, ty)| expr(name, ty)).collect();
+        format!("SELECT {} FROM {} ORDER BY {}", cols.join(", "), self.name, order_column(self))
+    }
+
+    /// Encodes every geometry of `rows` up front, so binding cannot fail half-way.
+    pub fn encode_geoms<E>(
+        &'static self,
+        rows: &[Vec<Val>],
+        encode: impl Fn(&Geometry<f64>) -> Result<Vec<u8>, E>,
+    ) -> Result<Vec<Vec<u8>>, StoreError>
+    where
+        E: std::fmt::Display,
+    {
+        rows.iter()
+            .flat_map(|r| r.iter())
+            .filter_map(|v| if let Val::Geom(g) = v { Some(g) } else { None })
+            .map(|g| encode(g).map_err(|e| StoreError::Geometry { table: self.name, detail: e.to_string() }))
+            .collect()
+    }
+}
+
+/// Binds the value kinds both backends bind alike; returns false for the dialect-specific ones
+/// (timestamps, JSON, geometry).
+pub fn bind_plain<'a, DB: sqlx::Database>(
+    b: &mut sqlx::query_builder::Separated<'_, 'a, DB, &'static str>,
+    v: &'a Val,
+) -> bool
+where
+    Option<String>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    f64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<NaiveDate>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    match v {
+        Val::Text(s) => b.push_bind(s.as_ref().map(|s| s.to_string())),
+        Val::Real(x) => b.push_bind(*x),
+        Val::Int(x) => b.push_bind(*x),
+        Val::Date(d) => b.push_bind(*d),
+        Val::Time(_) | Val::Json(_) | Val::Geom(_) => return false,
+    };
+    true
+}
+
 use ColType::*;
 
 pub static DISTRICTS: Table = Table { name: "districts", cols: &[("code", Text), ("name", Text), ("geom", Geom)] };

@@ -50,6 +50,12 @@ pub struct CityIndex {
     pub cases: RwLock<Layer<Case>>,
     pub sensors: RwLock<Layer<Sensor>>,
     pub dict: RwLock<Dictionaries>,
+    /// Rendered locate answers per unit grid (grid, parents, responsible parties as a JSON
+    /// object without its closing brace). A location depends only on the grid, and a batch of
+    /// 100,000 random points meets tens of thousands of grids, so rendering each once per
+    /// process rather than once per request is most of the batch cost. Whoever changes grids,
+    /// the hierarchy or the dictionaries must call [`CityIndex::hierarchy_changed`].
+    pub location_cache: RwLock<HashMap<Str, std::sync::Arc<str>>>,
 }
 
 impl CityIndex {
@@ -77,7 +83,14 @@ impl CityIndex {
             cases: RwLock::new(Layer::bulk(cases)),
             sensors: RwLock::new(Layer::bulk(sensors)),
             dict: RwLock::new(Dictionaries::new(departments, responsibilities, component_classes, event_classes)),
+            location_cache: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Forgets every rendered location: call after any change to grids, communities, streets,
+    /// districts, departments or responsibilities.
+    pub fn hierarchy_changed(&self) {
+        self.location_cache.write().clear();
     }
 
     /// Feature counts per collection, as `/health` reports them.

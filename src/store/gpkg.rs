@@ -3,13 +3,12 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
-use futures::TryStreamExt;
 use geo::{BoundingRect, Geometry};
 use geozero::{CoordDimensions, ToGeo, ToWkb};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{Row as _, Sqlite, SqlitePool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool};
 
-use super::schema::{self, ColType, RowIo, RowSink, Table, Val};
+use super::schema::{self, ColType, RowReader, RowSink, RowWriter, Table, Val};
 use super::{Progress, Store, StoreError};
 use crate::model::City;
 
@@ -18,6 +17,7 @@ const SRS_ID: i32 = 4490;
 
 pub struct GpkgStore {
     pool: SqlitePool,
+    path: String,
 }
 
 impl GpkgStore {
@@ -39,7 +39,7 @@ impl GpkgStore {
             .busy_timeout(std::time::Duration::from_secs(30));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         sqlx::migrate!("migrations/gpkg").run(&pool).await?;
-        let store = GpkgStore { pool };
+        let store = GpkgStore { pool, path: path.to_string() };
         store.checkpoint().await?;
         Ok(store)
     }
@@ -85,9 +85,8 @@ impl Store for GpkgStore {
     }
 
     async fn load_city(&self, progress: Progress<'_>) -> Result<City, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let mut io = GpkgIo { conn: &mut conn };
-        schema::load_city_rows(&mut io, progress).await
+        let mut reader = GpkgReader { path: self.path.clone() };
+        schema::load_city_rows(&mut reader, progress).await
     }
 
     async fn locate_in_db(&self, _points: &[(f64, f64)]) -> Result<Option<Vec<Option<String>>>, StoreError> {
@@ -114,7 +113,7 @@ struct GpkgIo<'c> {
 }
 
 #[async_trait]
-impl RowIo for GpkgIo<'_> {
+impl RowWriter for GpkgIo<'_> {
     async fn insert_rows(&mut self, table: &'static Table, rows: &[Vec<Val>]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
@@ -132,42 +131,118 @@ impl RowIo for GpkgIo<'_> {
         qb.build().execute(&mut *self.conn).await?;
         Ok(())
     }
+}
 
+/// Reads tables for the start-up load with rusqlite on a blocking thread. sqlx's SQLite driver
+/// costs about 13 µs a row (each row crosses a channel from its worker thread), which made a
+/// ten-million-component city take minutes; a plain prepared statement scans it in seconds, and
+/// decoding on the reader thread overlaps with index building on the async side.
+struct GpkgReader {
+    path: String,
+}
+
+/// Rows per message from the reader thread.
+const READ_BATCH: usize = 4096;
+
+#[async_trait]
+impl RowReader for GpkgReader {
     async fn select_each(&mut self, table: &'static Table, sink: RowSink<'_>) -> Result<(), StoreError> {
-        let sql = table.select(|name, _| name.to_string());
-        let mut rows = sqlx::query(&sql).fetch(&mut *self.conn);
-        while let Some(row) = rows.try_next().await? {
-            sink(read_row(table, &row)?)?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<Vec<Val>>, StoreError>>(4);
+        let path = self.path.clone();
+        let reader = tokio::task::spawn_blocking(move || {
+            let result = read_table(&path, table, &tx);
+            if let Err(e) = result {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        while let Some(batch) = rx.recv().await {
+            for row in batch? {
+                sink(row)?;
+            }
         }
+        reader.await.map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
         Ok(())
     }
 }
 
-fn read_row(table: &'static Table, row: &SqliteRow) -> Result<Vec<Val>, StoreError> {
-    let bad = |col: &'static str, detail: String| StoreError::Value { table: table.name, column: col, detail };
+fn read_table(
+    path: &str,
+    table: &'static Table,
+    tx: &tokio::sync::mpsc::Sender<Result<Vec<Vec<Val>>, StoreError>>,
+) -> Result<(), StoreError> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // Every GeoPackage table has an integer primary key, so rowid order is a sequential scan;
+    // ordering by code would fetch ten million rows through the code index.
+    let mut stmt = conn.prepare(&table.select("rowid", |name, _| name.to_string()))?;
+    let mut rows = stmt.query([])?;
+    let mut batch = Vec::with_capacity(READ_BATCH);
+    while let Some(row) = rows.next()? {
+        batch.push(read_row(table, row)?);
+        if batch.len() == READ_BATCH
+            && tx.blocking_send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(READ_BATCH)))).is_err()
+        {
+            // The receiver stopped (it failed on a row): nothing more to do.
+            return Ok(());
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.blocking_send(Ok(batch));
+    }
+    Ok(())
+}
+
+fn read_row(table: &'static Table, row: &rusqlite::Row<'_>) -> Result<Vec<Val>, StoreError> {
+    use rusqlite::types::ValueRef;
     let mut out = Vec::with_capacity(table.cols.len());
-    for (i, (col, ty)) in table.cols.iter().enumerate() {
-        let v = match ty {
-            ColType::Text => Val::Text(row.try_get::<Option<String>, _>(i)?.map(Into::into)),
-            ColType::Real => Val::Real(row.try_get(i)?),
-            ColType::Int => Val::Int(row.try_get(i)?),
-            ColType::Date => Val::Date(row.try_get::<Option<NaiveDate>, _>(i)?),
-            ColType::Time => Val::Time(match row.try_get::<Option<String>, _>(i)? {
-                None => None,
-                Some(s) => Some(
-                    DateTime::parse_from_rfc3339(&s).map_err(|e| bad(col, format!("{s:?}: {e}")))?.with_timezone(&Utc),
-                ),
-            }),
-            ColType::Json => Val::Json(match row.try_get::<Option<String>, _>(i)? {
-                None => None,
-                Some(s) => Some(serde_json::from_str(&s).map_err(|e| bad(col, e.to_string()))?),
-            }),
-            ColType::Geom => {
-                let bytes: Vec<u8> = row.try_get(i)?;
-                Val::Geom(decode_gpkg(&bytes).map_err(|e| StoreError::Geometry { table: table.name, detail: e })?)
+    for (i, &(col, ty)) in table.cols.iter().enumerate() {
+        let bad = |detail: String| StoreError::Value { table: table.name, column: col, detail };
+        let v = row.get_ref(i)?;
+        let text = || -> Result<Option<&str>, StoreError> {
+            match v {
+                ValueRef::Null => Ok(None),
+                ValueRef::Text(t) => std::str::from_utf8(t).map(Some).map_err(|e| bad(e.to_string())),
+                other => Err(bad(format!("expected text, found {:?}", other.data_type()))),
             }
         };
-        out.push(v);
+        out.push(match ty {
+            ColType::Text => Val::Text(text()?.map(Into::into)),
+            ColType::Real => Val::Real(match v {
+                ValueRef::Real(x) => x,
+                ValueRef::Integer(x) => x as f64,
+                other => return Err(bad(format!("expected a number, found {:?}", other.data_type()))),
+            }),
+            ColType::Int => Val::Int(match v {
+                ValueRef::Integer(x) => x,
+                other => return Err(bad(format!("expected an integer, found {:?}", other.data_type()))),
+            }),
+            ColType::Date => Val::Date(
+                text()?
+                    .map(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| bad(format!("{s:?}: {e}"))))
+                    .transpose()?,
+            ),
+            ColType::Time => Val::Time(
+                text()?
+                    .map(|s| {
+                        DateTime::parse_from_rfc3339(s)
+                            .map(|t| t.with_timezone(&Utc))
+                            .map_err(|e| bad(format!("{s:?}: {e}")))
+                    })
+                    .transpose()?,
+            ),
+            ColType::Json => {
+                Val::Json(text()?.map(|s| serde_json::from_str(s).map_err(|e| bad(e.to_string()))).transpose()?)
+            }
+            ColType::Geom => match v {
+                ValueRef::Blob(b) => {
+                    Val::Geom(decode_gpkg(b).map_err(|e| StoreError::Geometry { table: table.name, detail: e })?)
+                }
+                other => return Err(bad(format!("expected a geometry blob, found {:?}", other.data_type()))),
+            },
+        });
     }
     Ok(out)
 }

@@ -29,6 +29,8 @@ pub enum StoreError {
     Value { table: &'static str, column: &'static str, detail: String },
     #[error("unsupported store location {0:?}: use a path ending in .gpkg or a postgres:// URL")]
     Location(String),
+    #[error("GeoPackage read error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
 }

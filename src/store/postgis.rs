@@ -7,7 +7,7 @@ use geozero::{CoordDimensions, ToGeo, ToWkb};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row as _};
 
-use super::schema::{self, ColType, RowIo, RowSink, Table, Val};
+use super::schema::{self, ColType, RowReader, RowSink, RowWriter, Table, Val};
 use super::{Progress, Store, StoreError};
 use crate::model::City;
 
@@ -93,7 +93,7 @@ struct PgIo<'c> {
 }
 
 #[async_trait]
-impl RowIo for PgIo<'_> {
+impl RowWriter for PgIo<'_> {
     async fn insert_rows(&mut self, table: &'static Table, rows: &[Vec<Val>]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
@@ -114,9 +114,12 @@ impl RowIo for PgIo<'_> {
         qb.build().execute(&mut *self.conn).await?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl RowReader for PgIo<'_> {
     async fn select_each(&mut self, table: &'static Table, sink: RowSink<'_>) -> Result<(), StoreError> {
-        let sql = table.select(|name, ty| match ty {
+        let sql = table.select(schema::order_column(table), |name, ty| match ty {
             ColType::Geom => format!("ST_AsBinary({name})"),
             ColType::Int => format!("{name}::int8"),
             _ => name.to_string(),

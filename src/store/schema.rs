@@ -57,11 +57,12 @@ impl Table {
         qb
     }
 
-    /// `SELECT` of every column in a stable order, each column written by `expr` (a backend's
-    /// conversion, such as PostGIS's `ST_AsBinary(geom)`).
-    pub fn select(&self, expr: impl Fn(&str, ColType) -> String) -> String {
+    /// `SELECT` of every column ordered by `order` (a stable order the backend reads fast),
+    /// each column written by `expr` (a backend's conversion, such as PostGIS's
+    /// `ST_AsBinary(geom)`).
+    pub fn select(&self, order: &str, expr: impl Fn(&str, ColType) -> String) -> String {
         let cols: Vec<String> = self.cols.iter().map(|&(name, ty)| expr(name, ty)).collect();
-        format!("SELECT {} FROM {} ORDER BY {}", cols.join(", "), self.name, order_column(self))
+        format!("SELECT {} FROM {} ORDER BY {order}", cols.join(", "), self.name)
     }
 
     /// Encodes every geometry of `rows` up front, so binding cannot fail half-way.
@@ -520,11 +521,16 @@ impl Row for Sensor {
 /// Receives rows one by one while a table is read.
 pub type RowSink<'a> = &'a mut (dyn FnMut(Vec<Val>) -> Result<(), StoreError> + Send);
 
-/// Backend-side row I/O, so `write_city` and `load_city` are written once over all tables.
+/// Backend-side row writing, so `write_city` is written once over all tables.
 #[async_trait::async_trait]
-pub trait RowIo {
+pub trait RowWriter {
     /// Inserts rows into `table` within the backend's open transaction.
     async fn insert_rows(&mut self, table: &'static Table, rows: &[Vec<Val>]) -> Result<(), StoreError>;
+}
+
+/// Backend-side row reading, so `load_city` is written once over all tables.
+#[async_trait::async_trait]
+pub trait RowReader {
     /// Streams every row of `table` in a stable order into `sink`, one at a time, so a
     /// ten-million-row table never sits in memory twice.
     async fn select_each(&mut self, table: &'static Table, sink: RowSink<'_>) -> Result<(), StoreError>;
@@ -532,7 +538,7 @@ pub trait RowIo {
 
 /// Writes every table of a city through a backend, in batches, reporting progress.
 pub async fn write_city_rows(
-    io: &mut (dyn RowIo + Send),
+    io: &mut (dyn RowWriter + Send),
     city: &City,
     progress: super::Progress<'_>,
 ) -> Result<(), StoreError> {
@@ -551,7 +557,7 @@ pub async fn write_city_rows(
 }
 
 async fn write_table<T: Row + Sync>(
-    io: &mut (dyn RowIo + Send),
+    io: &mut (dyn RowWriter + Send),
     items: &[T],
     progress: super::Progress<'_>,
 ) -> Result<(), StoreError> {
@@ -566,7 +572,10 @@ async fn write_table<T: Row + Sync>(
 }
 
 /// Loads every table of a city through a backend.
-pub async fn load_city_rows(io: &mut (dyn RowIo + Send), progress: super::Progress<'_>) -> Result<City, StoreError> {
+pub async fn load_city_rows(
+    io: &mut (dyn RowReader + Send),
+    progress: super::Progress<'_>,
+) -> Result<City, StoreError> {
     Ok(City {
         districts: load_table(io, progress).await?,
         streets: load_table(io, progress).await?,
@@ -583,7 +592,7 @@ pub async fn load_city_rows(io: &mut (dyn RowIo + Send), progress: super::Progre
 }
 
 async fn load_table<T: Row + Send>(
-    io: &mut (dyn RowIo + Send),
+    io: &mut (dyn RowReader + Send),
     progress: super::Progress<'_>,
 ) -> Result<Vec<T>, StoreError> {
     let mut out = Vec::new();
@@ -600,7 +609,7 @@ async fn load_table<T: Row + Send>(
     Ok(out)
 }
 
-/// The column that orders a table's rows stably on both backends.
+/// The natural key that orders a table's rows stably.
 pub fn order_column(table: &Table) -> &'static str {
     match table.name {
         "responsibilities" => "dept_code, scope, target",

@@ -262,7 +262,7 @@ async fn features(router: &axum::Router, city: &onemap::model::City) {
     let brute = city
         .components
         .iter()
-        .filter(|c| c.geom.intersects(&geo::Rect::new((bbox[0], bbox[1]), (bbox[2], bbox[3]))))
+        .filter(|c| c.geom.to_geometry().intersects(&geo::Rect::new((bbox[0], bbox[1]), (bbox[2], bbox[3]))))
         .count();
     let v = get(
         router,
@@ -276,7 +276,7 @@ async fn features(router: &axum::Router, city: &onemap::model::City) {
         "POLYGON(({}))",
         g0.geom.exterior().0.iter().map(|c| format!("{} {}", c.x, c.y)).collect::<Vec<_>>().join(",")
     );
-    let in_grid = city.components.iter().filter(|c| c.geom.intersects(&g0.geom)).count();
+    let in_grid = city.components.iter().filter(|c| c.geom.to_geometry().intersects(&g0.geom)).count();
     let v = get(router, &format!("/collections/components/items?within={}&limit=10000", enc(&wkt))).await.json();
     assert_eq!(v["numberMatched"], in_grid);
     let gj = json!({"type": "Polygon", "coordinates": [g0.geom.exterior().0.iter().map(|c| [c.x, c.y]).collect::<Vec<_>>()]});
@@ -284,7 +284,7 @@ async fn features(router: &axum::Router, city: &onemap::model::City) {
         get(router, &format!("/collections/components/items?within={}&limit=10000", enc(&gj.to_string()))).await.json();
     assert_eq!(v2["numberMatched"], in_grid);
     // near with radius: sorted by distance, all within radius, exactly the brute-force set.
-    let c0 = city.components[500].geom.interior_point().unwrap();
+    let c0 = city.components[500].geom.to_geometry().interior_point().unwrap();
     let mut brute: Vec<(f64, &str)> = city
         .components
         .iter()

@@ -284,7 +284,7 @@ pub(super) fn components(
                 survey_date: Some(date_before_now(surveyed)),
                 change_date: Some(date_before_now(changed)),
                 source: "普查".into(),
-                geom,
+                geom: geom.into(),
             });
             grid_of.push(g);
             district_of.push(world.grid_district[g as usize]);
@@ -401,7 +401,7 @@ pub(super) fn sensors(
                 Some(i) => {
                     let c = &components[i as usize];
                     let cname = &classes.iter().find(|k| k.code == c.class_code).expect("class").name;
-                    (anchor(&c.geom), grid_of[i as usize], cname.as_str())
+                    (anchor(&c.geom.to_geometry()), grid_of[i as usize], cname.as_str())
                 }
                 None => {
                     let (ll, g) = retry(|| in_block(world, rng, 0.3));

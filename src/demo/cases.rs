@@ -184,7 +184,7 @@ pub(super) fn cases(
             if !components.is_empty() && rng.random_bool(COMPONENT_SHARE) {
                 let ci = rng.random_range(0..components.len());
                 let c = &components[ci];
-                let a = anchor(&c.geom);
+                let a = anchor(&c.geom.to_geometry());
                 // Reports land at or within a metre or two of the component.
                 let (jx, jy) = (rng.random_range(-1.5..1.5), rng.random_range(-1.5..1.5));
                 let moved = [a[0] + jx / world.frame.m_per_deg_lon, a[1] + jy / world.frame.m_per_deg_lat];

@@ -10,7 +10,7 @@ use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
 
 use super::*;
-use crate::model::City;
+use crate::model::{City, Shape};
 
 fn small() -> &'static City {
     static C: OnceLock<City> = OnceLock::new();
@@ -241,7 +241,7 @@ fn check_codes(c: &City) {
         assert!(districts.contains(&k.code[..6]));
         assert_eq!(&k.code[6..10], k.class_code.as_str());
         let class = classes[k.class_code.as_str()];
-        assert_eq!(matches!(k.geom, Geometry::Polygon(_)), class.geom_type == "polygon");
+        assert_eq!(matches!(k.geom.to_geometry(), Geometry::Polygon(_)), class.geom_type == "polygon");
         assert!(k.name.starts_with(class.name.as_str()));
         assert!(["完好", "破损", "丢失", "占用", "废弃"].contains(&k.status.as_str()));
         assert!(k.survey_date.unwrap() <= k.change_date.unwrap());
@@ -320,7 +320,7 @@ fn check_in_grids(c: &City) {
     let grids: BTreeMap<&str, &Polygon<f64>> = c.grids.iter().map(|g| (g.code.as_str(), &g.geom)).collect();
     for k in &c.components {
         let g = grids[k.grid_code.as_ref().unwrap().as_str()];
-        match &k.geom {
+        match &k.geom.to_geometry() {
             Geometry::Point(p) => assert!(g.contains(p), "component {} outside its grid", k.code),
             Geometry::Polygon(p) => {
                 assert!(p.is_valid());
@@ -364,7 +364,9 @@ fn components_mix_is_realistic() {
     // Green spaces do not overlap one another.
     let mut greens: BTreeMap<&str, Vec<&Polygon<f64>>> = BTreeMap::new();
     for k in &c.components {
-        if let Geometry::Polygon(p) = &k.geom {
+        if let Shape::Other(g) = &k.geom
+            && let Geometry::Polygon(p) = &**g
+        {
             greens.entry(k.grid_code.as_ref().unwrap().as_str()).or_default().push(p);
         }
     }

@@ -196,23 +196,29 @@ impl Record for Component {
     }
     fn envelope(&self) -> AABB<[f64; 2]> {
         match &self.geom {
-            Geometry::Point(p) => AABB::from_point([p.x(), p.y()]),
-            g => envelope_geom(g),
+            Shape::Point(p) => AABB::from_point([p.x(), p.y()]),
+            Shape::Other(g) => envelope_geom(g),
         }
     }
     fn geometry(&self) -> Geometry<f64> {
-        self.geom.clone()
+        self.geom.to_geometry()
     }
     fn intersects(&self, g: &Geometry<f64>) -> bool {
-        geom_intersects(&self.geom, g)
+        match &self.geom {
+            Shape::Point(p) => geom_intersects(p, g),
+            Shape::Other(own) => geom_intersects(&**own, g),
+        }
     }
     fn intersects_point(&self, p: &Point<f64>) -> bool {
-        self.geom.intersects(p)
+        match &self.geom {
+            Shape::Point(own) => own == p,
+            Shape::Other(own) => own.intersects(p),
+        }
     }
     fn distance_m(&self, lon: f64, lat: f64) -> f64 {
         match &self.geom {
-            Geometry::Point(p) => point_distance_m(p, lon, lat),
-            g => geom_distance_m(g, lon, lat),
+            Shape::Point(p) => point_distance_m(p, lon, lat),
+            Shape::Other(g) => geom_distance_m(g, lon, lat),
         }
     }
     fn prop(&self, name: &str) -> Option<PropValue<'_>> {

@@ -422,7 +422,7 @@ impl Row for Component {
             Val::Date(self.survey_date),
             Val::Date(self.change_date),
             t(&self.source),
-            Val::Geom(self.geom.clone()),
+            Val::Geom(self.geom.to_geometry()),
         ]
     }
     fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
@@ -439,7 +439,7 @@ impl Row for Component {
             survey_date: c.date()?,
             change_date: c.date()?,
             source: c.text()?,
-            geom: c.geom()?,
+            geom: c.geom()?.into(),
         })
     }
 }

@@ -8,6 +8,11 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
+# Runs a command as the postgres system user (peer authentication over the Unix socket).
+as_postgres() {
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi
+}
+
 apt_updated=0
 apt_install() {
     local missing=()
@@ -73,9 +78,9 @@ ensure_postgis() {
         # password there. Trust loopback only, and say so.
         log "allowing loopback TCP connections without a password in pg_hba.conf (127.0.0.1 and ::1 only)"
         local hba
-        hba=$(su postgres -c "psql -tAc 'show hba_file'")
+        hba=$(as_postgres psql -tAc 'show hba_file')
         $SUDO sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
-        su postgres -c "psql -tAc 'select pg_reload_conf()'" >/dev/null
+        as_postgres psql -tAc 'select pg_reload_conf()' >/dev/null
         sleep 1
     fi
     local ver

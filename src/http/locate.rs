@@ -101,23 +101,23 @@ fn render_batch(index: &CityIndex, crs: &Crs, input: &[[f64; 2]], storage: &[(f6
 
 /// The rendered location of each grid code, from the index's cache, rendering the missing ones.
 fn cached_fragments(index: &CityIndex, codes: &[Option<Str>]) -> Vec<Option<Arc<str>>> {
-    let lookup = |cache: &HashMap<Str, Arc<str>>| -> (Vec<Option<Arc<str>>>, Vec<Str>) {
+    let (generation, mut found, mut missing) = {
+        let cache = index.location_cache.read();
         let mut missing = Vec::new();
-        let found = codes
+        let found: Vec<Option<Arc<str>>> = codes
             .iter()
             .map(|c| {
-                c.as_ref().and_then(|c| {
-                    let hit = cache.get(c).cloned();
-                    if hit.is_none() {
+                let hit = c.as_ref().and_then(|c| cache.answers.get(c).cloned());
+                if hit.is_none() {
+                    if let Some(c) = c {
                         missing.push(c.clone());
                     }
-                    hit
-                })
+                }
+                hit
             })
             .collect();
-        (found, missing)
+        (cache.generation, found, missing)
     };
-    let (found, mut missing) = lookup(&index.location_cache.read());
     if missing.is_empty() {
         return found;
     }
@@ -128,12 +128,20 @@ fn cached_fragments(index: &CityIndex, codes: &[Option<Str>]) -> Vec<Option<Arc<
         let gl = index.grids.read();
         missing.iter().filter_map(|c| gl.get(c).map(grids::GridHead::of)).collect()
     };
-    let rendered: Vec<(Str, Arc<str>)> = heads
+    let rendered: HashMap<Str, Arc<str>> = heads
         .into_iter()
         .map(|h| (h.info.code.clone(), Arc::from(location_fragment(&grids::describe(index, h)))))
         .collect();
-    index.location_cache.write().extend(rendered);
-    lookup(&index.location_cache.read()).0
+    for (slot, code) in found.iter_mut().zip(codes) {
+        if slot.is_none() {
+            *slot = code.as_ref().and_then(|c| rendered.get(c).cloned());
+        }
+    }
+    let mut cache = index.location_cache.write();
+    if cache.generation == generation {
+        cache.answers.extend(rendered);
+    }
+    found
 }
 
 /// The location object without its closing brace, ready for the per-point fields.
@@ -164,4 +172,30 @@ fn write_result(out: &mut String, fragment: &str, crs_name: &str, input: (f64, f
 
 fn json_response(body: String) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::{DemoParams, generate};
+
+    #[test]
+    fn location_cache_fills_once_and_forgets_on_change() {
+        let index = CityIndex::from_city(generate(&DemoParams::scaled(0.02)));
+        let code = index.grids.read().iter().next().expect("a grid").code.clone();
+        let first = cached_fragments(&index, &[Some(code.clone()), None, Some(code.clone())]);
+        assert!(first[0].is_some() && first[1].is_none());
+        assert_eq!(first[0], first[2]);
+        assert!(first[0].as_deref().unwrap().contains(code.as_str()));
+        assert_eq!(index.location_cache.read().answers.len(), 1);
+        // A second call is served from the cache: the very same allocation.
+        let again = cached_fragments(&index, &[Some(code.clone())]);
+        assert!(Arc::ptr_eq(first[0].as_ref().unwrap(), again[0].as_ref().unwrap()));
+        index.hierarchy_changed();
+        assert!(index.location_cache.read().answers.is_empty());
+        assert_eq!(index.location_cache.read().generation, 1);
+        let rebuilt = cached_fragments(&index, &[Some(code)]);
+        assert!(!Arc::ptr_eq(first[0].as_ref().unwrap(), rebuilt[0].as_ref().unwrap()));
+        assert_eq!(first[0], rebuilt[0], "same hierarchy, same answer");
+    }
 }

@@ -29,6 +29,10 @@ impl Dictionaries {
         for r in responsibilities {
             by_target.entry(r.target.clone()).or_default().push(r);
         }
+        // The same order whichever store the rows came from.
+        for rs in by_target.values_mut() {
+            rs.sort_by(|a, b| (&a.role, &a.dept_code, &a.scope).cmp(&(&b.role, &b.dept_code, &b.scope)));
+        }
         Dictionaries {
             departments: departments.into_iter().map(|d| (d.code.clone(), d)).collect(),
             by_target,
@@ -55,7 +59,16 @@ pub struct CityIndex {
     /// 100,000 random points meets tens of thousands of grids, so rendering each once per
     /// process rather than once per request is most of the batch cost. Whoever changes grids,
     /// the hierarchy or the dictionaries must call [`CityIndex::hierarchy_changed`].
-    pub location_cache: RwLock<HashMap<Str, std::sync::Arc<str>>>,
+    pub location_cache: RwLock<LocationCache>,
+}
+
+/// Rendered locate answers and the generation they belong to. A batch that rendered answers
+/// while the hierarchy changed sees a newer generation and does not store them, so no stale
+/// answer outlives a change.
+#[derive(Default)]
+pub struct LocationCache {
+    pub generation: u64,
+    pub answers: HashMap<Str, std::sync::Arc<str>>,
 }
 
 impl CityIndex {
@@ -83,14 +96,16 @@ impl CityIndex {
             cases: RwLock::new(Layer::bulk(cases)),
             sensors: RwLock::new(Layer::bulk(sensors)),
             dict: RwLock::new(Dictionaries::new(departments, responsibilities, component_classes, event_classes)),
-            location_cache: RwLock::new(HashMap::new()),
+            location_cache: RwLock::new(LocationCache::default()),
         }
     }
 
-    /// Forgets every rendered location: call after any change to grids, communities, streets,
-    /// districts, departments or responsibilities.
+    /// Forgets every rendered location: call after (not before) any change to grids,
+    /// communities, streets, districts, departments or responsibilities.
     pub fn hierarchy_changed(&self) {
-        self.location_cache.write().clear();
+        let mut cache = self.location_cache.write();
+        cache.answers.clear();
+        cache.generation += 1;
     }
 
     /// Feature counts per collection, as `/health` reports them.

@@ -155,19 +155,27 @@ fn location_fragment(loc: &grids::Location) -> String {
 /// through ryu (shortest round-trip form, as serde_json writes them): with four per point, float
 /// formatting is a visible share of a 100,000-point batch.
 fn write_result(out: &mut String, fragment: &str, crs_name: &str, input: (f64, f64), storage: (f64, f64)) {
-    let mut num = ryu::Buffer::new();
     out.push_str(fragment);
-    out.push_str(",\"input\":{\"lon\":");
-    out.push_str(num.format(input.0));
+    out.push_str(",\"input\":");
+    write_lon_lat(out, input, Some(crs_name));
+    out.push_str(",\"cgcs2000\":");
+    write_lon_lat(out, storage, None);
+    out.push('}');
+}
+
+/// `{"lon":..,"lat":..[,"crs":".."]}`.
+fn write_lon_lat(out: &mut String, (lon, lat): (f64, f64), crs: Option<&str>) {
+    let mut num = ryu::Buffer::new();
+    out.push_str("{\"lon\":");
+    out.push_str(num.format(lon));
     out.push_str(",\"lat\":");
-    out.push_str(num.format(input.1));
-    out.push_str(",\"crs\":\"");
-    out.push_str(crs_name);
-    out.push_str("\"},\"cgcs2000\":{\"lon\":");
-    out.push_str(num.format(storage.0));
-    out.push_str(",\"lat\":");
-    out.push_str(num.format(storage.1));
-    out.push_str("}}");
+    out.push_str(num.format(lat));
+    if let Some(c) = crs {
+        out.push_str(",\"crs\":\"");
+        out.push_str(c);
+        out.push('"');
+    }
+    out.push('}');
 }
 
 fn json_response(body: String) -> Response {

@@ -335,6 +335,28 @@ async fn features(router: &axum::Router, city: &onemap::model::City) {
     for key in ["id", "class_code", "status", "source"] {
         assert!(!v["features"][0]["properties"][key].is_null(), "case property {key}");
     }
+    // Output in GCJ-02 / BD-09 for phone maps: the stored point through the forward formula, and
+    // a bbox given in GCJ-02 selects the same features as the CGCS2000 bbox it came from.
+    let comp = city.components.iter().find(|c| matches!(c.geom, onemap::model::Shape::Point(_))).unwrap();
+    let onemap::model::Shape::Point(p) = comp.geom else { unreachable!() };
+    for (crs, f) in [("gcj02", wgs84_to_gcj02 as fn(f64, f64) -> (f64, f64)), ("bd09", wgs84_to_bd09)] {
+        let v = get(router, &format!("/collections/components/items/{}?crs={crs}", comp.code)).await.json();
+        let (x, y) = f(p.x(), p.y());
+        let c = v["geometry"]["coordinates"].as_array().unwrap();
+        assert!((c[0].as_f64().unwrap() - x).abs() < 1e-9 && (c[1].as_f64().unwrap() - y).abs() < 1e-9, "{crs}: {v}");
+    }
+    let (gx0, gy0) = wgs84_to_gcj02(bbox[0], bbox[1]);
+    let (gx1, gy1) = wgs84_to_gcj02(bbox[2], bbox[3]);
+    let v = get(router, &format!("/collections/components/items?bbox={gx0},{gy0},{gx1},{gy1}&crs=gcj02&limit=1"))
+        .await
+        .json();
+    let plain = get(
+        router,
+        &format!("/collections/components/items?bbox={},{},{},{}&limit=1", bbox[0], bbox[1], bbox[2], bbox[3]),
+    )
+    .await
+    .json();
+    assert_eq!(v["numberMatched"], plain["numberMatched"]);
     // One item by id, and a missing one.
     let code = city.components[42].code.as_str();
     let v = get(router, &format!("/collections/components/items/{code}")).await.json();

@@ -11,5 +11,6 @@ pub mod index;
 pub mod model;
 pub mod server;
 pub mod store;
+pub mod tiles;
 
 pub use http::{AppState, app};

@@ -68,6 +68,8 @@ macro_rules! with_layer {
     };
 }
 
+pub(crate) use with_layer;
+
 pub fn unknown_collection(id: &str) -> ApiError {
     let known: Vec<&str> = COLLECTIONS.iter().map(|c| c.0).collect();
     ApiError::not_found("unknown-collection", format!("no collection {id:?}; collections are {}", known.join(", ")))
@@ -591,7 +593,7 @@ fn url_segment(s: &str) -> String {
         .collect()
 }
 
-fn props_of<T: Record>(_: &Layer<T>) -> &'static [&'static str] {
+pub(crate) fn props_of<T: Record>(_: &Layer<T>) -> &'static [&'static str] {
     T::PROPERTIES
 }
 

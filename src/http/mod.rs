@@ -6,6 +6,7 @@ pub mod features;
 pub mod health;
 pub mod locate;
 pub mod params;
+pub mod tiles;
 
 use std::sync::Arc;
 
@@ -47,6 +48,8 @@ pub fn app(state: AppState) -> Router {
         .route("/collections/{id}", get(features::collection))
         .route("/collections/{id}/items", get(features::items))
         .route("/collections/{id}/items/{fid}", get(features::item))
+        .route("/tiles/{layers}", get(tiles::tilejson))
+        .route("/tiles/{layers}/{z}/{x}/{y}", get(tiles::tile))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), health::track))

@@ -1,0 +1,159 @@
+//! Mapbox Vector Tiles (2.1) rendered in-process from the live index: each requested collection
+//! becomes one MVT layer named after it, geometry simplified to the tile's pixel size, clipped to
+//! the tile plus a buffer, and features smaller than a pixel dropped.
+
+use geo::orient::{Direction, Orient};
+use geo::{Area, BooleanOps, BoundingRect, Geometry, MapCoords, MultiPolygon, Polygon, Rect, Simplify};
+use geozero::ToMvt;
+use geozero::mvt::{Message, TagsBuilder, Tile, TileValue, tile};
+
+use crate::geo::tile::{TileCoord, lonlat_to_mercator, mercator_to_lonlat};
+use crate::index::{Layer, PropValue, Record};
+
+/// Tile coordinate space, as MapLibre expects.
+pub const EXTENT: u32 = 4096;
+/// Buffer around the tile, in tile units, so lines and polygon edges join seamlessly.
+pub const BUFFER: u32 = 64;
+
+/// The tile's mercator bounds grown by the buffer, and the same box in lon/lat for the index.
+pub fn buffered_bounds(tile: TileCoord) -> ([f64; 4], [f64; 4]) {
+    let [l, b, r, t] = tile.bounds_mercator();
+    let pad = (r - l) * BUFFER as f64 / EXTENT as f64;
+    let m = [l - pad, b - pad, r + pad, t + pad];
+    let (x0, y0) = mercator_to_lonlat(m[0], m[1]);
+    let (x1, y1) = mercator_to_lonlat(m[2], m[3]);
+    (m, [x0, y0, x1, y1])
+}
+
+/// One MVT layer with the records of `layer` that meet the tile and pass `keep`; `None` when no
+/// feature is left.
+pub fn encode_layer<T: Record>(layer: &Layer<T>, tile: TileCoord, keep: impl Fn(&T) -> bool) -> Option<tile::Layer> {
+    let [l, b, r, t] = tile.bounds_mercator();
+    let (m, ll) = buffered_bounds(tile);
+    let pixel = (r - l) / EXTENT as f64;
+    let clip = Rect::new((m[0], m[1]), (m[2], m[3])).to_polygon();
+    let mut tags = TagsBuilder::new();
+    let mut features = Vec::new();
+    for rec in layer.in_bbox(ll) {
+        if !keep(rec) {
+            continue;
+        }
+        let Some(geom) = shape_for_tile(rec.geometry(), &clip, pixel) else { continue };
+        let Some(geom) = to_tile_space(geom, [l, b, r, t]) else { continue };
+        let Ok(mut feature) = geom.to_mvt_unscaled() else { continue };
+        if feature.geometry.is_empty() {
+            continue;
+        }
+        feature.id = rec.key().parse::<u64>().ok();
+        for &name in T::PROPERTIES {
+            let value = match rec.prop(name) {
+                Some(PropValue::Str(s)) => TileValue::Str(s.to_string()),
+                Some(PropValue::Owned(s)) => TileValue::Str(s),
+                Some(PropValue::Num(n)) => TileValue::Double(n),
+                Some(PropValue::Int(n)) => TileValue::Sint(n),
+                Some(PropValue::Null) | None => continue,
+            };
+            let (k, v) = tags.insert_ref(name, value);
+            feature.tags.extend([k, v]);
+        }
+        features.push(feature);
+    }
+    if features.is_empty() {
+        return None;
+    }
+    let (keys, values) = tags.into_tags();
+    Some(tile::Layer {
+        version: 2,
+        name: T::COLLECTION.to_string(),
+        features,
+        keys,
+        values: values.into_iter().map(Into::into).collect(),
+        extent: Some(EXTENT),
+    })
+}
+
+/// Projects to web mercator, simplifies to a pixel, drops what is smaller than a pixel, and clips
+/// areas to the buffered tile.
+fn shape_for_tile(g: Geometry<f64>, clip: &Polygon<f64>, pixel: f64) -> Option<Geometry<f64>> {
+    let g = g.map_coords(|c| {
+        let (x, y) = lonlat_to_mercator(c.x, c.y);
+        geo::coord! { x: x, y: y }
+    });
+    let areal = |mp: MultiPolygon<f64>| -> Option<Geometry<f64>> {
+        let bb = mp.bounding_rect()?;
+        if bb.width() < pixel && bb.height() < pixel {
+            return None;
+        }
+        let simplified = mp.simplify(pixel / 2.0);
+        let clipped = simplified.intersection(&MultiPolygon(vec![clip.clone()]));
+        (!clipped.0.is_empty()).then_some(Geometry::MultiPolygon(clipped))
+    };
+    match g {
+        Geometry::Point(_) | Geometry::MultiPoint(_) => Some(g),
+        Geometry::Polygon(p) => areal(MultiPolygon(vec![p])),
+        Geometry::MultiPolygon(mp) => areal(mp),
+        other => Some(other),
+    }
+}
+
+/// Moves mercator geometry into integer tile coordinates (y down) and repairs what rounding
+/// breaks: repeated vertices are dropped, and rings left with fewer than three distinct
+/// vertices or no area are dropped with them, so every ring a decoder sees is well formed.
+fn to_tile_space(g: Geometry<f64>, [l, b, r, t]: [f64; 4]) -> Option<Geometry<f64>> {
+    let (sx, sy) = (EXTENT as f64 / (r - l), EXTENT as f64 / (t - b));
+    let g = g.map_coords(|c| geo::coord! { x: ((c.x - l) * sx).round(), y: ((t - c.y) * sy).round() });
+    let ring = |ls: &geo::LineString<f64>| -> Option<geo::LineString<f64>> {
+        let mut pts: Vec<geo::Coord<f64>> = Vec::with_capacity(ls.0.len());
+        for c in &ls.0 {
+            if pts.last() != Some(c) {
+                pts.push(*c);
+            }
+        }
+        let closed = geo::LineString(pts);
+        (closed.0.len() >= 4 && geo::Polygon::new(closed.clone(), vec![]).unsigned_area() > 0.0).then_some(closed)
+    };
+    // MVT wants exterior rings with positive signed area in tile coordinates (clockwise on
+    // screen, y down) and holes negative: geo's default orientation, applied after the flip.
+    let poly = |p: &Polygon<f64>| -> Option<Polygon<f64>> {
+        let p = Polygon::new(ring(p.exterior())?, p.interiors().iter().filter_map(ring).collect());
+        Some(p.orient(Direction::Default))
+    };
+    match g {
+        Geometry::Polygon(p) => poly(&p).map(Geometry::Polygon),
+        Geometry::MultiPolygon(mp) => {
+            let parts: Vec<Polygon<f64>> = mp.0.iter().filter_map(poly).collect();
+            (!parts.is_empty()).then(|| Geometry::MultiPolygon(MultiPolygon(parts)))
+        }
+        other => Some(other),
+    }
+}
+
+/// A whole tile from already-encoded layers; `None` when every layer was empty.
+pub fn encode_tile(layers: Vec<tile::Layer>) -> Option<Vec<u8>> {
+    (!layers.is_empty()).then(|| Tile { layers }.encode_to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffer_grows_the_tile_on_every_side() {
+        let t = TileCoord::new(14, 12_236, 6_793).unwrap();
+        let inner = t.bounds();
+        let (_, outer) = buffered_bounds(t);
+        assert!(outer[0] < inner[0] && outer[1] < inner[1] && outer[2] > inner[2] && outer[3] > inner[3]);
+    }
+
+    #[test]
+    fn sub_pixel_polygons_are_dropped_and_big_ones_clipped() {
+        let clip = Rect::new((0.0, 0.0), (100.0, 100.0)).to_polygon();
+        let tiny: Geometry<f64> = Rect::new((10.0, 10.0), (10.0001, 10.0001)).to_polygon().into();
+        // Geometry is given in lon/lat; keep it tiny in mercator metres too.
+        assert!(shape_for_tile(tiny, &clip, 1.0).is_none());
+        let big: Geometry<f64> = Rect::new((-1.0, -1.0), (1.0, 1.0)).to_polygon().into();
+        let clipped = shape_for_tile(big, &clip, 0.5).unwrap();
+        let bb = clipped.bounding_rect().unwrap();
+        assert!(bb.min().x >= 0.0 && bb.max().x <= 100.0 && bb.max().y <= 100.0);
+    }
+}

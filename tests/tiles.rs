@@ -121,6 +121,38 @@ async fn vector_tiles_on_both_stores() {
             .collect();
         assert!(names.iter().any(|n| n == "桑珠孜区"));
 
+        // Below their aggregation zoom, point layers are counts per cell; case_density always is.
+        // Every record whose point lies in the tile is counted exactly once.
+        let t12 = tile_of(p.x(), p.y(), 12);
+        let r = get(&router, &format!("/tiles/components,cases,case_density/{}/{}/{}", t12.z, t12.x, t12.y)).await;
+        assert_eq!(r.status, 200);
+        let agg = decode(&r.body);
+        let [l, b, rr, tt] = t12.bounds_mercator();
+        let inside = |g: Geometry<f64>| {
+            let ip = g.interior_point().unwrap();
+            let (x, y) = lonlat_to_mercator(ip.x(), ip.y());
+            x >= l && x < rr && y > b && y <= tt
+        };
+        let n_comp = city.components.iter().filter(|c| inside(c.geom.to_geometry())).count() as u64;
+        let n_case = city.cases.iter().filter(|c| inside(c.geom.into())).count() as u64;
+        assert!(n_comp > 0 && n_case > 0);
+        for (name, expected) in [("components", n_comp), ("cases", n_case), ("case_density", n_case)] {
+            let layer = agg.layers.iter().find(|x| x.name == name).unwrap_or_else(|| panic!("{name} layer"));
+            assert!(layer.features.len() <= 4096);
+            let total: u64 = layer.features.iter().map(|f| tag(layer, f, "count").unwrap().uint_value.unwrap()).sum();
+            assert_eq!(total, expected, "{label}: {name} counts at z12");
+        }
+        let filtered = decode(
+            &get(&router, &format!("/tiles/case_density/{}/{}/{}?source=public", t12.z, t12.x, t12.y)).await.body,
+        );
+        let total: u64 = filtered.layers[0]
+            .features
+            .iter()
+            .map(|f| tag(&filtered.layers[0], f, "count").unwrap().uint_value.unwrap())
+            .sum();
+        let expected = city.cases.iter().filter(|c| c.source == "public" && inside(c.geom.into())).count() as u64;
+        assert_eq!(total, expected, "filters apply to density");
+
         // ETag revalidation and gzip.
         let uri = format!("/tiles/grids,components/{}/{}/{}", t.z, t.x, t.y);
         let r =
@@ -135,6 +167,8 @@ async fn vector_tiles_on_both_stores() {
 
         // TileJSON.
         let tj = get(&router, "/tiles/grids,cases").await.json();
+        let density = get(&router, "/tiles/case_density").await.json();
+        assert!(density["vector_layers"][0]["fields"]["count"].is_string());
         assert_eq!(tj["tilejson"], "3.0.0");
         assert!(tj["tiles"][0].as_str().unwrap().ends_with("/tiles/grids,cases/{z}/{x}/{y}"));
         let ids: Vec<&str> =

@@ -18,11 +18,24 @@ use crate::tiles;
 
 pub const MVT_TYPE: &str = "application/vnd.mapbox-vector-tile";
 
-/// The collection ids of a `{layers}` path segment, each known, no repeats.
+/// Tile layers that are not collections: (id, the collection they aggregate, title).
+const DERIVED: &[(&str, &str, &str)] = &[("case_density", "cases", "案件密度 Case density (count per cell)")];
+
+/// The collection a tile layer draws from.
+fn source_of(id: &str) -> &str {
+    DERIVED.iter().find(|d| d.0 == id).map(|d| d.1).unwrap_or(id)
+}
+
+/// The tile layer ids of a `{layers}` path segment, each known, no repeats.
 fn parse_layers(s: &str) -> ApiResult<Vec<&'static str>> {
     let mut out: Vec<&'static str> = Vec::new();
     for id in s.split(',') {
-        let known = COLLECTIONS.iter().find(|c| c.0 == id).ok_or_else(|| unknown_collection(id))?.0;
+        let known = COLLECTIONS
+            .iter()
+            .map(|c| c.0)
+            .chain(DERIVED.iter().map(|d| d.0))
+            .find(|c| *c == id)
+            .ok_or_else(|| unknown_collection(id))?;
         if !out.contains(&known) {
             out.push(known);
         }
@@ -65,20 +78,27 @@ pub async fn tile(
     let y = y.strip_suffix(".pbf").or_else(|| y.strip_suffix(".mvt")).unwrap_or(&y);
     let coord = TileCoord::new(num("z", &z)?, num("x", &x)?, num("y", y)?)?;
     let ids = parse_layers(&layers)?;
-    let props = ids.iter().map(|id| properties_of(&st.index, id)).collect::<ApiResult<Vec<_>>>()?;
+    let props = ids.iter().map(|id| properties_of(&st.index, source_of(id))).collect::<ApiResult<Vec<_>>>()?;
     let filters = parse_filters(&p, &ids, &props)?;
     let index = st.index.clone();
     let body = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         for (id, props) in ids.iter().zip(&props) {
-            // Filters on properties this layer lacks leave the layer alone.
-            let layer = with_layer!(index, *id, |layer| {
-                Ok::<_, ApiError>(tiles::encode_layer(layer, coord, |r| {
+            // Filters on properties this layer lacks leave the layer alone. Point layers below
+            // their aggregation zoom, and derived density layers, are counts per cell.
+            let counts = DERIVED.iter().any(|d| d.0 == *id) || tiles::aggregate_below(id).is_some_and(|z| coord.z < z);
+            let layer = with_layer!(index, source_of(id), |layer| {
+                let keep = |r: &_| {
                     filters
                         .iter()
                         .filter(|(k, _)| props.contains(&k.as_str()))
-                        .all(|(k, v)| r.prop(k).is_some_and(|pv| pv.matches(v)))
-                }))
+                        .all(|(k, v)| Record::prop(r, k).is_some_and(|pv| pv.matches(v)))
+                };
+                Ok::<_, ApiError>(if counts {
+                    tiles::encode_counts(layer, coord, id, keep)
+                } else {
+                    tiles::encode_layer(layer, coord, keep)
+                })
             })?;
             out.extend(layer);
         }
@@ -114,7 +134,7 @@ pub async fn tilejson(
     let mut bounds: Option<[f64; 4]> = None;
     let mut vector_layers = Vec::new();
     for id in &ids {
-        let env = with_layer!(st.index, *id, |layer| Ok::<_, ApiError>(layer.envelope()))?;
+        let env = with_layer!(st.index, source_of(id), |layer| Ok::<_, ApiError>(layer.envelope()))?;
         if let Some(e) = env {
             let b = [e.lower()[0], e.lower()[1], e.upper()[0], e.upper()[1]];
             bounds = Some(match bounds {
@@ -122,9 +142,17 @@ pub async fn tilejson(
                 Some(a) => [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])],
             });
         }
-        let fields: serde_json::Map<String, serde_json::Value> =
-            properties_of(&st.index, id)?.iter().map(|p| (p.to_string(), json!("String"))).collect();
-        let title = COLLECTIONS.iter().find(|c| c.0 == *id).map(|c| c.1).unwrap_or(id);
+        let mut fields: serde_json::Map<String, serde_json::Value> =
+            properties_of(&st.index, source_of(id))?.iter().map(|p| (p.to_string(), json!("String"))).collect();
+        if DERIVED.iter().any(|d| d.0 == *id) || tiles::aggregate_below(id).is_some() {
+            fields.insert("count".into(), json!("Number"));
+        }
+        let title = COLLECTIONS
+            .iter()
+            .map(|c| (c.0, c.1))
+            .chain(DERIVED.iter().map(|d| (d.0, d.2)))
+            .find(|c| c.0 == *id)
+            .map_or(*id, |c| c.1);
         vector_layers
             .push(json!({"id": id, "description": title, "fields": fields, "minzoom": 0, "maxzoom": MAX_ZOOM}));
     }

@@ -72,6 +72,77 @@ pub fn encode_layer<T: Record>(layer: &Layer<T>, tile: TileCoord, keep: impl Fn(
     })
 }
 
+/// Side of an aggregation cell in tile units: 64 of 4096, so an aggregated tile holds at most
+/// 4,096 features whatever the city's size.
+pub const CELL: u32 = 64;
+
+/// The zoom below which a point layer is drawn as counts per cell instead of single features:
+/// a z10 tile of a ten-million-component city would otherwise carry a million points.
+pub fn aggregate_below(collection: &str) -> Option<u8> {
+    match collection {
+        "components" => Some(15),
+        "cases" => Some(13),
+        _ => None,
+    }
+}
+
+/// Counts per cell of the records that pass `keep` and whose representative point lies in the
+/// tile itself (not the buffer, so no record is counted in two tiles), as one point feature per
+/// non-empty cell at the mean position of its records, with a `count` property. The layer is
+/// named `name`.
+pub fn encode_counts<T: Record>(
+    layer: &Layer<T>,
+    tile: TileCoord,
+    name: &str,
+    keep: impl Fn(&T) -> bool,
+) -> Option<tile::Layer> {
+    use geo::InteriorPoint;
+    let [l, b, r, t] = tile.bounds_mercator();
+    let (sx, sy) = (EXTENT as f64 / (r - l), EXTENT as f64 / (t - b));
+    let cells_per_side = EXTENT / CELL;
+    // (count, sum x, sum y) per cell, in a BTreeMap so the output order is stable.
+    let mut cells: std::collections::BTreeMap<(u32, u32), (u64, f64, f64)> = std::collections::BTreeMap::new();
+    for rec in layer.in_bbox(tile.bounds()) {
+        if !keep(rec) {
+            continue;
+        }
+        let Some(p) = rec.geometry().interior_point() else { continue };
+        let (mx, my) = lonlat_to_mercator(p.x(), p.y());
+        let (tx, ty) = ((mx - l) * sx, (t - my) * sy);
+        if !(0.0..EXTENT as f64).contains(&tx) || !(0.0..EXTENT as f64).contains(&ty) {
+            continue;
+        }
+        let key = (((tx as u32) / CELL).min(cells_per_side - 1), ((ty as u32) / CELL).min(cells_per_side - 1));
+        let c = cells.entry(key).or_insert((0, 0.0, 0.0));
+        c.0 += 1;
+        c.1 += tx;
+        c.2 += ty;
+    }
+    if cells.is_empty() {
+        return None;
+    }
+    let mut tags = TagsBuilder::new();
+    let features = cells
+        .into_values()
+        .filter_map(|(n, x, y)| {
+            let p: Geometry<f64> = geo::Point::new((x / n as f64).round(), (y / n as f64).round()).into();
+            let mut f = p.to_mvt_unscaled().ok()?;
+            let (k, v) = tags.insert_ref("count", TileValue::Uint(n));
+            f.tags.extend([k, v]);
+            Some(f)
+        })
+        .collect();
+    let (keys, values) = tags.into_tags();
+    Some(tile::Layer {
+        version: 2,
+        name: name.to_string(),
+        features,
+        keys,
+        values: values.into_iter().map(Into::into).collect(),
+        extent: Some(EXTENT),
+    })
+}
+
 /// Projects to web mercator, simplifies to a pixel, drops what is smaller than a pixel, and clips
 /// areas to the buffered tile.
 fn shape_for_tile(g: Geometry<f64>, clip: &Polygon<f64>, pixel: f64) -> Option<Geometry<f64>> {

@@ -58,13 +58,18 @@ pub fn encode_layer<T: Record>(layer: &Layer<T>, tile: TileCoord, keep: impl Fn(
         }
         features.push(feature);
     }
+    finish_layer(T::COLLECTION, features, tags)
+}
+
+/// An MVT layer from its features and their tag dictionary; `None` without features.
+fn finish_layer(name: &str, features: Vec<tile::Feature>, tags: TagsBuilder) -> Option<tile::Layer> {
     if features.is_empty() {
         return None;
     }
     let (keys, values) = tags.into_tags();
     Some(tile::Layer {
         version: 2,
-        name: T::COLLECTION.to_string(),
+        name: name.to_string(),
         features,
         keys,
         values: values.into_iter().map(Into::into).collect(),
@@ -122,7 +127,7 @@ pub fn encode_counts<T: Record>(
         return None;
     }
     let mut tags = TagsBuilder::new();
-    let features = cells
+    let features: Vec<tile::Feature> = cells
         .into_values()
         .filter_map(|(n, x, y)| {
             let p: Geometry<f64> = geo::Point::new((x / n as f64).round(), (y / n as f64).round()).into();
@@ -132,15 +137,7 @@ pub fn encode_counts<T: Record>(
             Some(f)
         })
         .collect();
-    let (keys, values) = tags.into_tags();
-    Some(tile::Layer {
-        version: 2,
-        name: name.to_string(),
-        features,
-        keys,
-        values: values.into_iter().map(Into::into).collect(),
-        extent: Some(EXTENT),
-    })
+    finish_layer(name, features, tags)
 }
 
 /// Projects to web mercator, simplifies to a pixel, drops what is smaller than a pixel, and clips

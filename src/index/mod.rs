@@ -165,6 +165,16 @@ impl<T: Record> Layer<T> {
             .collect()
     }
 
+    /// Records whose envelope meets the bbox, with their envelope centres, without exact
+    /// refinement: for aggregations that only need a representative point.
+    pub fn in_envelope(&self, bbox: [f64; 4]) -> Vec<(&T, [f64; 2])> {
+        let env = AABB::from_corners([bbox[0], bbox[1]], [bbox[2], bbox[3]]);
+        self.tree
+            .locate_in_envelope_intersecting(&env)
+            .filter_map(|e| self.items[e.slot as usize].as_ref().map(|r| (r, rstar::Envelope::center(&e.env))))
+            .collect()
+    }
+
     /// Records whose geometry intersects `g` (points inside or on the boundary count).
     pub fn intersecting(&self, g: &Geometry<f64>) -> Vec<&T> {
         let Some(env) = envelope_of(g) else {

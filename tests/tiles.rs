@@ -176,6 +176,9 @@ async fn vector_tiles_on_both_stores() {
             tj["vector_layers"].as_array().unwrap().iter().map(|l| l["id"].as_str().unwrap()).collect();
         assert_eq!(ids, ["grids", "cases"]);
         assert!(tj["vector_layers"][0]["fields"]["code"].is_string());
+        assert_eq!(tj["vector_layers"][0]["minzoom"], 13, "grids start where a grid is a few pixels");
+        let t12 = tile_of(p.x(), p.y(), 12);
+        assert_eq!(get(&router, &format!("/tiles/grids/{}/{}/{}", t12.z, t12.x, t12.y)).await.status, 204);
         let b = tj["bounds"].as_array().unwrap();
         let bb = g.geom.bounding_rect().unwrap();
         assert!(b[0].as_f64().unwrap() <= bb.min().x && b[2].as_f64().unwrap() >= bb.max().x);

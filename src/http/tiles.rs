@@ -154,7 +154,7 @@ pub async fn tilejson(
             .find(|c| c.0 == *id)
             .map_or(*id, |c| c.1);
         vector_layers
-            .push(json!({"id": id, "description": title, "fields": fields, "minzoom": 0, "maxzoom": MAX_ZOOM}));
+            .push(json!({"id": id, "description": title, "fields": fields, "minzoom": tiles::min_zoom(id), "maxzoom": MAX_ZOOM}));
     }
     let b = bounds.unwrap_or([-180.0, -85.0511, 180.0, 85.0511]);
     let body = json!({

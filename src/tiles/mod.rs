@@ -28,6 +28,9 @@ pub fn buffered_bounds(tile: TileCoord) -> ([f64; 4], [f64; 4]) {
 /// One MVT layer with the records of `layer` that meet the tile and pass `keep`; `None` when no
 /// feature is left.
 pub fn encode_layer<T: Record>(layer: &Layer<T>, tile: TileCoord, keep: impl Fn(&T) -> bool) -> Option<tile::Layer> {
+    if tile.z < min_zoom(T::COLLECTION) {
+        return None;
+    }
     let [l, b, r, t] = tile.bounds_mercator();
     let (m, ll) = buffered_bounds(tile);
     // A screen pixel of a 256-pixel tile: what a viewer can see, not the finer tile unit.
@@ -80,6 +83,15 @@ fn finish_layer(name: &str, features: Vec<tile::Feature>, tags: TagsBuilder) -> 
 
 /// Screen pixels across a tile, for "smaller than a pixel" and simplification tolerances.
 pub const SCREEN_PX: f64 = 256.0;
+
+/// The lowest zoom at which a layer is drawn at all. A unit grid is about 100 m across, a few
+/// pixels at z13; below that a city's 65,000 grids would only be a megabyte-sized blur.
+pub fn min_zoom(collection: &str) -> u8 {
+    match collection {
+        "grids" => 13,
+        _ => 0,
+    }
+}
 
 /// Side of an aggregation cell in tile units: 64 of 4096, so an aggregated tile holds at most
 /// 4,096 features whatever the city's size.

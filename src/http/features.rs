@@ -174,7 +174,7 @@ pub async fn openapi(headers: HeaderMap) -> Response {
 }
 
 fn collection_json(st: &AppState, base: &str, id: &str, title: &str, description: &str) -> ApiResult<Value> {
-    let bbox = with_layer!(st.index, id, |layer| Ok(layer_bbox(layer)))?;
+    let bbox = with_layer!(st.index, id, |layer| Ok(layer.bbox()))?;
     let mut c = json!({
         "id": id,
         "title": title,
@@ -191,10 +191,6 @@ fn collection_json(st: &AppState, base: &str, id: &str, title: &str, description
         c["extent"] = json!({"spatial": {"bbox": [b], "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"}});
     }
     Ok(c)
-}
-
-fn layer_bbox<T: Record>(layer: &Layer<T>) -> Option<[f64; 4]> {
-    layer.envelope().map(|e| [e.lower()[0], e.lower()[1], e.upper()[0], e.upper()[1]])
 }
 
 pub async fn collections(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
@@ -348,7 +344,7 @@ impl ItemQuery {
                 }
             }
         }
-        self.filters.iter().all(|(k, v)| r.prop(k).is_some_and(|pv| pv.matches(v)))
+        r.matches(&self.filters)
     }
 }
 

@@ -21,22 +21,35 @@ pub const MVT_TYPE: &str = "application/vnd.mapbox-vector-tile";
 /// Tile layers that are not collections: (id, the collection they aggregate, title).
 const DERIVED: &[(&str, &str, &str)] = &[("case_density", "cases", "案件密度 Case density (count per cell)")];
 
-/// The collection a tile layer draws from.
-fn source_of(id: &str) -> &str {
-    DERIVED.iter().find(|d| d.0 == id).map(|d| d.1).unwrap_or(id)
+/// A tile layer: its id, the collection it draws from, its title, and whether it is a derived
+/// (always aggregated) layer.
+#[derive(Clone, Copy)]
+struct TileLayer {
+    id: &'static str,
+    source: &'static str,
+    title: &'static str,
+    derived: bool,
 }
 
-/// The tile layer ids of a `{layers}` path segment, each known, no repeats.
-fn parse_layers(s: &str) -> ApiResult<Vec<&'static str>> {
-    let mut out: Vec<&'static str> = Vec::new();
+impl TileLayer {
+    fn find(id: &str) -> Option<TileLayer> {
+        let collections = COLLECTIONS.iter().map(|c| TileLayer { id: c.0, source: c.0, title: c.1, derived: false });
+        let derived = DERIVED.iter().map(|d| TileLayer { id: d.0, source: d.1, title: d.2, derived: true });
+        collections.chain(derived).find(|l| l.id == id)
+    }
+
+    /// Whether the layer is drawn as counts per cell at zoom `z`.
+    fn counts_at(&self, z: u8) -> bool {
+        self.derived || tiles::aggregate_below(self.id).is_some_and(|below| z < below)
+    }
+}
+
+/// The tile layers of a `{layers}` path segment, each known, no repeats.
+fn parse_layers(s: &str) -> ApiResult<Vec<TileLayer>> {
+    let mut out: Vec<TileLayer> = Vec::new();
     for id in s.split(',') {
-        let known = COLLECTIONS
-            .iter()
-            .map(|c| c.0)
-            .chain(DERIVED.iter().map(|d| d.0))
-            .find(|c| *c == id)
-            .ok_or_else(|| unknown_collection(id))?;
-        if !out.contains(&known) {
+        let known = TileLayer::find(id).ok_or_else(|| unknown_collection(id))?;
+        if !out.iter().any(|l| l.id == known.id) {
             out.push(known);
         }
     }
@@ -45,18 +58,25 @@ fn parse_layers(s: &str) -> ApiResult<Vec<&'static str>> {
 
 /// A filter must name a property of at least one requested layer; it applies to the layers
 /// that have the property and leaves the others alone.
-fn parse_filters(p: &Params, layers: &[&str], props: &[&'static [&'static str]]) -> ApiResult<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    for (k, v) in &p.0 {
+/// Returns, per layer, the filters that apply to it.
+fn parse_filters(
+    p: &Params,
+    layers: &[TileLayer],
+    props: &[&'static [&'static str]],
+) -> ApiResult<Vec<Vec<(String, String)>>> {
+    for k in p.0.keys() {
         if !props.iter().any(|ps| ps.contains(&k.as_str())) {
+            let ids: Vec<&str> = layers.iter().map(|l| l.id).collect();
             return Err(ApiError::bad_request(
                 "unknown-property",
-                format!("{k:?} is not a property of {}", layers.join(", ")),
+                format!("{k:?} is not a property of {}", ids.join(", ")),
             ));
         }
-        out.push((k.clone(), v.clone()));
     }
-    Ok(out)
+    Ok(props
+        .iter()
+        .map(|ps| p.0.iter().filter(|(k, _)| ps.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect())
+        .collect())
 }
 
 /// The property names of a collection, from its record type.
@@ -78,24 +98,19 @@ pub async fn tile(
     let y = y.strip_suffix(".pbf").or_else(|| y.strip_suffix(".mvt")).unwrap_or(&y);
     let coord = TileCoord::new(num("z", &z)?, num("x", &x)?, num("y", y)?)?;
     let ids = parse_layers(&layers)?;
-    let props = ids.iter().map(|id| properties_of(&st.index, source_of(id))).collect::<ApiResult<Vec<_>>>()?;
+    let props = ids.iter().map(|l| properties_of(&st.index, l.source)).collect::<ApiResult<Vec<_>>>()?;
     let filters = parse_filters(&p, &ids, &props)?;
     let index = st.index.clone();
     let body = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
-        for (id, props) in ids.iter().zip(&props) {
-            // Filters on properties this layer lacks leave the layer alone. Point layers below
-            // their aggregation zoom, and derived density layers, are counts per cell.
-            let counts = DERIVED.iter().any(|d| d.0 == *id) || tiles::aggregate_below(id).is_some_and(|z| coord.z < z);
-            let layer = with_layer!(index, source_of(id), |layer| {
-                let keep = |r: &_| {
-                    filters
-                        .iter()
-                        .filter(|(k, _)| props.contains(&k.as_str()))
-                        .all(|(k, v)| Record::prop(r, k).is_some_and(|pv| pv.matches(v)))
-                };
+        for (tl, filters) in ids.iter().zip(&filters) {
+            // Point layers below their aggregation zoom, and derived density layers, are counts
+            // per cell. Filters on properties a layer lacks leave that layer alone.
+            let counts = tl.counts_at(coord.z);
+            let layer = with_layer!(index, tl.source, |layer| {
+                let keep = |r: &_| Record::matches(r, filters);
                 Ok::<_, ApiError>(if counts {
-                    tiles::encode_counts(layer, coord, id, keep)
+                    tiles::encode_counts(layer, coord, tl.id, keep)
                 } else {
                     tiles::encode_layer(layer, coord, keep)
                 })
@@ -133,28 +148,20 @@ pub async fn tilejson(
     let base = base_url(&headers);
     let mut bounds: Option<[f64; 4]> = None;
     let mut vector_layers = Vec::new();
-    for id in &ids {
-        let env = with_layer!(st.index, source_of(id), |layer| Ok::<_, ApiError>(layer.envelope()))?;
-        if let Some(e) = env {
-            let b = [e.lower()[0], e.lower()[1], e.upper()[0], e.upper()[1]];
+    for tl in &ids {
+        if let Some(b) = with_layer!(st.index, tl.source, |layer| Ok::<_, ApiError>(layer.bbox()))? {
             bounds = Some(match bounds {
                 None => b,
                 Some(a) => [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])],
             });
         }
         let mut fields: serde_json::Map<String, serde_json::Value> =
-            properties_of(&st.index, source_of(id))?.iter().map(|p| (p.to_string(), json!("String"))).collect();
-        if DERIVED.iter().any(|d| d.0 == *id) || tiles::aggregate_below(id).is_some() {
+            properties_of(&st.index, tl.source)?.iter().map(|p| (p.to_string(), json!("String"))).collect();
+        if tl.derived || tiles::aggregate_below(tl.id).is_some() {
             fields.insert("count".into(), json!("Number"));
         }
-        let title = COLLECTIONS
-            .iter()
-            .map(|c| (c.0, c.1))
-            .chain(DERIVED.iter().map(|d| (d.0, d.2)))
-            .find(|c| c.0 == *id)
-            .map_or(*id, |c| c.1);
-        vector_layers
-            .push(json!({"id": id, "description": title, "fields": fields, "minzoom": tiles::min_zoom(id), "maxzoom": MAX_ZOOM}));
+        vector_layers.push(json!({"id": tl.id, "description": tl.title, "fields": fields,
+            "minzoom": tiles::min_zoom(tl.id), "maxzoom": MAX_ZOOM}));
     }
     let b = bounds.unwrap_or([-180.0, -85.0511, 180.0, 85.0511]);
     let body = json!({

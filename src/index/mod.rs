@@ -92,9 +92,12 @@ impl<T: Record> Layer<T> {
         self.keys.is_empty()
     }
 
-    /// The envelope of the whole layer, `None` when empty.
-    pub fn envelope(&self) -> Option<AABB<[f64; 2]>> {
-        (!self.is_empty()).then(|| self.tree.root().envelope())
+    /// The bounding box `[minx, miny, maxx, maxy]` of the whole layer, `None` when empty.
+    pub fn bbox(&self) -> Option<[f64; 4]> {
+        (!self.is_empty()).then(|| {
+            let e = self.tree.root().envelope();
+            [e.lower()[0], e.lower()[1], e.upper()[0], e.upper()[1]]
+        })
     }
 
     pub fn get(&self, key: &str) -> Option<&T> {

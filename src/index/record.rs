@@ -67,6 +67,11 @@ pub trait Record: Send + Sync + 'static {
         None
     }
 
+    /// True when every `(property, value)` filter matches exactly.
+    fn matches(&self, filters: &[(String, String)]) -> bool {
+        filters.iter().all(|(k, v)| self.prop(k).is_some_and(|pv| pv.matches(v)))
+    }
+
     fn properties(&self) -> Map<String, Value> {
         Self::PROPERTIES.iter().map(|&n| (n.to_string(), self.prop(n).unwrap_or(PropValue::Null).to_json())).collect()
     }

@@ -139,9 +139,6 @@ pub fn encode_counts<T: Record>(
         c.1 += tx;
         c.2 += ty;
     }
-    if cells.is_empty() {
-        return None;
-    }
     let mut tags = TagsBuilder::new();
     let features: Vec<tile::Feature> = cells
         .into_values()

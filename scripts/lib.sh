@@ -39,6 +39,27 @@ ensure_build_deps() {
     fi
 }
 
+# The big-screen page (web/): Node.js and npm to build it; Debian's Chromium and a CJK font for
+# its browser test (tests/browser.rs) to render Chinese; DejaVu Sans, from which the server
+# renders the map's label glyphs (/fonts/...).
+ensure_web() {
+    apt_install chromium fonts-noto-cjk fonts-dejavu-core
+    if ! command -v npm >/dev/null; then apt_install nodejs npm; fi
+}
+
+# `npm ci` when web/node_modules is missing or older than the lock file, then the bundle into
+# web/dist (served at /map/).
+build_web() {
+    local web
+    web="$(dirname "${BASH_SOURCE[0]}")/../web"
+    if [ ! -f "$web/node_modules/.package-lock.json" ] || [ "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]; then
+        log "npm ci (web)"
+        (cd "$web" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+    log "building the web page"
+    (cd "$web" && npm run --silent build)
+}
+
 PSQL_ADMIN=(psql -w -h 127.0.0.1 -U postgres -d postgres -v ON_ERROR_STOP=1)
 
 # The major version of the server answering on 127.0.0.1:5432, or of the first local cluster.

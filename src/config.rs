@@ -10,6 +10,8 @@ use serde::Deserialize;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_STORE: &str = "var/onemap.gpkg";
 pub const DEFAULT_TILE_CACHE_MB: usize = 256;
+/// The built big-screen page, relative to the working directory (the repository root for scripts/run).
+pub const DEFAULT_WEB_DIR: &str = "web/dist";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,7 +20,7 @@ pub const DEFAULT_TILE_CACHE_MB: usize = 256;
     about = "The one-map server of a city operation management platform (城市运行管理服务平台)"
 )]
 pub struct Cli {
-    /// Optional TOML file with `listen`, `store`, `tile_cache_mb`.
+    /// Optional TOML file with `listen`, `store`, `tile_cache_mb`, `web_dir`.
     #[arg(long, global = true, env = "ONEMAP_CONFIG")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -31,6 +33,31 @@ pub enum Command {
     Serve(ServeArgs),
     /// Write a generated demo city into a store (for trying out and for benchmarks).
     Demo(DemoArgs),
+    /// Manage API bearer tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it once, as the last line of the output.
+    Create(TokenCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// admin, supervisor, acceptor, shift_leader, dispatcher, department, viewer or public.
+    #[arg(long)]
+    pub role: String,
+    /// The department (unified credit code) a `department` token acts for.
+    #[arg(long)]
+    pub dept: Option<String>,
+    /// Who holds the token; recorded as the actor of their workflow steps.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// A path ending in .gpkg or a postgres:// URL [default: var/onemap.gpkg].
+    #[arg(long, env = "ONEMAP_STORE")]
+    pub store: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -47,6 +74,9 @@ pub struct ServeArgs {
     /// Tile cache size in MiB; 0 turns the cache off.
     #[arg(long, env = "ONEMAP_TILE_CACHE_MB")]
     pub tile_cache_mb: Option<usize>,
+    /// The built big-screen page served at /map/ [default: web/dist].
+    #[arg(long, env = "ONEMAP_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +100,7 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     pub store: Option<String>,
     pub tile_cache_mb: Option<usize>,
+    pub web_dir: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -99,6 +130,7 @@ pub struct ServeConfig {
     pub store: String,
     pub demo: bool,
     pub tile_cache_mb: usize,
+    pub web_dir: PathBuf,
 }
 
 impl ServeConfig {
@@ -110,6 +142,7 @@ impl ServeConfig {
             store,
             demo: args.demo,
             tile_cache_mb: args.tile_cache_mb.or(file.tile_cache_mb).unwrap_or(DEFAULT_TILE_CACHE_MB),
+            web_dir: args.web_dir.clone().or(file.web_dir).unwrap_or_else(|| DEFAULT_WEB_DIR.into()),
         })
     }
 }

@@ -2,8 +2,11 @@
 //! One binary keeps every spatial layer of a city in live in-memory R-trees over a durable store
 //! and serves locate, OGC API Features and more from them.
 
+pub mod auth;
+pub mod cases;
 pub mod config;
 pub mod demo;
+pub mod events;
 pub mod geo;
 pub mod grids;
 pub mod http;

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use onemap::config::{Cli, Command, DEFAULT_STORE, FileConfig, ServeConfig, validate_store};
+use onemap::config::{Cli, Command, DEFAULT_STORE, FileConfig, ServeConfig, TokenCommand, validate_store};
 use onemap::demo::DemoParams;
 
 #[tokio::main]
@@ -21,14 +21,25 @@ async fn main() -> anyhow::Result<()> {
             let cfg = ServeConfig::resolve(&args, file)?;
             let listener =
                 tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
-            let state = onemap::server::start(&cfg.store, cfg.demo)
+            let state = onemap::server::start(&cfg.store, cfg.demo, cfg.tile_cache_mb)
                 .await
-                .with_context(|| format!("opening store {}", cfg.store))?;
+                .with_context(|| format!("opening store {}", cfg.store))?
+                .with_web_dir(cfg.web_dir.clone());
             let addr = listener.local_addr()?;
             tracing::info!(listen = %addr, store = %cfg.store, "serving");
             // The bound address (port 0 picks a free one), for people and for scripts.
             println!("onemap serving on http://{addr}");
             onemap::server::serve(state, listener).await?;
+        }
+        Command::Token(TokenCommand::Create(args)) => {
+            let location = args.store.clone().or(file.store).unwrap_or_else(|| DEFAULT_STORE.into());
+            validate_store(&location)?;
+            let role: onemap::auth::Role = args.role.parse()?;
+            let store = onemap::store::open(&location).await?;
+            let token = onemap::auth::create(&*store, role, args.dept.as_deref(), args.label.as_deref()).await?;
+            store.close().await;
+            println!("created a {} token in {location}; it is shown once:", role.as_str());
+            println!("{token}");
         }
         Command::Demo(args) => {
             let location = args.store.clone().or(file.store).unwrap_or_else(|| DEFAULT_STORE.into());

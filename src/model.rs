@@ -166,8 +166,40 @@ pub struct Case {
     pub grid_code: Option<Str>,
     pub reported_at: DateTime<Utc>,
     pub closed_at: Option<DateTime<Utc>>,
+    /// When the case must be closed by; its light (green, yellow, red) is measured against it.
+    pub deadline_at: Option<DateTime<Utc>>,
     pub version: i32,
     pub geom: Point<f64>,
+}
+
+/// One step of a case's append-only history (`case_steps`): who did what, when, and the status
+/// it moved the case from and to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseStep {
+    pub case_id: i64,
+    /// 1 for the report, then one more per action.
+    pub seq: i32,
+    pub action: Str,
+    /// Who acted: a token's label, or the role when the token has none.
+    pub actor: Str,
+    pub role: Str,
+    pub dept_code: Option<Str>,
+    pub status_from: Option<Str>,
+    pub status_to: Str,
+    pub at: DateTime<Utc>,
+    pub note: Option<String>,
+}
+
+/// An API bearer token as stored: only its SHA-256 hash, never the token itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiToken {
+    /// Lower-case hex SHA-256 of the token.
+    pub hash: Str,
+    pub role: Str,
+    /// The department a `department` token acts for.
+    pub dept_code: Option<Str>,
+    pub label: Option<Str>,
+    pub created_at: DateTime<Utc>,
 }
 
 /// An IoT sensor watching a lifeline (record only for now).

@@ -12,7 +12,7 @@ use crate::index::CityIndex;
 use crate::store::{self, Store, StoreError};
 
 /// Opens the store, seeds it with the demo city if `demo` and it is empty, and loads the index.
-pub async fn start(location: &str, demo: bool) -> Result<AppState, StoreError> {
+pub async fn start(location: &str, demo: bool, tile_cache_mb: usize) -> Result<AppState, StoreError> {
     let store = store::open(location).await?;
     if demo && store.is_empty().await? {
         seed(&*store, &DemoParams::shigatse()).await?;
@@ -23,7 +23,7 @@ pub async fn start(location: &str, demo: bool) -> Result<AppState, StoreError> {
         .await
         .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
     tracing::info!(store = store.kind(), elapsed_ms = t.elapsed().as_millis() as u64, layers = ?index.counts(), "index loaded");
-    Ok(AppState::new(store, index))
+    Ok(AppState::new(store, index, tile_cache_mb))
 }
 
 /// Generates a demo city and writes it in one transaction.
@@ -49,7 +49,16 @@ pub async fn seed(store: &dyn Store, params: &DemoParams) -> Result<(), StoreErr
 /// Serves until a shutdown signal, then lets in-flight requests finish.
 pub async fn serve(state: AppState, listener: TcpListener) -> std::io::Result<()> {
     let store: Arc<dyn Store> = state.store.clone();
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    let live = state.live.clone();
+    let sweeper = tokio::spawn(crate::cases::sweep_lights(live.clone(), crate::cases::SWEEP_EVERY));
+    // Live-feed streams never end by themselves; closing the feed ends them so the graceful
+    // shutdown does not wait for browsers forever.
+    let shutdown = async move {
+        shutdown_signal().await;
+        live.feed.close();
+    };
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await?;
+    sweeper.abort();
     store.close().await;
     Ok(())
 }

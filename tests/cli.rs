@@ -58,6 +58,35 @@ async fn demo_subcommand_then_serve_then_sigterm() {
     assert_eq!(health["store"], "gpkg");
     let expected = onemap::demo::generate(&onemap::demo::DemoParams::scaled(0.05));
     assert_eq!(health["layers"]["grids"], expected.grids.len());
+
+    // A token created while the server runs works at once; it is the last line of the output.
+    let out = Command::new(BIN).args(["token", "create", "--role", "supervisor", "--store", &path]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let token = stdout.lines().last().unwrap().trim().to_string();
+    assert!(token.starts_with("om_"), "{stdout}");
+    let bad = Command::new(BIN).args(["token", "create", "--role", "department", "--store", &path]).output().unwrap();
+    assert!(!bad.status.success(), "a department token needs --dept");
+
+    // A browser holding the live feed open must not keep the server from shutting down.
+    let mut feed = reqwest::get(format!("{url}/api/v1/events")).await.unwrap();
+    let first = feed.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("event: ready"));
+    let class = expected.event_classes[0].code.to_string();
+    let (lon, lat) = {
+        use geo::InteriorPoint;
+        let p = expected.grids[0].geom.interior_point().unwrap();
+        (p.x(), p.y())
+    };
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/api/v1/cases"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"class_code": class, "lon": lon, "lat": lat, "crs": "cgcs2000",
+            "description": "命令行测试", "source": "supervisor"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
     terminate(child);
 }
 

@@ -238,6 +238,7 @@ pub(super) fn cases(
             grid_code: Some(world.grid_codes[g as usize].clone()),
             reported_at: at(ts),
             closed_at: closed.map(at),
+            deadline_at: Some(crate::cases::provisional_deadline(if urgent { "urgent" } else { "normal" }, at(ts))),
             version: 1,
             geom: ::geo::Point::new(ll[0], ll[1]),
         });

@@ -6,6 +6,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::auth::AuthError;
+use crate::cases::intake::IntakeError;
 use crate::geo::{CrsError, TileError};
 use crate::grids::GridError;
 use crate::store::StoreError;
@@ -53,6 +55,9 @@ impl IntoResponse for ApiError {
         });
         let mut resp = (self.status, body.to_string()).into_response();
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         resp
     }
 }
@@ -76,6 +81,37 @@ impl From<TileError> for ApiError {
 impl From<GridError> for ApiError {
     fn from(e: GridError) -> Self {
         ApiError::bad_request("invalid-grid-code", e.to_string())
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Missing | AuthError::Invalid => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", e.to_string())
+            }
+            AuthError::Forbidden { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", e.to_string())
+            }
+            AuthError::UnknownRole(_) | AuthError::BadDepartment(_) => {
+                ApiError::bad_request("invalid-token-request", e.to_string())
+            }
+            AuthError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<IntakeError> for ApiError {
+    fn from(e: IntakeError) -> Self {
+        let kind = match e {
+            IntakeError::Invalid(_) => "invalid-case",
+            IntakeError::UnknownClass(_) => "unknown-class",
+            IntakeError::UnknownComponent(_) => "unknown-component",
+            IntakeError::ClassMismatch { .. } => "class-mismatch",
+            // As for locate: a point in no unit grid is "not found".
+            IntakeError::OutsideCity(..) => return ApiError::not_found("outside-city", e.to_string()),
+        };
+        ApiError::bad_request(kind, e.to_string())
     }
 }
 

@@ -20,55 +20,18 @@ use crate::index::{Layer, Record};
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 10_000;
 
-/// Collection ids with their titles, in the order `/collections` lists them.
-pub const COLLECTIONS: &[(&str, &str, &str)] = &[
-    ("districts", "区县 Districts", "County-level districts (6-digit GB/T 2260 codes)"),
-    ("streets", "街道 Streets", "Streets and towns (9-digit codes)"),
-    ("communities", "社区 Communities", "Communities and villages (12-digit codes)"),
-    ("grids", "单元网格 Unit grids", "Unit grids of about 10,000 m² (GB/T 30428.1, 14 or 15 digits)"),
-    ("components", "管理部件 Components", "City components (GB/T 30428.2, 16 or 17 digits)"),
-    ("cases", "案件 Cases", "Reported cases and their workflow status"),
-    ("sensors", "感知设备 Sensors", "IoT sensors watching the city's lifelines"),
-];
+pub use crate::index::COLLECTIONS;
 
-/// Runs `$body` with `$layer` bound to the read-locked layer of collection `$id`.
-macro_rules! with_layer {
+/// [`crate::index::with_layer`] with unknown collections answered by a 404 problem.
+macro_rules! with_collection {
     ($index:expr, $id:expr, |$layer:ident| $body:expr) => {
-        match $id {
-            "districts" => {
-                let $layer = &*$index.districts.read();
-                $body
-            }
-            "streets" => {
-                let $layer = &*$index.streets.read();
-                $body
-            }
-            "communities" => {
-                let $layer = &*$index.communities.read();
-                $body
-            }
-            "grids" => {
-                let $layer = &*$index.grids.read();
-                $body
-            }
-            "components" => {
-                let $layer = &*$index.components.read();
-                $body
-            }
-            "cases" => {
-                let $layer = &*$index.cases.read();
-                $body
-            }
-            "sensors" => {
-                let $layer = &*$index.sensors.read();
-                $body
-            }
-            other => Err(unknown_collection(other)),
-        }
+        $crate::index::with_layer!($index, $id, |$layer| $body, |other| Err(
+            $crate::http::features::unknown_collection(other)
+        ))
     };
 }
 
-pub(crate) use with_layer;
+pub(crate) use with_collection;
 
 pub fn unknown_collection(id: &str) -> ApiError {
     let known: Vec<&str> = COLLECTIONS.iter().map(|c| c.0).collect();
@@ -174,7 +137,7 @@ pub async fn openapi(headers: HeaderMap) -> Response {
 }
 
 fn collection_json(st: &AppState, base: &str, id: &str, title: &str, description: &str) -> ApiResult<Value> {
-    let bbox = with_layer!(st.index, id, |layer| Ok(layer.bbox()))?;
+    let bbox = with_collection!(st.index, id, |layer| Ok(layer.bbox()))?;
     let mut c = json!({
         "id": id,
         "title": title,
@@ -569,7 +532,7 @@ pub async fn items(
             m.insert("offset".into(), offset.to_string());
             format!("{path}?{}", serde_urlencoded::to_string(&m).unwrap_or_default())
         };
-        with_layer!(index, id.as_str(), |layer| {
+        with_collection!(index, id.as_str(), |layer| {
             let q = ItemQuery::parse(&p, props_of(layer))?;
             items_page(layer, &q, &self_url, url_with_offset)
         })
@@ -601,7 +564,7 @@ pub async fn item(
 ) -> ApiResult<Response> {
     let base = base_url(&headers);
     let crs = p.crs()?;
-    let body = with_layer!(st.index, id.as_str(), |layer| {
+    let body = with_collection!(st.index, id.as_str(), |layer| {
         let r = layer
             .get(&fid)
             .ok_or_else(|| ApiError::not_found("unknown-feature", format!("no feature {fid:?} in {id}")))?;

@@ -34,6 +34,10 @@ pub struct Metrics {
     pub requests: Family<RouteLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram>,
     pub features: Family<LayerLabels, Gauge>,
+    tile_cache_bytes: Gauge,
+    tile_cache_hits: Counter,
+    tile_cache_misses: Counter,
+    feed_subscribers: Gauge,
 }
 
 impl Default for Metrics {
@@ -47,7 +51,22 @@ impl Default for Metrics {
         registry.register("http_requests", "HTTP requests served", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
         registry.register("layer_features", "Features in each live index layer", features.clone());
-        Metrics { registry, requests, latency, features }
+        let (tile_cache_bytes, feed_subscribers) = (Gauge::default(), Gauge::default());
+        let (tile_cache_hits, tile_cache_misses) = (Counter::default(), Counter::default());
+        registry.register("tile_cache_bytes", "Bytes held by the tile cache", tile_cache_bytes.clone());
+        registry.register("tile_cache_hits", "Tiles served from the cache", tile_cache_hits.clone());
+        registry.register("tile_cache_misses", "Tiles rendered on request", tile_cache_misses.clone());
+        registry.register("feed_subscribers", "Open live-feed (SSE) connections", feed_subscribers.clone());
+        Metrics {
+            registry,
+            requests,
+            latency,
+            features,
+            tile_cache_bytes,
+            tile_cache_hits,
+            tile_cache_misses,
+            feed_subscribers,
+        }
     }
 }
 
@@ -75,6 +94,16 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
     for (layer, n) in st.index.counts() {
         st.metrics.features.get_or_create(&LayerLabels { layer: layer.into() }).set(n as i64);
     }
+    // The cache and the feed keep their own atomics; mirror them at scrape time.
+    let m = &st.metrics;
+    let tiles = &st.live.tiles;
+    m.tile_cache_bytes.set(tiles.size() as i64);
+    let catch_up = |c: &Counter, now: u64| {
+        c.inc_by(now.saturating_sub(c.get()));
+    };
+    catch_up(&m.tile_cache_hits, tiles.hits.load(std::sync::atomic::Ordering::Relaxed));
+    catch_up(&m.tile_cache_misses, tiles.misses.load(std::sync::atomic::Ordering::Relaxed));
+    m.feed_subscribers.set(st.live.feed.subscribers() as i64);
     let mut body = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &st.metrics.registry) {
         return super::error::ApiError::internal(e).into_response();

@@ -1,12 +1,16 @@
 //! HTTP: axum routes per area, the shared state, request extractors, and the one
 //! error-to-status mapping in [`error`].
 
+pub mod auth;
+pub mod cases;
 pub mod error;
+pub mod events;
 pub mod features;
 pub mod health;
 pub mod locate;
 pub mod params;
 pub mod tiles;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -15,6 +19,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 
+use crate::events::Live;
 use crate::index::CityIndex;
 use crate::store::Store;
 
@@ -22,13 +27,28 @@ use crate::store::Store;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// The same index as `live.index`, for the many handlers that only read.
     pub index: Arc<CityIndex>,
+    /// Where committed changes go: index, tile cache, live feed.
+    pub live: Arc<Live>,
     pub metrics: Arc<health::Metrics>,
+    pub auth: Arc<auth::Tokens>,
+    /// The built big-screen page served at `/map/` (see [`web`]).
+    pub web_dir: Arc<std::path::PathBuf>,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, index: CityIndex) -> Self {
-        AppState { store, index: Arc::new(index), metrics: Arc::new(health::Metrics::default()) }
+    /// State over a loaded index with a tile cache of `tile_cache_mb` megabytes (0: none).
+    pub fn new(store: Arc<dyn Store>, index: CityIndex, tile_cache_mb: usize) -> Self {
+        let index = Arc::new(index);
+        AppState {
+            auth: Arc::new(auth::Tokens::new(store.clone())),
+            store,
+            live: Arc::new(Live::new(index.clone(), tile_cache_mb)),
+            index,
+            metrics: Arc::new(health::Metrics::default()),
+            web_dir: Arc::new(crate::config::DEFAULT_WEB_DIR.into()),
+        }
     }
 }
 
@@ -50,6 +70,11 @@ pub fn app(state: AppState) -> Router {
         .route("/collections/{id}/items/{fid}", get(features::item))
         .route("/tiles/{layers}", get(tiles::tilejson))
         .route("/tiles/{layers}/{z}/{x}/{y}", get(tiles::tile))
+        .route("/api/v1/events", get(events::events))
+        .route("/api/v1/cases", get(cases::list).post(cases::create))
+        .route("/api/v1/cases/summary", get(cases::summary))
+        .route("/api/v1/cases/{id}", get(cases::get_case))
+        .merge(web::routes())
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), health::track))

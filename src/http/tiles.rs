@@ -1,7 +1,7 @@
 //! `GET /tiles/{layers}/{z}/{x}/{y}` (MVT, one layer per collection) and `GET /tiles/{layers}`
 //! (TileJSON 3.0.0), with the items' property filters, ETag revalidation and gzip.
 
-use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -10,39 +10,14 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::features::{COLLECTIONS, base_url, props_of, unknown_collection, with_layer};
+use super::features::{base_url, props_of, unknown_collection, with_collection};
 use super::params::{Params, PathParams};
 use crate::geo::tile::{MAX_ZOOM, TileCoord};
-use crate::index::{CityIndex, Record};
-use crate::tiles;
+use crate::index::CityIndex;
+use crate::tiles::cache::{Rendered, source_bit};
+use crate::tiles::{self, TileLayer};
 
 pub const MVT_TYPE: &str = "application/vnd.mapbox-vector-tile";
-
-/// Tile layers that are not collections: (id, the collection they aggregate, title).
-const DERIVED: &[(&str, &str, &str)] = &[("case_density", "cases", "案件密度 Case density (count per cell)")];
-
-/// A tile layer: its id, the collection it draws from, its title, and whether it is a derived
-/// (always aggregated) layer.
-#[derive(Clone, Copy)]
-struct TileLayer {
-    id: &'static str,
-    source: &'static str,
-    title: &'static str,
-    derived: bool,
-}
-
-impl TileLayer {
-    fn find(id: &str) -> Option<TileLayer> {
-        let collections = COLLECTIONS.iter().map(|c| TileLayer { id: c.0, source: c.0, title: c.1, derived: false });
-        let derived = DERIVED.iter().map(|d| TileLayer { id: d.0, source: d.1, title: d.2, derived: true });
-        collections.chain(derived).find(|l| l.id == id)
-    }
-
-    /// Whether the layer is drawn as counts per cell at zoom `z`.
-    fn counts_at(&self, z: u8) -> bool {
-        self.derived || tiles::aggregate_below(self.id).is_some_and(|below| z < below)
-    }
-}
 
 /// The tile layers of a `{layers}` path segment, each known, no repeats.
 fn parse_layers(s: &str) -> ApiResult<Vec<TileLayer>> {
@@ -81,7 +56,7 @@ fn parse_filters(
 
 /// The property names of a collection, from its record type.
 fn properties_of(index: &CityIndex, id: &str) -> ApiResult<&'static [&'static str]> {
-    with_layer!(index, id, |layer| Ok(props_of(layer)))
+    with_collection!(index, id, |layer| Ok(props_of(layer)))
 }
 
 pub async fn tile(
@@ -100,43 +75,73 @@ pub async fn tile(
     let ids = parse_layers(&layers)?;
     let props = ids.iter().map(|l| properties_of(&st.index, l.source)).collect::<ApiResult<Vec<_>>>()?;
     let filters = parse_filters(&p, &ids, &props)?;
-    let index = st.index.clone();
-    let body = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        for (tl, filters) in ids.iter().zip(&filters) {
-            // Point layers below their aggregation zoom, and derived density layers, are counts
-            // per cell. Filters on properties a layer lacks leave that layer alone.
-            let counts = tl.counts_at(coord.z);
-            let layer = with_layer!(index, tl.source, |layer| {
-                let keep = |r: &_| Record::matches(r, filters);
-                Ok::<_, ApiError>(if counts {
-                    tiles::encode_counts(layer, coord, tl.id, keep)
-                } else {
-                    tiles::encode_layer(layer, coord, keep)
-                })
-            })?;
-            out.extend(layer);
+    // The cache key beyond z/x/y: layers in request order (the MVT layer order) and the filters
+    // in their canonical (sorted) order.
+    let variant = format!(
+        "{}?{}",
+        ids.iter().map(|l| l.id).collect::<Vec<_>>().join(","),
+        serde_urlencoded::to_string(&p.0).unwrap_or_default()
+    );
+    let cache = &st.live.tiles;
+    let (tile, hit) = match cache.get(coord, &variant) {
+        Some(t) => (t, true),
+        None => {
+            let generation = cache.generation();
+            let sources = ids.iter().fold(0u8, |m, l| m | source_bit(l.source));
+            let index = st.index.clone();
+            let rendered = tokio::task::spawn_blocking(move || {
+                Arc::new(Rendered::new(tiles::render(&index, coord, &ids, &filters)))
+            })
+            .await
+            .map_err(ApiError::internal)?;
+            cache.put(coord, &variant, sources, rendered.clone(), generation);
+            (rendered, false)
         }
-        Ok::<_, ApiError>(tiles::encode_tile(out))
-    })
-    .await
-    .map_err(ApiError::internal)??;
-    let Some(bytes) = body else {
-        return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut h);
-    let etag = format!("\"{:016x}\"", h.finish());
-    let mut resp = if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+    respond(&tile, &headers, hit)
+}
+
+/// The response for a rendered tile: 204 when empty, 304 when the client holds this version,
+/// otherwise the bytes, pre-gzipped when the client accepts gzip.
+fn respond(tile: &Rendered, headers: &HeaderMap, hit: bool) -> ApiResult<Response> {
+    let mut resp = if tile.is_empty() {
+        StatusCode::NO_CONTENT.into_response()
+    } else if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| etag_matches(v, &tile.etag))
+    {
         StatusCode::NOT_MODIFIED.into_response()
+    } else if accepts_gzip(headers) {
+        ([(header::CONTENT_TYPE, MVT_TYPE), (header::CONTENT_ENCODING, "gzip")], tile.gzip.clone()).into_response()
     } else {
-        ([(header::CONTENT_TYPE, MVT_TYPE)], bytes).into_response()
+        ([(header::CONTENT_TYPE, MVT_TYPE)], tile.raw.clone()).into_response()
     };
     let hs = resp.headers_mut();
-    hs.insert(header::ETAG, HeaderValue::from_str(&etag).map_err(ApiError::internal)?);
+    if !tile.is_empty() {
+        hs.insert(header::ETAG, HeaderValue::from_str(&tile.etag).map_err(ApiError::internal)?);
+        hs.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
     // Live data: clients may keep tiles but must revalidate (cheap with the ETag).
     hs.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    hs.insert("x-tile-cache", HeaderValue::from_static(if hit { "hit" } else { "miss" }));
     Ok(resp)
+}
+
+/// `If-None-Match` holds `*` or a list of tags, possibly weak (`W/`).
+fn etag_matches(header: &str, etag: &str) -> bool {
+    header.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == etag)
+}
+
+/// Whether `Accept-Encoding` allows gzip (not refused with `q=0`).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let Some(v) = headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()) else { return false };
+    v.split(',').any(|part| {
+        let mut it = part.split(';').map(str::trim);
+        let name = it.next().unwrap_or("");
+        let refused = it.any(|p| p.strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()) == Some(0.0));
+        (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+    })
 }
 
 pub async fn tilejson(
@@ -149,7 +154,7 @@ pub async fn tilejson(
     let mut bounds: Option<[f64; 4]> = None;
     let mut vector_layers = Vec::new();
     for tl in &ids {
-        if let Some(b) = with_layer!(st.index, tl.source, |layer| Ok::<_, ApiError>(layer.bbox()))? {
+        if let Some(b) = with_collection!(st.index, tl.source, |layer| Ok::<_, ApiError>(layer.bbox()))? {
             bounds = Some(match bounds {
                 None => b,
                 Some(a) => [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])],

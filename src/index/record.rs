@@ -84,6 +84,10 @@ fn os(v: &Option<Str>) -> PropValue<'_> {
     v.as_deref().map(PropValue::Str).unwrap_or(PropValue::Null)
 }
 
+fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> PropValue<'static> {
+    t.map(|t| PropValue::Owned(t.to_rfc3339_opts(SecondsFormat::Secs, true))).unwrap_or(PropValue::Null)
+}
+
 fn envelope_geom(g: &Geometry<f64>) -> AABB<[f64; 2]> {
     // Empty geometries cannot come out of the store (columns are NOT NULL and validated on
     // write); an inverted box would only make the record unfindable, never crash.
@@ -258,6 +262,8 @@ impl Record for Case {
         "grid_code",
         "reported_at",
         "closed_at",
+        "deadline_at",
+        "light",
         "version",
     ];
     fn key(&self) -> Str {
@@ -281,10 +287,12 @@ impl Record for Case {
             "status" => s(&self.status),
             "urgency" => s(&self.urgency),
             "grid_code" => os(&self.grid_code),
-            "reported_at" => PropValue::Owned(self.reported_at.to_rfc3339_opts(SecondsFormat::Secs, true)),
-            "closed_at" => self
-                .closed_at
-                .map(|t| PropValue::Owned(t.to_rfc3339_opts(SecondsFormat::Secs, true)))
+            "reported_at" => time(Some(self.reported_at)),
+            "closed_at" => time(self.closed_at),
+            "deadline_at" => time(self.deadline_at),
+            // Read at the light clock, never the wall clock: see `cases::light_clock`.
+            "light" => crate::cases::light(self, crate::cases::light_clock())
+                .map(|l| PropValue::Str(l.as_str()))
                 .unwrap_or(PropValue::Null),
             "version" => PropValue::Int(self.version as i64),
             _ => return None,

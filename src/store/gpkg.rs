@@ -8,9 +8,9 @@ use geozero::{CoordDimensions, ToGeo, ToWkb};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool};
 
-use super::schema::{self, ColType, RowReader, RowSink, RowWriter, Table, Val};
+use super::schema::{self, ColType, Filter, RowReader, RowSink, RowWriter, Table, Val, unsupported_filter};
 use super::{Progress, Store, StoreError};
-use crate::model::City;
+use crate::model::{Case, CaseStep, City};
 
 /// SRS id of CGCS2000 in `gpkg_spatial_ref_sys`.
 const SRS_ID: i32 = 4490;
@@ -18,6 +18,11 @@ const SRS_ID: i32 = 4490;
 pub struct GpkgStore {
     pool: SqlitePool,
     path: String,
+    /// One writer at a time within this process. SQLite allows a single writer anyway; taking
+    /// turns here, rather than in SQLite's busy handler, also makes "read the next case id, then
+    /// insert" safe, since a deferred transaction that read before another committed could not
+    /// upgrade to a write.
+    writer: tokio::sync::Mutex<()>,
 }
 
 impl GpkgStore {
@@ -39,7 +44,7 @@ impl GpkgStore {
             .busy_timeout(std::time::Duration::from_secs(30));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         sqlx::migrate!("migrations/gpkg").run(&pool).await?;
-        let store = GpkgStore { pool, path: path.to_string() };
+        let store = GpkgStore { pool, path: path.to_string(), writer: tokio::sync::Mutex::new(()) };
         store.checkpoint().await?;
         Ok(store)
     }
@@ -64,6 +69,7 @@ impl Store for GpkgStore {
     }
 
     async fn write_city(&self, city: &City, progress: Progress<'_>) -> Result<(), StoreError> {
+        let _turn = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
         let mut io = GpkgIo { conn: &mut tx };
         schema::write_city_rows(&mut io, city, progress).await?;
@@ -92,6 +98,42 @@ impl Store for GpkgStore {
     async fn locate_in_db(&self, _points: &[(f64, f64)]) -> Result<Option<Vec<Option<String>>>, StoreError> {
         // Plain SQLite has no spatial functions; the in-memory index is the only spatial engine.
         Ok(None)
+    }
+
+    async fn select_where(
+        &self,
+        table: &'static Table,
+        col: &'static str,
+        value: Val,
+    ) -> Result<Vec<Vec<Val>>, StoreError> {
+        let mut out = Vec::new();
+        GpkgReader { path: self.path.clone() }
+            .select_each(table, Some((col, value)), &mut |row| Ok(out.push(row)))
+            .await?;
+        Ok(out)
+    }
+
+    async fn insert_rows(&self, table: &'static Table, rows: Vec<Vec<Val>>) -> Result<(), StoreError> {
+        let _turn = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        GpkgIo { conn: &mut tx }.insert_rows(table, &rows).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_case(&self, case: &Case, first: &CaseStep) -> Result<i64, StoreError> {
+        let _turn = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        // AUTOINCREMENT never reuses an id; sqlite_sequence remembers the highest ever used.
+        let id: i64 = sqlx::query_scalar(
+            "SELECT max(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'cases'), 0), \
+             COALESCE((SELECT max(id) FROM cases), 0)) + 1",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        schema::write_new_case(&mut GpkgIo { conn: &mut tx }, id, case, first).await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     async fn close(&self) {
@@ -146,11 +188,16 @@ const READ_BATCH: usize = 4096;
 
 #[async_trait]
 impl RowReader for GpkgReader {
-    async fn select_each(&mut self, table: &'static Table, sink: RowSink<'_>) -> Result<(), StoreError> {
+    async fn select_each(
+        &mut self,
+        table: &'static Table,
+        filter: Filter,
+        sink: RowSink<'_>,
+    ) -> Result<(), StoreError> {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<Vec<Val>>, StoreError>>(4);
         let path = self.path.clone();
         let reader = tokio::task::spawn_blocking(move || {
-            let result = read_table(&path, table, &tx);
+            let result = read_table(&path, table, filter, &tx);
             if let Err(e) = result {
                 let _ = tx.blocking_send(Err(e));
             }
@@ -168,6 +215,7 @@ impl RowReader for GpkgReader {
 fn read_table(
     path: &str,
     table: &'static Table,
+    filter: Filter,
     tx: &tokio::sync::mpsc::Sender<Result<Vec<Vec<Val>>, StoreError>>,
 ) -> Result<(), StoreError> {
     use rusqlite::OpenFlags;
@@ -177,8 +225,13 @@ fn read_table(
     )?;
     // Every GeoPackage table has an integer primary key, so rowid order is a sequential scan;
     // ordering by code would fetch ten million rows through the code index.
-    let mut stmt = conn.prepare(&table.select("rowid", |name, _| name.to_string()))?;
-    let mut rows = stmt.query([])?;
+    let mut stmt = conn.prepare(&table.select(filter.as_ref().map(|f| f.0), "rowid", |name, _| name.to_string()))?;
+    let mut rows = match filter {
+        None => stmt.query([])?,
+        Some((_, Val::Int(v))) => stmt.query([v])?,
+        Some((_, Val::Text(v))) => stmt.query([v.as_deref()])?,
+        Some((col, _)) => return Err(unsupported_filter(table, col)),
+    };
     let mut batch = Vec::with_capacity(READ_BATCH);
     while let Some(row) = rows.next()? {
         batch.push(read_row(table, row)?);

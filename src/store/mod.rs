@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::model::City;
+use crate::model::{Case, CaseStep, City};
+use schema::{Row, Table, Val};
 
 /// What can go wrong talking to a store.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +59,22 @@ pub trait Store: Send + Sync {
     /// database, and as a cross-check in tests. `None` when the backend cannot answer spatially.
     async fn locate_in_db(&self, points: &[(f64, f64)]) -> Result<Option<Vec<Option<String>>>, StoreError>;
 
+    /// The rows of `table` whose column `col` equals `value` (text or integer), in the table's
+    /// natural order. See [`find`] for the typed form.
+    async fn select_where(
+        &self,
+        table: &'static Table,
+        col: &'static str,
+        value: Val,
+    ) -> Result<Vec<Vec<Val>>, StoreError>;
+
+    /// Inserts rows into `table` in one transaction. See [`insert`] for the typed form.
+    async fn insert_rows(&self, table: &'static Table, rows: Vec<Vec<Val>>) -> Result<(), StoreError>;
+
+    /// Stores a new case and the first step of its history in one transaction. The store
+    /// assigns the id (whatever `case.id` and `first.case_id` hold) and returns it.
+    async fn create_case(&self, case: &Case, first: &CaseStep) -> Result<i64, StoreError>;
+
     /// Waits for in-flight work and closes the connections.
     async fn close(&self);
 }
@@ -77,3 +94,13 @@ pub async fn open(location: &str) -> Result<Arc<dyn Store>, StoreError> {
 /// Rows per batch when writing: large enough to amortise round trips, small enough to stay under
 /// SQLite's bound-parameter limit (32,766) for the widest table.
 pub(crate) const BATCH_ROWS: usize = 2_000;
+
+/// The records of type `T` whose column `col` equals `value`.
+pub async fn find<T: Row>(store: &dyn Store, col: &'static str, value: Val) -> Result<Vec<T>, StoreError> {
+    store.select_where(T::table(), col, value).await?.into_iter().map(T::from_row).collect()
+}
+
+/// Inserts records of type `T` in one transaction.
+pub async fn insert<T: Row>(store: &dyn Store, items: &[T]) -> Result<(), StoreError> {
+    store.insert_rows(T::table(), items.iter().map(Row::to_row).collect()).await
+}

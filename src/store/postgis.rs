@@ -7,9 +7,9 @@ use geozero::{CoordDimensions, ToGeo, ToWkb};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row as _};
 
-use super::schema::{self, ColType, RowReader, RowSink, RowWriter, Table, Val};
+use super::schema::{self, ColType, Filter, RowReader, RowSink, RowWriter, Table, Val, unsupported_filter};
 use super::{Progress, Store, StoreError};
-use crate::model::City;
+use crate::model::{Case, CaseStep, City};
 
 pub struct PostgisStore {
     pool: PgPool,
@@ -83,6 +83,34 @@ impl Store for PostgisStore {
         Ok(Some(rows.into_iter().map(|r| r.1).collect()))
     }
 
+    async fn select_where(
+        &self,
+        table: &'static Table,
+        col: &'static str,
+        value: Val,
+    ) -> Result<Vec<Vec<Val>>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let mut out = Vec::new();
+        PgIo { conn: &mut conn }.select_each(table, Some((col, value)), &mut |row| Ok(out.push(row))).await?;
+        Ok(out)
+    }
+
+    async fn insert_rows(&self, table: &'static Table, rows: Vec<Vec<Val>>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        PgIo { conn: &mut tx }.insert_rows(table, &rows).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_case(&self, case: &Case, first: &CaseStep) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let id: i64 =
+            sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('cases', 'id'))").fetch_one(&mut *tx).await?;
+        schema::write_new_case(&mut PgIo { conn: &mut tx }, id, case, first).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }
@@ -118,13 +146,25 @@ impl RowWriter for PgIo<'_> {
 
 #[async_trait]
 impl RowReader for PgIo<'_> {
-    async fn select_each(&mut self, table: &'static Table, sink: RowSink<'_>) -> Result<(), StoreError> {
-        let sql = table.select(schema::order_column(table), |name, ty| match ty {
+    async fn select_each(
+        &mut self,
+        table: &'static Table,
+        filter: Filter,
+        sink: RowSink<'_>,
+    ) -> Result<(), StoreError> {
+        let sql = table.select(filter.as_ref().map(|f| f.0), schema::order_column(table), |name, ty| match ty {
             ColType::Geom => format!("ST_AsBinary({name})"),
             ColType::Int => format!("{name}::int8"),
             _ => name.to_string(),
         });
-        let mut rows = sqlx::query(&sql).fetch(&mut *self.conn);
+        let mut query = sqlx::query(&sql);
+        match filter {
+            None => {}
+            Some((_, Val::Int(v))) => query = query.bind(v),
+            Some((_, Val::Text(v))) => query = query.bind(v.map(|v| v.to_string())),
+            Some((col, _)) => return Err(unsupported_filter(table, col)),
+        }
+        let mut rows = query.fetch(&mut *self.conn);
         while let Some(row) = rows.try_next().await? {
             sink(read_row(table, &row)?)?;
         }

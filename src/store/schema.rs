@@ -60,9 +60,12 @@ impl Table {
     /// `SELECT` of every column ordered by `order` (a stable order the backend reads fast),
     /// each column written by `expr` (a backend's conversion, such as PostGIS's
     /// `ST_AsBinary(geom)`).
-    pub fn select(&self, order: &str, expr: impl Fn(&str, ColType) -> String) -> String {
+    /// With `filter`, only the rows whose column of that name equals the statement's one
+    /// parameter (`$1`, which both PostgreSQL and SQLite accept).
+    pub fn select(&self, filter: Option<&str>, order: &str, expr: impl Fn(&str, ColType) -> String) -> String {
         let cols: Vec<String> = self.cols.iter().map(|&(name, ty)| expr(name, ty)).collect();
-        format!("SELECT {} FROM {} ORDER BY {order}", cols.join(", "), self.name)
+        let filter = filter.map(|col| format!(" WHERE {col} = $1")).unwrap_or_default();
+        format!("SELECT {} FROM {}{filter} ORDER BY {order}", cols.join(", "), self.name)
     }
 
     /// Encodes every geometry of `rows` up front, so binding cannot fail half-way.
@@ -156,9 +159,29 @@ pub static CASES: Table = Table {
         ("grid_code", Text),
         ("reported_at", Time),
         ("closed_at", Time),
+        ("deadline_at", Time),
         ("version", Int),
         ("geom", Geom),
     ],
+};
+pub static CASE_STEPS: Table = Table {
+    name: "case_steps",
+    cols: &[
+        ("case_id", Int),
+        ("seq", Int),
+        ("action", Text),
+        ("actor", Text),
+        ("role", Text),
+        ("dept_code", Text),
+        ("status_from", Text),
+        ("status_to", Text),
+        ("at", Time),
+        ("note", Text),
+    ],
+};
+pub static API_TOKENS: Table = Table {
+    name: "api_tokens",
+    cols: &[("hash", Text), ("role", Text), ("dept_code", Text), ("label", Text), ("created_at", Time)],
 };
 pub static SENSORS: Table = Table {
     name: "sensors",
@@ -246,6 +269,12 @@ impl Cells {
         match self.next() {
             (_, Val::Time(v)) => Ok(v),
             (i, _) => Err(self.bad(i, "a timestamp")),
+        }
+    }
+    fn required_time(&mut self) -> Result<DateTime<Utc>, StoreError> {
+        match self.next() {
+            (_, Val::Time(Some(v))) => Ok(v),
+            (i, _) => Err(self.bad(i, "a non-null timestamp")),
         }
     }
     fn json(&mut self) -> Result<Option<serde_json::Value>, StoreError> {
@@ -461,6 +490,7 @@ impl Row for Case {
             ot(&self.grid_code),
             Val::Time(Some(self.reported_at)),
             Val::Time(self.closed_at),
+            Val::Time(self.deadline_at),
             Val::Int(self.version as i64),
             Val::Geom(self.geom.into()),
         ]
@@ -477,14 +507,65 @@ impl Row for Case {
             status: c.text()?,
             urgency: c.text()?,
             grid_code: c.opt_text()?,
-            reported_at: c.time()?.ok_or_else(|| StoreError::Value {
-                table: "cases",
-                column: "reported_at",
-                detail: "null".into(),
-            })?,
+            reported_at: c.required_time()?,
             closed_at: c.time()?,
+            deadline_at: c.time()?,
             version: c.int()? as i32,
             geom: c.point()?,
+        })
+    }
+}
+
+impl Row for CaseStep {
+    fn table() -> &'static Table {
+        &CASE_STEPS
+    }
+    fn to_row(&self) -> Vec<Val> {
+        vec![
+            Val::Int(self.case_id),
+            Val::Int(self.seq as i64),
+            t(&self.action),
+            t(&self.actor),
+            t(&self.role),
+            ot(&self.dept_code),
+            ot(&self.status_from),
+            t(&self.status_to),
+            Val::Time(Some(self.at)),
+            Val::Text(self.note.as_deref().map(Into::into)),
+        ]
+    }
+    fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
+        let mut c = Cells::new(Self::table(), row);
+        Ok(CaseStep {
+            case_id: c.int()?,
+            seq: c.int()? as i32,
+            action: c.text()?,
+            actor: c.text()?,
+            role: c.text()?,
+            dept_code: c.opt_text()?,
+            status_from: c.opt_text()?,
+            status_to: c.text()?,
+            at: c.required_time()?,
+            note: c.opt_text()?.map(Into::into),
+        })
+    }
+}
+
+impl Row for ApiToken {
+    fn table() -> &'static Table {
+        &API_TOKENS
+    }
+    fn to_row(&self) -> Vec<Val> {
+        vec![t(&self.hash), t(&self.role), ot(&self.dept_code), ot(&self.label), Val::Time(Some(self.created_at))]
+    }
+    fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
+        let mut c = Cells::new(Self::table(), row);
+        Ok(ApiToken {
+            hash: c.text()?,
+            role: c.text()?,
+            dept_code: c.opt_text()?,
+            label: c.opt_text()?,
+            created_at: c.required_time()?,
         })
     }
 }
@@ -518,6 +599,14 @@ impl Row for Sensor {
     }
 }
 
+/// An optional equality filter on one column: `Some((column, value))`; text and integer values.
+pub type Filter = Option<(&'static str, Val)>;
+
+/// The error for a filter on a value kind that filters do not support.
+pub fn unsupported_filter(table: &'static Table, column: &'static str) -> StoreError {
+    StoreError::Value { table: table.name, column, detail: "filters take text or integer values".into() }
+}
+
 /// Receives rows one by one while a table is read.
 pub type RowSink<'a> = &'a mut (dyn FnMut(Vec<Val>) -> Result<(), StoreError> + Send);
 
@@ -531,9 +620,24 @@ pub trait RowWriter {
 /// Backend-side row reading, so `load_city` is written once over all tables.
 #[async_trait::async_trait]
 pub trait RowReader {
-    /// Streams every row of `table` in a stable order into `sink`, one at a time, so a
-    /// ten-million-row table never sits in memory twice.
-    async fn select_each(&mut self, table: &'static Table, sink: RowSink<'_>) -> Result<(), StoreError>;
+    /// Streams every row of `table` (or, with `filter`, those whose column equals the value) in a
+    /// stable order into `sink`, one at a time, so a ten-million-row table never sits in memory
+    /// twice.
+    async fn select_each(&mut self, table: &'static Table, filter: Filter, sink: RowSink<'_>)
+    -> Result<(), StoreError>;
+}
+
+/// Writes a new case under the id the backend allocated, and its first history step.
+pub async fn write_new_case(
+    io: &mut (dyn RowWriter + Send),
+    id: i64,
+    case: &Case,
+    first: &CaseStep,
+) -> Result<(), StoreError> {
+    let case = Case { id, ..case.clone() };
+    let first = CaseStep { case_id: id, ..first.clone() };
+    io.insert_rows(&CASES, &[case.to_row()]).await?;
+    io.insert_rows(&CASE_STEPS, &[first.to_row()]).await
 }
 
 /// Writes every table of a city through a backend, in batches, reporting progress.
@@ -597,7 +701,7 @@ async fn load_table<T: Row + Send>(
 ) -> Result<Vec<T>, StoreError> {
     let mut out = Vec::new();
     let name = T::table().name;
-    io.select_each(T::table(), &mut |row| {
+    io.select_each(T::table(), None, &mut |row| {
         out.push(T::from_row(row)?);
         if out.len() % 100_000 == 0 {
             progress(name, out.len());

@@ -7,8 +7,10 @@ use geo::{Area, BooleanOps, BoundingRect, Geometry, MapCoords, MultiPolygon, Pol
 use geozero::ToMvt;
 use geozero::mvt::{Message, TagsBuilder, Tile, TileValue, tile};
 
+pub mod cache;
+
 use crate::geo::tile::{TileCoord, lonlat_to_mercator, mercator_to_lonlat};
-use crate::index::{Layer, PropValue, Record};
+use crate::index::{COLLECTIONS, CityIndex, Layer, PropValue, Record};
 
 /// Tile coordinate space, as MapLibre expects.
 pub const EXTENT: u32 = 4096;
@@ -91,6 +93,65 @@ pub fn min_zoom(collection: &str) -> u8 {
         "grids" => 13,
         _ => 0,
     }
+}
+
+/// A tile layer: its id, the collection it draws from, its title, and whether it is a derived
+/// (always aggregated) layer.
+#[derive(Clone, Copy)]
+pub struct TileLayer {
+    pub id: &'static str,
+    pub source: &'static str,
+    pub title: &'static str,
+    pub derived: bool,
+}
+
+impl TileLayer {
+    pub fn find(id: &str) -> Option<TileLayer> {
+        let collections = COLLECTIONS.iter().map(|c| TileLayer { id: c.0, source: c.0, title: c.1, derived: false });
+        let derived = DERIVED.iter().map(|d| TileLayer { id: d.0, source: d.1, title: d.2, derived: true });
+        collections.chain(derived).find(|l| l.id == id)
+    }
+
+    /// Whether the layer is drawn as counts per cell at zoom `z`.
+    pub fn counts_at(&self, z: u8) -> bool {
+        self.derived || aggregate_below(self.id).is_some_and(|below| z < below)
+    }
+}
+
+/// Renders one tile from the live index: one MVT layer per requested layer, in order, each
+/// with its own filters; `None` when every layer is empty.
+pub fn render(
+    index: &CityIndex,
+    coord: TileCoord,
+    ids: &[TileLayer],
+    filters: &[Vec<(String, String)>],
+) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    for (tl, filters) in ids.iter().zip(filters) {
+        // Point layers below their aggregation zoom, and derived density layers, are counts
+        // per cell. Filters on properties a layer lacks leave that layer alone.
+        let counts = tl.counts_at(coord.z);
+        let layer = crate::index::with_layer!(
+            index,
+            tl.source,
+            |layer| {
+                let keep = |r: &_| Record::matches(r, filters);
+                if counts { encode_counts(layer, coord, tl.id, keep) } else { encode_layer(layer, coord, keep) }
+            },
+            // Layers are parsed into known ones before rendering.
+            |_unknown| None
+        );
+        out.extend(layer);
+    }
+    encode_tile(out)
+}
+
+/// Tile layers that are not collections: (id, the collection they aggregate, title).
+pub const DERIVED: &[(&str, &str, &str)] = &[("case_density", "cases", "案件密度 Case density (count per cell)")];
+
+/// The derived tile layers drawn from `collection`, which change when it does.
+pub fn derived_layers(collection: &str) -> impl Iterator<Item = &'static str> + '_ {
+    DERIVED.iter().filter(move |d| d.1 == collection).map(|d| d.0)
 }
 
 /// Side of an aggregation cell in tile units: 64 of 4096, so an aggregated tile holds at most

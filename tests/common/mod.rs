@@ -61,7 +61,7 @@ pub async fn seeded_state(location: &str, city: &City) -> onemap::AppState {
     let store = onemap::store::open(location).await.expect("open store");
     store.write_city(city, &|_, _| {}).await.expect("write city");
     store.close().await;
-    onemap::server::start(location, false).await.expect("start")
+    onemap::server::start(location, false, onemap::config::DEFAULT_TILE_CACHE_MB).await.expect("start")
 }
 
 /// Both stores, each seeded with `city`, as (label, router, state).
@@ -128,4 +128,76 @@ pub async fn post_raw(app: &Router, uri: &str, body: Vec<u8>) -> Resp {
 /// Percent-encodes a query value.
 pub fn enc(s: &str) -> String {
     serde_urlencoded::to_string([("v", s)]).unwrap()[2..].to_string()
+}
+
+/// A POST with a JSON body and, when given, a bearer token.
+pub async fn post_as(app: &Router, uri: &str, token: Option<&str>, body: Vec<u8>) -> Resp {
+    let mut req = Request::post(uri).header("content-type", "application/json").header("host", "127.0.0.1:8080");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    send(app, req.body(Body::from(body)).unwrap()).await
+}
+
+/// A GET with extra headers.
+pub async fn get_with(app: &Router, uri: &str, headers: &[(&str, &str)]) -> Resp {
+    let mut req = Request::get(uri).header("host", "127.0.0.1:8080");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    send(app, req.body(Body::empty()).unwrap()).await
+}
+
+/// The live feed over the router: yields (event, data) pairs as they arrive.
+pub struct EventStream {
+    body: Body,
+    buf: String,
+}
+
+impl EventStream {
+    pub async fn open(app: &Router) -> EventStream {
+        let req = Request::get("/api/v1/events").header("host", "127.0.0.1:8080").body(Body::empty()).unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        EventStream { body: resp.into_body(), buf: String::new() }
+    }
+
+    /// The next event, or None after `timeout`.
+    pub async fn next(&mut self, timeout: std::time::Duration) -> Option<(String, Value)> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        name = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // keep-alive comment
+                }
+                return Some((name, serde_json::from_str(&data).unwrap_or(Value::String(data))));
+            }
+            let frame = tokio::time::timeout_at(deadline, self.body.frame()).await.ok()??.ok()?;
+            if let Ok(bytes) = frame.into_data() {
+                self.buf.push_str(&String::from_utf8_lossy(&bytes));
+            }
+        }
+    }
+
+    /// Waits for the first event named `name` whose data satisfies `pred`.
+    pub async fn wait_for(&mut self, name: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let t = std::time::Duration::from_secs(10);
+        loop {
+            let (n, data) = self.next(t).await.unwrap_or_else(|| panic!("no {name} event within {t:?}"));
+            if n == name && pred(&data) {
+                return data;
+            }
+        }
+    }
 }

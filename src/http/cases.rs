@@ -1,0 +1,177 @@
+//! Cases over HTTP: report a case, read one with its history, list the latest, and the big
+//! screen's counters.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Datelike, FixedOffset, TimeZone, Utc};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::{ApiError, ApiResult};
+use super::params::{JsonBody, Params, PathParams};
+use crate::auth::Role;
+use crate::cases::intake::{NewCase, take_in};
+use crate::cases::{self, Light, is_open, light, light_clock};
+use crate::index::Record;
+use crate::model::{Case, CaseStep};
+use crate::store::{self, schema::Val};
+
+/// Roles that may report a case.
+const REPORTERS: &[Role] = &[Role::Supervisor, Role::Acceptor, Role::ShiftLeader, Role::Dispatcher];
+
+/// `POST /api/v1/cases`: validated, committed, then applied to the index and announced.
+pub async fn create(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    JsonBody(req): JsonBody<NewCase>,
+) -> ApiResult<Response> {
+    who.require(REPORTERS, "report cases")?;
+    let (mut case, first) = take_in(&req, &st.index, &who, Utc::now())?;
+    case.id = st.store.create_case(&case, &first).await?;
+    st.live.upsert(case.clone());
+    let body = cases::to_json(&case);
+    st.live.feed.publish("case.created", &body);
+    let location = format!("/api/v1/cases/{}", case.id);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(body)).into_response())
+}
+
+/// `GET /api/v1/cases/{id}`: the case with its deadline, light and whole history.
+pub async fn get_case(State(st): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult<Response> {
+    let unknown = || ApiError::not_found("unknown-case", format!("no case {id:?}"));
+    let case_id: i64 = id.parse().map_err(|_| unknown())?;
+    let case = st.index.cases.read().get(&id).cloned().ok_or_else(unknown)?;
+    let steps: Vec<CaseStep> = store::find(&*st.store, "case_id", Val::Int(case_id)).await?;
+    let mut body = cases::to_json(&case);
+    body["deadline"] = body["deadline_at"].clone();
+    body["history"] = steps
+        .iter()
+        .map(|s| {
+            json!({"seq": s.seq, "action": s.action, "actor": s.actor, "role": s.role, "dept": s.dept_code,
+                "from": s.status_from, "to": s.status_to, "at": s.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "note": s.note})
+        })
+        .collect();
+    Ok(axum::Json(body).into_response())
+}
+
+/// Most cases a list returns.
+const MAX_LIST: usize = 1000;
+
+/// `GET /api/v1/cases?limit=&{property}=`: the latest cases first.
+pub async fn list(State(st): State<AppState>, p: Params) -> ApiResult<Response> {
+    let limit = p.usize("limit")?.unwrap_or(20);
+    if limit == 0 || limit > MAX_LIST {
+        return Err(ApiError::bad_request("invalid-parameter", format!("limit must be 1 to {MAX_LIST}")));
+    }
+    let filters: Vec<(String, String)> =
+        p.0.iter().filter(|(k, _)| *k != "limit").map(|(k, v)| (k.clone(), v.clone())).collect();
+    if let Some((k, _)) = filters.iter().find(|(k, _)| !Case::PROPERTIES.contains(&k.as_str())) {
+        return Err(ApiError::bad_request("unknown-property", format!("{k:?} is not a property of cases")));
+    }
+    let index = st.index.clone();
+    let body = tokio::task::spawn_blocking(move || {
+        let layer = index.cases.read();
+        let mut picked: Vec<&Case> = layer.iter().filter(|c| c.matches(&filters)).collect();
+        let newest_first = |a: &&Case, b: &&Case| (b.reported_at, b.id).cmp(&(a.reported_at, a.id));
+        if picked.len() > limit {
+            picked.select_nth_unstable_by(limit - 1, newest_first);
+            picked.truncate(limit);
+        }
+        picked.sort_unstable_by(newest_first);
+        json!({"cases": picked.iter().map(|c| cases::to_json(c)).collect::<Vec<Value>>()})
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(axum::Json(body).into_response())
+}
+
+/// Beijing time: "today" and "this month" are the city's, not UTC's.
+fn beijing() -> FixedOffset {
+    FixedOffset::east_opt(8 * 3600).expect("valid offset")
+}
+
+/// The big screen's counters: reports counted up to `now`, lights read at `light_at` (the light
+/// clock, so the overdue count agrees with the map).
+pub fn summarize<'a>(cases: impl Iterator<Item = &'a Case>, now: DateTime<Utc>, light_at: DateTime<Utc>) -> Value {
+    let local = now.with_timezone(&beijing());
+    let day_start = beijing()
+        .with_ymd_and_hms(local.year(), local.month(), local.day(), 0, 0, 0)
+        .single()
+        .expect("midnight exists in a fixed offset")
+        .with_timezone(&Utc);
+    let month_start = beijing()
+        .with_ymd_and_hms(local.year(), local.month(), 1, 0, 0, 0)
+        .single()
+        .expect("the first exists in a fixed offset")
+        .with_timezone(&Utc);
+    let (mut today, mut open, mut overdue, mut due_month, mut closed_month) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    for c in cases {
+        if c.reported_at >= day_start && c.reported_at <= now {
+            today += 1;
+        }
+        if is_open(c) {
+            open += 1;
+            if light(c, light_at) == Some(Light::Red) {
+                overdue += 1;
+            }
+        }
+        // Due to close this month: this month's reports that were not rejected or voided.
+        if c.reported_at >= month_start && !matches!(c.status.as_str(), "voided" | "rejected") {
+            due_month += 1;
+            if c.status == "closed" {
+                closed_month += 1;
+            }
+        }
+    }
+    let rate = if due_month == 0 { Value::Null } else { json!(closed_month as f64 / due_month as f64) };
+    json!({"today": today, "open": open, "overdue": overdue, "due_month": due_month,
+        "closed_month": closed_month, "closure_rate_month": rate,
+        "as_of": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)})
+}
+
+/// `GET /api/v1/cases/summary`: cases today, open, overdue, and this month's closure rate.
+pub async fn summary(State(st): State<AppState>) -> ApiResult<Response> {
+    let index = st.index.clone();
+    let body = tokio::task::spawn_blocking(move || summarize(index.cases.read().iter(), Utc::now(), light_clock()))
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(axum::Json(body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case(id: i64, status: &str, reported: &str, deadline_h: i64) -> Case {
+        let reported_at = DateTime::parse_from_rfc3339(reported).unwrap().with_timezone(&Utc);
+        cases::sample(id, status, reported_at, deadline_h)
+    }
+
+    #[test]
+    fn counters_use_beijing_days_and_months() {
+        // 2026-11-25 10:00 Beijing.
+        let now = DateTime::parse_from_rfc3339("2026-11-25T02:00:00Z").unwrap().with_timezone(&Utc);
+        let cases = [
+            // 2026-11-25 07:00 Beijing (the previous UTC day): today, open, not yet late.
+            case(1, "dispatched", "2026-11-24T23:00:00Z", 72),
+            // 2026-11-24 07:30 Beijing: not today, this month, open and overdue.
+            case(2, "filed", "2026-11-23T23:30:00Z", 4),
+            // This month, closed.
+            case(3, "closed", "2026-11-02T00:00:00Z", 72),
+            // This month, voided: not due.
+            case(4, "voided", "2026-11-03T00:00:00Z", 72),
+            // 2026-11-01 07:00 Beijing is this month; 2026-10-31 23:00 Beijing is not.
+            case(5, "closed", "2026-10-31T23:00:00Z", 72),
+            case(6, "closed", "2026-10-31T15:00:00Z", 72),
+        ];
+        let s = summarize(cases.iter(), now, now);
+        assert_eq!(s["today"], 1);
+        assert_eq!(s["open"], 2);
+        assert_eq!(s["overdue"], 1);
+        assert_eq!(s["due_month"], 4);
+        assert_eq!(s["closed_month"], 2);
+        assert_eq!(s["closure_rate_month"], 0.5);
+    }
+}

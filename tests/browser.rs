@@ -1,0 +1,99 @@
+//! The big-screen page in a real browser: a small demo city served by the real binary, then
+//! `web/tests/map.test.mjs` drives headless Chromium (playwright-core) against `/map/`: nothing
+//! leaves 127.0.0.1, every tile layer renders, a case created through the API shows within 2 s
+//! without reload, and a screenshot lands in `tests/artifacts/map.png`.
+//! `scripts/test` installs Chromium and builds `web/` first; this test builds nothing itself.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_onemap");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Stops the server with SIGTERM when dropped, so a failed assertion leaves no process behind.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let pid = self.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn require(path: &Path, what: &str) {
+    assert!(
+        path.exists(),
+        "{} is missing: {what}. Run scripts/test (or `cd web && npm ci && npm run build`) first.",
+        path.display()
+    );
+}
+
+#[test]
+fn big_screen_page_in_headless_chromium() {
+    let root = Path::new(ROOT);
+    let web = root.join("web");
+    require(&web.join("dist/index.html"), "the web build");
+    require(&web.join("node_modules/playwright-core"), "the web dependencies");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    require(Path::new(&chromium), "Debian's chromium (apt-get install chromium; scripts/lib.sh ensure_web)");
+
+    let dir = std::env::temp_dir().join("onemap-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = dir.join(format!("browser-{}.gpkg", std::process::id())).display().to_string();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{store}{suffix}"));
+    }
+    let out = Command::new(BIN).args(["demo", "--scale", "0.05", "--store", &store]).output().unwrap();
+    assert!(out.status.success(), "onemap demo: {}", String::from_utf8_lossy(&out.stderr));
+
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--store", &store, "--web-dir"])
+        .arg(web.join("dist"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start onemap");
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("onemap serving on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+
+    // Created while the server runs: a token works at once.
+    let out = Command::new(BIN).args(["token", "create", "--role", "supervisor", "--store", &store]).output().unwrap();
+    assert!(out.status.success(), "onemap token create: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let token = stdout.lines().rev().find(|l| !l.trim().is_empty()).expect("a token line").trim().to_string();
+
+    let t = Instant::now();
+    let status = Command::new("node")
+        .arg(web.join("tests/map.test.mjs"))
+        .args([&base, &token])
+        .env("CHROMIUM", &chromium)
+        .current_dir(root)
+        .status()
+        .expect("run node (apt-get install nodejs npm)");
+    assert!(status.success(), "the browser test failed ({status}); see its output above");
+    assert!(t.elapsed() < Duration::from_secs(60), "the browser test took {:?}", t.elapsed());
+    assert!(root.join("tests/artifacts/map.png").is_file(), "no screenshot at tests/artifacts/map.png");
+    drop(server);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{store}{suffix}"));
+    }
+}

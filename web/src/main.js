@@ -1,0 +1,440 @@
+// The big-screen page (指挥中心大屏 "一屏通览"): a full-screen dark map of the city from this
+// server's vector tiles, live counters, the newest cases, and live updates from the SSE feed.
+// It runs for days without reload, so every collection here is capped and every listener is
+// attached once (or to an EventSource that is closed before it is replaced).
+
+import { Map as MapLibreMap, Popup, setWorkerUrl } from 'maplibre-gl';
+
+/* global __CLASS_NAMES__ */
+const CLASS_NAMES = typeof __CLASS_NAMES__ === 'object' ? __CLASS_NAMES__ : {};
+
+const LIST_MAX = 20; // cases shown in 最新案件
+const LIVE_MAX = 200; // cases drawn by the live overlay
+const LIVE_TTL_MS = 30 * 60 * 1000; // the overlay forgets a case after this; tiles have it by then
+const ERRORS_MAX = 50;
+const REFRESH_TILES_MAX = 1024; // tiles refreshed per source at once (a view holds far fewer)
+const SUMMARY_EVERY_MS = 60 * 1000; // counters also refresh on their own (day and month roll over)
+
+/** Tile layers by the style source that carries them (styles/dark.json). */
+const SOURCE_OF = {
+  districts: 'admin', streets: 'admin', communities: 'admin', grids: 'admin',
+  components: 'components', cases: 'cases', case_density: 'cases', sensors: 'sensors',
+};
+
+const STATUS_NAMES = {
+  reported: '已上报', accepted: '已受理', rejected: '不予受理', verified: '已核实', filed: '已立案',
+  voided: '已作废', dispatched: '已派遣', handled: '已处置', checked: '已核查', closed: '已结案',
+  returned: '已回退', hung: '已挂账', hung_up: '已挂账', postponed: '已延期',
+};
+const SOURCE_NAMES = { supervisor: '监督员', public: '公众', hotline: '12345热线', sensor: '传感器', video: '视频' };
+const LIGHT_COLOURS = { green: '#2ecc71', yellow: '#f4d03f', red: '#ff4d4f' };
+
+// Errors the map reported, for people (console) and for the browser test.
+const errors = [];
+window.onemapErrors = errors;
+function recordError(what, err) {
+  const text = `${what}: ${err && err.message ? err.message : err}`;
+  console.error(text);
+  errors.push(text);
+  if (errors.length > ERRORS_MAX) errors.shift();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Map
+
+setWorkerUrl(new URL('maplibre-gl-worker.mjs', import.meta.url).href);
+
+async function getJson(path) {
+  const r = await fetch(path, { headers: { accept: 'application/json' } });
+  if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
+  return r.json();
+}
+
+async function cityBounds() {
+  try {
+    const tj = await getJson('/tiles/districts');
+    const b = tj.bounds;
+    if (Array.isArray(b) && b.length === 4 && b[0] < b[2] && b[1] < b[3]) return [[b[0], b[1]], [b[2], b[3]]];
+  } catch (e) {
+    recordError('city bounds', e);
+  }
+  return [[73, 18], [135, 54]]; // China, when the city is empty
+}
+
+const bounds = await cityBounds();
+const map = new MapLibreMap({
+  container: 'map',
+  style: '/styles/dark.json',
+  bounds,
+  fitBoundsOptions: { padding: { top: 40, bottom: 40, left: 40, right: 380 } },
+  // Chinese labels are drawn with the machine's own CJK font, so no CJK glyphs are downloaded.
+  localIdeographFontFamily: getComputedStyle(document.documentElement).getPropertyValue('--font').trim() || 'sans-serif',
+  attributionControl: false,
+  maxPitch: 0,
+  dragRotate: false,
+});
+window.onemapMap = map;
+map.touchZoomRotate.disableRotation();
+map.on('error', (e) => recordError('map', e.error || e));
+
+// Just-created and just-updated cases, drawn at once, before their tiles are refreshed.
+const live = new Map(); // id -> { feature, at }
+
+function liveData() {
+  return { type: 'FeatureCollection', features: [...live.values()].map((v) => v.feature) };
+}
+
+function showLive() {
+  const src = map.getSource('live');
+  if (src) src.setData(liveData());
+}
+
+// Set once the style has loaded. Not map.isStyleLoaded(): that is false whenever tiles are
+// loading, and no event or switch may be dropped then.
+let mapReady = false;
+
+map.on('load', () => {
+  mapReady = true;
+  map.addSource('live', { type: 'geojson', data: liveData() });
+  const light = ['match', ['get', 'light'], 'green', LIGHT_COLOURS.green, 'yellow', LIGHT_COLOURS.yellow,
+    'red', LIGHT_COLOURS.red, '#5dade2'];
+  const closed = ['in', ['get', 'status'], ['literal', ['closed', 'voided', 'rejected']]];
+  map.addLayer({
+    id: 'live-case-halo', type: 'circle', source: 'live', metadata: { 'onemap:group': 'cases' },
+    paint: { 'circle-radius': 14, 'circle-color': 'rgba(0,0,0,0)', 'circle-stroke-width': 2,
+      'circle-stroke-color': light, 'circle-stroke-opacity': 0.7 },
+  });
+  map.addLayer({
+    id: 'live-case', type: 'circle', source: 'live', metadata: { 'onemap:group': 'cases' },
+    paint: { 'circle-radius': 6, 'circle-color': ['case', closed, '#3c4a5c', light],
+      'circle-stroke-color': '#e6f4ff', 'circle-stroke-width': 1.5 },
+  });
+  applyLayerSwitches();
+  map.on('click', 'case-point', (e) => casePopup(e.features[0].properties, e.lngLat));
+  map.on('click', 'live-case', (e) => casePopup(e.features[0].properties, e.lngLat));
+  for (const id of ['case-point', 'live-case', 'sensor-point']) {
+    map.on('mouseenter', id, () => { map.getCanvas().style.cursor = 'pointer'; });
+    map.on('mouseleave', id, () => { map.getCanvas().style.cursor = ''; });
+  }
+});
+
+let popup = null;
+function casePopup(p, lngLat) {
+  if (popup) popup.remove();
+  const el = document.createElement('div');
+  el.className = 'case-popup';
+  el.textContent = `#${p.id} ${className(p.class_code)} · ${STATUS_NAMES[p.status] || p.status || ''}`
+    + (p.description ? ` · ${p.description}` : '');
+  popup = new Popup({ closeButton: true }).setLngLat(lngLat).setDOMContent(el).addTo(map);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layer switches: each style layer names its group in metadata["onemap:group"].
+
+const switches = [...document.querySelectorAll('#layers input[data-group]')];
+function applyLayerSwitches() {
+  const on = Object.fromEntries(switches.map((s) => [s.dataset.group, s.checked]));
+  for (const layer of map.getStyle().layers) {
+    const group = layer.metadata && layer.metadata['onemap:group'];
+    if (group && group in on) map.setLayoutProperty(layer.id, 'visibility', on[group] ? 'visible' : 'none');
+  }
+}
+for (const s of switches) s.addEventListener('change', () => { if (mapReady) applyLayerSwitches(); });
+
+// ---------------------------------------------------------------------------------------------
+// Counters
+
+const fmt = new Intl.NumberFormat('zh-CN');
+function setText(id, text) { document.getElementById(id).textContent = text; }
+
+async function refreshSummary() {
+  try {
+    const s = await getJson('/api/v1/cases/summary');
+    setText('count-today', fmt.format(s.today ?? 0));
+    setText('count-open', fmt.format(s.open ?? 0));
+    setText('count-overdue', fmt.format(s.overdue ?? 0));
+    const rate = s.closure_rate_month;
+    setText('count-rate', typeof rate === 'number' ? `${(rate * 100).toFixed(1)}%` : '—');
+  } catch (e) {
+    console.warn('summary', e);
+  }
+}
+
+let summaryTimer = null;
+function summarySoon() {
+  // Coalesce bursts of events into one request a second.
+  if (summaryTimer) return;
+  summaryTimer = setTimeout(() => { summaryTimer = null; refreshSummary(); }, 1000);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The case list (最新案件)
+
+let cases = []; // newest first, at most LIST_MAX
+const listEl = document.getElementById('case-list');
+
+function className(code) { return CLASS_NAMES[code] ? `${CLASS_NAMES[code]}` : (code || ''); }
+
+function timeText(iso) {
+  const t = new Date(iso);
+  if (Number.isNaN(t.getTime())) return '';
+  const now = new Date();
+  const hm = t.toLocaleTimeString('zh-CN', { hour: '2-digit', minute: '2-digit', hour12: false });
+  return t.toDateString() === now.toDateString() ? hm : `${t.getMonth() + 1}月${t.getDate()}日 ${hm}`;
+}
+
+function renderList(freshId) {
+  const items = cases.map((c) => {
+    const li = document.createElement('li');
+    li.dataset.caseId = String(c.id);
+    if (c.id === freshId) li.className = 'fresh';
+    const light = document.createElement('span');
+    light.className = `light ${c.light || ''}`;
+    const title = document.createElement('span');
+    title.className = 'title';
+    title.textContent = `${className(c.class_code)}${c.description ? ` · ${c.description}` : ''}`;
+    const state = document.createElement('span');
+    state.className = 'state';
+    state.textContent = STATUS_NAMES[c.status] || c.status || '';
+    const meta = document.createElement('span');
+    meta.className = 'meta';
+    meta.textContent = [`#${c.id}`, timeText(c.reported_at), SOURCE_NAMES[c.source] || c.source,
+      c.grid_code ? `网格 ${c.grid_code}` : ''].filter(Boolean).join(' · ');
+    li.append(light, title, state, meta);
+    return li;
+  });
+  listEl.replaceChildren(...items);
+  setText('case-count', cases.length ? `(${cases.length})` : '');
+}
+
+// One delegated listener for the whole list, so re-rendering adds none.
+listEl.addEventListener('click', (e) => {
+  const li = e.target.closest('li[data-case-id]');
+  const c = li && cases.find((x) => String(x.id) === li.dataset.caseId);
+  if (c && Number.isFinite(c.lon) && Number.isFinite(c.lat)) {
+    map.flyTo({ center: [c.lon, c.lat], zoom: Math.max(map.getZoom(), 17) });
+  }
+});
+
+function reportedMs(c) { const t = Date.parse(c.reported_at); return Number.isNaN(t) ? 0 : t; }
+
+async function refreshList() {
+  try {
+    const r = await getJson(`/api/v1/cases?limit=${LIST_MAX}`);
+    cases = (r.cases || []).slice(0, LIST_MAX);
+    renderList();
+  } catch (e) {
+    console.warn('cases', e);
+  }
+}
+
+function upsertCase(c, created) {
+  if (c == null || c.id == null) return;
+  const i = cases.findIndex((x) => x.id === c.id);
+  if (i >= 0) {
+    cases[i] = { ...cases[i], ...c };
+  } else if (created || cases.length < LIST_MAX || reportedMs(c) >= reportedMs(cases[cases.length - 1])) {
+    cases.push(c);
+  } else {
+    return; // an update of a case too old for the list
+  }
+  cases.sort((a, b) => reportedMs(b) - reportedMs(a) || b.id - a.id);
+  cases.length = Math.min(cases.length, LIST_MAX);
+  renderList(created ? c.id : undefined);
+}
+
+function drawLive(c) {
+  if (!Number.isFinite(c.lon) || !Number.isFinite(c.lat)) return;
+  live.delete(c.id); // re-insert so the map's order is oldest first
+  live.set(c.id, {
+    at: Date.now(),
+    feature: {
+      type: 'Feature', id: c.id, geometry: { type: 'Point', coordinates: [c.lon, c.lat] },
+      properties: { id: c.id, class_code: c.class_code, status: c.status, light: c.light, description: c.description },
+    },
+  });
+  while (live.size > LIVE_MAX) live.delete(live.keys().next().value);
+  showLive();
+}
+
+setInterval(() => {
+  const old = Date.now() - LIVE_TTL_MS;
+  let changed = false;
+  for (const [id, v] of live) if (v.at < old) { live.delete(id); changed = true; }
+  if (changed) showLive();
+}, 60 * 1000);
+
+// ---------------------------------------------------------------------------------------------
+// Tile refresh on `tiles.invalidated`: only the tiles in view that changed, coalesced over a
+// moment. Always by tile id: map.refreshTiles(source) without ids leaves tiles that had failed
+// (the server was away) stuck in "loading" in maplibre-gl 6.17, while refreshing them by id
+// loads them afresh. Tiles MapLibre keeps out of view are not refreshed by id, so a source
+// changed out of view is revalidated when the view next moves (unchanged tiles cost a 304).
+
+const pendingTiles = new Map(); // source id -> Set("z/x/y")
+const changedOutOfView = new Set(); // source ids
+let tilesTimer = null;
+
+function lon2x(lon, z) { return Math.floor(((lon + 180) / 360) * 2 ** z); }
+function lat2y(lat, z) {
+  const r = (Math.max(-85.0511, Math.min(85.0511, lat)) * Math.PI) / 180;
+  return Math.floor(((1 - Math.log(Math.tan(r) + 1 / Math.cos(r)) / Math.PI) / 2) * 2 ** z);
+}
+
+/** Tile zooms the map may show now: the covering zoom, parents kept as placeholders, children. */
+function zoomsInUse() {
+  const z = Math.floor(map.getZoom());
+  return [z - 2, z - 1, z, z + 1].filter((x) => x >= 0);
+}
+
+function viewBox() {
+  const b = map.getBounds();
+  return [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()];
+}
+
+/** Adds the ids of the tiles at `zooms` that meet `b` to `set`. */
+function addTiles(set, b, zooms) {
+  for (const z of zooms) {
+    const n = 2 ** z;
+    const clamp = (v) => Math.max(0, Math.min(n - 1, v));
+    const [x0, x1] = [clamp(lon2x(b[0], z)), clamp(lon2x(b[2], z))];
+    const [y0, y1] = [clamp(lat2y(b[3], z)), clamp(lat2y(b[1], z))];
+    for (let x = x0; x <= x1 && set.size < REFRESH_TILES_MAX; x++) {
+      for (let y = y0; y <= y1 && set.size < REFRESH_TILES_MAX; y++) set.add(`${z}/${x}/${y}`);
+    }
+  }
+}
+
+function refreshSoon() {
+  if (!tilesTimer) tilesTimer = setTimeout(flushTiles, 150);
+}
+
+function invalidate(ev) {
+  const layers = Array.isArray(ev.layers) ? ev.layers : [ev.layer];
+  const sources = new Set(layers.map((l) => SOURCE_OF[l]).filter(Boolean));
+  const inUse = zoomsInUse();
+  const zooms = Array.isArray(ev.zooms) ? ev.zooms.filter((z) => inUse.includes(z)) : inUse;
+  const view = viewBox();
+  const b = Array.isArray(ev.bbox) && ev.bbox.length === 4 ? ev.bbox : [-180, -85, 180, 85];
+  const inView = [Math.max(b[0], view[0]), Math.max(b[1], view[1]), Math.min(b[2], view[2]), Math.min(b[3], view[3])];
+  const within = b[0] >= view[0] && b[1] >= view[1] && b[2] <= view[2] && b[3] <= view[3];
+  for (const src of sources) {
+    if (!within) changedOutOfView.add(src);
+    if (inView[0] > inView[2] || inView[1] > inView[3]) continue;
+    if (!pendingTiles.has(src)) pendingTiles.set(src, new Set());
+    addTiles(pendingTiles.get(src), inView, zooms);
+  }
+  refreshSoon();
+}
+
+function flushTiles() {
+  tilesTimer = null;
+  for (const [src, set] of pendingTiles) {
+    if (!map.getSource(src) || !set.size) continue;
+    try {
+      map.refreshTiles(src, [...set].map((k) => { const [z, x, y] = k.split('/').map(Number); return { z, x, y }; }));
+    } catch (e) {
+      recordError(`refresh ${src}`, e);
+    }
+  }
+  pendingTiles.clear();
+}
+
+/** Revalidates every tile in view of `sources`. */
+function refreshView(sources) {
+  const view = viewBox();
+  const zooms = zoomsInUse();
+  for (const src of sources) {
+    if (!pendingTiles.has(src)) pendingTiles.set(src, new Set());
+    addTiles(pendingTiles.get(src), view, zooms);
+  }
+  refreshSoon();
+}
+
+function reloadAllTiles() {
+  const all = new Set(Object.values(SOURCE_OF));
+  refreshView(all);
+  for (const src of all) changedOutOfView.add(src);
+}
+
+map.on('moveend', () => {
+  if (!changedOutOfView.size) return;
+  refreshView([...changedOutOfView]);
+  changedOutOfView.clear();
+});
+
+// ---------------------------------------------------------------------------------------------
+// The live feed (SSE). EventSource reconnects by itself after a dropped connection (sending
+// Last-Event-ID); when it gives up (an HTTP error), a new one is made with a growing delay.
+
+const statusEl = document.getElementById('status');
+const STATUS_TEXT = { live: '实时', connecting: '连接中', down: '已断开' };
+function setStatus(s) {
+  statusEl.className = `status ${s}`;
+  document.getElementById('status-text').textContent = STATUS_TEXT[s];
+  document.body.dataset.feed = s;
+}
+
+let source = null;
+let retryMs = 1000;
+// Once the feed is back after an interruption, everything it keeps up to date is reloaded: a
+// new EventSource starts from now, and tiles that failed while the server was away stay blank
+// until refreshed (unchanged ones cost a 304).
+let missed = false;
+
+function parse(e) {
+  try { return JSON.parse(e.data); } catch { return null; }
+}
+
+function onCase(e, created) {
+  const c = parse(e);
+  if (!c) return;
+  drawLive(c);
+  upsertCase(c, created);
+  summarySoon();
+}
+
+function resync() {
+  refreshSummary();
+  refreshList();
+  if (mapReady) reloadAllTiles();
+}
+
+function connect() {
+  setStatus('connecting');
+  const es = new EventSource('/api/v1/events');
+  source = es;
+  es.addEventListener('open', () => {
+    setStatus('live');
+    retryMs = 1000;
+    if (missed) { missed = false; resync(); }
+  });
+  es.addEventListener('error', () => {
+    if (source !== es) return;
+    missed = true;
+    if (es.readyState === EventSource.CLOSED) {
+      setStatus('down');
+      es.close();
+      setTimeout(connect, retryMs);
+      retryMs = Math.min(retryMs * 2, 30000);
+    } else {
+      setStatus('connecting');
+    }
+  });
+  es.addEventListener('case.created', (e) => onCase(e, true));
+  es.addEventListener('case.updated', (e) => onCase(e, false));
+  es.addEventListener('tiles.invalidated', (e) => { const ev = parse(e); if (ev && mapReady) invalidate(ev); });
+  es.addEventListener('resync', () => resync());
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const clock = document.getElementById('clock');
+function tick() { clock.textContent = new Date().toLocaleString('zh-CN', { hour12: false }); }
+tick();
+setInterval(tick, 1000);
+
+refreshSummary();
+refreshList();
+setInterval(refreshSummary, SUMMARY_EVERY_MS);
+connect();

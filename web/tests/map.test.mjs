@@ -1,0 +1,211 @@
+// Browser test of the big-screen page, run by tests/browser.rs against a real onemap server:
+//   node web/tests/map.test.mjs <base_url> <supervisor token>
+// Headless Debian Chromium through playwright-core. Checks that /map/ loads with no request
+// leaving 127.0.0.1, that every tile layer renders features, that a case created through the API
+// shows on the page (list and map) within 2 s without a reload, and saves a screenshot to
+// tests/artifacts/map.png. Exits non-zero with a message on the first failure.
+
+import { mkdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { validateStyleMin } from '@maplibre/maplibre-gl-style-spec';
+import { chromium } from 'playwright-core';
+
+const [base, token] = process.argv.slice(2);
+if (!base || !token) {
+  console.error('usage: node web/tests/map.test.mjs <base_url> <token>');
+  process.exit(2);
+}
+const here = dirname(fileURLToPath(import.meta.url));
+const artifact = join(here, '..', '..', 'tests', 'artifacts', 'map.png');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const LIVE_WITHIN_MS = 2000;
+
+let browser;
+const t0 = Date.now();
+function log(msg) { console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}`); }
+async function fail(msg) {
+  console.error(`FAIL: ${msg}`);
+  if (browser) await browser.close().catch(() => {});
+  process.exit(1);
+}
+function check(cond, msg) { if (!cond) throw new Error(msg); }
+// The whole test must stay well inside the Rust test's budget.
+setTimeout(() => fail('the browser test took longer than 50 s'), 50_000).unref();
+
+async function api(path, init) {
+  const r = await fetch(`${base}${path}`, init);
+  const text = await r.text();
+  if (!r.ok) throw new Error(`${init?.method || 'GET'} ${path}: HTTP ${r.status} ${text}`);
+  return JSON.parse(text);
+}
+
+/** Whether a URL the page asked for stays on this machine (data: never touches the network). */
+function isLocal(url) {
+  const u = new URL(url);
+  if (u.protocol === 'data:') return true;
+  if (u.protocol === 'blob:') return isLocal(u.pathname);
+  return u.hostname === '127.0.0.1';
+}
+
+async function main() {
+  // 0. Both styles, as served, are valid MapLibre styles that fetch only from this server.
+  for (const name of ['dark', 'light']) {
+    const style = await api(`/styles/${name}.json`);
+    const problems = validateStyleMin(style);
+    check(problems.length === 0, `${name}.json: ${problems.map((p) => p.message).join('; ')}`);
+    const urls = [style.glyphs, ...Object.values(style.sources).flatMap((s) => [s.url, ...(s.tiles || [])])];
+    for (const u of urls.filter(Boolean)) check(u.startsWith(`${base}/`), `${name}.json points outside: ${u}`);
+  }
+  const glyphs = await fetch(`${base}/fonts/${encodeURIComponent('DejaVu Sans Book')}/0-255.pbf`);
+  check(glyphs.ok && (await glyphs.arrayBuffer()).byteLength > 1000, `no Latin glyphs: HTTP ${glyphs.status}`);
+
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      // WebGL without a GPU: SwiftShader, which Chromium no longer falls back to by itself.
+      '--use-angle=swiftshader', '--enable-unsafe-swiftshader',
+      // Belt and braces: no host name but 127.0.0.1 resolves, so nothing can leave the machine.
+      '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
+    ],
+  });
+  const context = await browser.newContext({
+    viewport: { width: 1600, height: 900 }, locale: 'zh-CN', timezoneId: 'Asia/Shanghai',
+  });
+  // Every request of the page and its workers (MapLibre fetches tiles from web workers).
+  const requests = [];
+  context.on('request', (r) => requests.push(r.url()));
+  const page = await context.newPage();
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  page.on('console', (m) => { if (m.type() === 'error') console.log(`  console: ${m.text()}`); });
+
+  // 1. The page loads and the map draws.
+  await page.goto(`${base}/map/`, { waitUntil: 'load' });
+  await page.waitForFunction(() => window.onemapMap && window.onemapMap.loaded() && window.onemapMap.isStyleLoaded(),
+    null, { timeout: 20_000 }).catch(() => { throw new Error('the map did not finish loading in 20 s'); });
+  log('map loaded');
+  await page.waitForFunction(() => document.body.dataset.feed === 'live', null, { timeout: 10_000 })
+    .catch(() => { throw new Error('the live feed (/api/v1/events) did not connect in 10 s'); });
+  log('live feed connected');
+  const overview = await page.evaluate(() => {
+    const m = window.onemapMap;
+    return { center: m.getCenter().toArray(), zoom: m.getZoom() };
+  });
+  const title = await page.textContent('#panel');
+  for (const word of ['今日案件', '在办案件', '超期案件', '本月结案率', '网格', '部件', '案件', '传感器', '最新案件']) {
+    check(title.includes(word), `the side panel lacks ${word}`);
+  }
+
+  // 2. Every tile layer renders features at a zoom where it is drawn.
+  const one = async (collection) => {
+    const fc = await api(`/collections/${collection}/items?limit=1`);
+    check(fc.features.length === 1, `no ${collection} in the demo city`);
+    const g = fc.features[0].geometry;
+    return g.type === 'Point' ? g.coordinates : g.coordinates[0][0];
+  };
+  const [componentAt, caseAt, sensorAt] = [await one('components'), await one('cases'), await one('sensors')];
+  const city = await page.evaluate(() => { const c = window.onemapMap.getCenter(); return [c.lng, c.lat]; });
+  const views = [
+    { name: 'z12 city', camera: { center: city, zoom: 12 }, layers: ['districts', 'streets', 'communities', 'case_density', 'sensors'] },
+    { name: 'z14 at a component', camera: { center: componentAt, zoom: 14 }, layers: ['grids', 'components', 'cases'] },
+    { name: 'z17 at a component', camera: { center: componentAt, zoom: 17 }, layers: ['grids', 'components'] },
+    { name: 'z17 at a case', camera: { center: caseAt, zoom: 17 }, layers: ['cases'] },
+    { name: 'z15 at a sensor', camera: { center: sensorAt, zoom: 15 }, layers: ['sensors'] },
+  ];
+  const seen = {};
+  for (const v of views) {
+    const counts = await page.evaluate(async (camera) => {
+      const map = window.onemapMap;
+      if (camera) {
+        const idle = new Promise((r) => map.once('idle', r));
+        map.jumpTo(camera);
+        await idle;
+      }
+      const out = {};
+      for (const f of map.queryRenderedFeatures()) {
+        const key = f.sourceLayer || f.source;
+        const agg = f.properties && f.properties.count !== undefined ? 'counts' : 'features';
+        out[key] ??= { counts: 0, features: 0 };
+        out[key][agg] += 1;
+      }
+      return out;
+    }, v.camera);
+    log(`${v.name}: ${JSON.stringify(counts)}`);
+    for (const l of v.layers) {
+      const c = counts[l] || { counts: 0, features: 0 };
+      check(c.counts + c.features > 0, `no rendered feature of layer ${l} (${v.name})`);
+      seen[l] = true;
+    }
+    if (v.name.startsWith('z17')) {
+      for (const l of v.layers) check(counts[l].features > 0, `${l} are still aggregated at z17`);
+    }
+  }
+  log(`rendered layers: ${Object.keys(seen).join(', ')}`);
+
+  // 3. A case created through the API appears on the page within 2 s, without reload.
+  const near = [caseAt[0] + 0.0003, caseAt[1] + 0.0002];
+  await page.evaluate(async (center) => {
+    const map = window.onemapMap;
+    const idle = new Promise((r) => map.once('idle', r));
+    map.jumpTo({ center, zoom: 17 });
+    await idle;
+  }, near);
+  const loc = await api(`/api/v1/locate?lon=${near[0]}&lat=${near[1]}`);
+  check(loc.grid && loc.grid.code, 'the test point is in no grid');
+  const navigations = [];
+  page.on('framenavigated', (f) => { if (f === page.mainFrame()) navigations.push(f.url()); });
+  const created = await api('/api/v1/cases', {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ class_code: '0110', lon: near[0], lat: near[1], description: '浏览器测试 暴露垃圾', source: 'supervisor' }),
+  });
+  const tCreated = Date.now();
+  check(created.id != null, `POST /api/v1/cases answered without an id: ${JSON.stringify(created)}`);
+  log(`created case ${created.id} (status ${created.status}, light ${created.light})`);
+  const shown = ({ id, layers }) => {
+    const map = window.onemapMap;
+    const inList = !!document.querySelector(`#case-list li[data-case-id="${id}"]`);
+    const rendered = map.queryRenderedFeatures({ layers }).some((f) => String(f.properties.id) === String(id));
+    return inList && rendered;
+  };
+  await page.waitForFunction(shown, { id: created.id, layers: ['live-case', 'case-point'] }, { timeout: LIVE_WITHIN_MS, polling: 50 })
+    .catch(() => { throw new Error(`case ${created.id} was not in the list and on the map within ${LIVE_WITHIN_MS} ms`); });
+  log(`case ${created.id} on the page after ${Date.now() - tCreated} ms`);
+  // The refreshed tiles carry it too (tiles.invalidated -> map.refreshTiles), a moment later.
+  await page.waitForFunction(
+    (id) => window.onemapMap.queryRenderedFeatures({ layers: ['case-point'] }).some((f) => String(f.properties.id) === String(id)),
+    created.id, { timeout: 10_000, polling: 100 },
+  ).catch(() => { throw new Error(`case ${created.id} never reached the vector tiles (tiles.invalidated refresh)`); });
+  log(`case ${created.id} in the refreshed vector tiles after ${Date.now() - tCreated} ms`);
+  check(navigations.length === 0, `the page reloaded: ${navigations.join(', ')}`);
+  const listText = await page.textContent(`#case-list li[data-case-id="${created.id}"]`);
+  check(listText.includes('暴露垃圾'), `the list item does not name the class: ${listText}`);
+
+  // 4. A screenshot of the big screen.
+  // The overview the screen opened with, the new case among the others.
+  await page.evaluate(async (camera) => {
+    const map = window.onemapMap;
+    const idle = new Promise((r) => map.once('idle', r));
+    map.jumpTo(camera);
+    await idle;
+  }, overview);
+  await mkdir(dirname(artifact), { recursive: true });
+  await page.screenshot({ path: artifact });
+  log(`screenshot ${artifact}`);
+
+  // 5. Nothing left 127.0.0.1, and nothing broke.
+  const outside = requests.filter((u) => !isLocal(u));
+  check(requests.some((u) => u.includes('/tiles/')), 'no tile request was recorded (worker requests missing?)');
+  check(outside.length === 0, `requests left 127.0.0.1: ${[...new Set(outside)].slice(0, 10).join(', ')}`);
+  log(`${requests.length} requests, all to 127.0.0.1`);
+  check(pageErrors.length === 0, `page errors: ${pageErrors.join('; ')}`);
+  const mapErrors = await page.evaluate(() => window.onemapErrors);
+  check(mapErrors.length === 0, `map errors: ${mapErrors.join('; ')}`);
+  await browser.close();
+  console.log('browser test passed');
+}
+
+main().catch((e) => fail(e && e.message ? e.message : String(e)));

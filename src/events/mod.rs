@@ -192,6 +192,38 @@ impl Live {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::geo::tile::{TileCoord, tiles_covering};
+    use crate::tiles::cache::Rendered;
+
+    #[test]
+    fn a_moved_component_drops_tiles_at_both_ends_only() {
+        let city = crate::demo::generate(&crate::demo::DemoParams::scaled(0.05));
+        let (a, b) = (city.components[0].clone(), city.components[city.components.len() / 2].clone());
+        let live = Live::new(Arc::new(CityIndex::from_city(city)), 16);
+        let at = |c: &Component, z: u8| {
+            let e = c.envelope();
+            tiles_covering([e.lower()[0], e.lower()[1], e.lower()[0], e.lower()[1]], z).next().unwrap()
+        };
+        let bit = source_bit("components");
+        let z = 17;
+        let (from, to) = (at(&a, z), at(&b, z));
+        let elsewhere = TileCoord::new(z as u32, from.x + 7, from.y + 7).unwrap();
+        for t in [from, to, elsewhere] {
+            live.tiles.put(t, "components", bit, Arc::new(Rendered::new(Some(vec![1]))), live.tiles.generation());
+        }
+        let (mut rx, _) = live.feed.subscribe(None);
+        let mut moved = a.clone();
+        moved.geom = b.geom.clone();
+        let old = live.upsert(moved).expect("replaced");
+        assert_eq!(old.code, a.code);
+        assert!(live.tiles.get(from, "components").is_none(), "old place dropped");
+        assert!(live.tiles.get(to, "components").is_none(), "new place dropped");
+        assert!(live.tiles.get(elsewhere, "components").is_some(), "elsewhere kept");
+        let (e1, e2) = (rx.try_recv().unwrap(), rx.try_recv().unwrap());
+        assert_eq!((e1.name, e2.name), ("tiles.invalidated", "tiles.invalidated"));
+        assert!(rx.try_recv().is_err(), "one event per envelope");
+        assert_eq!(live.index.components.read().get(&a.code).unwrap().geom, b.geom);
+    }
 
     #[test]
     fn replay_resumes_after_the_last_seen_id_or_asks_for_a_resync() {

@@ -556,6 +556,11 @@ pub(crate) fn props_of<T: Record>(_: &Layer<T>) -> &'static [&'static str] {
     T::PROPERTIES
 }
 
+/// The properties a collection's vector tiles carry.
+pub(crate) fn tile_props_of<T: Record>(_: &Layer<T>) -> &'static [&'static str] {
+    T::TILE_PROPERTIES
+}
+
 pub async fn item(
     State(st): State<AppState>,
     headers: HeaderMap,

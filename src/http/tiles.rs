@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::features::{base_url, props_of, unknown_collection, with_collection};
+use super::features::{base_url, props_of, tile_props_of, unknown_collection, with_collection};
 use super::params::{Params, PathParams};
 use crate::geo::tile::{MAX_ZOOM, TileCoord};
 use crate::index::CityIndex;
@@ -160,8 +160,9 @@ pub async fn tilejson(
                 Some(a) => [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])],
             });
         }
+        let tile_props = with_collection!(st.index, tl.source, |layer| Ok::<_, ApiError>(tile_props_of(layer)))?;
         let mut fields: serde_json::Map<String, serde_json::Value> =
-            properties_of(&st.index, tl.source)?.iter().map(|p| (p.to_string(), json!("String"))).collect();
+            tile_props.iter().map(|p| (p.to_string(), json!("String"))).collect();
         if tl.derived || tiles::aggregate_below(tl.id).is_some() {
             fields.insert("count".into(), json!("Number"));
         }

@@ -2,6 +2,7 @@
 //! updated in place on every change (insert, move, remove) without a rebuild. Queries are an
 //! envelope search in the tree followed by exact refinement with `geo`.
 
+pub mod pyramid;
 mod record;
 
 pub use record::{PropValue, Record};
@@ -65,6 +66,7 @@ use hashbrown::HashTable;
 use rstar::{AABB, RTree, RTreeObject};
 
 use crate::model::Str;
+use pyramid::{CountPyramid, fixed_centre};
 
 /// What the R-tree holds: a feature's envelope and the slot of the feature in the layer.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +95,8 @@ pub struct Layer<T> {
     hasher: std::hash::RandomState,
     free: Vec<u32>,
     tree: RTree<Entry>,
+    /// Counts per cell for aggregated tiles, in layers drawn aggregated at low zooms.
+    counts: Option<CountPyramid>,
 }
 
 impl<T> Default for Layer<T> {
@@ -103,6 +107,7 @@ impl<T> Default for Layer<T> {
             hasher: Default::default(),
             free: Vec::new(),
             tree: RTree::new(),
+            counts: None,
         }
     }
 }
@@ -112,9 +117,12 @@ impl<T: Record> Layer<T> {
     pub fn bulk(records: Vec<T>) -> Self {
         let entries: Vec<Entry> =
             records.iter().enumerate().map(|(i, r)| Entry { env: r.envelope(), slot: i as u32 }).collect();
+        let counts = crate::tiles::aggregate_below(T::COLLECTION)
+            .map(|below| CountPyramid::build(entries.iter().map(|e| fixed_centre(&e.env)), below));
         let mut layer = Layer {
             items: records.into_iter().map(Some).collect(),
             tree: RTree::bulk_load(entries),
+            counts,
             ..Default::default()
         };
         let Layer { items, keys, hasher, .. } = &mut layer;
@@ -165,8 +173,14 @@ impl<T: Record> Layer<T> {
             let old = self.items[slot as usize].replace(record);
             if let Some(o) = &old {
                 self.tree.remove(&Entry { env: o.envelope(), slot });
+                if let Some(c) = &mut self.counts {
+                    c.remove(fixed_centre(&o.envelope()));
+                }
             }
             self.tree.insert(Entry { env, slot });
+            if let Some(c) = &mut self.counts {
+                c.add(fixed_centre(&env));
+            }
             old
         } else {
             let slot = match self.free.pop() {
@@ -182,6 +196,9 @@ impl<T: Record> Layer<T> {
             let Layer { items, keys, hasher, .. } = self;
             keys.insert_unique(hasher.hash_one(key.as_str()), slot, |&s| slot_hash(hasher, items, s));
             self.tree.insert(Entry { env, slot });
+            if let Some(c) = &mut self.counts {
+                c.add(fixed_centre(&env));
+            }
             None
         }
     }
@@ -193,8 +210,16 @@ impl<T: Record> Layer<T> {
         let slot = keys.find_entry(h, |&s| items[s as usize].as_ref().is_some_and(|r| r.has_key(key))).ok()?.remove().0;
         let old = self.items[slot as usize].take()?;
         self.tree.remove(&Entry { env: old.envelope(), slot });
+        if let Some(c) = &mut self.counts {
+            c.remove(fixed_centre(&old.envelope()));
+        }
         self.free.push(slot);
         Some(old)
+    }
+
+    /// The count pyramid of a layer drawn aggregated at low zooms.
+    pub fn counts(&self) -> Option<&CountPyramid> {
+        self.counts.as_ref()
     }
 
     /// Every record in slot order.

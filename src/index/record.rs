@@ -48,6 +48,9 @@ pub trait Record: Send + Sync + 'static {
     const COLLECTION: &'static str;
     /// Property names, in output order; `code`/`id` first.
     const PROPERTIES: &'static [&'static str];
+    /// The properties vector tiles carry: what a map styles, labels and filters on. Long text
+    /// stays out (a click fetches the feature), which keeps dense tiles light.
+    const TILE_PROPERTIES: &'static [&'static str] = Self::PROPERTIES;
 
     /// The feature id, unique in the layer.
     fn key(&self) -> Str;
@@ -197,6 +200,7 @@ impl Record for Component {
         "change_date",
         "source",
     ];
+    const TILE_PROPERTIES: &'static [&'static str] = &["code", "name", "class_code", "status", "grid_code"];
     fn key(&self) -> Str {
         self.code.clone()
     }
@@ -266,6 +270,8 @@ impl Record for Case {
         "light",
         "version",
     ];
+    const TILE_PROPERTIES: &'static [&'static str] =
+        &["id", "class_code", "kind", "source", "status", "urgency", "grid_code", "reported_at", "light"];
     fn key(&self) -> Str {
         Str::from(self.id.to_string())
     }

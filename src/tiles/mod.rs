@@ -10,7 +10,7 @@ use geozero::mvt::{Message, TagsBuilder, Tile, TileValue, tile};
 pub mod cache;
 
 use crate::geo::tile::{TileCoord, lonlat_to_mercator, mercator_to_lonlat};
-use crate::index::{COLLECTIONS, CityIndex, Layer, PropValue, Record};
+use crate::index::{COLLECTIONS, CityIndex, Layer, PropValue, Record, pyramid};
 
 /// Tile coordinate space, as MapLibre expects.
 pub const EXTENT: u32 = 4096;
@@ -51,7 +51,7 @@ pub fn encode_layer<T: Record>(layer: &Layer<T>, tile: TileCoord, keep: impl Fn(
             continue;
         }
         feature.id = rec.key().parse::<u64>().ok();
-        for &name in T::PROPERTIES {
+        for &name in T::TILE_PROPERTIES {
             let value = match rec.prop(name) {
                 Some(PropValue::Str(s)) => TileValue::Str(s.to_string()),
                 Some(PropValue::Owned(s)) => TileValue::Str(s),
@@ -126,25 +126,69 @@ pub fn render(
     ids: &[TileLayer],
     filters: &[Vec<(String, String)>],
 ) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    for (tl, filters) in ids.iter().zip(filters) {
-        // Point layers below their aggregation zoom, and derived density layers, are counts
-        // per cell. Filters on properties a layer lacks leave that layer alone.
-        let counts = tl.counts_at(coord.z);
-        let layer = crate::index::with_layer!(
+    render_within(index, coord, ids, filters, MAX_TILE_BYTES)
+}
+
+/// [`render`] with a size budget in bytes.
+fn render_within(
+    index: &CityIndex,
+    coord: TileCoord,
+    ids: &[TileLayer],
+    filters: &[Vec<(String, String)>],
+    budget: usize,
+) -> Option<Vec<u8>> {
+    // (position in the request, encoded layer, whether it could be drawn as counts instead)
+    let mut out: Vec<(usize, tile::Layer, bool)> = Vec::new();
+    let draw = |i: usize, as_counts: bool| {
+        let (tl, filters) = (&ids[i], &filters[i]);
+        crate::index::with_layer!(
             index,
             tl.source,
             |layer| {
-                let keep = |r: &_| Record::matches(r, filters);
-                if counts { encode_counts(layer, coord, tl.id, keep) } else { encode_layer(layer, coord, keep) }
+                if as_counts {
+                    encode_counts(layer, coord, tl.id, filters)
+                } else {
+                    encode_layer(layer, coord, |r: &_| Record::matches(r, filters))
+                }
             },
             // Layers are parsed into known ones before rendering.
             |_unknown| None
-        );
-        out.extend(layer);
+        )
+    };
+    for (i, tl) in ids.iter().enumerate() {
+        // Point layers below their aggregation zoom, and derived density layers, are counts
+        // per cell. Filters on properties a layer lacks leave that layer alone.
+        let counts = tl.counts_at(coord.z);
+        if let Some(layer) = draw(i, counts) {
+            out.push((i, layer, !counts && aggregate_below(tl.source).is_some()));
+        }
     }
-    encode_tile(out)
+    // The size guarantee: while the tile is over budget, the largest layer of single points
+    // becomes counts per cell (a hotspot of a million cases at z15 is a blob of points anyway).
+    loop {
+        let total: usize = out.iter().map(|l| l.1.encoded_len()).sum();
+        if total <= budget {
+            break;
+        }
+        let Some(k) =
+            out.iter().enumerate().filter(|(_, l)| l.2).max_by_key(|(_, l)| l.1.encoded_len()).map(|(k, _)| k)
+        else {
+            break;
+        };
+        let i = out[k].0;
+        match draw(i, true) {
+            Some(layer) => out[k] = (i, layer, false),
+            None => {
+                out.remove(k);
+            }
+        }
+    }
+    encode_tile(out.into_iter().map(|l| l.1).collect())
 }
+
+/// The most a tile may weigh before its point layers are aggregated: under the 500 KB that
+/// keeps a big screen fluid, with room for the tile's framing.
+pub const MAX_TILE_BYTES: usize = 480 * 1024;
 
 /// Tile layers that are not collections: (id, the collection they aggregate, title).
 pub const DERIVED: &[(&str, &str, &str)] = &[("case_density", "cases", "案件密度 Case density (count per cell)")];
@@ -168,45 +212,53 @@ pub fn aggregate_below(collection: &str) -> Option<u8> {
     }
 }
 
-/// Counts per cell of the records that pass `keep` and whose representative point lies in the
-/// tile itself (not the buffer, so no record is counted in two tiles), as one point feature per
-/// non-empty cell at the mean position of its records, with a `count` property. The layer is
-/// named `name`.
+/// Counts per cell of the records that match `filters` and whose representative point (the
+/// envelope centre) lies in the tile itself (not the buffer, so no record is counted in two
+/// tiles), as one point feature per non-empty cell at the mean position of its records, with a
+/// `count` property. The layer is named `name`.
+///
+/// Without filters, a layer's count pyramid answers from at most 4,096 cells; with filters, or
+/// at zooms the pyramid does not cover, the records under the tile are counted. Both place
+/// records in cells the same way ([`pyramid::fixed`]), so both give the same tile.
 pub fn encode_counts<T: Record>(
     layer: &Layer<T>,
     tile: TileCoord,
     name: &str,
-    keep: impl Fn(&T) -> bool,
+    filters: &[(String, String)],
 ) -> Option<tile::Layer> {
-    let [l, b, r, t] = tile.bounds_mercator();
-    let (sx, sy) = (EXTENT as f64 / (r - l), EXTENT as f64 / (t - b));
-    let cells_per_side = EXTENT / CELL;
-    // (count, sum x, sum y) per cell, in a BTreeMap so the output order is stable.
-    let mut cells: std::collections::BTreeMap<(u32, u32), (u64, f64, f64)> = std::collections::BTreeMap::new();
-    // Envelope centres stand for the records (exact for points), so counting a million records
-    // needs neither exact refinement nor a geometry copy each.
-    for (rec, [cx, cy]) in layer.in_envelope(tile.bounds()) {
-        if !keep(rec) {
-            continue;
+    let level = tile.z + pyramid::CELL_BITS;
+    let from_pyramid =
+        if filters.is_empty() { layer.counts().and_then(|p| p.tile_cells(tile.z, tile.x, tile.y)) } else { None };
+    let cells: Vec<pyramid::Cell> = match from_pyramid {
+        Some(cells) => cells.map(|(_, c)| *c).collect(),
+        None => {
+            // Keyed like the pyramid (Morton order), so both paths emit features in one order.
+            let mut cells: std::collections::BTreeMap<u64, pyramid::Cell> = std::collections::BTreeMap::new();
+            let shift = 32 - tile.z as u32;
+            for (rec, [cx, cy]) in layer.in_envelope(tile.bounds()) {
+                let p = pyramid::fixed(cx, cy);
+                if (p.0 as u64) >> shift != tile.x as u64
+                    || (p.1 as u64) >> shift != tile.y as u64
+                    || !rec.matches(filters)
+                {
+                    continue;
+                }
+                cells.entry(pyramid::cell_key(p, level)).or_default().add(p);
+            }
+            cells.into_values().collect()
         }
-        let (mx, my) = lonlat_to_mercator(cx, cy);
-        let (tx, ty) = ((mx - l) * sx, (t - my) * sy);
-        if !(0.0..EXTENT as f64).contains(&tx) || !(0.0..EXTENT as f64).contains(&ty) {
-            continue;
-        }
-        let key = (((tx as u32) / CELL).min(cells_per_side - 1), ((ty as u32) / CELL).min(cells_per_side - 1));
-        let c = cells.entry(key).or_insert((0, 0.0, 0.0));
-        c.0 += 1;
-        c.1 += tx;
-        c.2 += ty;
-    }
+    };
+    // Fixed-point units per tile, and the tile's origin in them.
+    let per_tile = 2f64.powi(32 - tile.z as i32);
+    let (ox, oy) = (tile.x as f64 * per_tile, tile.y as f64 * per_tile);
+    let to_tile = |sum: u64, n: u64, origin: f64| ((sum as f64 / n as f64 - origin) / per_tile * EXTENT as f64).round();
     let mut tags = TagsBuilder::new();
     let features: Vec<tile::Feature> = cells
-        .into_values()
-        .filter_map(|(n, x, y)| {
-            let p: Geometry<f64> = geo::Point::new((x / n as f64).round(), (y / n as f64).round()).into();
+        .into_iter()
+        .filter_map(|c| {
+            let p: Geometry<f64> = geo::Point::new(to_tile(c.sx, c.n, ox), to_tile(c.sy, c.n, oy)).into();
             let mut f = p.to_mvt_unscaled().ok()?;
-            let (k, v) = tags.insert_ref("count", TileValue::Uint(n));
+            let (k, v) = tags.insert_ref("count", TileValue::Uint(c.n));
             f.tags.extend([k, v]);
             Some(f)
         })
@@ -278,6 +330,47 @@ pub fn encode_tile(layers: Vec<tile::Layer>) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_count_pyramid_and_a_full_count_draw_the_same_tile() {
+        let city = crate::demo::generate(&crate::demo::DemoParams::scaled(0.05));
+        let mut layer = Layer::bulk(city.cases.clone());
+        // Live changes keep the pyramid in step: move one case, remove another.
+        let mut moved = city.cases[0].clone();
+        moved.geom = city.cases[1].geom;
+        layer.upsert(moved);
+        layer.remove(&city.cases[2].id.to_string());
+        let p = city.cases[1].geom;
+        // Every demo case has version 1: a filter that keeps all forces the full count.
+        let all = [("version".to_string(), "1".to_string())];
+        for z in 6..15u8 {
+            let t = crate::geo::tile::tiles_covering([p.x(), p.y(), p.x(), p.y()], z).next().unwrap();
+            let fast = encode_counts(&layer, t, "cases", &[]).expect("cases here");
+            let full = encode_counts(&layer, t, "cases", &all).expect("cases here");
+            assert_eq!(fast, full, "z{z}");
+        }
+    }
+
+    #[test]
+    fn a_tile_over_budget_draws_its_points_as_counts() {
+        let city = crate::demo::generate(&crate::demo::DemoParams::scaled(0.05));
+        let p = city.cases[0].geom;
+        let index = CityIndex::from_city(city);
+        let t = crate::geo::tile::tiles_covering([p.x(), p.y(), p.x(), p.y()], 15).next().unwrap();
+        let ids = [TileLayer::find("grids").unwrap(), TileLayer::find("cases").unwrap()];
+        let filters = [vec![], vec![]];
+        let decode = |b: Vec<u8>| Tile::decode(&b[..]).unwrap();
+        let full_bytes = render(&index, t, &ids, &filters).unwrap();
+        let full = decode(full_bytes.clone());
+        let cases = |tile: &Tile| tile.layers.iter().find(|l| l.name == "cases").cloned().unwrap();
+        assert!(cases(&full).keys.iter().any(|k| k == "status"), "single cases at z15");
+        let grids_size = full.layers.iter().find(|l| l.name == "grids").unwrap().encoded_len();
+        let small = render_within(&index, t, &ids, &filters, grids_size + 200).unwrap();
+        assert!(small.len() < full_bytes.len(), "{} < {}", small.len(), full_bytes.len());
+        let small = decode(small);
+        assert_eq!(small.layers[0].name, "grids", "layer order kept");
+        assert_eq!(cases(&small).keys, ["count"], "cases became counts");
+    }
 
     #[test]
     fn buffer_grows_the_tile_on_every_side() {

@@ -168,6 +168,8 @@ pub struct Case {
     pub closed_at: Option<DateTime<Utc>>,
     /// When the case must be closed by; its light (green, yellow, red) is measured against it.
     pub deadline_at: Option<DateTime<Utc>>,
+    /// The department the case is dispatched to, once it is.
+    pub dept_code: Option<Str>,
     pub version: i32,
     pub geom: Point<f64>,
 }

@@ -98,6 +98,7 @@ pub fn take_in(
         reported_at: now,
         closed_at: None,
         deadline_at: Some(super::provisional_deadline(urgency, now)),
+        dept_code: None,
         version: 1,
         geom: geo::Point::new(lon, lat),
     };

@@ -3,6 +3,8 @@
 //! evaluation grow here.
 
 pub mod intake;
+pub mod routing;
+pub mod workflow;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -42,8 +44,8 @@ impl Light {
     }
 }
 
-/// Statuses in which a case no longer runs against its deadline.
-pub const FINISHED: &[&str] = &["closed", "voided", "rejected"];
+/// Statuses in which a case no longer runs against its deadline: the workflow's final ones.
+pub const FINISHED: &[&str] = workflow::TERMINAL;
 
 pub fn is_open(case: &Case) -> bool {
     !FINISHED.contains(&case.status.as_str())
@@ -151,6 +153,7 @@ pub(crate) fn sample(id: i64, status: &str, reported_at: DateTime<Utc>, limit_h:
         reported_at,
         closed_at: (status == "closed").then_some(reported_at),
         deadline_at: Some(reported_at + Duration::hours(limit_h)),
+        dept_code: None,
         version: 1,
         geom: geo::Point::new(0.0, 0.0),
     }

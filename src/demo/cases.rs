@@ -239,6 +239,7 @@ pub(super) fn cases(
             reported_at: at(ts),
             closed_at: closed.map(at),
             deadline_at: Some(crate::cases::provisional_deadline(if urgent { "urgent" } else { "normal" }, at(ts))),
+            dept_code: None,
             version: 1,
             geom: ::geo::Point::new(ll[0], ll[1]),
         });

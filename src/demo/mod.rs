@@ -33,7 +33,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::model::{City, Community, District, Grid, Responsibility, Str, Street};
+use crate::model::{City, Community, Component, District, Grid, Responsibility, Str, Street};
 use dissolve::Region;
 use layout::{StreetEdge, Tiling};
 use locate::GridIndex;
@@ -386,15 +386,25 @@ pub fn generate(p: &DemoParams) -> City {
     let sensors =
         assets::sensors(&world, &components, &comp_grid, &component_classes, p.sensors, &mut rng_for(p.seed, 4));
     let catalogue = cases::Catalogue { components: &component_classes, events: &event_classes, event_profile: &eprof };
-    let cases = cases::cases(&world, &components, &comp_grid, &catalogue, p.cases, &mut rng_for(p.seed, 5));
+    let mut cases = cases::cases(&world, &components, &comp_grid, &catalogue, p.cases, &mut rng_for(p.seed, 5));
     drop(comp_grid);
+    // Cases that got as far as dispatch went where owner-first routing sends them.
+    let departments = world.depts.list;
+    let dict = crate::index::Dictionaries::new(departments.clone(), responsibilities.clone(), vec![], vec![]);
+    let by_code: std::collections::HashMap<&str, &Component> =
+        components.iter().map(|c| (c.code.as_str(), c)).collect();
+    for c in cases.iter_mut().filter(|c| !matches!(c.status.as_str(), "reported" | "filed")) {
+        let component = c.component_code.as_deref().and_then(|k| by_code.get(k).copied());
+        c.dept_code = crate::cases::routing::suggest(&dict, c, component).map(|s| s.0);
+    }
+    drop(by_code);
 
     City {
         districts,
         streets,
         communities,
         grids,
-        departments: world.depts.list,
+        departments,
         responsibilities,
         component_classes,
         event_classes,

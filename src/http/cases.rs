@@ -5,15 +5,17 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Datelike, FixedOffset, TimeZone, Utc};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::params::{JsonBody, Params, PathParams};
-use crate::auth::Role;
-use crate::cases::intake::{NewCase, take_in};
+use crate::auth::{AuthError, Role};
+use crate::cases::intake::{self, NewCase, take_in};
 use crate::cases::{self, Light, is_open, light, light_clock};
+use crate::cases::{routing, workflow};
 use crate::index::Record;
 use crate::model::{Case, CaseStep};
 use crate::store::{self, schema::Val};
@@ -37,12 +39,153 @@ pub async fn create(
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(body)).into_response())
 }
 
+/// The body of `POST /api/v1/cases/{id}/actions`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    pub action: String,
+    pub expected_version: i32,
+    #[serde(default)]
+    pub note: Option<String>,
+    /// `dispatch`: the department (default: the owner-first suggestion).
+    #[serde(default)]
+    pub dept_code: Option<String>,
+    /// `request_postpone` and `approve_postpone`: extra hours asked for or granted.
+    #[serde(default)]
+    pub hours: Option<f64>,
+}
+
+/// Longest postponement one request may ask for: a month.
+const MAX_POSTPONE_HOURS: f64 = 720.0;
+
+/// `POST /api/v1/cases/{id}/actions`: one workflow step. The workflow decides (403, 422), the
+/// store applies it only at `expected_version` (409 otherwise), then the index, tiles and feed
+/// follow.
+pub async fn act(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    PathParams(id): PathParams<String>,
+    JsonBody(req): JsonBody<ActionRequest>,
+) -> ApiResult<Response> {
+    let case = st
+        .index
+        .cases
+        .read()
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("unknown-case", format!("no case {id:?}")))?;
+    // A department sees and acts on its own cases only.
+    if who.role == Role::Department && (case.dept_code.is_none() || case.dept_code != who.dept_code) {
+        return Err(AuthError::Forbidden {
+            role: "department",
+            action: format!("act on case {id}, which is not dispatched to it"),
+        }
+        .into());
+    }
+    let next = workflow::transition(&case.status, &req.action, who.role)?;
+    if req.expected_version != case.version {
+        return Err(stale(case.version, req.expected_version));
+    }
+    let note = req.note.as_deref().map(str::trim).filter(|n| !n.is_empty());
+    if note.is_some_and(|n| n.chars().count() > intake::MAX_DESCRIPTION) {
+        return Err(ApiError::bad_request(
+            "invalid-action",
+            format!("note longer than {} characters", intake::MAX_DESCRIPTION),
+        ));
+    }
+    let now = Utc::now();
+    let mut new = Case { status: next.into(), version: case.version + 1, ..case.clone() };
+    let hours = || -> ApiResult<f64> {
+        req.hours.filter(|h| h.is_finite() && *h > 0.0 && *h <= MAX_POSTPONE_HOURS).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid-action",
+                format!("{} needs hours between 0 and {MAX_POSTPONE_HOURS}", req.action),
+            )
+        })
+    };
+    match req.action.as_str() {
+        "dispatch" => {
+            let dept = match &req.dept_code {
+                Some(d) => d.as_str().into(),
+                None => suggestion(&st, &case).map(|s| s.0).ok_or_else(|| {
+                    ApiError::bad_request("invalid-action", "no department could be suggested: give dept_code")
+                })?,
+            };
+            if !st.index.dict.read().departments.contains_key(&dept) {
+                return Err(ApiError::bad_request("unknown-department", format!("no department {dept:?}")));
+            }
+            new.dept_code = Some(dept);
+        }
+        // Back to dispatch: the next department is chosen anew.
+        "approve_return" => new.dept_code = None,
+        "request_postpone" => {
+            hours()?;
+        }
+        "approve_postpone" => {
+            let h = hours()?;
+            new.deadline_at = new.deadline_at.map(|d| d + chrono::Duration::seconds((h * 3600.0) as i64));
+        }
+        "close" => new.closed_at = Some(now),
+        _ => {}
+    }
+    let step_note = match (req.action.as_str(), req.hours) {
+        ("request_postpone" | "approve_postpone", Some(h)) => {
+            Some(format!("{h} h{}", note.map(|n| format!(": {n}")).unwrap_or_default()))
+        }
+        _ => note.map(String::from),
+    };
+    let step = CaseStep {
+        case_id: case.id,
+        seq: new.version,
+        action: req.action.as_str().into(),
+        actor: who.actor.clone(),
+        role: who.role.as_str().into(),
+        dept_code: who
+            .dept_code
+            .clone()
+            .or_else(|| (req.action == "dispatch").then(|| new.dept_code.clone()).flatten()),
+        status_from: Some(case.status.clone()),
+        status_to: next.into(),
+        at: now,
+        note: step_note,
+    };
+    if !st.store.update_case(&new, req.expected_version, &step).await? {
+        let current = st.index.cases.read().get(&id).map(|c| c.version).unwrap_or(case.version);
+        return Err(stale(current, req.expected_version));
+    }
+    st.live.upsert(new.clone());
+    let mut body = cases::to_json(&new);
+    st.live.feed.publish("case.updated", &body);
+    if next == "filed" {
+        if let Some((code, basis)) = suggestion(&st, &new) {
+            body["suggested_dept"] = json!({"code": code, "basis": basis.as_str()});
+        }
+    }
+    Ok(axum::Json(body).into_response())
+}
+
+fn stale(current: i32, expected: i32) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "version-conflict",
+        "Conflict",
+        format!("the case is at version {current}, not {expected}: reload it and try again"),
+    )
+}
+
+/// The owner-first suggestion for a case.
+fn suggestion(st: &AppState, case: &Case) -> Option<(crate::model::Str, routing::Basis)> {
+    let component = case.component_code.as_ref().and_then(|c| st.index.components.read().get(c).cloned());
+    routing::suggest(&st.index.dict.read(), case, component.as_ref())
+}
+
 /// `GET /api/v1/cases/{id}`: the case with its deadline, light and whole history.
 pub async fn get_case(State(st): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult<Response> {
     let unknown = || ApiError::not_found("unknown-case", format!("no case {id:?}"));
     let case_id: i64 = id.parse().map_err(|_| unknown())?;
     let case = st.index.cases.read().get(&id).cloned().ok_or_else(unknown)?;
-    let steps: Vec<CaseStep> = store::find(&*st.store, "case_id", Val::Int(case_id)).await?;
+    let mut steps: Vec<CaseStep> = store::find(&*st.store, "case_id", Val::Int(case_id)).await?;
+    steps.sort_by_key(|s| s.seq);
     let mut body = cases::to_json(&case);
     body["deadline"] = body["deadline_at"].clone();
     body["history"] = steps

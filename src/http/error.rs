@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::auth::AuthError;
 use crate::cases::intake::IntakeError;
+use crate::cases::workflow::WorkflowError;
 use crate::geo::{CrsError, TileError};
 use crate::grids::GridError;
 use crate::store::StoreError;
@@ -97,6 +98,23 @@ impl From<AuthError> for ApiError {
                 ApiError::bad_request("invalid-token-request", e.to_string())
             }
             AuthError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<WorkflowError> for ApiError {
+    fn from(e: WorkflowError) -> Self {
+        match e {
+            WorkflowError::UnknownAction(_) => ApiError::bad_request("unknown-action", e.to_string()),
+            WorkflowError::Forbidden { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", e.to_string())
+            }
+            WorkflowError::Illegal { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "illegal-transition",
+                "Illegal transition",
+                e.to_string(),
+            ),
         }
     }
 }

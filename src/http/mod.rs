@@ -74,6 +74,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/cases", get(cases::list).post(cases::create))
         .route("/api/v1/cases/summary", get(cases::summary))
         .route("/api/v1/cases/{id}", get(cases::get_case))
+        .route("/api/v1/cases/{id}/actions", axum::routing::post(cases::act))
         .merge(web::routes())
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)

@@ -268,6 +268,7 @@ impl Record for Case {
         "closed_at",
         "deadline_at",
         "light",
+        "dept_code",
         "version",
     ];
     const TILE_PROPERTIES: &'static [&'static str] =
@@ -296,6 +297,7 @@ impl Record for Case {
             "reported_at" => time(Some(self.reported_at)),
             "closed_at" => time(self.closed_at),
             "deadline_at" => time(self.deadline_at),
+            "dept_code" => os(&self.dept_code),
             // Read at the light clock, never the wall clock: see `cases::light_clock`.
             "light" => crate::cases::light(self, crate::cases::light_clock())
                 .map(|l| PropValue::Str(l.as_str()))

@@ -12,6 +12,9 @@ use super::schema::{self, ColType, Filter, RowReader, RowSink, RowWriter, Table,
 use super::{Progress, Store, StoreError};
 use crate::model::{Case, CaseStep, City};
 
+/// Timestamps as GeoPackage DATETIME text (RFC 3339, UTC, milliseconds).
+const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.3fZ";
+
 /// SRS id of CGCS2000 in `gpkg_spatial_ref_sys`.
 const SRS_ID: i32 = 4490;
 
@@ -136,6 +139,14 @@ impl Store for GpkgStore {
         Ok(id)
     }
 
+    async fn update_case(&self, case: &Case, expected_version: i32, step: &CaseStep) -> Result<bool, StoreError> {
+        let _turn = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let applied = schema::write_case_step(&mut GpkgIo { conn: &mut tx }, case, expected_version, step).await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }
@@ -150,6 +161,21 @@ fn city_bounds(city: &City) -> Option<geo::Rect<f64>> {
     })
 }
 
+/// Binds one value in SQLite's dialect; geometry takes the next of `geoms` (GeoPackage binary).
+fn bind<'a>(
+    b: &mut sqlx::query_builder::Separated<'_, 'a, Sqlite, &'static str>,
+    v: &'a Val,
+    geoms: &mut impl Iterator<Item = Vec<u8>>,
+) {
+    if !schema::bind_plain(b, v) {
+        match v {
+            Val::Time(t) => b.push_bind(t.map(|t| t.format(TIME_FORMAT).to_string())),
+            Val::Json(j) => b.push_bind(j.as_ref().map(|j| j.to_string())),
+            _ => b.push_bind(geoms.next().expect("one encoding per geometry")),
+        };
+    }
+}
+
 struct GpkgIo<'c> {
     conn: &'c mut sqlx::SqliteConnection,
 }
@@ -161,17 +187,21 @@ impl RowWriter for GpkgIo<'_> {
             return Ok(());
         }
         let mut geoms = table.encode_geoms(rows, encode_gpkg)?.into_iter();
-        let mut qb = table.insert::<Sqlite>(rows, |b, v| {
-            if !schema::bind_plain(b, v) {
-                match v {
-                    Val::Time(t) => b.push_bind(t.map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())),
-                    Val::Json(j) => b.push_bind(j.as_ref().map(|j| j.to_string())),
-                    _ => b.push_bind(geoms.next().expect("one encoding per geometry")),
-                };
-            }
-        });
+        let mut qb = table.insert::<Sqlite>(rows, |b, v| bind(b, v, &mut geoms));
         qb.build().execute(&mut *self.conn).await?;
         Ok(())
+    }
+
+    async fn update_row(
+        &mut self,
+        table: &'static Table,
+        row: &[Val],
+        key: (&'static str, &Val),
+        guard: (&'static str, &Val),
+    ) -> Result<u64, StoreError> {
+        // Updates leave geometry alone: no encodings needed.
+        let mut qb = table.update::<Sqlite>(row, key, guard, |b, v| bind(b, v, &mut std::iter::empty()));
+        Ok(qb.build().execute(&mut *self.conn).await?.rows_affected())
     }
 }
 

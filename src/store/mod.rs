@@ -75,6 +75,11 @@ pub trait Store: Send + Sync {
     /// assigns the id (whatever `case.id` and `first.case_id` hold) and returns it.
     async fn create_case(&self, case: &Case, first: &CaseStep) -> Result<i64, StoreError>;
 
+    /// Applies one workflow step: the case (with its new status and version) replaces the stored
+    /// one if that is still at `expected_version`, and the step joins the history, in one
+    /// transaction. `false`, with nothing written, when another change got there first.
+    async fn update_case(&self, case: &Case, expected_version: i32, step: &CaseStep) -> Result<bool, StoreError>;
+
     /// Waits for in-flight work and closes the connections.
     async fn close(&self);
 }

@@ -111,8 +111,33 @@ impl Store for PostgisStore {
         Ok(id)
     }
 
+    async fn update_case(&self, case: &Case, expected_version: i32, step: &CaseStep) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let applied = schema::write_case_step(&mut PgIo { conn: &mut tx }, case, expected_version, step).await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Binds one value in PostgreSQL's dialect; geometry takes the next of `geoms` (WKB).
+fn bind<'a>(
+    b: &mut sqlx::query_builder::Separated<'_, 'a, Postgres, &'static str>,
+    v: &'a Val,
+    geoms: &mut impl Iterator<Item = Vec<u8>>,
+) {
+    if !schema::bind_plain(b, v) {
+        match v {
+            Val::Time(t) => b.push_bind(*t),
+            Val::Json(j) => b.push_bind(j.clone().map(sqlx::types::Json)),
+            _ => b
+                .push("ST_GeomFromWKB(")
+                .push_bind_unseparated(geoms.next().expect("one encoding per geometry"))
+                .push_unseparated(", 4490)"),
+        };
     }
 }
 
@@ -127,20 +152,21 @@ impl RowWriter for PgIo<'_> {
             return Ok(());
         }
         let mut geoms = table.encode_geoms(rows, |g| g.to_wkb(CoordDimensions::xy()))?.into_iter();
-        let mut qb = table.insert::<Postgres>(rows, |b, v| {
-            if !schema::bind_plain(b, v) {
-                match v {
-                    Val::Time(t) => b.push_bind(*t),
-                    Val::Json(j) => b.push_bind(j.clone().map(sqlx::types::Json)),
-                    _ => b
-                        .push("ST_GeomFromWKB(")
-                        .push_bind_unseparated(geoms.next().expect("one encoding per geometry"))
-                        .push_unseparated(", 4490)"),
-                };
-            }
-        });
+        let mut qb = table.insert::<Postgres>(rows, |b, v| bind(b, v, &mut geoms));
         qb.build().execute(&mut *self.conn).await?;
         Ok(())
+    }
+
+    async fn update_row(
+        &mut self,
+        table: &'static Table,
+        row: &[Val],
+        key: (&'static str, &Val),
+        guard: (&'static str, &Val),
+    ) -> Result<u64, StoreError> {
+        // Updates leave geometry alone: no encodings needed.
+        let mut qb = table.update::<Postgres>(row, key, guard, |b, v| bind(b, v, &mut std::iter::empty()));
+        Ok(qb.build().execute(&mut *self.conn).await?.rows_affected())
     }
 }
 

@@ -60,6 +60,39 @@ impl Table {
     /// `SELECT` of every column ordered by `order` (a stable order the backend reads fast),
     /// each column written by `expr` (a backend's conversion, such as PostGIS's
     /// `ST_AsBinary(geom)`).
+    /// `UPDATE` of every column but the geometry and `key` to the values of `row`, for the row
+    /// whose `key` column equals `key_val` and whose `guard` column equals `guard_val` (optimistic
+    /// concurrency: the statement changes nothing when another writer got there first).
+    /// Row-value syntax, `SET (a, b) = (x, y)`, which PostgreSQL and SQLite share.
+    pub fn update<'a, DB: sqlx::Database>(
+        &self,
+        row: &'a [Val],
+        (key, key_val): (&str, &'a Val),
+        (guard, guard_val): (&str, &'a Val),
+        mut bind: impl FnMut(&mut sqlx::query_builder::Separated<'_, 'a, DB, &'static str>, &'a Val),
+    ) -> sqlx::QueryBuilder<'a, DB> {
+        let set: Vec<(&str, &'a Val)> = self
+            .cols
+            .iter()
+            .zip(row)
+            .filter(|((n, t), _)| *t != ColType::Geom && *n != key)
+            .map(|((n, _), v)| (*n, v))
+            .collect();
+        let names: Vec<&str> = set.iter().map(|s| s.0).collect();
+        let mut qb = sqlx::QueryBuilder::new(format!("UPDATE {} SET ({}) = (", self.name, names.join(", ")));
+        {
+            let mut values = qb.separated(", ");
+            for (_, v) in &set {
+                bind(&mut values, v);
+            }
+        }
+        qb.push(format!(") WHERE {key} = "));
+        bind(&mut qb.separated(""), key_val);
+        qb.push(format!(" AND {guard} = "));
+        bind(&mut qb.separated(""), guard_val);
+        qb
+    }
+
     /// With `filter`, only the rows whose column of that name equals the statement's one
     /// parameter (`$1`, which both PostgreSQL and SQLite accept).
     pub fn select(&self, filter: Option<&str>, order: &str, expr: impl Fn(&str, ColType) -> String) -> String {
@@ -160,6 +193,7 @@ pub static CASES: Table = Table {
         ("reported_at", Time),
         ("closed_at", Time),
         ("deadline_at", Time),
+        ("dept_code", Text),
         ("version", Int),
         ("geom", Geom),
     ],
@@ -491,6 +525,7 @@ impl Row for Case {
             Val::Time(Some(self.reported_at)),
             Val::Time(self.closed_at),
             Val::Time(self.deadline_at),
+            ot(&self.dept_code),
             Val::Int(self.version as i64),
             Val::Geom(self.geom.into()),
         ]
@@ -510,6 +545,7 @@ impl Row for Case {
             reported_at: c.required_time()?,
             closed_at: c.time()?,
             deadline_at: c.time()?,
+            dept_code: c.opt_text()?,
             version: c.int()? as i32,
             geom: c.point()?,
         })
@@ -615,6 +651,33 @@ pub type RowSink<'a> = &'a mut (dyn FnMut(Vec<Val>) -> Result<(), StoreError> + 
 pub trait RowWriter {
     /// Inserts rows into `table` within the backend's open transaction.
     async fn insert_rows(&mut self, table: &'static Table, rows: &[Vec<Val>]) -> Result<(), StoreError>;
+
+    /// Updates one row (see [`Table::update`]); returns how many rows changed (0 or 1).
+    async fn update_row(
+        &mut self,
+        table: &'static Table,
+        row: &[Val],
+        key: (&'static str, &Val),
+        guard: (&'static str, &Val),
+    ) -> Result<u64, StoreError>;
+}
+
+/// Applies a workflow step to a case: the case row moves from `expected_version` to the new
+/// version and the step is appended to the history. `false` (and nothing written) when the
+/// stored case is no longer at `expected_version`.
+pub async fn write_case_step(
+    io: &mut (dyn RowWriter + Send),
+    case: &Case,
+    expected_version: i32,
+    step: &CaseStep,
+) -> Result<bool, StoreError> {
+    let row = case.to_row();
+    let (id, expected) = (Val::Int(case.id), Val::Int(expected_version as i64));
+    if io.update_row(&CASES, &row, ("id", &id), ("version", &expected)).await? == 0 {
+        return Ok(false);
+    }
+    io.insert_rows(&CASE_STEPS, &[step.to_row()]).await?;
+    Ok(true)
 }
 
 /// Backend-side row reading, so `load_city` is written once over all tables.
@@ -717,6 +780,7 @@ async fn load_table<T: Row + Send>(
 pub fn order_column(table: &Table) -> &'static str {
     match table.name {
         "responsibilities" => "dept_code, scope, target",
+        "case_steps" => "case_id, seq",
         _ => table.cols[0].0,
     }
 }

@@ -211,3 +211,83 @@ async fn the_workflow_on_both_stores() {
         assert_eq!((d(&granted) - d(&dispatched)).num_hours(), 24);
     }
 }
+
+#[tokio::test]
+async fn open311_intake_on_both_stores() {
+    let city = small_city();
+    for (label, st) in both_stores("open311", city).await {
+        let app = onemap::app(st.clone());
+        let store = &*st.store;
+        let public = create(store, Role::Public, None, Some("随手拍")).await.unwrap();
+        let supervisor = create(store, Role::Supervisor, None, None).await.unwrap();
+        let admin = create(store, Role::Admin, None, None).await.unwrap();
+        let services = get(&app, "/open311/v2/services.json").await.json();
+        assert_eq!(services.as_array().unwrap().len(), city.event_classes.len());
+        assert_eq!(services[0]["service_code"], city.event_classes[0].code.as_str());
+
+        // WGS84 lat/long, form-encoded as the spec says.
+        let p = city.grids[7].geom.interior_point().unwrap();
+        let code = city.event_classes[1].code.to_string();
+        let form = |key: &str, service: &str, lat: f64| {
+            serde_urlencoded::to_string([
+                ("api_key", key.to_string()),
+                ("service_code", service.to_string()),
+                ("lat", lat.to_string()),
+                ("long", p.x().to_string()),
+                ("description", "路边有垃圾堆放".to_string()),
+            ])
+            .unwrap()
+        };
+        let post = |body: String| {
+            send(
+                &app,
+                axum::http::Request::post("/open311/v2/requests.json")
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(axum::body::Body::from(body))
+                    .unwrap(),
+            )
+        };
+        let r = post(form(&public, &code, p.y())).await;
+        assert_eq!(r.status, 200, "{label}: {}", String::from_utf8_lossy(&r.body));
+        let id = r.json()[0]["service_request_id"].as_str().unwrap().to_string();
+        let case = get(&app, &format!("/api/v1/cases/{id}")).await.json();
+        assert_eq!(case["source"], "public");
+        assert_eq!(case["class_code"], code.as_str());
+        assert_eq!(case["grid_code"], city.grids[7].code.as_str(), "{label}");
+
+        let list = get(&app, &format!("/open311/v2/requests.json?service_code={code}&status=open")).await.json();
+        assert!(list.as_array().unwrap().iter().any(|r| r["service_request_id"] == id.as_str()));
+        let one = get(&app, &format!("/open311/v2/requests/{id}.json")).await.json();
+        assert_eq!(one[0]["status"], "open");
+
+        // Walked to the end, the request is closed with the last note.
+        let mut c = case;
+        for action in ["accept", "file", "dispatch", "handle", "check_pass", "close"] {
+            let body = json!({"action": action, "expected_version": c["version"], "note": format!("{action} 完成")});
+            let r = post_as(&app, &format!("/api/v1/cases/{id}/actions"), Some(&admin), body.to_string().into_bytes())
+                .await;
+            assert_eq!(r.status, 200, "{label} {action}: {}", String::from_utf8_lossy(&r.body));
+            c = r.json();
+        }
+        let one = get(&app, &format!("/open311/v2/requests/{id}.json")).await.json();
+        assert_eq!(one[0]["status"], "closed");
+        assert_eq!(one[0]["status_notes"], "close 完成");
+        let closed = get(&app, "/open311/v2/requests.json?status=closed").await.json();
+        assert!(closed.as_array().unwrap().iter().any(|r| r["service_request_id"] == id.as_str()));
+
+        // Bad input: problems, nothing written.
+        let before = st.index.cases.read().len();
+        post(form("", &code, p.y()).replace("api_key=&", "")).await.problem(401);
+        post(form("om_wrong", &code, p.y())).await.problem(401);
+        post(form(&supervisor, &code, p.y())).await.problem(403);
+        post(form(&public, "9999", p.y())).await.problem(400);
+        post(form(&public, &code, 0.0)).await.problem(404);
+        post("api_key=x&lat=abc".into()).await.problem(400);
+        assert_eq!(st.index.cases.read().len(), before, "{label}");
+        get(&app, "/open311/v2/requests/abc.json").await.problem(404);
+        get(&app, "/open311/v2/requests.json?status=pending").await.problem(400);
+        get(&app, "/open311/v2/requests.json?start_date=2026-02-01T00:00:00Z&end_date=2026-01-01T00:00:00Z")
+            .await
+            .problem(400);
+    }
+}

@@ -30,13 +30,19 @@ pub async fn create(
     JsonBody(req): JsonBody<NewCase>,
 ) -> ApiResult<Response> {
     who.require(REPORTERS, "report cases")?;
-    let (mut case, first) = take_in(&req, &st.index, &who, Utc::now())?;
+    let case = report(&st, &who, &req).await?;
+    let location = format!("/api/v1/cases/{}", case.id);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(cases::to_json(&case))).into_response())
+}
+
+/// Takes in a report: validated, committed with its first history step, then applied to the
+/// index and announced as `case.created`. Shared by the API and the Open311 intake.
+pub async fn report(st: &AppState, who: &crate::auth::Principal, req: &NewCase) -> ApiResult<Case> {
+    let (mut case, first) = take_in(req, &st.index, who, Utc::now())?;
     case.id = st.store.create_case(&case, &first).await?;
     st.live.upsert(case.clone());
-    let body = cases::to_json(&case);
-    st.live.feed.publish("case.created", &body);
-    let location = format!("/api/v1/cases/{}", case.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(body)).into_response())
+    st.live.feed.publish("case.created", &cases::to_json(&case));
+    Ok(case)
 }
 
 /// The body of `POST /api/v1/cases/{id}/actions`.

@@ -8,6 +8,7 @@ pub mod events;
 pub mod features;
 pub mod health;
 pub mod locate;
+pub mod open311;
 pub mod params;
 pub mod tiles;
 pub mod web;
@@ -75,6 +76,9 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/cases/summary", get(cases::summary))
         .route("/api/v1/cases/{id}", get(cases::get_case))
         .route("/api/v1/cases/{id}/actions", axum::routing::post(cases::act))
+        .route("/open311/v2/services.json", get(open311::services))
+        .route("/open311/v2/requests.json", get(open311::get_requests).post(open311::post_request))
+        .route("/open311/v2/requests/{file}", get(open311::get_request))
         .merge(web::routes())
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)

@@ -101,6 +101,8 @@ pub struct FileConfig {
     pub store: Option<String>,
     pub tile_cache_mb: Option<usize>,
     pub web_dir: Option<PathBuf>,
+    /// The working calendar deadlines are counted on.
+    pub calendar: Option<crate::cases::calendar::Calendar>,
 }
 
 impl FileConfig {
@@ -121,6 +123,8 @@ pub enum ConfigError {
     Parse(PathBuf, String),
     #[error("store {0:?}: use a path ending in .gpkg or a postgres:// URL")]
     Store(String),
+    #[error(transparent)]
+    Calendar(crate::cases::calendar::CalendarError),
 }
 
 /// The settings `serve` runs with, after merging and validation.
@@ -131,6 +135,7 @@ pub struct ServeConfig {
     pub demo: bool,
     pub tile_cache_mb: usize,
     pub web_dir: PathBuf,
+    pub calendar: crate::cases::calendar::WorkCalendar,
 }
 
 impl ServeConfig {
@@ -143,6 +148,7 @@ impl ServeConfig {
             demo: args.demo,
             tile_cache_mb: args.tile_cache_mb.or(file.tile_cache_mb).unwrap_or(DEFAULT_TILE_CACHE_MB),
             web_dir: args.web_dir.clone().or(file.web_dir).unwrap_or_else(|| DEFAULT_WEB_DIR.into()),
+            calendar: (&file.calendar.unwrap_or_default()).try_into().map_err(ConfigError::Calendar)?,
         })
     }
 }

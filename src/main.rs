@@ -24,7 +24,8 @@ async fn main() -> anyhow::Result<()> {
             let state = onemap::server::start(&cfg.store, cfg.demo, cfg.tile_cache_mb)
                 .await
                 .with_context(|| format!("opening store {}", cfg.store))?
-                .with_web_dir(cfg.web_dir.clone());
+                .with_web_dir(cfg.web_dir.clone())
+                .with_calendar(cfg.calendar.clone());
             let addr = listener.local_addr()?;
             tracing::info!(listen = %addr, store = %cfg.store, "serving");
             // The bound address (port 0 picks a free one), for people and for scripts.

@@ -52,6 +52,7 @@ pub enum IntakeError {
 pub fn take_in(
     req: &NewCase,
     index: &CityIndex,
+    deadlines: &super::Deadlines,
     who: &Principal,
     now: DateTime<Utc>,
 ) -> Result<(Case, CaseStep), IntakeError> {
@@ -97,7 +98,7 @@ pub fn take_in(
         grid_code: Some(grid_code),
         reported_at: now,
         closed_at: None,
-        deadline_at: Some(super::provisional_deadline(urgency, now)),
+        deadline_at: Some(deadlines.due(&req.class_code, urgency, now)),
         dept_code: None,
         version: 1,
         geom: geo::Point::new(lon, lat),

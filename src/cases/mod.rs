@@ -2,6 +2,7 @@
 //! the rules for taking in a new report. The workflow state machine, dispatch routing and
 //! evaluation grow here.
 
+pub mod calendar;
 pub mod intake;
 pub mod routing;
 pub mod workflow;
@@ -9,7 +10,7 @@ pub mod workflow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::events::Live;
@@ -72,10 +73,21 @@ pub fn light(case: &Case, now: DateTime<Utc>) -> Option<Light> {
     })
 }
 
-/// Time limit from report to close, until the filing-standard table and working calendar take
-/// over: urgent cases within 4 hours, others within 3 days.
-pub fn provisional_deadline(urgency: &str, reported_at: DateTime<Utc>) -> DateTime<Utc> {
-    reported_at + if urgency == "urgent" { Duration::hours(4) } else { Duration::days(3) }
+/// How long cases may take: the filing standard counted on the working calendar.
+#[derive(Debug, Clone, Default)]
+pub struct Deadlines {
+    pub calendar: calendar::WorkCalendar,
+    pub standard: calendar::FilingStandard,
+}
+
+impl Deadlines {
+    /// The deadline of a case of `class_code` and `urgency` reported at `at`; classes the
+    /// standard does not know (it has `*` rows for both urgencies) get three working days.
+    pub fn due(&self, class_code: &str, urgency: &str, at: DateTime<Utc>) -> DateTime<Utc> {
+        self.standard
+            .deadline(&self.calendar, class_code, urgency, at)
+            .unwrap_or_else(|| self.calendar.add_work_hours(at, 3.0 * self.calendar.day_hours()))
+    }
 }
 
 /// The instant every light is read at. Lights change with time alone, so a tile or page that
@@ -152,7 +164,7 @@ pub(crate) fn sample(id: i64, status: &str, reported_at: DateTime<Utc>, limit_h:
         grid_code: None,
         reported_at,
         closed_at: (status == "closed").then_some(reported_at),
-        deadline_at: Some(reported_at + Duration::hours(limit_h)),
+        deadline_at: Some(reported_at + chrono::Duration::hours(limit_h)),
         dept_code: None,
         version: 1,
         geom: geo::Point::new(0.0, 0.0),
@@ -162,6 +174,7 @@ pub(crate) fn sample(id: i64, status: &str, reported_at: DateTime<Utc>, limit_h:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Duration;
 
     fn case(status: &str, hours_ago: i64, limit_h: i64) -> (Case, DateTime<Utc>) {
         let now = DateTime::parse_from_rfc3339("2026-11-25T08:00:00Z").unwrap().with_timezone(&Utc);

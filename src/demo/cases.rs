@@ -177,6 +177,8 @@ pub(super) fn cases(
         .collect();
 
     let source_cum = cumulative(SOURCES.iter().map(|s| s.1));
+    // Demo deadlines follow the default filing standard and calendar.
+    let deadlines = crate::cases::Deadlines::default();
     let mut out = Vec::with_capacity(n);
     for (i, &ts) in times.iter().enumerate() {
         let source = SOURCES[sample(&source_cum, rng)].0;
@@ -226,6 +228,7 @@ pub(super) fn cases(
         let who = if source == "public" || source == "hotline" { "市民反映：" } else { "" };
         let description = format!("{who}{place}{what}，{}", pick(&ASKS, rng));
         let (status, closed) = lifecycle(ts, urgent, rng);
+        let deadline_at = Some(deadlines.due(&class_code, if urgent { "urgent" } else { "normal" }, at(ts)));
         out.push(Case {
             id: i as i64 + 1,
             class_code,
@@ -238,7 +241,7 @@ pub(super) fn cases(
             grid_code: Some(world.grid_codes[g as usize].clone()),
             reported_at: at(ts),
             closed_at: closed.map(at),
-            deadline_at: Some(crate::cases::provisional_deadline(if urgent { "urgent" } else { "normal" }, at(ts))),
+            deadline_at,
             dept_code: None,
             version: 1,
             geom: ::geo::Point::new(ll[0], ll[1]),

@@ -38,7 +38,7 @@ pub async fn create(
 /// Takes in a report: validated, committed with its first history step, then applied to the
 /// index and announced as `case.created`. Shared by the API and the Open311 intake.
 pub async fn report(st: &AppState, who: &crate::auth::Principal, req: &NewCase) -> ApiResult<Case> {
-    let (mut case, first) = take_in(req, &st.index, who, Utc::now())?;
+    let (mut case, first) = take_in(req, &st.index, &st.deadlines, who, Utc::now())?;
     case.id = st.store.create_case(&case, &first).await?;
     st.live.upsert(case.clone());
     st.live.feed.publish("case.created", &cases::to_json(&case));

@@ -34,6 +34,8 @@ pub struct AppState {
     pub live: Arc<Live>,
     pub metrics: Arc<health::Metrics>,
     pub auth: Arc<auth::Tokens>,
+    /// Filing standard and working calendar.
+    pub deadlines: Arc<crate::cases::Deadlines>,
     /// The built big-screen page served at `/map/` (see [`web`]).
     pub web_dir: Arc<std::path::PathBuf>,
 }
@@ -44,12 +46,19 @@ impl AppState {
         let index = Arc::new(index);
         AppState {
             auth: Arc::new(auth::Tokens::new(store.clone())),
+            deadlines: Arc::new(crate::cases::Deadlines::default()),
             store,
             live: Arc::new(Live::new(index.clone(), tile_cache_mb)),
             index,
             metrics: Arc::new(health::Metrics::default()),
             web_dir: Arc::new(crate::config::DEFAULT_WEB_DIR.into()),
         }
+    }
+
+    /// Deadlines counted on `calendar` (from the config file's `[calendar]`).
+    pub fn with_calendar(mut self, calendar: crate::cases::calendar::WorkCalendar) -> Self {
+        self.deadlines = Arc::new(crate::cases::Deadlines { calendar, ..Default::default() });
+        self
     }
 }
 

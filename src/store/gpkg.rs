@@ -200,7 +200,7 @@ impl RowWriter for GpkgIo<'_> {
         guard: (&'static str, &Val),
     ) -> Result<u64, StoreError> {
         // Updates leave geometry alone: no encodings needed.
-        let mut qb = table.update::<Sqlite>(row, key, guard, |b, v| bind(b, v, &mut std::iter::empty()));
+        let mut qb = table.update::<Sqlite>("", row, key, guard, |b, v| bind(b, v, &mut std::iter::empty()));
         Ok(qb.build().execute(&mut *self.conn).await?.rows_affected())
     }
 }

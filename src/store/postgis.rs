@@ -10,6 +10,7 @@ use sqlx::{Postgres, Row as _};
 use super::schema::{self, ColType, Filter, RowReader, RowSink, RowWriter, Table, Val, unsupported_filter};
 use super::{Progress, Store, StoreError};
 use crate::model::{Case, CaseStep, City};
+use schema::Row;
 
 pub struct PostgisStore {
     pool: PgPool,
@@ -111,11 +112,25 @@ impl Store for PostgisStore {
         Ok(id)
     }
 
+    /// One statement, so one round trip and its own transaction: the guarded update feeds the
+    /// history insert, which therefore writes a step only when the update matched.
     async fn update_case(&self, case: &Case, expected_version: i32, step: &CaseStep) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let applied = schema::write_case_step(&mut PgIo { conn: &mut tx }, case, expected_version, step).await?;
-        tx.commit().await?;
-        Ok(applied)
+        let (row, step_row) = (case.to_row(), step.to_row());
+        let (id, expected) = (Val::Int(case.id), Val::Int(expected_version as i64));
+        let mut qb =
+            schema::CASES.update::<Postgres>("WITH moved AS (", &row, ("id", &id), ("version", &expected), |b, v| {
+                bind(b, v, &mut std::iter::empty())
+            });
+        let cols: Vec<&str> = schema::CASE_STEPS.cols.iter().map(|c| c.0).collect();
+        qb.push(format!(" RETURNING id) INSERT INTO case_steps ({}) SELECT ", cols.join(", ")));
+        {
+            let mut values = qb.separated(", ");
+            for v in &step_row {
+                bind(&mut values, v, &mut std::iter::empty());
+            }
+        }
+        qb.push(" FROM moved");
+        Ok(qb.build().execute(&self.pool).await?.rows_affected() == 1)
     }
 
     async fn close(&self) {
@@ -165,7 +180,7 @@ impl RowWriter for PgIo<'_> {
         guard: (&'static str, &Val),
     ) -> Result<u64, StoreError> {
         // Updates leave geometry alone: no encodings needed.
-        let mut qb = table.update::<Postgres>(row, key, guard, |b, v| bind(b, v, &mut std::iter::empty()));
+        let mut qb = table.update::<Postgres>("", row, key, guard, |b, v| bind(b, v, &mut std::iter::empty()));
         Ok(qb.build().execute(&mut *self.conn).await?.rows_affected())
     }
 }

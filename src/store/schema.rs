@@ -57,15 +57,14 @@ impl Table {
         qb
     }
 
-    /// `SELECT` of every column ordered by `order` (a stable order the backend reads fast),
-    /// each column written by `expr` (a backend's conversion, such as PostGIS's
-    /// `ST_AsBinary(geom)`).
     /// `UPDATE` of every column but the geometry and `key` to the values of `row`, for the row
     /// whose `key` column equals `key_val` and whose `guard` column equals `guard_val` (optimistic
     /// concurrency: the statement changes nothing when another writer got there first).
-    /// Row-value syntax, `SET (a, b) = (x, y)`, which PostgreSQL and SQLite share.
+    /// Row-value syntax, `SET (a, b) = (x, y)`, which PostgreSQL and SQLite share. `prefix` goes
+    /// before the statement (a `WITH ... AS (` that wraps it).
     pub fn update<'a, DB: sqlx::Database>(
         &self,
+        prefix: &str,
         row: &'a [Val],
         (key, key_val): (&str, &'a Val),
         (guard, guard_val): (&str, &'a Val),
@@ -79,7 +78,7 @@ impl Table {
             .map(|((n, _), v)| (*n, v))
             .collect();
         let names: Vec<&str> = set.iter().map(|s| s.0).collect();
-        let mut qb = sqlx::QueryBuilder::new(format!("UPDATE {} SET ({}) = (", self.name, names.join(", ")));
+        let mut qb = sqlx::QueryBuilder::new(format!("{prefix}UPDATE {} SET ({}) = (", self.name, names.join(", ")));
         {
             let mut values = qb.separated(", ");
             for (_, v) in &set {
@@ -93,6 +92,9 @@ impl Table {
         qb
     }
 
+    /// `SELECT` of every column ordered by `order` (a stable order the backend reads fast),
+    /// each column written by `expr` (a backend's conversion, such as PostGIS's
+    /// `ST_AsBinary(geom)`).
     /// With `filter`, only the rows whose column of that name equals the statement's one
     /// parameter (`$1`, which both PostgreSQL and SQLite accept).
     pub fn select(&self, filter: Option<&str>, order: &str, expr: impl Fn(&str, ColType) -> String) -> String {

@@ -1,0 +1,105 @@
+//! Sustained workflow transitions over HTTP: concurrent clients report cases and walk each one
+//! through accept, file, dispatch, handle, check_pass and close, and the run reports committed
+//! transitions per second (reports counted separately).
+//!
+//! `cargo run --release --example workflow_load -- URL ADMIN_TOKEN [CONCURRENCY] [SECONDS]`
+//! (`scripts/bench workflow` starts the server and makes the token).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const PATH: &[&str] = &["accept", "file", "dispatch", "handle", "check_pass", "close"];
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let url = args.get(1).expect("usage: workflow_load URL ADMIN_TOKEN [CONCURRENCY] [SECONDS]").clone();
+    let token = args.get(2).expect("ADMIN_TOKEN").clone();
+    let concurrency: usize = args.get(3).map(|s| s.parse().expect("CONCURRENCY")).unwrap_or(32);
+    let seconds: u64 = args.get(4).map(|s| s.parse().expect("SECONDS")).unwrap_or(20);
+    let client = reqwest::Client::new();
+
+    // A point inside the city and a class to report, from the server itself.
+    let grid: Value =
+        client.get(format!("{url}/collections/grids/items?limit=1")).send().await.unwrap().json().await.unwrap();
+    let ring = &grid["features"][0]["geometry"]["coordinates"][0];
+    let n = ring.as_array().unwrap().len() - 1;
+    let (mut x, mut y) = (0.0, 0.0);
+    for p in &ring.as_array().unwrap()[..n] {
+        x += p[0].as_f64().unwrap() / n as f64;
+        y += p[1].as_f64().unwrap() / n as f64;
+    }
+    let services: Value =
+        client.get(format!("{url}/open311/v2/services.json")).send().await.unwrap().json().await.unwrap();
+    let class = services[0]["service_code"].as_str().unwrap().to_string();
+    let report = json!({"class_code": class, "lon": x, "lat": y, "description": "压测", "source": "supervisor"});
+
+    let (reports, steps, errors) =
+        (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, url, token, report) = (client.clone(), url.clone(), token.clone(), report.clone());
+            let (reports, steps, errors) = (reports.clone(), steps.clone(), errors.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let r = client.post(format!("{url}/api/v1/cases")).bearer_auth(&token).json(&report).send().await;
+                    let Ok(r) = r.filter_ok() else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
+                    reports.fetch_add(1, Ordering::Relaxed);
+                    let mut case: Value = r.json().await.unwrap();
+                    for action in PATH {
+                        let body = json!({"action": action, "expected_version": case["version"]});
+                        let r = client
+                            .post(format!("{url}/api/v1/cases/{}/actions", case["id"]))
+                            .bearer_auth(&token)
+                            .json(&body)
+                            .send()
+                            .await;
+                        match r.filter_ok() {
+                            Ok(r) => {
+                                case = r.json().await.unwrap();
+                                steps.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(_) => {
+                                errors.fetch_add(1, Ordering::Relaxed);
+                                break;
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let (r, s, e) = (reports.load(Ordering::Relaxed), steps.load(Ordering::Relaxed), errors.load(Ordering::Relaxed));
+    println!(
+        "{concurrency} clients, {secs:.1} s: {:.0} transitions/s ({s} steps), {:.0} reports/s ({r}), {:.0} writes/s in all, {e} errors",
+        s as f64 / secs,
+        r as f64 / secs,
+        (r + s) as f64 / secs
+    );
+}
+
+/// A response with a 2xx status, or an error.
+trait FilterOk {
+    fn filter_ok(self) -> Result<reqwest::Response, ()>;
+}
+
+impl FilterOk for Result<reqwest::Response, reqwest::Error> {
+    fn filter_ok(self) -> Result<reqwest::Response, ()> {
+        match self {
+            Ok(r) if r.status().is_success() => Ok(r),
+            _ => Err(()),
+        }
+    }
+}

@@ -4,28 +4,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::serve;
 use geo::InteriorPoint;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_onemap");
-
-fn serve(store: &str) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--store", store])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start onemap");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("onemap serving on ").unwrap_or_else(|| panic!("{line:?}")).to_string();
-    (child, url)
-}
 
 fn token(store: &str, role: &str) -> String {
     let out = Command::new(BIN).args(["token", "create", "--role", role, "--store", store]).output().unwrap();
@@ -77,7 +64,7 @@ async fn acknowledged_writes_survive_sigkill() {
         s.write_city(city, &|_, _| {}).await.unwrap();
         s.close().await;
         let admin = token(&store, "admin");
-        let (mut child, url) = serve(&store);
+        let (mut child, url) = serve(&["--store", &store]);
         let p = city.grids[5].geom.interior_point().unwrap();
         let body = json!({"class_code": city.event_classes[0].code.as_str(), "lon": p.x(), "lat": p.y(),
             "crs": "cgcs2000", "description": "断电测试", "source": "hotline"});
@@ -94,7 +81,7 @@ async fn acknowledged_writes_survive_sigkill() {
         let acked = acked.lock().unwrap().clone();
         assert!(acked.len() > 20, "{store}: the burst was too small to mean anything ({})", acked.len());
 
-        let (mut child, url) = serve(&store);
+        let (mut child, url) = serve(&["--store", &store]);
         let client = reqwest::Client::new();
         let mut latest = std::collections::HashMap::new();
         for (id, version) in &acked {

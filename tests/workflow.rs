@@ -148,6 +148,19 @@ async fn the_workflow_on_both_stores() {
         }
         assert!(case["closed_at"].is_string());
         ctx.history_replays(&case["id"]).await;
+
+        // A department sees its own cases only; reads without a token stay open.
+        let bearer = |t: &str| format!("Bearer {t}");
+        let mine = get_with(&ctx.app, "/api/v1/cases?limit=1000", &[("authorization", &bearer(&own))]).await.json();
+        let mine = mine["cases"].as_array().unwrap();
+        assert!(!mine.is_empty() && mine.iter().all(|c| c["dept_code"] == dept.as_str()), "{label}");
+        let uri = format!("/api/v1/cases/{}", case["id"]);
+        assert_eq!(get_with(&ctx.app, &uri, &[("authorization", &bearer(&own))]).await.status, 200);
+        get_with(&ctx.app, &uri, &[("authorization", &bearer(&other))]).await.problem(403);
+        get_with(&ctx.app, &uri, &[("authorization", "Bearer om_nope")]).await.problem(401);
+        assert_eq!(get(&ctx.app, &uri).await.status, 200);
+        let all = get(&ctx.app, "/api/v1/cases?limit=1000").await.json();
+        assert!(all["cases"].as_array().unwrap().len() > mine.len(), "{label}: others see every case");
         // The index follows: the closed case is closed in the features API too.
         let item = get(&ctx.app, &format!("/collections/cases/items/{}", case["id"])).await.json();
         assert_eq!(item["properties"]["status"], "closed");

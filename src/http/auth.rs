@@ -14,6 +14,20 @@ use super::error::ApiError;
 /// The authenticated caller of a write.
 pub struct Caller(pub Principal);
 
+/// Reads are open, but a caller who shows a token is held to it (a department sees its own
+/// cases only): `Option<Caller>` is `None` without an `Authorization` header and a 401 with a
+/// bad one.
+impl axum::extract::OptionalFromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Option<Self>, ApiError> {
+        if parts.headers.contains_key(header::AUTHORIZATION) {
+            <Caller as FromRequestParts<AppState>>::from_request_parts(parts, st).await.map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {

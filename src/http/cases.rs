@@ -185,11 +185,27 @@ fn suggestion(st: &AppState, case: &Case) -> Option<(crate::model::Str, routing:
     routing::suggest(&st.index.dict.read(), case, component.as_ref())
 }
 
+/// The department a department token confines its holder to.
+fn own_department(who: &Option<Caller>) -> Option<Option<crate::model::Str>> {
+    who.as_ref().filter(|c| c.0.role == Role::Department).map(|c| c.0.dept_code.clone())
+}
+
 /// `GET /api/v1/cases/{id}`: the case with its deadline, light and whole history.
-pub async fn get_case(State(st): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult<Response> {
+pub async fn get_case(
+    State(st): State<AppState>,
+    who: Option<Caller>,
+    PathParams(id): PathParams<String>,
+) -> ApiResult<Response> {
     let unknown = || ApiError::not_found("unknown-case", format!("no case {id:?}"));
     let case_id: i64 = id.parse().map_err(|_| unknown())?;
     let case = st.index.cases.read().get(&id).cloned().ok_or_else(unknown)?;
+    if own_department(&who).is_some_and(|d| d.is_none() || d != case.dept_code) {
+        return Err(AuthError::Forbidden {
+            role: "department",
+            action: format!("see case {id}, which is not its own"),
+        }
+        .into());
+    }
     let mut steps: Vec<CaseStep> = store::find(&*st.store, "case_id", Val::Int(case_id)).await?;
     steps.sort_by_key(|s| s.seq);
     let mut body = cases::to_json(&case);
@@ -209,15 +225,20 @@ pub async fn get_case(State(st): State<AppState>, PathParams(id): PathParams<Str
 const MAX_LIST: usize = 1000;
 
 /// `GET /api/v1/cases?limit=&{property}=`: the latest cases first.
-pub async fn list(State(st): State<AppState>, p: Params) -> ApiResult<Response> {
+pub async fn list(State(st): State<AppState>, who: Option<Caller>, p: Params) -> ApiResult<Response> {
     let limit = p.usize("limit")?.unwrap_or(20);
     if limit == 0 || limit > MAX_LIST {
         return Err(ApiError::bad_request("invalid-parameter", format!("limit must be 1 to {MAX_LIST}")));
     }
-    let filters: Vec<(String, String)> =
+    let mut filters: Vec<(String, String)> =
         p.0.iter().filter(|(k, _)| *k != "limit").map(|(k, v)| (k.clone(), v.clone())).collect();
     if let Some((k, _)) = filters.iter().find(|(k, _)| !Case::PROPERTIES.contains(&k.as_str())) {
         return Err(ApiError::bad_request("unknown-property", format!("{k:?} is not a property of cases")));
+    }
+    // A department's list is its own cases (none while its token names no department).
+    if let Some(own) = own_department(&who) {
+        filters.retain(|(k, _)| k != "dept_code");
+        filters.push(("dept_code".into(), own.map(|d| d.to_string()).unwrap_or_default()));
     }
     let index = st.index.clone();
     let body = tokio::task::spawn_blocking(move || {

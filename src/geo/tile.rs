@@ -120,15 +120,26 @@ fn index_range(a: f64, b: f64, n: u32) -> (u32, u32) {
     (lo as u32, hi as u32)
 }
 
-/// Fractional column of a longitude at zoom with `n` tiles per axis.
-fn lon_to_tile_x(lon: f64, n: u32) -> f64 {
-    (lon + 180.0) / 360.0 * f64::from(n)
+/// A longitude as a fraction of the web-mercator world's width, 0 at the antimeridian.
+pub fn world_x(lon: f64) -> f64 {
+    (lon + 180.0) / 360.0
 }
 
-/// Fractional row of a latitude (already clamped to the mercator range).
-fn lat_to_tile_y(lat: f64, n: u32) -> f64 {
+/// A latitude as a fraction of the web-mercator world's height, 0 at the top (as tile rows
+/// count); clamped to the mercator range.
+pub fn world_y(lat: f64) -> f64 {
     let y = lonlat_to_mercator(0.0, lat).1;
-    (MERCATOR_HALF_WORLD_M - y) / (2.0 * MERCATOR_HALF_WORLD_M) * f64::from(n)
+    (MERCATOR_HALF_WORLD_M - y) / (2.0 * MERCATOR_HALF_WORLD_M)
+}
+
+/// Fractional column of a longitude at zoom with `n` tiles per axis.
+fn lon_to_tile_x(lon: f64, n: u32) -> f64 {
+    world_x(lon) * f64::from(n)
+}
+
+/// Fractional row of a latitude at zoom with `n` tiles per axis.
+fn lat_to_tile_y(lat: f64, n: u32) -> f64 {
+    world_y(lat) * f64::from(n)
 }
 
 /// The tiles at zoom `z` that overlap a longitude/latitude bbox

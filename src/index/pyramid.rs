@@ -12,16 +12,16 @@ use std::collections::BTreeMap;
 
 use rstar::AABB;
 
+use crate::geo::tile::{world_x, world_y};
+
 /// Cells across an aggregated tile: 2^6 = 64.
 pub const CELL_BITS: u8 = 6;
 
-/// A record's position as fixed point: web mercator scaled to 2^32 units across the world.
+/// A record's position as fixed point: web mercator scaled to 2^32 units across the world, by
+/// the same projection that assigns tiles ([`world_x`], [`world_y`]).
 pub fn fixed(lon: f64, lat: f64) -> (u32, u32) {
-    let lat = lat.clamp(-crate::geo::tile::MAX_MERCATOR_LAT, crate::geo::tile::MAX_MERCATOR_LAT);
-    let fx = (lon + 180.0) / 360.0;
-    let fy = (1.0 - (std::f64::consts::FRAC_PI_4 + lat.to_radians() / 2.0).tan().ln() / std::f64::consts::PI) / 2.0;
     let scale = |f: f64| (f * 4_294_967_296.0).clamp(0.0, u32::MAX as f64) as u32;
-    (scale(fx), scale(fy))
+    (scale(world_x(lon)), scale(world_y(lat)))
 }
 
 /// The fixed-point position of a record: the centre of its envelope.

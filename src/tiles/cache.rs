@@ -19,8 +19,6 @@ use parking_lot::Mutex;
 
 use crate::geo::tile::{MAX_ZOOM, TileCoord, lonlat_to_mercator, mercator_to_lonlat, tiles_covering};
 
-use super::{BUFFER, EXTENT};
-
 /// The collections tiles are drawn from, as bits of a mask.
 pub const SOURCES: [&str; 7] = ["districts", "streets", "communities", "grids", "components", "cases", "sensors"];
 
@@ -260,8 +258,7 @@ impl TileCache {
 /// `bbox` grown by the tile buffer at zoom `z`: a tile's buffered bounds meet `bbox` exactly
 /// when the tile itself meets the grown box.
 pub fn grow_by_buffer(bbox: [f64; 4], z: u8) -> [f64; 4] {
-    let world = 2.0 * crate::geo::tile::MERCATOR_HALF_WORLD_M;
-    let pad = world / f64::from(1u32 << z) * BUFFER as f64 / EXTENT as f64;
+    let pad = super::buffer_m(z);
     let (x0, y0) = lonlat_to_mercator(bbox[0], bbox[1]);
     let (x1, y1) = lonlat_to_mercator(bbox[2], bbox[3]);
     let (w, s) = mercator_to_lonlat(x0 - pad, y0 - pad);

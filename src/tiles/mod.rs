@@ -17,10 +17,15 @@ pub const EXTENT: u32 = 4096;
 /// Buffer around the tile, in tile units, so lines and polygon edges join seamlessly.
 pub const BUFFER: u32 = 64;
 
+/// The tile buffer at zoom `z`, in mercator metres.
+pub fn buffer_m(z: u8) -> f64 {
+    2.0 * crate::geo::tile::MERCATOR_HALF_WORLD_M / f64::from(1u32 << z) * BUFFER as f64 / EXTENT as f64
+}
+
 /// The tile's mercator bounds grown by the buffer, and the same box in lon/lat for the index.
 pub fn buffered_bounds(tile: TileCoord) -> ([f64; 4], [f64; 4]) {
     let [l, b, r, t] = tile.bounds_mercator();
-    let pad = (r - l) * BUFFER as f64 / EXTENT as f64;
+    let pad = buffer_m(tile.z);
     let m = [l - pad, b - pad, r + pad, t + pad];
     let (x0, y0) = mercator_to_lonlat(m[0], m[1]);
     let (x1, y1) = mercator_to_lonlat(m[2], m[3]);

@@ -99,14 +99,18 @@ impl Principal {
 /// Lower-case hex SHA-256 of a token. Tokens carry 256 random bits, so a plain hash is as
 /// good as a salted slow one: there is nothing to guess.
 pub fn hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A new random token: `om_` and 64 hex digits.
 pub fn generate() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    format!("om_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!("om_{}", hex(&bytes))
 }
 
 /// Creates a token with `role` (and the department a department token acts for), stores its

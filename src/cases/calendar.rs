@@ -82,6 +82,11 @@ impl WorkCalendar {
         self.workdays.contains(&d) || !(self.holidays.contains(&d) || self.weekend.contains(&d.weekday()))
     }
 
+    /// The city's time zone.
+    pub fn offset(&self) -> FixedOffset {
+        self.offset
+    }
+
     /// Working hours in one workday.
     pub fn day_hours(&self) -> f64 {
         (self.end - self.start).num_seconds() as f64 / 3600.0

@@ -12,7 +12,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::params::{JsonBody, Params, PathParams};
-use crate::auth::{AuthError, Role};
+use crate::auth::{AuthError, Principal, Role};
 use crate::cases::intake::{self, NewCase, take_in};
 use crate::cases::{self, Light, is_open, light, light_clock};
 use crate::cases::{routing, workflow};
@@ -80,14 +80,7 @@ pub async fn act(
         .get(&id)
         .cloned()
         .ok_or_else(|| ApiError::not_found("unknown-case", format!("no case {id:?}")))?;
-    // A department sees and acts on its own cases only.
-    if who.role == Role::Department && (case.dept_code.is_none() || case.dept_code != who.dept_code) {
-        return Err(AuthError::Forbidden {
-            role: "department",
-            action: format!("act on case {id}, which is not dispatched to it"),
-        }
-        .into());
-    }
+    confine(&who, &case, "act on")?;
     let next = workflow::transition(&case.status, &req.action, who.role)?;
     if req.expected_version != case.version {
         return Err(stale(case.version, req.expected_version));
@@ -185,9 +178,25 @@ fn suggestion(st: &AppState, case: &Case) -> Option<(crate::model::Str, routing:
     routing::suggest(&st.index.dict.read(), case, component.as_ref())
 }
 
+/// A department sees and acts on the cases dispatched to it only.
+fn confine(who: &Principal, case: &Case, doing: &str) -> ApiResult<()> {
+    if who.role == Role::Department && (case.dept_code.is_none() || case.dept_code != who.dept_code) {
+        let action = format!("{doing} case {}, which is not dispatched to it", case.id);
+        return Err(AuthError::Forbidden { role: "department", action }.into());
+    }
+    Ok(())
+}
+
 /// The department a department token confines its holder to.
 fn own_department(who: &Option<Caller>) -> Option<Option<crate::model::Str>> {
     who.as_ref().filter(|c| c.0.role == Role::Department).map(|c| c.0.dept_code.clone())
+}
+
+/// A case's history in step order.
+pub(crate) async fn history(st: &AppState, case_id: i64) -> ApiResult<Vec<CaseStep>> {
+    let mut steps: Vec<CaseStep> = store::find(&*st.store, "case_id", Val::Int(case_id)).await?;
+    steps.sort_by_key(|s| s.seq);
+    Ok(steps)
 }
 
 /// `GET /api/v1/cases/{id}`: the case with its deadline, light and whole history.
@@ -199,15 +208,10 @@ pub async fn get_case(
     let unknown = || ApiError::not_found("unknown-case", format!("no case {id:?}"));
     let case_id: i64 = id.parse().map_err(|_| unknown())?;
     let case = st.index.cases.read().get(&id).cloned().ok_or_else(unknown)?;
-    if own_department(&who).is_some_and(|d| d.is_none() || d != case.dept_code) {
-        return Err(AuthError::Forbidden {
-            role: "department",
-            action: format!("see case {id}, which is not its own"),
-        }
-        .into());
+    if let Some(Caller(who)) = &who {
+        confine(who, &case, "see")?;
     }
-    let mut steps: Vec<CaseStep> = store::find(&*st.store, "case_id", Val::Int(case_id)).await?;
-    steps.sort_by_key(|s| s.seq);
+    let steps = history(&st, case_id).await?;
     let mut body = cases::to_json(&case);
     body["deadline"] = body["deadline_at"].clone();
     body["history"] = steps
@@ -257,21 +261,22 @@ pub async fn list(State(st): State<AppState>, who: Option<Caller>, p: Params) ->
     Ok(axum::Json(body).into_response())
 }
 
-/// Beijing time: "today" and "this month" are the city's, not UTC's.
-fn beijing() -> FixedOffset {
-    FixedOffset::east_opt(8 * 3600).expect("valid offset")
-}
-
 /// The big screen's counters: reports counted up to `now`, lights read at `light_at` (the light
-/// clock, so the overdue count agrees with the map).
-pub fn summarize<'a>(cases: impl Iterator<Item = &'a Case>, now: DateTime<Utc>, light_at: DateTime<Utc>) -> Value {
-    let local = now.with_timezone(&beijing());
-    let day_start = beijing()
+/// clock, so the overdue count agrees with the map); "today" and "this month" are in the city's
+/// time zone `city`, not UTC.
+pub fn summarize<'a>(
+    cases: impl Iterator<Item = &'a Case>,
+    now: DateTime<Utc>,
+    light_at: DateTime<Utc>,
+    city: FixedOffset,
+) -> Value {
+    let local = now.with_timezone(&city);
+    let day_start = city
         .with_ymd_and_hms(local.year(), local.month(), local.day(), 0, 0, 0)
         .single()
         .expect("midnight exists in a fixed offset")
         .with_timezone(&Utc);
-    let month_start = beijing()
+    let month_start = city
         .with_ymd_and_hms(local.year(), local.month(), 1, 0, 0, 0)
         .single()
         .expect("the first exists in a fixed offset")
@@ -303,10 +308,11 @@ pub fn summarize<'a>(cases: impl Iterator<Item = &'a Case>, now: DateTime<Utc>, 
 
 /// `GET /api/v1/cases/summary`: cases today, open, overdue, and this month's closure rate.
 pub async fn summary(State(st): State<AppState>) -> ApiResult<Response> {
-    let index = st.index.clone();
-    let body = tokio::task::spawn_blocking(move || summarize(index.cases.read().iter(), Utc::now(), light_clock()))
-        .await
-        .map_err(ApiError::internal)?;
+    let (index, city) = (st.index.clone(), st.deadlines.calendar.offset());
+    let body =
+        tokio::task::spawn_blocking(move || summarize(index.cases.read().iter(), Utc::now(), light_clock(), city))
+            .await
+            .map_err(ApiError::internal)?;
     Ok(axum::Json(body).into_response())
 }
 
@@ -336,7 +342,8 @@ mod tests {
             case(5, "closed", "2026-10-31T23:00:00Z", 72),
             case(6, "closed", "2026-10-31T15:00:00Z", 72),
         ];
-        let s = summarize(cases.iter(), now, now);
+        let beijing = FixedOffset::east_opt(8 * 3600).unwrap();
+        let s = summarize(cases.iter(), now, now, beijing);
         assert_eq!(s["today"], 1);
         assert_eq!(s["open"], 2);
         assert_eq!(s["overdue"], 1);

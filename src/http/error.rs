@@ -31,6 +31,10 @@ impl ApiError {
     pub fn bad_request(kind: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, kind, "Bad request", detail)
     }
+    /// The caller is known but may not do this.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+    }
     pub fn not_found(kind: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, kind, "Not found", detail)
     }
@@ -91,9 +95,7 @@ impl From<AuthError> for ApiError {
             AuthError::Missing | AuthError::Invalid => {
                 ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", e.to_string())
             }
-            AuthError::Forbidden { .. } => {
-                ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", e.to_string())
-            }
+            AuthError::Forbidden { .. } => ApiError::forbidden(e.to_string()),
             AuthError::UnknownRole(_) | AuthError::BadDepartment(_) => {
                 ApiError::bad_request("invalid-token-request", e.to_string())
             }
@@ -106,9 +108,7 @@ impl From<WorkflowError> for ApiError {
     fn from(e: WorkflowError) -> Self {
         match e {
             WorkflowError::UnknownAction(_) => ApiError::bad_request("unknown-action", e.to_string()),
-            WorkflowError::Forbidden { .. } => {
-                ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", e.to_string())
-            }
+            WorkflowError::Forbidden { .. } => ApiError::forbidden(e.to_string()),
             WorkflowError::Illegal { .. } => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "illegal-transition",

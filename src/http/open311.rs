@@ -11,14 +11,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::cases::report;
+use super::cases::{history, report};
 use super::error::{ApiError, ApiResult};
 use super::params::{Params, PathParams};
 use crate::auth::{AuthError, Role};
 use crate::cases::intake::NewCase;
 use crate::cases::is_open;
 use crate::model::{Case, CaseStep};
-use crate::store::{self, schema::Val};
 
 /// `GET /open311/v2/services.json`.
 pub async fn services(State(st): State<AppState>) -> Response {
@@ -97,7 +96,7 @@ fn time(t: DateTime<Utc>) -> String {
 fn as_request(st: &AppState, c: &Case, steps: &[CaseStep]) -> Value {
     let service_name =
         st.index.dict.read().event_classes.iter().find(|e| e.code == c.class_code).map(|e| e.name.to_string());
-    let last = steps.iter().max_by_key(|s| s.seq);
+    let last = steps.last();
     let notes =
         steps.iter().filter_map(|s| s.note.as_deref()).last().map(String::from).unwrap_or_else(|| c.status.to_string());
     json!({
@@ -170,6 +169,6 @@ pub async fn get_request(State(st): State<AppState>, PathParams(file): PathParam
     let case_id: i64 = id.parse().map_err(|_| unknown())?;
     // Only what the public reported is public.
     let case = st.index.cases.read().get(id).filter(|c| c.source == "public").cloned().ok_or_else(unknown)?;
-    let steps: Vec<CaseStep> = store::find(&*st.store, "case_id", Val::Int(case_id)).await?;
+    let steps = history(&st, case_id).await?;
     Ok(axum::Json(json!([as_request(&st, &case, &steps)])).into_response())
 }

@@ -4,10 +4,13 @@
 //! without reload, and a screenshot lands in `tests/artifacts/map.png`.
 //! `scripts/test` installs Chromium and builds `web/` first; this test builds nothing itself.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+
+use common::{fresh_gpkg, serve, token_cli};
 
 const BIN: &str = env!("CARGO_BIN_EXE_onemap");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -48,38 +51,17 @@ fn big_screen_page_in_headless_chromium() {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     require(Path::new(&chromium), "Debian's chromium (apt-get install chromium; scripts/lib.sh ensure_web)");
 
-    let dir = std::env::temp_dir().join("onemap-tests");
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = dir.join(format!("browser-{}.gpkg", std::process::id())).display().to_string();
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{store}{suffix}"));
-    }
+    let store = fresh_gpkg("browser");
     let out = Command::new(BIN).args(["demo", "--scale", "0.05", "--store", &store]).output().unwrap();
     assert!(out.status.success(), "onemap demo: {}", String::from_utf8_lossy(&out.stderr));
 
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--store", &store, "--web-dir"])
-        .arg(web.join("dist"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start onemap");
-    let stdout = child.stdout.take().unwrap();
+    let dist = web.join("dist").display().to_string();
+    let (child, base) = serve(&["--store", &store, "--web-dir", &dist]);
     let server = Server(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("onemap serving on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
 
     // Created while the server runs: a token works at once.
-    let out = Command::new(BIN).args(["token", "create", "--role", "supervisor", "--store", &store]).output().unwrap();
-    assert!(out.status.success(), "onemap token create: {}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let token = stdout.lines().rev().find(|l| !l.trim().is_empty()).expect("a token line").trim().to_string();
+    let token = token_cli(&store, "supervisor");
 
     let t = Instant::now();
     let status = Command::new("node")

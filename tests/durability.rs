@@ -4,21 +4,12 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::serve;
+use common::{serve, token_cli};
 use geo::InteriorPoint;
 use serde_json::{Value, json};
-
-const BIN: &str = env!("CARGO_BIN_EXE_onemap");
-
-fn token(store: &str, role: &str) -> String {
-    let out = Command::new(BIN).args(["token", "create", "--role", role, "--store", store]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().last().unwrap().trim().to_string()
-}
 
 /// Reports cases and walks each through accept and file, from several tasks at once, recording
 /// every acknowledged (case id, version) until the server dies.
@@ -63,7 +54,7 @@ async fn acknowledged_writes_survive_sigkill() {
         let s = onemap::store::open(&store).await.unwrap();
         s.write_city(city, &|_, _| {}).await.unwrap();
         s.close().await;
-        let admin = token(&store, "admin");
+        let admin = token_cli(&store, "admin");
         let (mut child, url) = serve(&["--store", &store]);
         let p = city.grids[5].geom.interior_point().unwrap();
         let body = json!({"class_code": city.event_classes[0].code.as_str(), "lon": p.x(), "lat": p.y(),

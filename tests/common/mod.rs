@@ -222,3 +222,13 @@ pub fn serve(args: &[&str]) -> (std::process::Child, String) {
         .to_string();
     (child, url)
 }
+
+/// Creates a token with `onemap token create` on `store` and returns it (the last output line).
+pub fn token_cli(store: &str, role: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onemap"))
+        .args(["token", "create", "--role", role, "--store", store])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "onemap token create: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().last().expect("a token line").trim().to_string()
+}

@@ -143,15 +143,6 @@ impl Live {
         old
     }
 
-    /// Applies a committed delete; returns the removed record.
-    pub fn remove<T: Indexed>(&self, key: &str) -> Option<T> {
-        let old = T::layer(&self.index).write().remove(key);
-        if let Some(o) = &old {
-            self.changed::<T>(Some(o.envelope()), None);
-        }
-        old
-    }
-
     /// Announces records whose look changed without their data changing (a deadline light
     /// turning as time passes): their tiles are dropped and announced like any change.
     /// Many at once are announced as one area, so a sweep does not flood the feed.

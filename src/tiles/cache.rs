@@ -205,15 +205,6 @@ impl TileCache {
         dropped
     }
 
-    /// Drops every cached tile (after a change too large to describe, such as an import).
-    pub fn clear(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        for level in &self.levels {
-            level.lock().clear();
-        }
-        self.bytes.store(0, Ordering::Relaxed);
-    }
-
     /// Cached (z, x, y, variant) keys, for tests and diagnostics.
     pub fn keys(&self) -> Vec<(u8, u32, u32, String)> {
         let mut out = Vec::new();

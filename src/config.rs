@@ -103,6 +103,11 @@ pub struct FileConfig {
     pub web_dir: Option<PathBuf>,
     /// The working calendar deadlines are counted on.
     pub calendar: Option<crate::cases::calendar::Calendar>,
+    /// Working hours a filed case has to be dispatched in (派遣时限) [default: 1].
+    pub dispatch_hours: Option<f64>,
+    /// Weights and grade bounds of the evaluation score (`[evaluation.weights]`,
+    /// `[evaluation.grades]`).
+    pub evaluation: Option<crate::cases::evaluation::Scoring>,
 }
 
 impl FileConfig {
@@ -125,6 +130,8 @@ pub enum ConfigError {
     Store(String),
     #[error(transparent)]
     Calendar(crate::cases::calendar::CalendarError),
+    #[error("config: {0}")]
+    Invalid(String),
 }
 
 /// The settings `serve` runs with, after merging and validation.
@@ -135,20 +142,33 @@ pub struct ServeConfig {
     pub demo: bool,
     pub tile_cache_mb: usize,
     pub web_dir: PathBuf,
-    pub calendar: crate::cases::calendar::WorkCalendar,
+    /// Time limits counted on the working calendar.
+    pub deadlines: crate::cases::Deadlines,
+    pub scoring: crate::cases::evaluation::Scoring,
 }
 
 impl ServeConfig {
     pub fn resolve(args: &ServeArgs, file: FileConfig) -> Result<Self, ConfigError> {
         let store = args.store.clone().or(file.store).unwrap_or_else(|| DEFAULT_STORE.into());
         validate_store(&store)?;
+        let dispatch_hours = file.dispatch_hours.unwrap_or(crate::cases::DISPATCH_HOURS);
+        if !(dispatch_hours.is_finite() && dispatch_hours > 0.0) {
+            return Err(ConfigError::Invalid(format!("dispatch_hours must be positive, not {dispatch_hours}")));
+        }
+        let scoring = file.evaluation.unwrap_or_default();
+        scoring.check().map_err(ConfigError::Invalid)?;
         Ok(ServeConfig {
             listen: args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
             store,
             demo: args.demo,
             tile_cache_mb: args.tile_cache_mb.or(file.tile_cache_mb).unwrap_or(DEFAULT_TILE_CACHE_MB),
             web_dir: args.web_dir.clone().or(file.web_dir).unwrap_or_else(|| DEFAULT_WEB_DIR.into()),
-            calendar: (&file.calendar.unwrap_or_default()).try_into().map_err(ConfigError::Calendar)?,
+            deadlines: crate::cases::Deadlines {
+                calendar: (&file.calendar.unwrap_or_default()).try_into().map_err(ConfigError::Calendar)?,
+                dispatch_hours,
+                ..Default::default()
+            },
+            scoring,
         })
     }
 }
@@ -182,6 +202,18 @@ mod tests {
     #[test]
     fn bad_store_and_unknown_keys_are_rejected() {
         assert!(validate_store("mysql://x").is_err());
+        let cli = Cli::parse_from(["onemap", "serve"]);
+        let Command::Serve(args) = cli.command else { panic!("serve") };
+        for bad in ["dispatch_hours = 0", "[evaluation.weights]\nclosure = -5", "[evaluation.grades]\na = 10\nb = 50"] {
+            let file: FileConfig = toml::from_str(bad).unwrap();
+            assert!(ServeConfig::resolve(&args, file).is_err(), "{bad}");
+        }
+        let file: FileConfig = toml::from_str("dispatch_hours = 0.5\n[evaluation.weights]\nclosure = 50").unwrap();
+        let c = ServeConfig::resolve(&args, file).unwrap();
+        assert_eq!(
+            (c.deadlines.dispatch_hours, c.scoring.weights.closure, c.scoring.weights.ontime_closure),
+            (0.5, 50.0, 40.0)
+        );
         assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
     }
 }

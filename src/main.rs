@@ -25,7 +25,7 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("opening store {}", cfg.store))?
                 .with_web_dir(cfg.web_dir.clone())
-                .with_calendar(cfg.calendar.clone());
+                .with_rules(cfg.deadlines.clone(), cfg.scoring);
             let addr = listener.local_addr()?;
             tracing::info!(listen = %addr, store = %cfg.store, "serving");
             // The bound address (port 0 picks a free one), for people and for scripts.

@@ -172,6 +172,30 @@ pub struct Case {
     pub dept_code: Option<Str>,
     pub version: i32,
     pub geom: Point<f64>,
+    /// When the workflow reached its milestones: what evaluation counts.
+    pub milestones: Milestones,
+}
+
+/// The milestones of a case's workflow, kept on the case itself (and written in the same
+/// transaction as the step that reaches them) so that evaluation is one scan of `cases` rather
+/// than a fold over millions of history steps. Each one is what [`crate::cases::apply`] derives
+/// from the history, so a replay of the history gives the same values.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Milestones {
+    /// The first filing (立案).
+    pub filed_at: Option<DateTime<Utc>>,
+    /// When the case must be dispatched by: the dispatch time limit after filing (派遣时限).
+    pub dispatch_due_at: Option<DateTime<Utc>>,
+    /// The first dispatch.
+    pub dispatched_at: Option<DateTime<Utc>>,
+    /// The latest handling (after rework, the last one counts).
+    pub handled_at: Option<DateTime<Utc>>,
+    /// When the filing was voided (作废), if it was.
+    pub voided_at: Option<DateTime<Utc>>,
+    /// When the light turns yellow: 80% of the working time from report to deadline.
+    pub warn_at: Option<DateTime<Utc>>,
+    /// How many times a check failed and sent the case back (返工).
+    pub reworks: i32,
 }
 
 /// One step of a case's append-only history (`case_steps`): who did what, when, and the status
@@ -230,5 +254,7 @@ pub struct City {
     pub event_classes: Vec<EventClass>,
     pub components: Vec<Component>,
     pub cases: Vec<Case>,
+    /// The histories of `cases` (written with the city; never loaded into the index).
+    pub case_steps: Vec<CaseStep>,
     pub sensors: Vec<Sensor>,
 }

@@ -114,6 +114,25 @@ impl WorkCalendar {
         }
     }
 
+    /// Working hours between `from` and `to` (0 when `to` is not later): the inverse of
+    /// [`Self::add_work_hours`].
+    pub fn work_hours_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+        let (from, to) = (from.with_timezone(&self.offset), to.with_timezone(&self.offset));
+        let mut total = Duration::zero();
+        let mut day = from.date_naive();
+        while day <= to.date_naive() {
+            if self.is_workday(day) {
+                let begin = from.max(self.at(day, self.start));
+                let end = to.min(self.at(day, self.end));
+                if begin < end {
+                    total += end - begin;
+                }
+            }
+            day += Duration::days(1);
+        }
+        total.num_milliseconds() as f64 / 3_600_000.0
+    }
+
     fn at(&self, day: NaiveDate, t: NaiveTime) -> DateTime<FixedOffset> {
         self.offset.from_local_datetime(&day.and_time(t)).single().expect("fixed offsets are unambiguous")
     }
@@ -212,6 +231,12 @@ mod tests {
         assert_eq!(cal.add_work_hours(bj("2026-09-30T17:00:00"), 1.0), bj("2026-10-05T09:30:00"));
         // Saturday 10 Oct is a make-up workday.
         assert_eq!(cal.add_work_hours(bj("2026-10-09T17:00:00"), 1.0), bj("2026-10-10T09:30:00"));
+        // Counting back gives the hours added, from inside and outside working time.
+        for (from, h) in [("2026-11-24T10:00:00", 4.0), ("2026-11-28T22:00:00", 1.0), ("2026-09-30T17:00:00", 9.5)] {
+            let to = cal.add_work_hours(bj(from), h);
+            assert!((cal.work_hours_between(bj(from), to) - h).abs() < 1e-9, "{from} + {h} h");
+        }
+        assert_eq!(cal.work_hours_between(bj("2026-11-24T18:00:00"), bj("2026-11-24T08:00:00")), 0.0);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::auth::Principal;
 use crate::geo::Crs;
 use crate::index::CityIndex;
-use crate::model::{Case, CaseStep, Str};
+use crate::model::{Case, CaseStep, Milestones, Str};
 
 /// Where reports come from (`domain.md`): patrollers, the public (随手拍 app), the 12345
 /// hotline, video AI and sensor alarms.
@@ -86,6 +86,7 @@ pub fn take_in(
     }
     let grid_code = crate::grids::grid_code_at(index, lon, lat).ok_or(IntakeError::OutsideCity(req.lon, req.lat))?;
 
+    let deadline = deadlines.due(&req.class_code, urgency, now);
     let case = Case {
         id: 0,
         class_code: req.class_code.as_str().into(),
@@ -98,10 +99,11 @@ pub fn take_in(
         grid_code: Some(grid_code),
         reported_at: now,
         closed_at: None,
-        deadline_at: Some(deadlines.due(&req.class_code, urgency, now)),
+        deadline_at: Some(deadline),
         dept_code: None,
         version: 1,
         geom: geo::Point::new(lon, lat),
+        milestones: Milestones { warn_at: Some(deadlines.warn_at(now, deadline)), ..Default::default() },
     };
     let step = CaseStep {
         case_id: 0,

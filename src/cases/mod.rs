@@ -3,6 +3,7 @@
 //! evaluation grow here.
 
 pub mod calendar;
+pub mod evaluation;
 pub mod intake;
 pub mod routing;
 pub mod workflow;
@@ -15,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::events::Live;
 use crate::index::Record;
-use crate::model::Case;
+use crate::model::{Case, Str};
 
 /// A case as the API and the live feed show it: its properties (light included) and its
 /// position in CGCS2000.
@@ -52,9 +53,9 @@ pub fn is_open(case: &Case) -> bool {
     !FINISHED.contains(&case.status.as_str())
 }
 
-/// The light of `case` at `now`: measured from the report to the deadline, at the close for a
-/// closed case (so a case closed late stays red), none without a deadline or once voided or
-/// rejected.
+/// The light of `case` at `now`: yellow from its warning instant (80% of the working time from
+/// the report to the deadline), red from the deadline; read at the close for a closed case (so a
+/// case closed late stays red); none without a deadline or once voided or rejected.
 pub fn light(case: &Case, now: DateTime<Utc>) -> Option<Light> {
     let deadline = case.deadline_at?;
     let end = match case.status.as_str() {
@@ -62,31 +63,93 @@ pub fn light(case: &Case, now: DateTime<Utc>) -> Option<Light> {
         "voided" | "rejected" => return None,
         _ => now,
     };
-    let limit = (deadline - case.reported_at).num_seconds().max(1) as f64;
-    let used = (end - case.reported_at).num_seconds() as f64 / limit;
-    Some(if used < 0.8 {
-        Light::Green
-    } else if used < 1.0 {
+    // Cases stored before warning instants were kept: 80% of the calendar time.
+    let warn = case.milestones.warn_at.unwrap_or_else(|| case.reported_at + (deadline - case.reported_at) * 4 / 5);
+    Some(if end >= deadline {
+        Light::Red
+    } else if end >= warn {
         Light::Yellow
     } else {
-        Light::Red
+        Light::Green
     })
 }
 
+/// Working hours a filed case has to be dispatched in (派遣时限), unless configured.
+pub const DISPATCH_HOURS: f64 = 1.0;
+
 /// How long cases may take: the filing standard counted on the working calendar.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Deadlines {
     pub calendar: calendar::WorkCalendar,
     pub standard: calendar::FilingStandard,
+    /// Working hours from filing to dispatch.
+    pub dispatch_hours: f64,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines { calendar: Default::default(), standard: Default::default(), dispatch_hours: DISPATCH_HOURS }
+    }
 }
 
 impl Deadlines {
+    /// When the light of a case reported at `reported` and due at `deadline` turns yellow: after
+    /// 80% of the working time between them.
+    pub fn warn_at(&self, reported: DateTime<Utc>, deadline: DateTime<Utc>) -> DateTime<Utc> {
+        let hours = self.calendar.work_hours_between(reported, deadline);
+        self.calendar.add_work_hours(reported, 0.8 * hours).min(deadline)
+    }
+
     /// The deadline of a case of `class_code` and `urgency` reported at `at`; classes the
     /// standard does not know (it has `*` rows for both urgencies) get three working days.
     pub fn due(&self, class_code: &str, urgency: &str, at: DateTime<Utc>) -> DateTime<Utc> {
         self.standard
             .deadline(&self.calendar, class_code, urgency, at)
             .unwrap_or_else(|| self.calendar.add_work_hours(at, 3.0 * self.calendar.day_hours()))
+    }
+}
+
+/// What a workflow step does to a case: the new status and version, and for some actions the
+/// department, the deadline and the milestones. Pure, so the API and the demo generator (which
+/// writes two years of histories) change cases in exactly the same way.
+///
+/// `dept` is the department a `dispatch` sends the case to; `hours` the working hours an
+/// `approve_postpone` grants.
+pub fn apply(
+    case: &mut Case,
+    action: &str,
+    to: &str,
+    at: DateTime<Utc>,
+    dept: Option<Str>,
+    hours: Option<f64>,
+    deadlines: &Deadlines,
+) {
+    case.status = to.into();
+    case.version += 1;
+    let m = &mut case.milestones;
+    match action {
+        "file" => {
+            m.filed_at.get_or_insert(at);
+            m.dispatch_due_at.get_or_insert_with(|| deadlines.calendar.add_work_hours(at, deadlines.dispatch_hours));
+        }
+        "void" => m.voided_at = Some(at),
+        "dispatch" => {
+            case.dept_code = dept;
+            m.dispatched_at.get_or_insert(at);
+        }
+        // Back to dispatch: the next department is chosen anew.
+        "approve_return" => case.dept_code = None,
+        "approve_postpone" => {
+            if let (Some(deadline), Some(h)) = (case.deadline_at, hours) {
+                let later = deadlines.calendar.add_work_hours(deadline, h);
+                case.deadline_at = Some(later);
+                m.warn_at = Some(deadlines.warn_at(case.reported_at, later));
+            }
+        }
+        "handle" => m.handled_at = Some(at),
+        "check_fail" => m.reworks += 1,
+        "close" => case.closed_at = Some(at),
+        _ => {}
     }
 }
 
@@ -168,6 +231,7 @@ pub(crate) fn sample(id: i64, status: &str, reported_at: DateTime<Utc>, limit_h:
         dept_code: None,
         version: 1,
         geom: geo::Point::new(0.0, 0.0),
+        milestones: Default::default(),
     }
 }
 

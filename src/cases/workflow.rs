@@ -118,6 +118,11 @@ pub fn transition(status: &str, action: &str, role: Role) -> Result<&'static str
     Ok(rule.to)
 }
 
+/// The roles (besides admin) that may take `action`; none for an unknown action.
+pub fn roles(action: &str) -> &'static [Role] {
+    RULES.iter().find(|r| r.action == action).map_or(&[], |r| r.roles)
+}
+
 /// Replays a history of actions from `reported`: the status it ends in, or the first step that
 /// does not apply. Every stored history must replay to its case's status.
 pub fn replay<'a>(actions: impl IntoIterator<Item = &'a str>) -> Result<&'static str, WorkflowError> {

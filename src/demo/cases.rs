@@ -10,7 +10,9 @@ use super::assets::{anchor, in_block};
 use super::dict::EventProfile;
 use super::planar::P;
 use super::{DEMO_NOW, World, date_before_now};
-use crate::model::{Case, Component, ComponentClass, EventClass};
+use crate::auth::Role;
+use crate::cases::workflow;
+use crate::model::{Case, CaseStep, Component, ComponentClass, EventClass, Milestones, Str};
 
 const DAYS: i64 = 730;
 
@@ -24,7 +26,7 @@ const HOURLY: [f64; 24] = [
 const COMPONENT_SHARE: f64 = 0.3;
 /// Share of event cases drawn from the hotspots rather than spread over the city.
 const HOTSPOT_SHARE: f64 = 0.55;
-/// Share of cases still open for want of money or an owner, however old.
+/// Share of dispatched cases still open for want of money or an owner, however old.
 const STUCK_SHARE: f64 = 0.005;
 
 /// Hotspot kinds and how they skew the event mix (event class, factor).
@@ -107,26 +109,101 @@ fn problem_of(class_code: &str) -> &'static [&'static str] {
     }
 }
 
-/// Case status at the demo's "now", and when it closed if it did: most close within a day or
-/// two; recent ones are caught part-way through the workflow.
-fn lifecycle(reported: i64, urgent: bool, rng: &mut ChaCha8Rng) -> (&'static str, Option<i64>) {
-    let median_h = if urgent { 4.0 } else { 30.0 };
-    let dur = (median_h * 3600.0 * (0.9 * normal(rng)).exp()).max(1200.0) as i64;
-    let stuck = rng.random_bool(STUCK_SHARE);
-    if !stuck && reported + dur < DEMO_NOW {
-        return ("closed", Some(reported + dur));
-    }
-    if stuck {
-        return (if rng.random_bool(0.5) { "dispatched" } else { "handled" }, None);
-    }
-    let frac = (DEMO_NOW - reported) as f64 / dur as f64;
-    let status = match frac {
-        f if f < 0.08 => "reported",
-        f if f < 0.25 => "filed",
-        f if f < 0.7 => "dispatched",
-        _ => "handled",
+/// The workflow a case goes through, as (action, Unix seconds), from its report on. Most close
+/// within a day or two; a few are rejected, voided, returned, postponed, reworked or stuck.
+/// [`play`] cuts the script at the demo's "now", so recent cases are caught part-way.
+fn script(reported: i64, urgent: bool, rng: &mut ChaCha8Rng) -> Vec<(&'static str, i64)> {
+    let mut out = Vec::with_capacity(10);
+    let mut t = reported;
+    let mut step = |action: &'static str, after_s: i64| {
+        t += after_s.max(60);
+        out.push((action, t));
     };
-    (status, None)
+    let minutes = |rng: &mut ChaCha8Rng, lo: i64, hi: i64| rng.random_range(lo..hi) * 60;
+    if rng.random_bool(0.03) {
+        step("reject", minutes(rng, 5, 60));
+        return out;
+    }
+    step("accept", minutes(rng, 2, 30));
+    if rng.random_bool(0.3) {
+        step("verify", minutes(rng, 10, 90));
+    }
+    step("file", minutes(rng, 2, 40));
+    if rng.random_bool(0.02) {
+        step("void", minutes(rng, 10, 240));
+        return out;
+    }
+    // Most within the hour; some wait past the dispatch time limit.
+    step("dispatch", if rng.random_bool(0.9) { minutes(rng, 3, 50) } else { minutes(rng, 60, 600) });
+    if rng.random_bool(STUCK_SHARE) {
+        // Open for want of money or an owner, however old.
+        if rng.random_bool(0.5) {
+            step("hang", minutes(rng, 60, 2880));
+        }
+        return out;
+    }
+    if rng.random_bool(0.02) {
+        step("return", minutes(rng, 30, 300));
+        step("approve_return", minutes(rng, 10, 120));
+        step("dispatch", minutes(rng, 5, 60));
+    }
+    if rng.random_bool(0.03) {
+        step("request_postpone", minutes(rng, 120, 1440));
+        step("approve_postpone", minutes(rng, 10, 240));
+    }
+    let median_h = if urgent { 4.0 } else { 30.0 };
+    let handling = (median_h * 3600.0 * (0.9 * normal(rng)).exp()).max(1200.0) as i64;
+    step("handle", handling);
+    for _ in 0..2 {
+        if !rng.random_bool(0.06) {
+            break;
+        }
+        step("check_fail", minutes(rng, 30, 240));
+        step("handle", handling / 3);
+    }
+    step("check_pass", minutes(rng, 20, 180));
+    step("close", minutes(rng, 5, 120));
+    out
+}
+
+/// Working hours the demo's dispatchers grant a postponement.
+const POSTPONE_HOURS: f64 = 24.0;
+
+/// Plays a case's script up to the demo's "now" through the same [`crate::cases::apply`] the
+/// API uses, appending its history (the report first) to `steps`. A case the router found no
+/// department for stops before dispatch.
+pub(super) fn play(
+    case: &mut Case,
+    script: &[(&'static str, i64)],
+    dept: Option<Str>,
+    deadlines: &crate::cases::Deadlines,
+    steps: &mut Vec<CaseStep>,
+) {
+    let reporter = if matches!(case.source.as_str(), "public" | "hotline") { Role::Public } else { Role::Supervisor };
+    let step = |case: &Case, action: &str, role: Role, from: Option<&str>, at: DateTime<Utc>| CaseStep {
+        case_id: case.id,
+        seq: case.version,
+        action: action.into(),
+        actor: role.as_str().into(),
+        role: role.as_str().into(),
+        dept_code: (role == Role::Department || action == "dispatch").then(|| case.dept_code.clone()).flatten(),
+        status_from: from.map(Into::into),
+        status_to: case.status.clone(),
+        at,
+        note: (action == "approve_postpone").then(|| format!("{POSTPONE_HOURS} h")),
+    };
+    steps.push(step(case, "report", reporter, None, case.reported_at));
+    for &(action, ts) in script {
+        if ts >= DEMO_NOW || (action == "dispatch" && dept.is_none()) {
+            break;
+        }
+        let role = workflow::roles(action)[0];
+        let to = workflow::transition(&case.status, action, role).expect("demo scripts follow the workflow");
+        let from = case.status.clone();
+        let hours = (action == "approve_postpone").then_some(POSTPONE_HOURS);
+        crate::cases::apply(case, action, to, at(ts), dept.clone(), hours, deadlines);
+        steps.push(step(case, action, role, Some(&from), at(ts)));
+    }
 }
 
 fn at(ts: i64) -> DateTime<Utc> {
@@ -151,7 +228,7 @@ pub(super) fn cases(
     cat: &Catalogue,
     n: usize,
     rng: &mut ChaCha8Rng,
-) -> Vec<Case> {
+) -> Vec<(Case, Vec<(&'static str, i64)>)> {
     let (cclasses, eclasses, eprof) = (cat.components, cat.events, cat.event_profile);
     let times = report_times(n, rng);
     let lat = &world.tiling.lattice;
@@ -227,25 +304,26 @@ pub(super) fn cases(
         };
         let who = if source == "public" || source == "hotline" { "市民反映：" } else { "" };
         let description = format!("{who}{place}{what}，{}", pick(&ASKS, rng));
-        let (status, closed) = lifecycle(ts, urgent, rng);
-        let deadline_at = Some(deadlines.due(&class_code, if urgent { "urgent" } else { "normal" }, at(ts)));
-        out.push(Case {
+        let deadline = deadlines.due(&class_code, if urgent { "urgent" } else { "normal" }, at(ts));
+        let case = Case {
             id: i as i64 + 1,
             class_code,
             kind: kind.into(),
             component_code,
             description,
             source: source.into(),
-            status: status.into(),
+            status: "reported".into(),
             urgency: if urgent { "urgent" } else { "normal" }.into(),
             grid_code: Some(world.grid_codes[g as usize].clone()),
             reported_at: at(ts),
-            closed_at: closed.map(at),
-            deadline_at,
+            closed_at: None,
+            deadline_at: Some(deadline),
             dept_code: None,
             version: 1,
             geom: ::geo::Point::new(ll[0], ll[1]),
-        });
+            milestones: Milestones { warn_at: Some(deadlines.warn_at(at(ts), deadline)), ..Default::default() },
+        };
+        out.push((case, script(ts, urgent, rng)));
     }
     out
 }

@@ -386,16 +386,21 @@ pub fn generate(p: &DemoParams) -> City {
     let sensors =
         assets::sensors(&world, &components, &comp_grid, &component_classes, p.sensors, &mut rng_for(p.seed, 4));
     let catalogue = cases::Catalogue { components: &component_classes, events: &event_classes, event_profile: &eprof };
-    let mut cases = cases::cases(&world, &components, &comp_grid, &catalogue, p.cases, &mut rng_for(p.seed, 5));
+    let scripted = cases::cases(&world, &components, &comp_grid, &catalogue, p.cases, &mut rng_for(p.seed, 5));
     drop(comp_grid);
-    // Cases that got as far as dispatch went where owner-first routing sends them.
+    // Each case goes through its workflow; dispatches go where owner-first routing sends them.
     let departments = world.depts.list;
     let dict = crate::index::Dictionaries::new(departments.clone(), responsibilities.clone(), vec![], vec![]);
     let by_code: std::collections::HashMap<&str, &Component> =
         components.iter().map(|c| (c.code.as_str(), c)).collect();
-    for c in cases.iter_mut().filter(|c| !matches!(c.status.as_str(), "reported" | "filed")) {
+    let deadlines = crate::cases::Deadlines::default();
+    let mut cases = Vec::with_capacity(scripted.len());
+    let mut case_steps = Vec::with_capacity(scripted.len() * 7);
+    for (mut c, script) in scripted {
         let component = c.component_code.as_deref().and_then(|k| by_code.get(k).copied());
-        c.dept_code = crate::cases::routing::suggest(&dict, c, component).map(|s| s.0);
+        let dept = crate::cases::routing::suggest(&dict, &c, component).map(|s| s.0);
+        cases::play(&mut c, &script, dept, &deadlines, &mut case_steps);
+        cases.push(c);
     }
     drop(by_code);
 
@@ -410,6 +415,7 @@ pub fn generate(p: &DemoParams) -> City {
         event_classes,
         components,
         cases,
+        case_steps,
         sensors,
     }
 }

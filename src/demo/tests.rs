@@ -389,11 +389,36 @@ fn cases_have_rhythm() {
     let comps: BTreeMap<&str, &crate::model::Component> = c.components.iter().map(|k| (k.code.as_str(), k)).collect();
     let mut by_hour = [0usize; 24];
     let mut by_day = [0usize; 7];
-    let (mut summer, mut winter, mut closed) = (0, 0, 0);
+    let (mut summer, mut winter, mut closed, mut finished_otherwise, mut reworked) = (0, 0, 0, 0, 0);
+    let mut steps = c.case_steps.iter().peekable();
     for (i, s) in c.cases.iter().enumerate() {
         assert_eq!(s.id, i as i64 + 1);
         assert!(s.reported_at >= start && s.reported_at < demo_now());
-        assert_eq!(s.version, 1);
+        // The history: a report, then steps that replay to the status, one version each, in
+        // time order, before the demo's now.
+        let mut history = vec![];
+        while let Some(step) = steps.next_if(|t| t.case_id == s.id) {
+            history.push(step);
+        }
+        assert_eq!(history.len() as i32, s.version, "case {}", s.id);
+        assert_eq!(history[0].action, "report");
+        assert!(history.iter().enumerate().all(|(k, t)| t.seq == k as i32 + 1));
+        assert!(history.windows(2).all(|w| w[0].at <= w[1].at) && history.last().unwrap().at < demo_now());
+        let replayed = crate::cases::workflow::replay(history[1..].iter().map(|t| t.action.as_str()));
+        assert_eq!(replayed.unwrap(), s.status.as_str(), "case {}", s.id);
+        // Milestones in workflow order.
+        let m = &s.milestones;
+        let order = [Some(s.reported_at), m.filed_at, m.dispatched_at, m.handled_at, s.closed_at];
+        let reached: Vec<_> = order.iter().flatten().collect();
+        assert!(reached.windows(2).all(|w| w[0] <= w[1]), "case {}: {order:?}", s.id);
+        assert_eq!(m.filed_at.is_some(), history.iter().any(|t| t.action == "file"));
+        assert_eq!(m.reworks as usize, history.iter().filter(|t| t.action == "check_fail").count());
+        assert!(m.warn_at.unwrap() <= s.deadline_at.unwrap() && m.warn_at.unwrap() > s.reported_at);
+        assert!(m.dispatched_at.is_none() || m.dispatch_due_at.is_some());
+        if ["dispatched", "handled", "checked", "closed"].contains(&s.status.as_str()) {
+            assert!(s.dept_code.is_some(), "case {} is with a department", s.id);
+        }
+        reworked += (m.reworks > 0) as usize;
         assert!(["supervisor", "public", "hotline", "video"].contains(&s.source.as_str()));
         assert!(["normal", "urgent"].contains(&s.urgency.as_str()));
         assert!(!s.description.is_empty());
@@ -414,7 +439,7 @@ fn cases_have_rhythm() {
             assert!(t > s.reported_at && t <= demo_now());
         } else {
             assert!(s.closed_at.is_none());
-            assert!(["reported", "filed", "dispatched", "handled"].contains(&s.status.as_str()));
+            finished_otherwise += matches!(s.status.as_str(), "rejected" | "voided") as usize;
         }
         let local = s.reported_at + chrono::Duration::hours(8);
         by_hour[local.hour() as usize] += 1;
@@ -425,8 +450,12 @@ fn cases_have_rhythm() {
             _ => {}
         }
     }
+    assert!(steps.next().is_none(), "every step belongs to a case");
     let n = c.cases.len() as f64;
-    assert!(closed as f64 / n > 0.98, "closure rate {}", closed as f64 / n);
+    let closure = closed as f64 / (n - finished_otherwise as f64);
+    assert!(closure > 0.97, "closure rate {closure}");
+    assert!((0.02..0.08).contains(&(finished_otherwise as f64 / n)), "rejected or voided");
+    assert!((0.03..0.1).contains(&(reworked as f64 / n)), "reworked {reworked}");
     assert!(by_hour[10] > 5 * by_hour[3] && by_hour[16] > by_hour[13]);
     let weekday_mean = by_day[..5].iter().sum::<usize>() as f64 / 5.0;
     assert!((by_day[Weekday::Sun.num_days_from_monday() as usize] as f64) < 0.8 * weekday_mean);

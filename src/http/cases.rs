@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Datelike, FixedOffset, TimeZone, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, TimeZone, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -13,6 +13,7 @@ use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::params::{JsonBody, Params, PathParams};
 use crate::auth::{AuthError, Principal, Role};
+use crate::cases::evaluation::{self, By};
 use crate::cases::intake::{self, NewCase, take_in};
 use crate::cases::{self, Light, is_open, light, light_clock};
 use crate::cases::{routing, workflow};
@@ -93,16 +94,18 @@ pub async fn act(
         ));
     }
     let now = Utc::now();
-    let mut new = Case { status: next.into(), version: case.version + 1, ..case.clone() };
-    let hours = || -> ApiResult<f64> {
-        req.hours.filter(|h| h.is_finite() && *h > 0.0 && *h <= MAX_POSTPONE_HOURS).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid-action",
-                format!("{} needs hours between 0 and {MAX_POSTPONE_HOURS}", req.action),
-            )
-        })
+    let hours = match req.action.as_str() {
+        "request_postpone" | "approve_postpone" => {
+            Some(req.hours.filter(|h| h.is_finite() && *h > 0.0 && *h <= MAX_POSTPONE_HOURS).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid-action",
+                    format!("{} needs working hours between 0 and {MAX_POSTPONE_HOURS}", req.action),
+                )
+            })?)
+        }
+        _ => None,
     };
-    match req.action.as_str() {
+    let dept = match req.action.as_str() {
         "dispatch" => {
             let dept = match &req.dept_code {
                 Some(d) => d.as_str().into(),
@@ -113,20 +116,12 @@ pub async fn act(
             if !st.index.dict.read().departments.contains_key(&dept) {
                 return Err(ApiError::bad_request("unknown-department", format!("no department {dept:?}")));
             }
-            new.dept_code = Some(dept);
+            Some(dept)
         }
-        // Back to dispatch: the next department is chosen anew.
-        "approve_return" => new.dept_code = None,
-        "request_postpone" => {
-            hours()?;
-        }
-        "approve_postpone" => {
-            let h = hours()?;
-            new.deadline_at = new.deadline_at.map(|d| d + chrono::Duration::seconds((h * 3600.0) as i64));
-        }
-        "close" => new.closed_at = Some(now),
-        _ => {}
-    }
+        _ => None,
+    };
+    let mut new = case.clone();
+    cases::apply(&mut new, &req.action, next, now, dept, hours, &st.deadlines);
     let step_note = match (req.action.as_str(), req.hours) {
         ("request_postpone" | "approve_postpone", Some(h)) => {
             Some(format!("{h} h{}", note.map(|n| format!(": {n}")).unwrap_or_default()))
@@ -314,6 +309,54 @@ pub async fn summary(State(st): State<AppState>) -> ApiResult<Response> {
             .await
             .map_err(ApiError::internal)?;
     Ok(axum::Json(body).into_response())
+}
+
+/// `GET /api/v1/evaluation?from=YYYY-MM-DD&to=YYYY-MM-DD&by=dept|district|street|community|grid`:
+/// the counts and rates of every unit with cases reported in the period, scored, graded and
+/// ranked (best first). The store counts; the score needs all units at once, so it is done here.
+pub async fn evaluation(State(st): State<AppState>, p: Params) -> ApiResult<Response> {
+    if let Some(k) = p.0.keys().find(|k| !["from", "to", "by"].contains(&k.as_str())) {
+        return Err(ApiError::bad_request("invalid-parameter", format!("unknown parameter {k:?}; use from, to, by")));
+    }
+    let date = |k: &str| -> ApiResult<NaiveDate> {
+        let v = p.required(k)?;
+        NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| {
+            ApiError::bad_request("invalid-parameter", format!("{k} must be a date YYYY-MM-DD, not {v:?}"))
+        })
+    };
+    let (from, to) = (date("from")?, date("to")?);
+    if from > to {
+        return Err(ApiError::bad_request("invalid-parameter", format!("from {from} is after to {to}")));
+    }
+    let by = match p.get("by") {
+        None => By::Dept,
+        Some(b) => By::parse(b).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid-parameter",
+                format!("by must be dept, district, street, community or grid, not {b:?}"),
+            )
+        })?,
+    };
+    let (start, end, as_of) = evaluation::period(from, to, st.deadlines.calendar.offset(), Utc::now());
+    let units = st.store.evaluation_counts(by, start, end, as_of).await?;
+    let rows = evaluation::evaluate(units, &st.scoring);
+    let name = |unit: &str| -> Option<String> {
+        let i = &st.index;
+        match by {
+            By::Dept => i.dict.read().departments.get(unit).map(|d| d.name.to_string()),
+            By::District => i.districts.read().get(unit).map(|r| r.name.to_string()),
+            By::Street => i.streets.read().get(unit).map(|r| r.name.to_string()),
+            By::Community => i.communities.read().get(unit).map(|r| r.name.to_string()),
+            By::Grid => i.grids.read().get(unit).map(|r| r.name.to_string()),
+        }
+    };
+    let rows: Vec<Value> = rows.iter().map(|r| r.to_json(name(&r.unit).as_deref())).collect();
+    let secs = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    Ok(axum::Json(json!({
+        "from": from, "to": to, "by": by.as_str(), "as_of": secs(as_of),
+        "weights": st.scoring.weights, "grades": st.scoring.grades, "rows": rows,
+    }))
+    .into_response())
 }
 
 #[cfg(test)]

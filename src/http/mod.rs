@@ -34,8 +34,10 @@ pub struct AppState {
     pub live: Arc<Live>,
     pub metrics: Arc<health::Metrics>,
     pub auth: Arc<auth::Tokens>,
-    /// Filing standard and working calendar.
+    /// Filing standard, working calendar and dispatch time limit.
     pub deadlines: Arc<crate::cases::Deadlines>,
+    /// Weights and grades of the evaluation score.
+    pub scoring: crate::cases::evaluation::Scoring,
     /// The built big-screen page served at `/map/` (see [`web`]).
     pub web_dir: Arc<std::path::PathBuf>,
 }
@@ -47,6 +49,7 @@ impl AppState {
         AppState {
             auth: Arc::new(auth::Tokens::new(store.clone())),
             deadlines: Arc::new(crate::cases::Deadlines::default()),
+            scoring: Default::default(),
             store,
             live: Arc::new(Live::new(index.clone(), tile_cache_mb)),
             index,
@@ -55,9 +58,14 @@ impl AppState {
         }
     }
 
-    /// Deadlines counted on `calendar` (from the config file's `[calendar]`).
-    pub fn with_calendar(mut self, calendar: crate::cases::calendar::WorkCalendar) -> Self {
-        self.deadlines = Arc::new(crate::cases::Deadlines { calendar, ..Default::default() });
+    /// The configured time limits and evaluation scoring.
+    pub fn with_rules(
+        mut self,
+        deadlines: crate::cases::Deadlines,
+        scoring: crate::cases::evaluation::Scoring,
+    ) -> Self {
+        self.deadlines = Arc::new(deadlines);
+        self.scoring = scoring;
         self
     }
 }
@@ -85,6 +93,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/cases/summary", get(cases::summary))
         .route("/api/v1/cases/{id}", get(cases::get_case))
         .route("/api/v1/cases/{id}/actions", axum::routing::post(cases::act))
+        .route("/api/v1/evaluation", get(cases::evaluation))
         .route("/open311/v2/services.json", get(open311::services))
         .route("/open311/v2/requests.json", get(open311::get_requests).post(open311::post_request))
         .route("/open311/v2/requests/{file}", get(open311::get_request))

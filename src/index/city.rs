@@ -85,6 +85,7 @@ impl CityIndex {
             event_classes,
             components,
             cases,
+            case_steps: _,
             sensors,
         } = city;
         CityIndex {

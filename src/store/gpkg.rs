@@ -10,6 +10,7 @@ use sqlx::{Sqlite, SqlitePool};
 
 use super::schema::{self, ColType, Filter, RowReader, RowSink, RowWriter, Table, Val, unsupported_filter};
 use super::{Progress, Store, StoreError};
+use crate::cases::evaluation::{By, Counts, counts_sql};
 use crate::model::{Case, CaseStep, City};
 
 /// Timestamps as GeoPackage DATETIME text (RFC 3339, UTC, milliseconds).
@@ -145,6 +146,19 @@ impl Store for GpkgStore {
         let applied = schema::write_case_step(&mut GpkgIo { conn: &mut tx }, case, expected_version, step).await?;
         tx.commit().await?;
         Ok(applied)
+    }
+
+    async fn evaluation_counts(
+        &self,
+        by: By,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        as_of: DateTime<Utc>,
+    ) -> Result<Vec<(String, Counts)>, StoreError> {
+        // Times are fixed-width UTC text here, so text comparison is time order.
+        let t = |t: DateTime<Utc>| t.format(TIME_FORMAT).to_string();
+        let rows = sqlx::query(&counts_sql(by)).bind(t(from)).bind(t(to)).bind(t(as_of)).fetch_all(&self.pool).await?;
+        rows.iter().map(super::counts_row).collect()
     }
 
     async fn close(&self) {

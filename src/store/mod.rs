@@ -14,6 +14,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use chrono::{DateTime, Utc};
+
+use crate::cases::evaluation::{By, Counts};
 use crate::model::{Case, CaseStep, City};
 use schema::{Row, Table, Val};
 
@@ -80,6 +83,16 @@ pub trait Store: Send + Sync {
     /// transaction. `false`, with nothing written, when another change got there first.
     async fn update_case(&self, case: &Case, expected_version: i32, step: &CaseStep) -> Result<bool, StoreError>;
 
+    /// The evaluation counts per unit of the cases reported in `[from, to)`, counted as of
+    /// `as_of` (see [`crate::cases::evaluation`]): one SQL scan in the database.
+    async fn evaluation_counts(
+        &self,
+        by: By,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        as_of: DateTime<Utc>,
+    ) -> Result<Vec<(String, Counts)>, StoreError>;
+
     /// Waits for in-flight work and closes the connections.
     async fn close(&self);
 }
@@ -96,9 +109,11 @@ pub async fn open(location: &str) -> Result<Arc<dyn Store>, StoreError> {
     }
 }
 
-/// Rows per batch when writing: large enough to amortise round trips, small enough to stay under
-/// SQLite's bound-parameter limit (32,766) for the widest table.
-pub(crate) const BATCH_ROWS: usize = 2_000;
+/// Rows per batch when writing `table`: up to 2,000 to amortise round trips, fewer for wide
+/// tables so a batch stays under SQLite's bound-parameter limit (32,766).
+pub(crate) fn batch_rows(table: &Table) -> usize {
+    (32_000 / table.cols.len()).min(2_000)
+}
 
 /// The records of type `T` whose column `col` equals `value`.
 pub async fn find<T: Row>(store: &dyn Store, col: &'static str, value: Val) -> Result<Vec<T>, StoreError> {
@@ -108,4 +123,15 @@ pub async fn find<T: Row>(store: &dyn Store, col: &'static str, value: Val) -> R
 /// Inserts records of type `T` in one transaction.
 pub async fn insert<T: Row>(store: &dyn Store, items: &[T]) -> Result<(), StoreError> {
     store.insert_rows(T::table(), items.iter().map(Row::to_row).collect()).await
+}
+
+/// Reads one row of [`crate::cases::evaluation::counts_sql`]: the unit, then the counts.
+pub(crate) fn counts_row<R: sqlx::Row>(row: &R) -> Result<(String, Counts), StoreError>
+where
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    let counts: Vec<i64> = (1..=Counts::LEN).map(|i| row.try_get(i)).collect::<Result<_, _>>()?;
+    Ok((row.try_get(0)?, Counts::from_slice(&counts)))
 }

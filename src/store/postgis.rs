@@ -9,7 +9,9 @@ use sqlx::{Postgres, Row as _};
 
 use super::schema::{self, ColType, Filter, RowReader, RowSink, RowWriter, Table, Val, unsupported_filter};
 use super::{Progress, Store, StoreError};
+use crate::cases::evaluation::{By, Counts, counts_sql};
 use crate::model::{Case, CaseStep, City};
+use chrono::{DateTime, Utc};
 use schema::Row;
 
 pub struct PostgisStore {
@@ -131,6 +133,17 @@ impl Store for PostgisStore {
         }
         qb.push(" FROM moved");
         Ok(qb.build().execute(&self.pool).await?.rows_affected() == 1)
+    }
+
+    async fn evaluation_counts(
+        &self,
+        by: By,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        as_of: DateTime<Utc>,
+    ) -> Result<Vec<(String, Counts)>, StoreError> {
+        let rows = sqlx::query(&counts_sql(by)).bind(from).bind(to).bind(as_of).fetch_all(&self.pool).await?;
+        rows.iter().map(super::counts_row).collect()
     }
 
     async fn close(&self) {

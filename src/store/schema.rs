@@ -198,6 +198,13 @@ pub static CASES: Table = Table {
         ("dept_code", Text),
         ("version", Int),
         ("geom", Geom),
+        ("filed_at", Time),
+        ("dispatch_due_at", Time),
+        ("dispatched_at", Time),
+        ("handled_at", Time),
+        ("voided_at", Time),
+        ("warn_at", Time),
+        ("reworks", Int),
     ],
 };
 pub static CASE_STEPS: Table = Table {
@@ -530,6 +537,13 @@ impl Row for Case {
             ot(&self.dept_code),
             Val::Int(self.version as i64),
             Val::Geom(self.geom.into()),
+            Val::Time(self.milestones.filed_at),
+            Val::Time(self.milestones.dispatch_due_at),
+            Val::Time(self.milestones.dispatched_at),
+            Val::Time(self.milestones.handled_at),
+            Val::Time(self.milestones.voided_at),
+            Val::Time(self.milestones.warn_at),
+            Val::Int(self.milestones.reworks as i64),
         ]
     }
     fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
@@ -550,6 +564,15 @@ impl Row for Case {
             dept_code: c.opt_text()?,
             version: c.int()? as i32,
             geom: c.point()?,
+            milestones: Milestones {
+                filed_at: c.time()?,
+                dispatch_due_at: c.time()?,
+                dispatched_at: c.time()?,
+                handled_at: c.time()?,
+                voided_at: c.time()?,
+                warn_at: c.time()?,
+                reworks: c.int()? as i32,
+            },
         })
     }
 }
@@ -721,6 +744,7 @@ pub async fn write_city_rows(
     write_table(io, &city.event_classes, progress).await?;
     write_table(io, &city.components, progress).await?;
     write_table(io, &city.cases, progress).await?;
+    write_table(io, &city.case_steps, progress).await?;
     write_table(io, &city.sensors, progress).await?;
     Ok(())
 }
@@ -731,7 +755,7 @@ async fn write_table<T: Row + Sync>(
     progress: super::Progress<'_>,
 ) -> Result<(), StoreError> {
     let mut done = 0;
-    for chunk in items.chunks(super::BATCH_ROWS) {
+    for chunk in items.chunks(super::batch_rows(T::table())) {
         let rows: Vec<Vec<Val>> = chunk.iter().map(Row::to_row).collect();
         io.insert_rows(T::table(), &rows).await?;
         done += chunk.len();
@@ -756,6 +780,8 @@ pub async fn load_city_rows(
         event_classes: load_table(io, progress).await?,
         components: load_table(io, progress).await?,
         cases: load_table(io, progress).await?,
+        // Histories are read per case on demand, never all at once.
+        case_steps: Vec::new(),
         sensors: load_table(io, progress).await?,
     })
 }

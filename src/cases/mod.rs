@@ -270,6 +270,34 @@ mod tests {
     }
 
     #[test]
+    fn steps_set_the_milestones_evaluation_counts() {
+        let d = Deadlines::default();
+        // Tuesday 24 November 2026, 10:00 Beijing.
+        let t0 = DateTime::parse_from_rfc3339("2026-11-24T02:00:00Z").unwrap().with_timezone(&Utc);
+        let mut c = sample(1, "reported", t0, 30);
+        let h = |n: i64| t0 + Duration::hours(n);
+        let dept: Str = "D".into();
+        for (n, action) in ["accept", "file", "dispatch", "handle", "check_fail", "handle"].iter().enumerate() {
+            let to = workflow::transition(&c.status, action, crate::auth::Role::Admin).unwrap();
+            apply(&mut c, action, to, h(n as i64), Some(dept.clone()), None, &d);
+        }
+        let m = &c.milestones;
+        assert_eq!((c.status.as_str(), c.version), ("handled", 7));
+        assert_eq!((m.filed_at, m.dispatched_at, m.handled_at, m.reworks), (Some(h(1)), Some(h(2)), Some(h(5)), 1));
+        // One working hour after filing at 11:00.
+        assert_eq!(m.dispatch_due_at, Some(h(2)));
+        assert_eq!(c.dept_code, Some(dept));
+        // A granted postponement moves the deadline by working hours and the warning with it.
+        let before = c.deadline_at.unwrap();
+        apply(&mut c, "approve_postpone", "dispatched", h(7), None, Some(8.5), &d);
+        assert_eq!(c.deadline_at, Some(d.calendar.add_work_hours(before, 8.5)));
+        assert_eq!(c.milestones.warn_at, Some(d.warn_at(c.reported_at, c.deadline_at.unwrap())));
+        // Yellow after 80% of the working time: 8 of 10 working hours, across the night.
+        let warn = d.warn_at(t0, d.calendar.add_work_hours(t0, 10.0));
+        assert_eq!(warn, d.calendar.add_work_hours(t0, 8.0));
+    }
+
+    #[test]
     fn the_light_clock_never_goes_back() {
         let t = light_clock();
         advance_light_clock(t - Duration::hours(1));

@@ -117,12 +117,15 @@ impl Store for PostgisStore {
     /// One statement, so one round trip and its own transaction: the guarded update feeds the
     /// history insert, which therefore writes a step only when the update matched.
     async fn update_case(&self, case: &Case, expected_version: i32, step: &CaseStep) -> Result<bool, StoreError> {
-        let (row, step_row) = (case.to_row(), step.to_row());
+        let (row, step_row) = (schema::case_workflow_row(case), step.to_row());
         let (id, expected) = (Val::Int(case.id), Val::Int(expected_version as i64));
-        let mut qb =
-            schema::CASES.update::<Postgres>("WITH moved AS (", &row, ("id", &id), ("version", &expected), |b, v| {
-                bind(b, v, &mut std::iter::empty())
-            });
+        let mut qb = schema::CASE_WORKFLOW.update::<Postgres>(
+            "WITH moved AS (",
+            &row,
+            ("id", &id),
+            ("version", &expected),
+            |b, v| bind(b, v, &mut std::iter::empty()),
+        );
         let cols: Vec<&str> = schema::CASE_STEPS.cols.iter().map(|c| c.0).collect();
         qb.push(format!(" RETURNING id) INSERT INTO case_steps ({}) SELECT ", cols.join(", ")));
         {

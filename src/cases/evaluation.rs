@@ -46,19 +46,19 @@ impl By {
         }
     }
 
-    /// The unit's key in SQL and the joins up the hierarchy it needs (a case knows its grid; the
-    /// grid its community; the community its street; the street its district).
-    fn key_and_joins(self) -> (&'static str, &'static str) {
-        const GRID: &str = " JOIN grids g ON g.code = c.grid_code";
-        const COMMUNITY: &str = " JOIN grids g ON g.code = c.grid_code JOIN communities m ON m.code = g.community_code";
-        const STREET: &str = " JOIN grids g ON g.code = c.grid_code JOIN communities m ON m.code = g.community_code \
+    /// For regions above the grid: the region's key and the joins from grid rows (`t.unit`) up
+    /// the hierarchy to it (the grid knows its community, the community its street, the street
+    /// its district).
+    fn region_joins(self) -> Option<(&'static str, &'static str)> {
+        const GRID: &str = " JOIN grids g ON g.code = t.unit";
+        const COMMUNITY: &str = " JOIN grids g ON g.code = t.unit JOIN communities m ON m.code = g.community_code";
+        const STREET: &str = " JOIN grids g ON g.code = t.unit JOIN communities m ON m.code = g.community_code \
                               JOIN streets s ON s.code = m.street_code";
         match self {
-            By::Dept => ("c.dept_code", ""),
-            By::Grid => ("c.grid_code", ""),
-            By::Community => ("g.community_code", GRID),
-            By::Street => ("m.street_code", COMMUNITY),
-            By::District => ("s.district_code", STREET),
+            By::Dept | By::Grid => None,
+            By::Community => Some(("g.community_code", GRID)),
+            By::Street => Some(("m.street_code", COMMUNITY)),
+            By::District => Some(("s.district_code", STREET)),
         }
     }
 }
@@ -110,40 +110,59 @@ counts!(
 /// The query both stores run: one row per unit with its key and the [`Counts`]. Parameters:
 /// `$1` the period's first instant, `$2` the instant after it, `$3` the as-of instant (times as
 /// the backend stores them). `FILTER` aggregates run in PostgreSQL and SQLite alike.
+///
+/// Each case's facts are worked out once (the inner select), then counted; regions above the
+/// grid add up the grids' rows, so the hierarchy is joined for tens of thousands of grid rows
+/// rather than for every case.
 pub fn counts_sql(by: By) -> String {
-    let (key, joins) = by.key_and_joins();
-    // Reached by the as-of instant (NULL, never reached, is false in a FILTER).
-    let by_then = |col: &str| format!("c.{col} <= $3");
-    let not_voided = "(c.voided_at IS NULL OR c.voided_at > $3)";
-    let filed = by_then("filed_at");
-    let dispatched = by_then("dispatched_at");
-    let handled = by_then("handled_at");
-    let closed = by_then("closed_at");
-    let late = by_then("deadline_at");
+    // Each fact as of `$3`; a milestone never reached (NULL) is false.
+    let facts = [
+        ("pub", "c.source IN ('public', 'hotline')"),
+        ("valid", "c.status NOT IN ('reported', 'rejected')"),
+        ("f", "coalesce(c.filed_at <= $3, false)"),
+        ("v", "coalesce(c.voided_at <= $3, false)"),
+        ("d", "coalesce(c.dispatched_at <= $3, false)"),
+        ("d_due", "coalesce(c.dispatch_due_at <= $3, false)"),
+        ("d_ok", "coalesce(c.dispatched_at <= c.dispatch_due_at, false)"),
+        ("h", "coalesce(c.handled_at <= $3, false)"),
+        ("h_ok", "coalesce(c.handled_at <= c.deadline_at, false)"),
+        ("rw", "c.reworks > 0"),
+        ("late", "coalesce(c.deadline_at <= $3, false)"),
+        ("cl", "coalesce(c.closed_at <= $3, false)"),
+        ("cl_ok", "coalesce(c.closed_at <= c.deadline_at, false)"),
+    ];
+    // In the order of `Counts`.
     let counts = [
-        "true".to_string(),
-        "c.source IN ('public', 'hotline')".into(),
-        "c.status NOT IN ('reported', 'rejected')".into(),
-        filed.clone(),
-        format!("{filed} AND c.voided_at <= $3"),
-        format!("{filed} AND {not_voided} AND ({dispatched} OR {})", by_then("dispatch_due_at")),
-        dispatched.clone(),
-        format!("{dispatched} AND c.dispatched_at <= c.dispatch_due_at"),
-        format!("{dispatched} AND ({handled} OR {late})"),
-        handled.clone(),
-        format!("{handled} AND c.handled_at <= c.deadline_at"),
-        format!("{handled} AND c.reworks > 0"),
-        format!("{filed} AND {not_voided} AND ({closed} OR {late})"),
-        closed.clone(),
-        format!("{closed} AND c.closed_at <= c.deadline_at"),
+        "true",
+        "pub",
+        "valid",
+        "f",
+        "f AND v",
+        "f AND NOT v AND (d OR d_due)",
+        "d",
+        "d AND d_ok",
+        "d AND (h OR late)",
+        "h",
+        "h AND h_ok",
+        "h AND rw",
+        "f AND NOT v AND (cl OR late)",
+        "cl",
+        "cl AND cl_ok",
     ];
     debug_assert_eq!(counts.len(), Counts::LEN);
-    let columns: Vec<String> = counts.iter().map(|f| format!("count(*) FILTER (WHERE {f})")).collect();
-    format!(
-        "SELECT {key} AS unit, {} FROM cases c{joins} \
-         WHERE c.reported_at >= $1 AND c.reported_at < $2 AND {key} IS NOT NULL GROUP BY {key}",
-        columns.join(", ")
-    )
+    let case_key = if by == By::Dept { "c.dept_code" } else { "c.grid_code" };
+    let facts: Vec<String> = facts.iter().map(|(name, expr)| format!("{expr} AS {name}")).collect();
+    let columns: Vec<String> =
+        counts.iter().enumerate().map(|(i, f)| format!("count(*) FILTER (WHERE {f}) AS n{i}")).collect();
+    let per_case = format!(
+        "SELECT {case_key} AS unit, {} FROM cases c \
+         WHERE c.reported_at >= $1 AND c.reported_at < $2 AND {case_key} IS NOT NULL",
+        facts.join(", ")
+    );
+    let counted = format!("SELECT unit, {} FROM ({per_case}) t GROUP BY unit", columns.join(", "));
+    let Some((key, joins)) = by.region_joins() else { return counted };
+    let sums: Vec<String> = (0..Counts::LEN).map(|i| format!("CAST(sum(n{i}) AS bigint)")).collect();
+    format!("SELECT {key} AS unit, {} FROM ({counted}) t{joins} GROUP BY {key}", sums.join(", "))
 }
 
 /// Weights of the composite score (综合指标), from the `[evaluation.weights]` table of the
@@ -399,10 +418,13 @@ mod tests {
 
     #[test]
     fn the_query_groups_by_the_unit_with_its_joins() {
-        assert!(counts_sql(By::Dept).contains("GROUP BY c.dept_code"));
+        assert!(counts_sql(By::Dept).contains("c.dept_code AS unit"));
         let q = counts_sql(By::District);
-        assert!(q.contains("JOIN streets s") && q.contains("GROUP BY s.district_code"));
+        assert!(
+            q.contains("c.grid_code AS unit") && q.contains("JOIN streets s") && q.contains("GROUP BY s.district_code")
+        );
         assert_eq!(q.matches("count(*) FILTER").count(), Counts::LEN);
+        assert_eq!(q.matches("CAST(sum(").count(), Counts::LEN);
         assert_eq!(By::parse("street"), Some(By::Street));
         assert_eq!(By::parse("person"), None);
     }

@@ -8,6 +8,7 @@ use geozero::{CoordDimensions, ToGeo, ToWkb};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool};
 
+use super::queue::{StepQueue, StepWrite};
 use super::schema::{self, ColType, Filter, RowReader, RowSink, RowWriter, Table, Val, unsupported_filter};
 use super::{Progress, Store, StoreError};
 use crate::cases::evaluation::{By, Counts, counts_sql};
@@ -26,7 +27,9 @@ pub struct GpkgStore {
     /// turns here, rather than in SQLite's busy handler, also makes "read the next case id, then
     /// insert" safe, since a deferred transaction that read before another committed could not
     /// upgrade to a write.
-    writer: tokio::sync::Mutex<()>,
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Workflow steps, written in group-committed batches (one fsync per batch).
+    steps: StepQueue,
 }
 
 impl GpkgStore {
@@ -48,7 +51,23 @@ impl GpkgStore {
             .busy_timeout(std::time::Duration::from_secs(30));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         sqlx::migrate!("migrations/gpkg").run(&pool).await?;
-        let store = GpkgStore { pool, path: path.to_string(), writer: tokio::sync::Mutex::new(()) };
+        let writer = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+        let (batch_pool, batch_writer) = (pool.clone(), writer.clone());
+        let steps = StepQueue::start(move |batch: Vec<StepWrite>| {
+            let (pool, writer) = (batch_pool.clone(), batch_writer.clone());
+            async move {
+                let _turn = writer.lock().await;
+                let mut tx = pool.begin().await?;
+                let mut applied = Vec::with_capacity(batch.len());
+                for w in &batch {
+                    let io = &mut GpkgIo { conn: &mut tx };
+                    applied.push(schema::write_case_step(io, &w.case, w.expected, &w.step).await?);
+                }
+                tx.commit().await?;
+                Ok(applied)
+            }
+        });
+        let store = GpkgStore { pool, path: path.to_string(), writer, steps };
         store.checkpoint().await?;
         Ok(store)
     }
@@ -141,11 +160,7 @@ impl Store for GpkgStore {
     }
 
     async fn update_case(&self, case: &Case, expected_version: i32, step: &CaseStep) -> Result<bool, StoreError> {
-        let _turn = self.writer.lock().await;
-        let mut tx = self.pool.begin().await?;
-        let applied = schema::write_case_step(&mut GpkgIo { conn: &mut tx }, case, expected_version, step).await?;
-        tx.commit().await?;
-        Ok(applied)
+        self.steps.submit(StepWrite { case: case.clone(), expected: expected_version, step: step.clone() }).await
     }
 
     async fn evaluation_counts(

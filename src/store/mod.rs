@@ -8,6 +8,7 @@
 
 pub mod gpkg;
 pub mod postgis;
+pub(crate) mod queue;
 pub mod schema;
 
 use std::sync::Arc;
@@ -37,6 +38,10 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the store is closed")]
+    Closed,
+    #[error("writing a batch of workflow steps failed: {0}")]
+    Batch(String),
 }
 
 /// Progress callback for long writes and loads: (table, rows done so far).

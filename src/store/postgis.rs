@@ -134,11 +134,13 @@ impl Store for PostgisStore {
         as_of: DateTime<Utc>,
     ) -> Result<Vec<(String, Counts)>, StoreError> {
         // A year of a big city groups a million cases into tens of thousands of grids: give the
-        // aggregation the memory to hash in place of sorting on disk, and skip JIT compilation,
-        // which costs more than it saves here.
+        // aggregation the memory to hash in place of sorting on disk, skip JIT compilation (it
+        // costs more than it saves here), and plan for the actual period (a month is an index
+        // range, two years a parallel scan) rather than once for any period.
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SET LOCAL work_mem = '256MB'").execute(&mut *tx).await?;
-        sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
+        for setting in ["work_mem = '256MB'", "jit = off", "plan_cache_mode = force_custom_plan"] {
+            sqlx::query(&format!("SET LOCAL {setting}")).execute(&mut *tx).await?;
+        }
         let rows = sqlx::query(&counts_sql(by)).bind(from).bind(to).bind(as_of).fetch_all(&mut *tx).await?;
         tx.commit().await?;
         rows.iter().map(super::counts_row).collect()

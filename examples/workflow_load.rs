@@ -22,20 +22,27 @@ async fn main() {
     let seconds: u64 = args.get(4).map(|s| s.parse().expect("SECONDS")).unwrap_or(20);
     let client = reqwest::Client::new();
 
-    // A point inside the city and a class to report, from the server itself.
-    let grid: Value =
-        client.get(format!("{url}/collections/grids/items?limit=1")).send().await.unwrap().json().await.unwrap();
-    let ring = &grid["features"][0]["geometry"]["coordinates"][0];
-    let n = ring.as_array().unwrap().len() - 1;
-    let (mut x, mut y) = (0.0, 0.0);
-    for p in &ring.as_array().unwrap()[..n] {
-        x += p[0].as_f64().unwrap() / n as f64;
-        y += p[1].as_f64().unwrap() / n as f64;
-    }
+    // Report points at the centres of 500 unit grids (reports spread over the city as they do in
+    // life, rather than piling up on one spot), and a class to report, from the server itself.
+    let grids: Value =
+        client.get(format!("{url}/collections/grids/items?limit=500")).send().await.unwrap().json().await.unwrap();
+    let points: Vec<(f64, f64)> = grids["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let ring = f["geometry"]["coordinates"][0].as_array().unwrap();
+            let n = ring.len() - 1;
+            let x = ring[..n].iter().map(|p| p[0].as_f64().unwrap()).sum::<f64>() / n as f64;
+            let y = ring[..n].iter().map(|p| p[1].as_f64().unwrap()).sum::<f64>() / n as f64;
+            (x, y)
+        })
+        .collect();
     let services: Value =
         client.get(format!("{url}/open311/v2/services.json")).send().await.unwrap().json().await.unwrap();
     let class = services[0]["service_code"].as_str().unwrap().to_string();
-    let report = json!({"class_code": class, "lon": x, "lat": y, "description": "压测", "source": "supervisor"});
+    let points = Arc::new(points);
+    let next_point = Arc::new(AtomicU64::new(0));
 
     let (reports, steps, errors) =
         (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
@@ -43,10 +50,17 @@ async fn main() {
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (client, url, token, report) = (client.clone(), url.clone(), token.clone(), report.clone());
+            let (client, url, token, class) = (client.clone(), url.clone(), token.clone(), class.clone());
+            let (points, next_point) = (points.clone(), next_point.clone());
             let (reports, steps, errors) = (reports.clone(), steps.clone(), errors.clone());
             tokio::spawn(async move {
                 while Instant::now() < deadline {
+                    // Within a metre or so of a grid centre, a different one each time.
+                    let k = next_point.fetch_add(1, Ordering::Relaxed);
+                    let (x, y) = points[k as usize % points.len()];
+                    let jitter = ((k % 97) as f64 - 48.0) * 2e-7;
+                    let report = json!({"class_code": class, "lon": x + jitter, "lat": y - jitter,
+                        "description": "压测", "source": "supervisor"});
                     let r = client.post(format!("{url}/api/v1/cases")).bearer_auth(&token).json(&report).send().await;
                     let Ok(r) = r.filter_ok() else {
                         errors.fetch_add(1, Ordering::Relaxed);

@@ -152,36 +152,47 @@ impl Store for PostgisStore {
 }
 
 /// Binds one value in PostgreSQL's dialect; geometry takes the next of `geoms` (WKB).
-/// Writes a batch of workflow steps in one transaction. Each step is one statement, so one round
-/// trip: the guarded update feeds the history insert, which therefore writes a step only when the
-/// update matched.
+/// Writes a batch of workflow steps as one statement (so one round trip and one transaction):
+/// the batch's values feed a guarded update of the cases, and the history insert takes only the
+/// steps whose case was still at its expected version. The queue puts at most one step per case
+/// in a batch, so every join here is one to one.
 async fn write_steps(pool: &PgPool, batch: Vec<StepWrite>) -> Result<Vec<bool>, StoreError> {
-    let cols: Vec<&str> = schema::CASE_STEPS.cols.iter().map(|c| c.0).collect();
-    let tail = format!(" RETURNING id) INSERT INTO case_steps ({}) SELECT ", cols.join(", "));
-    let mut tx = pool.begin().await?;
-    let mut applied = Vec::with_capacity(batch.len());
-    for w in &batch {
-        let (row, step_row) = (schema::case_workflow_row(&w.case), w.step.to_row());
-        let (id, expected) = (Val::Int(w.case.id), Val::Int(w.expected as i64));
-        let mut qb = schema::CASE_WORKFLOW.update::<Postgres>(
-            "WITH moved AS (",
-            &row,
-            ("id", &id),
-            ("version", &expected),
-            |b, v| bind(b, v, &mut std::iter::empty()),
-        );
-        qb.push(&tail);
-        {
-            let mut values = qb.separated(", ");
-            for v in &step_row {
-                bind(&mut values, v, &mut std::iter::empty());
-            }
+    let case_cols: Vec<&str> = schema::CASE_WORKFLOW.cols.iter().map(|c| c.0).collect();
+    let step_cols: Vec<&str> = schema::CASE_STEPS.cols.iter().map(|c| c.0).collect();
+    let input: Vec<String> = std::iter::once("expected".to_string())
+        .chain(case_cols.iter().map(|c| format!("c_{c}")))
+        .chain(step_cols.iter().map(|c| format!("s_{c}")))
+        .collect();
+    let rows: Vec<Vec<Val>> = batch
+        .iter()
+        .map(|w| {
+            let mut row = vec![Val::Int(w.expected as i64)];
+            row.extend(schema::case_workflow_row(&w.case));
+            row.extend(w.step.to_row());
+            row
+        })
+        .collect();
+    let mut qb = sqlx::QueryBuilder::<Postgres>::new(format!("WITH input ({}) AS (", input.join(", ")));
+    qb.push_values(&rows, |mut b, row| {
+        for v in row {
+            bind(&mut b, v, &mut std::iter::empty());
         }
-        qb.push(" FROM moved");
-        applied.push(qb.build().execute(&mut *tx).await?.rows_affected() == 1);
-    }
-    tx.commit().await?;
-    Ok(applied)
+    });
+    let set: Vec<&str> = case_cols.iter().copied().filter(|c| *c != "id").collect();
+    let from_input: Vec<String> = set.iter().map(|c| format!("i.c_{c}")).collect();
+    let step_values: Vec<String> = step_cols.iter().map(|c| format!("i.s_{c}")).collect();
+    qb.push(format!(
+        "), moved AS (UPDATE cases c SET ({}) = ({}) FROM input i WHERE c.id = i.c_id AND c.version = i.expected \
+         RETURNING c.id) INSERT INTO case_steps ({}) SELECT {} FROM input i JOIN moved m ON m.id = i.c_id \
+         RETURNING case_id",
+        set.join(", "),
+        from_input.join(", "),
+        step_cols.join(", "),
+        step_values.join(", ")
+    ));
+    let written: std::collections::HashSet<i64> =
+        qb.build_query_scalar::<i64>().fetch_all(pool).await?.into_iter().collect();
+    Ok(batch.iter().map(|w| written.contains(&w.case.id)).collect())
 }
 
 fn bind<'a>(

@@ -16,17 +16,7 @@ use onemap::cases::evaluation::{By, Scoring, evaluate, period};
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let store = rt.block_on(async {
-        let location = match std::env::var("ONEMAP_BENCH_STORE") {
-            Ok(s) => s,
-            Err(_) => {
-                let path = std::env::temp_dir().join(format!("onemap-bench-eval-{}.gpkg", std::process::id()));
-                let path = path.display().to_string();
-                let store = onemap::store::open(&path).await.expect("store");
-                onemap::server::seed(&*store, &onemap::demo::DemoParams::shigatse()).await.expect("seed");
-                store.close().await;
-                path
-            }
-        };
+        let location = onemap::server::bench_store("evaluation").await.expect("bench store");
         onemap::store::open(&location).await.expect("open store")
     });
     let kind = store.kind();
@@ -38,14 +28,14 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group(format!("evaluation_{kind}"));
     g.sample_size(10);
     for (name, from, to) in periods {
-        let (start, end, as_of) = period(from, to, beijing, Utc::now());
+        let p = period(from, to, beijing, Utc::now());
         for by in [By::Dept, By::Grid] {
-            let counted = rt.block_on(store.evaluation_counts(by, start, end, as_of)).unwrap();
+            let counted = rt.block_on(store.evaluation_counts(by, p)).unwrap();
             let cases: i64 = counted.iter().map(|u| u.1.reports).sum();
             println!("{kind} {name} by {}: {} units, {cases} cases", by.as_str(), counted.len());
             g.bench_function(format!("{name}/{}", by.as_str()), |b| {
                 b.iter(|| {
-                    let units = rt.block_on(store.evaluation_counts(by, start, end, as_of)).unwrap();
+                    let units = rt.block_on(store.evaluation_counts(by, p)).unwrap();
                     black_box(evaluate(units, &Scoring::default()))
                 })
             });

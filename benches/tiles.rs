@@ -19,17 +19,7 @@ use tower::ServiceExt;
 
 fn state(rt: &tokio::runtime::Runtime) -> onemap::AppState {
     rt.block_on(async {
-        let location = match std::env::var("ONEMAP_BENCH_STORE") {
-            Ok(s) => s,
-            Err(_) => {
-                let path = std::env::temp_dir().join(format!("onemap-bench-tiles-{}.gpkg", std::process::id()));
-                let path = path.display().to_string();
-                let store = onemap::store::open(&path).await.expect("store");
-                onemap::server::seed(&*store, &onemap::demo::DemoParams::shigatse()).await.expect("seed");
-                store.close().await;
-                path
-            }
-        };
+        let location = onemap::server::bench_store("tiles").await.expect("bench store");
         onemap::server::start(&location, false, 256).await.expect("start")
     })
 }

@@ -27,6 +27,20 @@ pub async fn start(location: &str, demo: bool, tile_cache_mb: usize) -> Result<A
 }
 
 /// Generates a demo city and writes it in one transaction.
+/// The store a benchmark runs against: `ONEMAP_BENCH_STORE` when set (the Chongqing-scale city
+/// `scripts/bench` writes), otherwise a fresh temporary GeoPackage seeded with the Shigatse demo.
+pub async fn bench_store(name: &str) -> Result<String, StoreError> {
+    if let Ok(location) = std::env::var("ONEMAP_BENCH_STORE") {
+        return Ok(location);
+    }
+    let path = std::env::temp_dir().join(format!("onemap-bench-{name}-{}.gpkg", std::process::id()));
+    let path = path.display().to_string();
+    let store = crate::store::open(&path).await?;
+    seed(&*store, &DemoParams::shigatse()).await?;
+    store.close().await;
+    Ok(path)
+}
+
 pub async fn seed(store: &dyn Store, params: &DemoParams) -> Result<(), StoreError> {
     let t = Instant::now();
     let p = params.clone();

@@ -326,14 +326,18 @@ impl Evaluated {
     }
 }
 
-/// The instants a period of whole local days spans: its first instant, the instant after its
-/// last day, and the as-of instant (the end, or `now` while the period runs).
-pub fn period(
-    from: NaiveDate,
-    to: NaiveDate,
-    city: chrono::FixedOffset,
-    now: DateTime<Utc>,
-) -> (DateTime<Utc>, DateTime<Utc>, DateTime<Utc>) {
+/// The instants an evaluation period spans: reports from `start` (inclusive) to `end`
+/// (exclusive), counted as of `as_of`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub as_of: DateTime<Utc>,
+}
+
+/// The period of whole local days `from` to `to` in the city's time zone `city`, counted as of
+/// its end, or `now` while it runs.
+pub fn period(from: NaiveDate, to: NaiveDate, city: chrono::FixedOffset, now: DateTime<Utc>) -> Period {
     let midnight = |d: NaiveDate| {
         city.from_local_datetime(&d.and_time(chrono::NaiveTime::MIN))
             .single()
@@ -341,7 +345,7 @@ pub fn period(
             .with_timezone(&Utc)
     };
     let (start, end) = (midnight(from), midnight(to + chrono::Duration::days(1)));
-    (start, end, end.min(now))
+    Period { start, end, as_of: end.min(now) }
 }
 
 #[cfg(test)]
@@ -410,10 +414,11 @@ mod tests {
         let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
         let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
         let now = t("2026-11-25T02:00:00Z");
-        let (a, b, asof) = period(d("2026-10-01"), d("2026-10-31"), bj, now);
-        assert_eq!((a, b, asof), (t("2026-09-30T16:00:00Z"), t("2026-10-31T16:00:00Z"), t("2026-10-31T16:00:00Z")));
-        let (_, b, asof) = period(d("2026-11-01"), d("2026-11-30"), bj, now);
-        assert_eq!((b, asof), (t("2026-11-30T16:00:00Z"), now));
+        let p = period(d("2026-10-01"), d("2026-10-31"), bj, now);
+        let (start, end) = (t("2026-09-30T16:00:00Z"), t("2026-10-31T16:00:00Z"));
+        assert_eq!(p, Period { start, end, as_of: end });
+        let p = period(d("2026-11-01"), d("2026-11-30"), bj, now);
+        assert_eq!((p.end, p.as_of), (t("2026-11-30T16:00:00Z"), now));
     }
 
     #[test]

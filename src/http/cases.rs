@@ -337,8 +337,8 @@ pub async fn evaluation(State(st): State<AppState>, p: Params) -> ApiResult<Resp
             )
         })?,
     };
-    let (start, end, as_of) = evaluation::period(from, to, st.deadlines.calendar.offset(), Utc::now());
-    let units = st.store.evaluation_counts(by, start, end, as_of).await?;
+    let period = evaluation::period(from, to, st.deadlines.calendar.offset(), Utc::now());
+    let units = st.store.evaluation_counts(by, period).await?;
     let rows = evaluation::evaluate(units, &st.scoring);
     let name = |unit: &str| -> Option<String> {
         let i = &st.index;
@@ -353,7 +353,7 @@ pub async fn evaluation(State(st): State<AppState>, p: Params) -> ApiResult<Resp
     let rows: Vec<Value> = rows.iter().map(|r| r.to_json(name(&r.unit).as_deref())).collect();
     let secs = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     Ok(axum::Json(json!({
-        "from": from, "to": to, "by": by.as_str(), "as_of": secs(as_of),
+        "from": from, "to": to, "by": by.as_str(), "as_of": secs(period.as_of),
         "weights": st.scoring.weights, "grades": st.scoring.grades, "rows": rows,
     }))
     .into_response())

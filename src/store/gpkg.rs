@@ -11,7 +11,7 @@ use sqlx::{Sqlite, SqlitePool};
 use super::queue::{StepQueue, StepWrite};
 use super::schema::{self, ColType, Filter, RowReader, RowSink, RowWriter, Table, Val, unsupported_filter};
 use super::{Progress, Store, StoreError};
-use crate::cases::evaluation::{By, Counts, counts_sql};
+use crate::cases::evaluation::{By, Counts, Period, counts_sql};
 use crate::model::{Case, CaseStep, City};
 
 /// Timestamps as GeoPackage DATETIME text (RFC 3339, UTC, milliseconds).
@@ -163,16 +163,15 @@ impl Store for GpkgStore {
         self.steps.submit(StepWrite { case: case.clone(), expected: expected_version, step: step.clone() }).await
     }
 
-    async fn evaluation_counts(
-        &self,
-        by: By,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        as_of: DateTime<Utc>,
-    ) -> Result<Vec<(String, Counts)>, StoreError> {
+    async fn evaluation_counts(&self, by: By, period: Period) -> Result<Vec<(String, Counts)>, StoreError> {
         // Times are fixed-width UTC text here, so text comparison is time order.
         let t = |t: DateTime<Utc>| t.format(TIME_FORMAT).to_string();
-        let rows = sqlx::query(&counts_sql(by)).bind(t(from)).bind(t(to)).bind(t(as_of)).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&counts_sql(by))
+            .bind(t(period.start))
+            .bind(t(period.end))
+            .bind(t(period.as_of))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(super::counts_row).collect()
     }
 

@@ -15,9 +15,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use chrono::{DateTime, Utc};
-
-use crate::cases::evaluation::{By, Counts};
+use crate::cases::evaluation::{By, Counts, Period};
 use crate::model::{Case, CaseStep, City};
 use schema::{Row, Table, Val};
 
@@ -88,15 +86,9 @@ pub trait Store: Send + Sync {
     /// transaction. `false`, with nothing written, when another change got there first.
     async fn update_case(&self, case: &Case, expected_version: i32, step: &CaseStep) -> Result<bool, StoreError>;
 
-    /// The evaluation counts per unit of the cases reported in `[from, to)`, counted as of
-    /// `as_of` (see [`crate::cases::evaluation`]): one SQL scan in the database.
-    async fn evaluation_counts(
-        &self,
-        by: By,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        as_of: DateTime<Utc>,
-    ) -> Result<Vec<(String, Counts)>, StoreError>;
+    /// The evaluation counts per unit of the cases reported in the period, counted as of its
+    /// as-of instant (see [`crate::cases::evaluation`]): one SQL scan in the database.
+    async fn evaluation_counts(&self, by: By, period: Period) -> Result<Vec<(String, Counts)>, StoreError>;
 
     /// Waits for in-flight work and closes the connections.
     async fn close(&self);

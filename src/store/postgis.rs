@@ -10,9 +10,8 @@ use sqlx::{Postgres, Row as _};
 use super::queue::{StepQueue, StepWrite};
 use super::schema::{self, ColType, Filter, RowReader, RowSink, RowWriter, Table, Val, unsupported_filter};
 use super::{Progress, Store, StoreError};
-use crate::cases::evaluation::{By, Counts, counts_sql};
+use crate::cases::evaluation::{By, Counts, Period, counts_sql};
 use crate::model::{Case, CaseStep, City};
-use chrono::{DateTime, Utc};
 use schema::Row;
 
 pub struct PostgisStore {
@@ -126,13 +125,7 @@ impl Store for PostgisStore {
         self.steps.submit(StepWrite { case: case.clone(), expected: expected_version, step: step.clone() }).await
     }
 
-    async fn evaluation_counts(
-        &self,
-        by: By,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        as_of: DateTime<Utc>,
-    ) -> Result<Vec<(String, Counts)>, StoreError> {
+    async fn evaluation_counts(&self, by: By, period: Period) -> Result<Vec<(String, Counts)>, StoreError> {
         // A year of a big city groups a million cases into tens of thousands of grids: give the
         // aggregation the memory to hash in place of sorting on disk, skip JIT compilation (it
         // costs more than it saves here), and plan for the actual period (a month is an index
@@ -141,7 +134,12 @@ impl Store for PostgisStore {
         for setting in ["work_mem = '256MB'", "jit = off", "plan_cache_mode = force_custom_plan"] {
             sqlx::query(&format!("SET LOCAL {setting}")).execute(&mut *tx).await?;
         }
-        let rows = sqlx::query(&counts_sql(by)).bind(from).bind(to).bind(as_of).fetch_all(&mut *tx).await?;
+        let rows = sqlx::query(&counts_sql(by))
+            .bind(period.start)
+            .bind(period.end)
+            .bind(period.as_of)
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
         rows.iter().map(super::counts_row).collect()
     }

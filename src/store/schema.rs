@@ -209,32 +209,38 @@ pub static CASES: Table = Table {
 };
 /// The columns of `cases` a workflow step may change (the rest, from class to location, are the
 /// report's and stay as reported). Updating only these keeps a step's write small.
-pub static CASE_WORKFLOW: Table = Table {
+const WORKFLOW_COLUMNS: &[&str] = &[
+    "id",
+    "status",
+    "closed_at",
+    "deadline_at",
+    "dept_code",
+    "version",
+    "filed_at",
+    "dispatch_due_at",
+    "dispatched_at",
+    "handled_at",
+    "voided_at",
+    "warn_at",
+    "reworks",
+];
+
+/// [`WORKFLOW_COLUMNS`] as a table of `cases`, with the types [`CASES`] gives them.
+pub static CASE_WORKFLOW: std::sync::LazyLock<Table> = std::sync::LazyLock::new(|| Table {
     name: "cases",
-    cols: &[
-        ("id", Int),
-        ("status", Text),
-        ("closed_at", Time),
-        ("deadline_at", Time),
-        ("dept_code", Text),
-        ("version", Int),
-        ("filed_at", Time),
-        ("dispatch_due_at", Time),
-        ("dispatched_at", Time),
-        ("handled_at", Time),
-        ("voided_at", Time),
-        ("warn_at", Time),
-        ("reworks", Int),
-    ],
-};
+    cols: WORKFLOW_COLUMNS
+        .iter()
+        .map(|n| *CASES.cols.iter().find(|c| c.0 == *n).expect("workflow columns are case columns"))
+        .collect::<Vec<_>>()
+        .leak(),
+});
 
 /// The values of `case` in [`CASE_WORKFLOW`]'s columns.
 pub fn case_workflow_row(case: &Case) -> Vec<Val> {
     let mut full: Vec<Option<Val>> = case.to_row().into_iter().map(Some).collect();
-    CASE_WORKFLOW
-        .cols
+    WORKFLOW_COLUMNS
         .iter()
-        .map(|(name, _)| {
+        .map(|name| {
             let i = CASES.cols.iter().position(|c| c.0 == *name).expect("workflow columns are case columns");
             full[i].take().expect("each column once")
         })

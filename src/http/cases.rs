@@ -320,8 +320,9 @@ pub async fn evaluation(State(st): State<AppState>, p: Params) -> ApiResult<Resp
     }
     let date = |k: &str| -> ApiResult<NaiveDate> {
         let v = p.required(k)?;
-        NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| {
-            ApiError::bad_request("invalid-parameter", format!("{k} must be a date YYYY-MM-DD, not {v:?}"))
+        // Years a city's records can hold; beyond them date arithmetic has no room.
+        NaiveDate::parse_from_str(v, "%Y-%m-%d").ok().filter(|d| (1900..=2999).contains(&d.year())).ok_or_else(|| {
+            ApiError::bad_request("invalid-parameter", format!("{k} must be a date YYYY-MM-DD (1900-2999), not {v:?}"))
         })
     };
     let (from, to) = (date("from")?, date("to")?);

@@ -12,6 +12,7 @@ pub mod grids;
 pub mod http;
 pub mod index;
 pub mod model;
+pub mod sensors;
 pub mod server;
 pub mod store;
 pub mod tiles;

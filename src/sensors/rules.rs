@@ -1,0 +1,308 @@
+//! Alarm rules (告警规则) as pure functions: a reading and a sensor's rule state in, the new state
+//! and the alarm change (raised, escalated, de-escalated, cleared) out. The national four colours
+//! run blue < yellow < orange < red in severity. Hysteresis keeps a level while the value stays
+//! within `hysteresis` of its threshold, and a new level takes effect only after it has held for
+//! `min_duration_s`, so a noisy series does not flap.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Alarm level, in rising severity (蓝 < 黄 < 橙 < 红).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Blue,
+    Yellow,
+    Orange,
+    Red,
+}
+
+impl Level {
+    pub const ALL: [Level; 4] = [Level::Blue, Level::Yellow, Level::Orange, Level::Red];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Blue => "blue",
+            Level::Yellow => "yellow",
+            Level::Orange => "orange",
+            Level::Red => "red",
+        }
+    }
+}
+
+/// Whether high or low values are dangerous (drain level: above; water-main pressure: below).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    #[default]
+    Above,
+    Below,
+}
+
+/// A sensor's thresholds: any level may be absent.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    pub direction: Direction,
+    pub blue: Option<f64>,
+    pub yellow: Option<f64>,
+    pub orange: Option<f64>,
+    pub red: Option<f64>,
+    pub hysteresis: f64,
+    pub min_duration_s: i64,
+}
+
+impl Thresholds {
+    fn threshold(&self, level: Level) -> Option<f64> {
+        match level {
+            Level::Blue => self.blue,
+            Level::Yellow => self.yellow,
+            Level::Orange => self.orange,
+            Level::Red => self.red,
+        }
+    }
+
+    /// `value` is past `threshold` in the dangerous direction, the threshold moved back towards
+    /// safety by `slack` (the hysteresis, for a level already raised).
+    fn past(&self, value: f64, threshold: f64, slack: f64) -> bool {
+        match self.direction {
+            Direction::Above => value >= threshold - slack,
+            Direction::Below => value <= threshold + slack,
+        }
+    }
+
+    /// The most severe level `value` reaches, with no hysteresis.
+    pub fn level_of(&self, value: f64) -> Option<Level> {
+        Level::ALL.into_iter().rev().find(|&l| self.threshold(l).is_some_and(|t| self.past(value, t, 0.0)))
+    }
+
+    /// The level `value` calls for when `current` is raised: a more severe level by its plain
+    /// threshold; `current` and the levels below it as long as the value stays within the
+    /// hysteresis of their thresholds.
+    pub fn target(&self, current: Option<Level>, value: f64) -> Option<Level> {
+        let plain = self.level_of(value);
+        let held = current.and_then(|c| {
+            Level::ALL
+                .into_iter()
+                .rev()
+                .filter(|&l| l <= c)
+                .find(|&l| self.threshold(l).is_some_and(|t| self.past(value, t, self.hysteresis)))
+        });
+        plain.max(held)
+    }
+
+    /// Rejects thresholds that cannot make sense: non-finite values, a negative hysteresis or
+    /// duration, or levels out of order for the direction.
+    pub fn check(&self) -> Result<(), String> {
+        let set: Vec<(Level, f64)> = Level::ALL.into_iter().filter_map(|l| self.threshold(l).map(|t| (l, t))).collect();
+        if set.iter().any(|(_, t)| !t.is_finite()) || !self.hysteresis.is_finite() {
+            return Err("thresholds and hysteresis must be finite numbers".into());
+        }
+        if self.hysteresis < 0.0 || self.min_duration_s < 0 {
+            return Err("hysteresis and min_duration_s must not be negative".into());
+        }
+        for w in set.windows(2) {
+            let ordered = match self.direction {
+                Direction::Above => w[0].1 <= w[1].1,
+                Direction::Below => w[0].1 >= w[1].1,
+            };
+            if !ordered {
+                return Err(format!(
+                    "{} ({}) must not be {} {} ({})",
+                    w[1].0.as_str(),
+                    w[1].1,
+                    if self.direction == Direction::Above { "below" } else { "above" },
+                    w[0].0.as_str(),
+                    w[0].1
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a sensor's rule remembers between readings.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct State {
+    /// The alarm level raised now, if any.
+    pub level: Option<Level>,
+    /// A different level the readings have called for since this instant, not yet held long
+    /// enough to take effect.
+    pub pending: Option<(Option<Level>, DateTime<Utc>)>,
+    /// The time of the latest reading applied.
+    pub last_at: Option<DateTime<Utc>>,
+}
+
+/// An alarm change a reading brings about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Raised(Level),
+    Escalated { from: Level, to: Level },
+    DeEscalated { from: Level, to: Level },
+    Cleared(Level),
+}
+
+/// Applies one reading. A reading older than the latest one applied changes nothing (out of
+/// order readings are stored, but the rule has moved on); the caller counts them.
+pub fn step(th: &Thresholds, state: State, at: DateTime<Utc>, value: f64) -> (State, Option<Change>) {
+    if state.last_at.is_some_and(|last| at < last) || !value.is_finite() {
+        return (state, None);
+    }
+    let target = th.target(state.level, value);
+    let mut next = State { last_at: Some(at), ..state };
+    if target == state.level {
+        next.pending = None;
+        return (next, None);
+    }
+    let since = match state.pending {
+        Some((pending, since)) if pending == target => since,
+        _ => at,
+    };
+    if at - since < Duration::seconds(th.min_duration_s) {
+        next.pending = Some((target, since));
+        return (next, None);
+    }
+    next.level = target;
+    next.pending = None;
+    let change = match (state.level, target) {
+        (None, Some(to)) => Change::Raised(to),
+        (Some(from), None) => Change::Cleared(from),
+        (Some(from), Some(to)) if to > from => Change::Escalated { from, to },
+        (Some(from), Some(to)) => Change::DeEscalated { from, to },
+        (None, None) => unreachable!("target differs from the current level"),
+    };
+    (next, Some(change))
+}
+
+/// A sensor is stale when its latest reading is older than `after` at `now`, or it never sent one.
+pub fn is_stale(last_at: Option<DateTime<Utc>>, now: DateTime<Utc>, after: Duration) -> bool {
+    last_at.is_none_or(|t| now - t > after)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_790_000_000 + s, 0).unwrap()
+    }
+
+    /// A drain level sensor in metres: blue 0.2, yellow 0.3, orange 0.4, red 0.5.
+    fn drain(hysteresis: f64, min_duration_s: i64) -> Thresholds {
+        Thresholds {
+            direction: Direction::Above,
+            blue: Some(0.2),
+            yellow: Some(0.3),
+            orange: Some(0.4),
+            red: Some(0.5),
+            hysteresis,
+            min_duration_s,
+        }
+    }
+
+    fn run(th: &Thresholds, series: &[(i64, f64)]) -> (State, Vec<(i64, Change)>) {
+        let mut state = State::default();
+        let mut changes = vec![];
+        for &(s, v) in series {
+            let (next, change) = step(th, state, t(s), v);
+            state = next;
+            if let Some(c) = change {
+                changes.push((s, c));
+            }
+        }
+        (state, changes)
+    }
+
+    #[test]
+    fn hysteresis_stops_a_noisy_series_from_flapping() {
+        // Noise of ±0.02 around the yellow threshold, once it has been crossed.
+        let series: Vec<(i64, f64)> =
+            (0..200).map(|i| (i * 10, 0.305 + if i % 2 == 0 { 0.02 } else { -0.02 })).collect();
+        let (_, without) = run(&drain(0.0, 0), &series);
+        assert!(without.len() > 100, "without hysteresis it flaps: {} changes", without.len());
+        let (state, with) = run(&drain(0.05, 0), &series);
+        assert_eq!(with, vec![(0, Change::Raised(Level::Yellow))]);
+        assert_eq!(state.level, Some(Level::Yellow));
+        // Clearly below: yellow goes to blue, then clears once under blue's threshold minus 0.05.
+        let (state, changes) = run(&drain(0.05, 0), &[(0, 0.32), (10, 0.2), (20, 0.16), (30, 0.14)]);
+        assert_eq!(
+            changes,
+            vec![
+                (0, Change::Raised(Level::Yellow)),
+                (10, Change::DeEscalated { from: Level::Yellow, to: Level::Blue }),
+                (30, Change::Cleared(Level::Blue))
+            ]
+        );
+        assert_eq!(state.level, None);
+    }
+
+    #[test]
+    fn a_level_takes_effect_only_after_its_minimum_duration() {
+        let th = drain(0.0, 60);
+        // A 50 s spike raises nothing.
+        let (state, changes) = run(&th, &[(0, 0.1), (10, 0.6), (60, 0.6), (70, 0.1)]);
+        assert!(changes.is_empty(), "{changes:?}");
+        assert_eq!(state.level, None);
+        // Held for 60 s, it does; the level is the one that held, from when it started.
+        let (_, changes) = run(&th, &[(0, 0.35), (30, 0.35), (60, 0.35), (90, 0.1), (120, 0.1), (150, 0.1)]);
+        assert_eq!(changes, vec![(60, Change::Raised(Level::Yellow)), (150, Change::Cleared(Level::Yellow))]);
+        // A pending level that changes restarts the clock.
+        let (_, changes) = run(&th, &[(0, 0.35), (40, 0.45), (90, 0.45), (100, 0.45)]);
+        assert_eq!(changes, vec![(100, Change::Raised(Level::Orange))]);
+    }
+
+    #[test]
+    fn escalation_runs_blue_to_red_and_back() {
+        let series = [(0, 0.25), (10, 0.35), (20, 0.45), (30, 0.55), (40, 0.45), (50, 0.35), (60, 0.25), (70, 0.1)];
+        let (state, changes) = run(&drain(0.02, 0), &series);
+        use Level::*;
+        assert_eq!(
+            changes,
+            vec![
+                (0, Change::Raised(Blue)),
+                (10, Change::Escalated { from: Blue, to: Yellow }),
+                (20, Change::Escalated { from: Yellow, to: Orange }),
+                (30, Change::Escalated { from: Orange, to: Red }),
+                (40, Change::DeEscalated { from: Red, to: Orange }),
+                (50, Change::DeEscalated { from: Orange, to: Yellow }),
+                (60, Change::DeEscalated { from: Yellow, to: Blue }),
+                (70, Change::Cleared(Blue)),
+            ]
+        );
+        assert_eq!(state.level, None);
+        // A jump straight to red is one raise, at red.
+        let (_, changes) = run(&drain(0.02, 0), &[(0, 0.9)]);
+        assert_eq!(changes, vec![(0, Change::Raised(Red))]);
+    }
+
+    #[test]
+    fn low_values_alarm_when_the_direction_is_below() {
+        // Water-main pressure in MPa: red below 0.1.
+        let th = Thresholds { direction: Direction::Below, yellow: Some(0.2), red: Some(0.1), ..Default::default() };
+        assert!(th.check().is_ok());
+        assert_eq!(th.level_of(0.3), None);
+        assert_eq!(th.level_of(0.15), Some(Level::Yellow));
+        assert_eq!(th.level_of(0.05), Some(Level::Red));
+        assert!(Thresholds { red: Some(0.3), ..th }.check().is_err(), "red above yellow for a low alarm");
+        assert!(drain(-0.1, 0).check().is_err());
+        assert!(Thresholds { blue: Some(f64::NAN), ..drain(0.0, 0) }.check().is_err());
+        assert!(Thresholds { red: Some(0.25), ..drain(0.0, 0) }.check().is_err(), "red below orange");
+    }
+
+    #[test]
+    fn old_and_non_finite_readings_change_nothing() {
+        let th = drain(0.0, 0);
+        let (state, _) = run(&th, &[(100, 0.35)]);
+        assert_eq!(step(&th, state, t(50), 0.9), (state, None));
+        assert_eq!(step(&th, state, t(150), f64::NAN), (state, None));
+        assert_eq!(step(&th, state, t(150), f64::INFINITY), (state, None));
+    }
+
+    #[test]
+    fn stale_sensors_are_those_silent_too_long() {
+        let after = Duration::minutes(15);
+        assert!(is_stale(None, t(0), after));
+        assert!(!is_stale(Some(t(0)), t(900), after));
+        assert!(is_stale(Some(t(0)), t(901), after));
+    }
+}

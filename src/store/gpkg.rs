@@ -13,6 +13,7 @@ use super::schema::{self, ColType, Filter, RowReader, RowSink, RowWriter, Table,
 use super::{Progress, Store, StoreError};
 use crate::cases::evaluation::{By, Counts, Period, counts_sql};
 use crate::model::{Case, CaseStep, City};
+use schema::Row as _;
 
 /// Timestamps as GeoPackage DATETIME text (RFC 3339, UTC, milliseconds).
 const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.3fZ";
@@ -55,17 +56,7 @@ impl GpkgStore {
         let (batch_pool, batch_writer) = (pool.clone(), writer.clone());
         let steps = StepQueue::start(move |batch: Vec<StepWrite>| {
             let (pool, writer) = (batch_pool.clone(), batch_writer.clone());
-            async move {
-                let _turn = writer.lock().await;
-                let mut tx = pool.begin().await?;
-                let mut applied = Vec::with_capacity(batch.len());
-                for w in &batch {
-                    let io = &mut GpkgIo { conn: &mut tx };
-                    applied.push(schema::write_case_step(io, &w.case, w.expected, &w.step).await?);
-                }
-                tx.commit().await?;
-                Ok(applied)
-            }
+            async move { write_steps(&pool, &writer, batch).await }
         });
         let store = GpkgStore { pool, path: path.to_string(), writer, steps };
         store.checkpoint().await?;
@@ -204,6 +195,33 @@ fn bind<'a>(
     }
 }
 
+/// Writes a batch of workflow steps in one transaction (one fsync): per step, the guarded update
+/// of the case's workflow columns, then its history row only when the case was still at the
+/// expected version.
+async fn write_steps(
+    pool: &SqlitePool,
+    writer: &tokio::sync::Mutex<()>,
+    batch: Vec<StepWrite>,
+) -> Result<Vec<bool>, StoreError> {
+    let _turn = writer.lock().await;
+    let mut tx = pool.begin().await?;
+    let mut applied = Vec::with_capacity(batch.len());
+    for w in &batch {
+        let row = schema::case_workflow_row(&w.case);
+        let (id, expected) = (Val::Int(w.case.id), Val::Int(w.expected as i64));
+        // Updates leave geometry alone: no encodings needed.
+        let mut qb = schema::CASE_WORKFLOW
+            .update::<Sqlite>(&row, ("id", &id), ("version", &expected), |b, v| bind(b, v, &mut std::iter::empty()));
+        let moved = qb.build().execute(&mut *tx).await?.rows_affected() == 1;
+        if moved {
+            GpkgIo { conn: &mut tx }.insert_rows(&schema::CASE_STEPS, &[w.step.to_row()]).await?;
+        }
+        applied.push(moved);
+    }
+    tx.commit().await?;
+    Ok(applied)
+}
+
 struct GpkgIo<'c> {
     conn: &'c mut sqlx::SqliteConnection,
 }
@@ -218,18 +236,6 @@ impl RowWriter for GpkgIo<'_> {
         let mut qb = table.insert::<Sqlite>(rows, |b, v| bind(b, v, &mut geoms));
         qb.build().execute(&mut *self.conn).await?;
         Ok(())
-    }
-
-    async fn update_row(
-        &mut self,
-        table: &'static Table,
-        row: &[Val],
-        key: (&'static str, &Val),
-        guard: (&'static str, &Val),
-    ) -> Result<u64, StoreError> {
-        // Updates leave geometry alone: no encodings needed.
-        let mut qb = table.update::<Sqlite>("", row, key, guard, |b, v| bind(b, v, &mut std::iter::empty()));
-        Ok(qb.build().execute(&mut *self.conn).await?.rows_affected())
     }
 }
 

@@ -225,18 +225,6 @@ impl RowWriter for PgIo<'_> {
         qb.build().execute(&mut *self.conn).await?;
         Ok(())
     }
-
-    async fn update_row(
-        &mut self,
-        table: &'static Table,
-        row: &[Val],
-        key: (&'static str, &Val),
-        guard: (&'static str, &Val),
-    ) -> Result<u64, StoreError> {
-        // Updates leave geometry alone: no encodings needed.
-        let mut qb = table.update::<Postgres>("", row, key, guard, |b, v| bind(b, v, &mut std::iter::empty()));
-        Ok(qb.build().execute(&mut *self.conn).await?.rows_affected())
-    }
 }
 
 #[async_trait]

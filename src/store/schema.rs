@@ -60,11 +60,9 @@ impl Table {
     /// `UPDATE` of every column but the geometry and `key` to the values of `row`, for the row
     /// whose `key` column equals `key_val` and whose `guard` column equals `guard_val` (optimistic
     /// concurrency: the statement changes nothing when another writer got there first).
-    /// Row-value syntax, `SET (a, b) = (x, y)`, which PostgreSQL and SQLite share. `prefix` goes
-    /// before the statement (a `WITH ... AS (` that wraps it).
+    /// Row-value syntax, `SET (a, b) = (x, y)`, which PostgreSQL and SQLite share.
     pub fn update<'a, DB: sqlx::Database>(
         &self,
-        prefix: &str,
         row: &'a [Val],
         (key, key_val): (&str, &'a Val),
         (guard, guard_val): (&str, &'a Val),
@@ -78,7 +76,7 @@ impl Table {
             .map(|((n, _), v)| (*n, v))
             .collect();
         let names: Vec<&str> = set.iter().map(|s| s.0).collect();
-        let mut qb = sqlx::QueryBuilder::new(format!("{prefix}UPDATE {} SET ({}) = (", self.name, names.join(", ")));
+        let mut qb = sqlx::QueryBuilder::new(format!("UPDATE {} SET ({}) = (", self.name, names.join(", ")));
         {
             let mut values = qb.separated(", ");
             for (_, v) in &set {
@@ -716,33 +714,6 @@ pub type RowSink<'a> = &'a mut (dyn FnMut(Vec<Val>) -> Result<(), StoreError> + 
 pub trait RowWriter {
     /// Inserts rows into `table` within the backend's open transaction.
     async fn insert_rows(&mut self, table: &'static Table, rows: &[Vec<Val>]) -> Result<(), StoreError>;
-
-    /// Updates one row (see [`Table::update`]); returns how many rows changed (0 or 1).
-    async fn update_row(
-        &mut self,
-        table: &'static Table,
-        row: &[Val],
-        key: (&'static str, &Val),
-        guard: (&'static str, &Val),
-    ) -> Result<u64, StoreError>;
-}
-
-/// Applies a workflow step to a case: the case row moves from `expected_version` to the new
-/// version and the step is appended to the history. `false` (and nothing written) when the
-/// stored case is no longer at `expected_version`.
-pub async fn write_case_step(
-    io: &mut (dyn RowWriter + Send),
-    case: &Case,
-    expected_version: i32,
-    step: &CaseStep,
-) -> Result<bool, StoreError> {
-    let row = case_workflow_row(case);
-    let (id, expected) = (Val::Int(case.id), Val::Int(expected_version as i64));
-    if io.update_row(&CASE_WORKFLOW, &row, ("id", &id), ("version", &expected)).await? == 0 {
-        return Ok(false);
-    }
-    io.insert_rows(&CASE_STEPS, &[step.to_row()]).await?;
-    Ok(true)
 }
 
 /// Backend-side row reading, so `load_city` is written once over all tables.

@@ -114,3 +114,10 @@ ensure_postgis() {
         exit 1
     fi
 }
+
+# Mosquitto, the MQTT broker: the MQTT tests start their own brokers from this binary on free
+# ports (and restart them mid-test), leaving any broker already on 1883 alone.
+ensure_mosquitto() {
+    apt_install mosquitto
+    export ONEMAP_TEST_MOSQUITTO="${ONEMAP_TEST_MOSQUITTO:-/usr/sbin/mosquitto}"
+}

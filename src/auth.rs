@@ -32,6 +32,8 @@ pub enum Role {
     Viewer,
     /// The key of a public reporting channel (Open311).
     Public,
+    /// An IoT gateway or device posting sensor readings.
+    Device,
 }
 
 pub const ROLES: &[(&str, Role)] = &[
@@ -43,6 +45,7 @@ pub const ROLES: &[(&str, Role)] = &[
     ("department", Role::Department),
     ("viewer", Role::Viewer),
     ("public", Role::Public),
+    ("device", Role::Device),
 ];
 
 impl Role {
@@ -67,7 +70,7 @@ pub enum AuthError {
     #[error("role {role} may not {action}")]
     Forbidden { role: &'static str, action: String },
     #[error(
-        "unknown role {0:?}; one of admin, supervisor, acceptor, shift_leader, dispatcher, department, viewer, public"
+        "unknown role {0:?}; one of admin, supervisor, acceptor, shift_leader, dispatcher, department, viewer, public, device"
     )]
     UnknownRole(String),
     #[error("{0}")]

@@ -77,6 +77,10 @@ pub struct ServeArgs {
     /// The built big-screen page served at /map/ [default: web/dist].
     #[arg(long, env = "ONEMAP_WEB_DIR")]
     pub web_dir: Option<PathBuf>,
+    /// Take sensor readings from this MQTT broker (mqtt://host:port), published on
+    /// onemap/sensors/{code}/readings.
+    #[arg(long, env = "ONEMAP_MQTT")]
+    pub mqtt: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +112,10 @@ pub struct FileConfig {
     /// Weights and grade bounds of the evaluation score (`[evaluation.weights]`,
     /// `[evaluation.grades]`).
     pub evaluation: Option<crate::cases::evaluation::Scoring>,
+    /// The MQTT broker readings come from (like `--mqtt`).
+    pub mqtt: Option<String>,
+    /// Stale time, clock drift and feed throttling of sensor readings (`[sensors]`).
+    pub sensors: Option<crate::sensors::ingest::Settings>,
 }
 
 impl FileConfig {
@@ -145,6 +153,8 @@ pub struct ServeConfig {
     /// Time limits counted on the working calendar.
     pub deadlines: crate::cases::Deadlines,
     pub scoring: crate::cases::evaluation::Scoring,
+    pub mqtt: Option<crate::sensors::mqtt::BrokerUrl>,
+    pub sensors: crate::sensors::ingest::Settings,
 }
 
 impl ServeConfig {
@@ -157,7 +167,12 @@ impl ServeConfig {
         }
         let scoring = file.evaluation.unwrap_or_default();
         scoring.check().map_err(ConfigError::Invalid)?;
+        let sensors = file.sensors.unwrap_or_default();
+        sensors.check().map_err(ConfigError::Invalid)?;
+        let mqtt = args.mqtt.clone().or(file.mqtt).map(|u| u.parse()).transpose().map_err(ConfigError::Invalid)?;
         Ok(ServeConfig {
+            mqtt,
+            sensors,
             listen: args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
             store,
             demo: args.demo,

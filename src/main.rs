@@ -25,7 +25,10 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("opening store {}", cfg.store))?
                 .with_web_dir(cfg.web_dir.clone())
-                .with_rules(cfg.deadlines.clone(), cfg.scoring);
+                .with_rules(cfg.deadlines.clone(), cfg.scoring)
+                .with_sensor_settings(cfg.sensors);
+            // Readings from the broker, reconnecting for as long as the server runs.
+            let _mqtt = cfg.mqtt.clone().map(|url| onemap::sensors::mqtt::spawn(url, state.sensors.clone()));
             let addr = listener.local_addr()?;
             tracing::info!(listen = %addr, store = %cfg.store, "serving");
             // The bound address (port 0 picks a free one), for people and for scripts.

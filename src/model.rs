@@ -228,7 +228,7 @@ pub struct ApiToken {
     pub created_at: DateTime<Utc>,
 }
 
-/// An IoT sensor watching a lifeline (record only for now).
+/// An IoT sensor watching a lifeline (城市生命线): a water level, gas, pressure, strain ... gauge.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sensor {
     pub code: Str,
@@ -239,6 +239,81 @@ pub struct Sensor {
     /// Per-sensor threshold overrides as given at registration (JSON object), if any.
     pub thresholds: Option<serde_json::Value>,
     pub geom: Point<f64>,
+    /// The latest reading and alarm level, shared with the ingest loop (not stored in this row).
+    pub live: SensorLive,
+}
+
+/// What a sensor shows right now. Shared by the index record and the readings ingest, so a
+/// reading changes what the map and the features API show without an R-tree update.
+#[derive(Debug, Clone, Default)]
+pub struct SensorLive(pub std::sync::Arc<parking_lot::Mutex<LiveStatus>>);
+
+impl SensorLive {
+    pub fn get(&self) -> LiveStatus {
+        *self.0.lock()
+    }
+}
+
+/// Live state is not part of a sensor's identity: two records of one sensor are equal whatever
+/// they last read.
+impl PartialEq for SensorLive {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// A sensor's latest applied reading, its alarm level and whether it has gone quiet.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LiveStatus {
+    pub at: Option<DateTime<Utc>>,
+    pub value: Option<f64>,
+    pub level: Option<crate::sensors::rules::Level>,
+    /// No reading for longer than the configured stale time (or never one).
+    pub stale: bool,
+}
+
+/// One sensor reading (观测值), as stored in the time-ordered readings table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub sensor: Str,
+    pub at: DateTime<Utc>,
+    pub value: f64,
+}
+
+/// One point of a sensor's history: a reading, or the summary of a time bucket of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadingBucket {
+    pub at: DateTime<Utc>,
+    /// The reading, or the bucket's mean.
+    pub value: f64,
+    pub min: f64,
+    pub max: f64,
+    /// Readings summarised (1 for a single reading).
+    pub n: i64,
+}
+
+/// An alarm (告警) with its lifecycle: raised at a level, escalated or de-escalated, cleared, and
+/// acknowledged by an operator; at yellow or above it opens a case.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alarm {
+    /// Assigned by the store; 0 before.
+    pub id: i64,
+    pub sensor_code: Str,
+    /// The level now (the level it cleared from, once cleared).
+    pub level: crate::sensors::rules::Level,
+    /// The most severe level it reached.
+    pub peak_level: crate::sensors::rules::Level,
+    pub raised_at: DateTime<Utc>,
+    /// The reading that raised it.
+    pub value: f64,
+    /// The latest change (raise, escalation, de-escalation, clearing).
+    pub updated_at: DateTime<Utc>,
+    /// The reading of the latest change.
+    pub last_value: f64,
+    pub cleared_at: Option<DateTime<Utc>>,
+    pub acked_at: Option<DateTime<Utc>>,
+    pub acked_by: Option<Str>,
+    pub case_id: Option<i64>,
 }
 
 /// A whole city: what the demo generator produces, the store writes in one go and loads at start-up.

@@ -23,7 +23,9 @@ pub async fn start(location: &str, demo: bool, tile_cache_mb: usize) -> Result<A
         .await
         .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
     tracing::info!(store = store.kind(), elapsed_ms = t.elapsed().as_millis() as u64, layers = ?index.counts(), "index loaded");
-    Ok(AppState::new(store, index, tile_cache_mb))
+    let state = AppState::new(store, index, tile_cache_mb);
+    state.sensors.restore(chrono::Utc::now()).await?;
+    Ok(state)
 }
 
 /// Generates a demo city and writes it in one transaction.
@@ -65,6 +67,7 @@ pub async fn serve(state: AppState, listener: TcpListener) -> std::io::Result<()
     let store: Arc<dyn Store> = state.store.clone();
     let live = state.live.clone();
     let sweeper = tokio::spawn(crate::cases::sweep_lights(live.clone(), crate::cases::SWEEP_EVERY));
+    let stale = tokio::spawn(crate::sensors::ingest::sweep_stale(state.sensors.clone(), crate::cases::SWEEP_EVERY));
     // Live-feed streams never end by themselves; closing the feed ends them so the graceful
     // shutdown does not wait for browsers forever.
     let shutdown = async move {
@@ -73,6 +76,7 @@ pub async fn serve(state: AppState, listener: TcpListener) -> std::io::Result<()
     };
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await?;
     sweeper.abort();
+    stale.abort();
     store.close().await;
     Ok(())
 }

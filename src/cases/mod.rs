@@ -49,6 +49,37 @@ impl Light {
 /// Statuses in which a case no longer runs against its deadline: the workflow's final ones.
 pub const FINISHED: &[&str] = workflow::TERMINAL;
 
+/// Stores a new case with its first step, then indexes and announces it (`case.created`):
+/// the one path every report takes, from the API, Open311 and sensor alarms.
+pub async fn commit_new(
+    store: &dyn crate::store::Store,
+    live: &Live,
+    mut case: Case,
+    first: &crate::model::CaseStep,
+) -> Result<Case, crate::store::StoreError> {
+    case.id = store.create_case(&case, first).await?;
+    live.upsert(case.clone());
+    live.feed.publish("case.created", &to_json(&case));
+    Ok(case)
+}
+
+/// Stores one step of a case at `expected_version`, then indexes and announces the new case
+/// (`case.updated`). False, with nothing changed, when another step got there first.
+pub async fn commit_step(
+    store: &dyn crate::store::Store,
+    live: &Live,
+    new: &Case,
+    expected_version: i32,
+    step: &crate::model::CaseStep,
+) -> Result<bool, crate::store::StoreError> {
+    if !store.update_case(new, expected_version, step).await? {
+        return Ok(false);
+    }
+    live.upsert(new.clone());
+    live.feed.publish("case.updated", &to_json(new));
+    Ok(true)
+}
+
 pub fn is_open(case: &Case) -> bool {
     !FINISHED.contains(&case.status.as_str())
 }

@@ -417,6 +417,7 @@ pub(super) fn sensors(
                 grid_code: Some(world.grid_codes[g as usize].clone()),
                 thresholds: None,
                 geom: Point::new(ll[0], ll[1]),
+                live: Default::default(),
             });
         }
     }

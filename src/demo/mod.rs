@@ -17,7 +17,7 @@
 mod assets;
 mod cases;
 mod depts;
-mod dict;
+pub(crate) mod dict;
 mod dissolve;
 mod layout;
 mod locate;

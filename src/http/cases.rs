@@ -39,11 +39,8 @@ pub async fn create(
 /// Takes in a report: validated, committed with its first history step, then applied to the
 /// index and announced as `case.created`. Shared by the API and the Open311 intake.
 pub async fn report(st: &AppState, who: &crate::auth::Principal, req: &NewCase) -> ApiResult<Case> {
-    let (mut case, first) = take_in(req, &st.index, &st.deadlines, who, Utc::now())?;
-    case.id = st.store.create_case(&case, &first).await?;
-    st.live.upsert(case.clone());
-    st.live.feed.publish("case.created", &cases::to_json(&case));
-    Ok(case)
+    let (case, first) = take_in(req, &st.index, &st.deadlines, who, Utc::now())?;
+    Ok(cases::commit_new(&*st.store, &st.live, case, &first).await?)
 }
 
 /// The body of `POST /api/v1/cases/{id}/actions`.
@@ -143,13 +140,11 @@ pub async fn act(
         at: now,
         note: step_note,
     };
-    if !st.store.update_case(&new, req.expected_version, &step).await? {
+    if !cases::commit_step(&*st.store, &st.live, &new, req.expected_version, &step).await? {
         let current = st.index.cases.read().get(&id).map(|c| c.version).unwrap_or(case.version);
         return Err(stale(current, req.expected_version));
     }
-    st.live.upsert(new.clone());
     let mut body = cases::to_json(&new);
-    st.live.feed.publish("case.updated", &body);
     if next == "filed" {
         if let Some((code, basis)) = suggestion(&st, &new) {
             body["suggested_dept"] = json!({"code": code, "basis": basis.as_str()});
@@ -209,6 +204,12 @@ pub async fn get_case(
     let steps = history(&st, case_id).await?;
     let mut body = cases::to_json(&case);
     body["deadline"] = body["deadline_at"].clone();
+    // Until it is dispatched, a case shows where owner-first routing would send it.
+    if matches!(case.status.as_str(), "reported" | "accepted" | "verified" | "filed") {
+        if let Some((code, basis)) = suggestion(&st, &case) {
+            body["suggested_dept"] = json!({"code": code, "basis": basis.as_str()});
+        }
+    }
     body["history"] = steps
         .iter()
         .map(|s| {

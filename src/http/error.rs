@@ -11,6 +11,8 @@ use crate::cases::intake::IntakeError;
 use crate::cases::workflow::WorkflowError;
 use crate::geo::{CrsError, TileError};
 use crate::grids::GridError;
+use crate::sensors::SensorError;
+use crate::sensors::ingest::AckError;
 use crate::store::StoreError;
 
 /// An error as the API reports it.
@@ -130,6 +132,32 @@ impl From<IntakeError> for ApiError {
             IntakeError::OutsideCity(..) => return ApiError::not_found("outside-city", e.to_string()),
         };
         ApiError::bad_request(kind, e.to_string())
+    }
+}
+
+impl From<SensorError> for ApiError {
+    fn from(e: SensorError) -> Self {
+        let kind = match e {
+            SensorError::Invalid(_) => "invalid-sensor",
+            SensorError::UnknownKind(..) => "unknown-sensor-kind",
+            SensorError::UnknownComponent(_) => "unknown-component",
+            SensorError::UnknownSensor(_) => return ApiError::not_found("unknown-sensor", e.to_string()),
+            SensorError::UnknownAlarm(_) => return ApiError::not_found("unknown-alarm", e.to_string()),
+            SensorError::OutsideCity(..) => return ApiError::not_found("outside-city", e.to_string()),
+            SensorError::Exists(_) => {
+                return ApiError::new(StatusCode::CONFLICT, "sensor-exists", "Conflict", e.to_string());
+            }
+        };
+        ApiError::bad_request(kind, e.to_string())
+    }
+}
+
+impl From<AckError> for ApiError {
+    fn from(e: AckError) -> Self {
+        match e {
+            AckError::Sensor(e) => e.into(),
+            AckError::Store(e) => e.into(),
+        }
     }
 }
 

@@ -38,6 +38,49 @@ pub struct Metrics {
     tile_cache_hits: Counter,
     tile_cache_misses: Counter,
     feed_subscribers: Gauge,
+    readings: Family<ReadingLabels, Counter>,
+    readings_rejected: Family<RejectLabels, Counter>,
+    alarms: Family<LevelLabels, Counter>,
+    /// Alarm changes the store could not take (the readings themselves were committed).
+    pub alarm_errors: Counter,
+    /// MQTT connections made (the first and every reconnect) and lost.
+    pub mqtt_connects: Counter,
+    pub mqtt_disconnects: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReadingLabels {
+    pub transport: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    pub transport: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LevelLabels {
+    pub level: &'static str,
+}
+
+impl Metrics {
+    /// Sensor readings by transport (`http`, `mqtt`) and outcome (`accepted`, `duplicate`,
+    /// `out_of_order`).
+    pub fn reading(&self, transport: &'static str, outcome: &'static str) -> Counter {
+        self.readings.get_or_create(&ReadingLabels { transport, outcome }).clone()
+    }
+
+    /// Rejected sensor readings by transport and reason.
+    pub fn rejected(&self, transport: &'static str, reason: &'static str) -> Counter {
+        self.readings_rejected.get_or_create(&RejectLabels { transport, reason }).clone()
+    }
+
+    /// Alarms raised (or escalated) to a level.
+    pub fn alarm(&self, level: &'static str) -> Counter {
+        self.alarms.get_or_create(&LevelLabels { level }).clone()
+    }
 }
 
 impl Default for Metrics {
@@ -57,8 +100,27 @@ impl Default for Metrics {
         registry.register("tile_cache_hits", "Tiles served from the cache", tile_cache_hits.clone());
         registry.register("tile_cache_misses", "Tiles rendered on request", tile_cache_misses.clone());
         registry.register("feed_subscribers", "Open live-feed (SSE) connections", feed_subscribers.clone());
+        let (readings, readings_rejected, alarms) = (Family::default(), Family::default(), Family::default());
+        let (alarm_errors, mqtt_connects, mqtt_disconnects) =
+            (Counter::default(), Counter::default(), Counter::default());
+        registry.register("sensor_readings", "Sensor readings taken in, by transport and outcome", readings.clone());
+        registry.register(
+            "sensor_readings_rejected",
+            "Sensor readings rejected, by transport and reason",
+            readings_rejected.clone(),
+        );
+        registry.register("alarms_raised", "Alarms raised or escalated, by level", alarms.clone());
+        registry.register("alarm_store_errors", "Alarm changes the store failed to take", alarm_errors.clone());
+        registry.register("mqtt_connects", "MQTT broker connections made", mqtt_connects.clone());
+        registry.register("mqtt_disconnects", "MQTT broker connections lost", mqtt_disconnects.clone());
         Metrics {
             registry,
+            readings,
+            readings_rejected,
+            alarms,
+            alarm_errors,
+            mqtt_connects,
+            mqtt_disconnects,
             requests,
             latency,
             features,

@@ -10,6 +10,7 @@ pub mod health;
 pub mod locate;
 pub mod open311;
 pub mod params;
+pub mod sensors;
 pub mod tiles;
 pub mod web;
 
@@ -40,21 +41,27 @@ pub struct AppState {
     pub scoring: crate::cases::evaluation::Scoring,
     /// The built big-screen page served at `/map/` (see [`web`]).
     pub web_dir: Arc<std::path::PathBuf>,
+    /// Sensor readings in, alarms out.
+    pub sensors: Arc<crate::sensors::ingest::Ingest>,
 }
 
 impl AppState {
     /// State over a loaded index with a tile cache of `tile_cache_mb` megabytes (0: none).
     pub fn new(store: Arc<dyn Store>, index: CityIndex, tile_cache_mb: usize) -> Self {
         let index = Arc::new(index);
+        let live = Arc::new(Live::new(index.clone(), tile_cache_mb));
+        let metrics = Arc::new(health::Metrics::default());
+        let sensors = Arc::new(crate::sensors::ingest::Ingest::new(store.clone(), live.clone(), metrics.clone()));
         AppState {
             auth: Arc::new(auth::Tokens::new(store.clone())),
             deadlines: Arc::new(crate::cases::Deadlines::default()),
             scoring: Default::default(),
             store,
-            live: Arc::new(Live::new(index.clone(), tile_cache_mb)),
+            live,
             index,
-            metrics: Arc::new(health::Metrics::default()),
+            metrics,
             web_dir: Arc::new(crate::config::DEFAULT_WEB_DIR.into()),
+            sensors,
         }
     }
 
@@ -66,6 +73,13 @@ impl AppState {
     ) -> Self {
         self.deadlines = Arc::new(deadlines);
         self.scoring = scoring;
+        self.sensors.configure(self.deadlines.clone(), self.sensors.settings());
+        self
+    }
+
+    /// The configured sensor ingest settings.
+    pub fn with_sensor_settings(self, settings: crate::sensors::ingest::Settings) -> Self {
+        self.sensors.configure(self.deadlines.clone(), settings);
         self
     }
 }
@@ -94,6 +108,12 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/cases/{id}", get(cases::get_case))
         .route("/api/v1/cases/{id}/actions", axum::routing::post(cases::act))
         .route("/api/v1/evaluation", get(cases::evaluation))
+        .route("/api/v1/sensors", axum::routing::post(sensors::register))
+        .route("/api/v1/sensors/readings", axum::routing::post(sensors::post_readings))
+        .route("/api/v1/sensors/{code}", get(sensors::get_sensor))
+        .route("/api/v1/sensors/{code}/readings", get(sensors::get_readings))
+        .route("/api/v1/alarms", get(sensors::alarms))
+        .route("/api/v1/alarms/{id}/ack", axum::routing::post(sensors::ack))
         .route("/open311/v2/services.json", get(open311::services))
         .route("/open311/v2/requests.json", get(open311::get_requests).post(open311::post_request))
         .route("/open311/v2/requests/{file}", get(open311::get_request))

@@ -16,6 +16,7 @@ pub enum PropValue<'a> {
     Owned(String),
     Num(f64),
     Int(i64),
+    Bool(bool),
     Null,
 }
 
@@ -27,6 +28,7 @@ impl PropValue<'_> {
             PropValue::Owned(s) => s == wanted,
             PropValue::Num(n) => wanted.parse::<f64>().is_ok_and(|w| w == *n),
             PropValue::Int(n) => wanted.parse::<i64>().is_ok_and(|w| w == *n),
+            PropValue::Bool(b) => wanted.parse::<bool>().is_ok_and(|w| w == *b),
             PropValue::Null => false,
         }
     }
@@ -37,6 +39,7 @@ impl PropValue<'_> {
             PropValue::Owned(s) => Value::String(s.clone()),
             PropValue::Num(n) => serde_json::Number::from_f64(*n).map(Value::Number).unwrap_or(Value::Null),
             PropValue::Int(n) => Value::from(*n),
+            PropValue::Bool(b) => Value::Bool(*b),
             PropValue::Null => Value::Null,
         }
     }
@@ -310,7 +313,8 @@ impl Record for Case {
 
 impl Record for Sensor {
     const COLLECTION: &'static str = "sensors";
-    const PROPERTIES: &'static [&'static str] = &["code", "name", "kind", "component_code", "grid_code"];
+    const PROPERTIES: &'static [&'static str] =
+        &["code", "name", "kind", "unit", "component_code", "grid_code", "value", "read_at", "level", "stale"];
     fn key(&self) -> Str {
         self.code.clone()
     }
@@ -323,8 +327,14 @@ impl Record for Sensor {
             "code" => s(&self.code),
             "name" => s(&self.name),
             "kind" => s(&self.kind),
+            "unit" => crate::sensors::kind(&self.kind).map_or(PropValue::Null, |k| PropValue::Str(k.unit.as_str())),
             "component_code" => os(&self.component_code),
             "grid_code" => os(&self.grid_code),
+            // The live status: what the latest reading says (see `SensorLive`).
+            "value" => self.live.get().value.map_or(PropValue::Null, PropValue::Num),
+            "read_at" => time(self.live.get().at),
+            "level" => self.live.get().level.map_or(PropValue::Null, |l| PropValue::Str(l.as_str())),
+            "stale" => PropValue::Bool(self.live.get().stale),
             _ => return None,
         })
     }

@@ -20,6 +20,20 @@ pub enum Level {
 impl Level {
     pub const ALL: [Level; 4] = [Level::Blue, Level::Yellow, Level::Orange, Level::Red];
 
+    pub fn parse(s: &str) -> Option<Level> {
+        Level::ALL.into_iter().find(|l| l.as_str() == s)
+    }
+
+    /// The national colour name with its grade (蓝色预警 is grade IV, 红色 grade I).
+    pub fn label(self) -> &'static str {
+        match self {
+            Level::Blue => "蓝色(IV级)",
+            Level::Yellow => "黄色(III级)",
+            Level::Orange => "橙色(II级)",
+            Level::Red => "红色(I级)",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Level::Blue => "blue",

@@ -12,7 +12,7 @@ use super::queue::{StepQueue, StepWrite};
 use super::schema::{self, ColType, Filter, RowReader, RowSink, RowWriter, Table, Val, unsupported_filter};
 use super::{Progress, Store, StoreError};
 use crate::cases::evaluation::{By, Counts, Period, counts_sql};
-use crate::model::{Case, CaseStep, City};
+use crate::model::{Alarm, Case, CaseStep, City, Reading, ReadingBucket};
 use schema::Row as _;
 
 /// Timestamps as GeoPackage DATETIME text (RFC 3339, UTC, milliseconds).
@@ -166,9 +166,125 @@ impl Store for GpkgStore {
         rows.iter().map(super::counts_row).collect()
     }
 
+    async fn insert_readings(&self, readings: &[Reading]) -> Result<Vec<bool>, StoreError> {
+        let _turn = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let mut out = Vec::with_capacity(readings.len());
+        for r in readings {
+            let done =
+                sqlx::query("INSERT OR IGNORE INTO sensor_readings (sensor_code, at_ms, value) VALUES ($1, $2, $3)")
+                    .bind(r.sensor.as_str())
+                    .bind(r.at.timestamp_millis())
+                    .bind(r.value)
+                    .execute(&mut *tx)
+                    .await?;
+            out.push(done.rows_affected() == 1);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn count_readings(&self, sensor: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM sensor_readings WHERE sensor_code = $1 AND at_ms >= $2 AND at_ms < $3",
+        )
+        .bind(sensor)
+        .bind(from.timestamp_millis())
+        .bind(to.timestamp_millis())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn readings(
+        &self,
+        sensor: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        bucket_s: Option<i64>,
+    ) -> Result<Vec<ReadingBucket>, StoreError> {
+        // Integer division floors for the non-negative times of any real reading.
+        let bucket_ms = bucket_s.map_or(1, |b| b * 1000);
+        let rows: Vec<(i64, f64, f64, f64, i64)> = sqlx::query_as(
+            "SELECT (at_ms / $4) * $4 AS t, avg(value), min(value), max(value), count(*) FROM sensor_readings \
+             WHERE sensor_code = $1 AND at_ms >= $2 AND at_ms < $3 GROUP BY t ORDER BY t",
+        )
+        .bind(sensor)
+        .bind(from.timestamp_millis())
+        .bind(to.timestamp_millis())
+        .bind(bucket_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(t, value, min, max, n)| Ok(ReadingBucket { at: from_millis(t)?, value, min, max, n }))
+            .collect()
+    }
+
+    async fn latest_readings(&self) -> Result<Vec<Reading>, StoreError> {
+        // SQLite takes the bare columns from the row holding the maximum.
+        let rows: Vec<(String, i64, f64)> =
+            sqlx::query_as("SELECT sensor_code, max(at_ms), value FROM sensor_readings GROUP BY sensor_code")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(sensor, at, value)| Ok(Reading { sensor: sensor.into(), at: from_millis(at)?, value }))
+            .collect()
+    }
+
+    async fn save_alarm(&self, a: &Alarm) -> Result<i64, StoreError> {
+        let t = |t: DateTime<Utc>| t.format(TIME_FORMAT).to_string();
+        let _turn = self.writer.lock().await;
+        let mut q = sqlx::query_scalar(super::alarm_sql(a.id == 0))
+            .bind(a.sensor_code.as_str())
+            .bind(a.level.as_str())
+            .bind(a.peak_level.as_str())
+            .bind(t(a.raised_at))
+            .bind(a.value)
+            .bind(t(a.updated_at))
+            .bind(a.last_value)
+            .bind(a.cleared_at.map(t))
+            .bind(a.acked_at.map(t))
+            .bind(a.acked_by.as_deref())
+            .bind(a.case_id);
+        if a.id != 0 {
+            q = q.bind(a.id);
+        }
+        let id: Option<i64> = q.fetch_optional(&self.pool).await?;
+        id.ok_or_else(|| StoreError::Value { table: "alarms", column: "id", detail: format!("no alarm {}", a.id) })
+    }
+
+    async fn alarms(&self, active: bool, limit: i64) -> Result<Vec<Alarm>, StoreError> {
+        let filter = if active { "WHERE cleared_at IS NULL" } else { "" };
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM alarms {filter} ORDER BY raised_at DESC, id DESC LIMIT $1",
+            super::ALARM_COLUMNS
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| super::alarm_row(r, |t: String| parse_time("alarms", &t))).collect()
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Milliseconds since 1970 UTC as a time.
+fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::Value {
+        table: "sensor_readings",
+        column: "at_ms",
+        detail: format!("{ms} is out of range"),
+    })
+}
+
+/// A stored [`TIME_FORMAT`] text as a time.
+fn parse_time(table: &'static str, t: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(t).map(|t| t.with_timezone(&Utc)).map_err(|e| StoreError::Value {
+        table,
+        column: "time",
+        detail: format!("{t:?}: {e}"),
+    })
 }
 
 fn city_bounds(city: &City) -> Option<geo::Rect<f64>> {

@@ -16,7 +16,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::cases::evaluation::{By, Counts, Period};
-use crate::model::{Case, CaseStep, City};
+use chrono::{DateTime, Utc};
+
+use crate::model::{Alarm, Case, CaseStep, City, Reading, ReadingBucket};
+use crate::sensors::rules::Level;
 use schema::{Row, Table, Val};
 
 /// What can go wrong talking to a store.
@@ -90,6 +93,34 @@ pub trait Store: Send + Sync {
     /// as-of instant (see [`crate::cases::evaluation`]): one SQL scan in the database.
     async fn evaluation_counts(&self, by: By, period: Period) -> Result<Vec<(String, Counts)>, StoreError>;
 
+    /// Stores readings, skipping any already stored for the same sensor and time (a resent
+    /// batch, a device repeating itself). True for each reading that was new; `readings` holds
+    /// no two with the same sensor and time.
+    async fn insert_readings(&self, readings: &[Reading]) -> Result<Vec<bool>, StoreError>;
+
+    /// How many readings `sensor` has in `[from, to)`.
+    async fn count_readings(&self, sensor: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<i64, StoreError>;
+
+    /// `sensor`'s readings in `[from, to)` in time order: each one, or with `bucket_s` one row
+    /// per bucket of that many seconds (aligned to the epoch) with the mean, minimum, maximum and
+    /// count, at the bucket's start.
+    async fn readings(
+        &self,
+        sensor: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        bucket_s: Option<i64>,
+    ) -> Result<Vec<ReadingBucket>, StoreError>;
+
+    /// The latest reading of every sensor that has one (to restore the live state at start-up).
+    async fn latest_readings(&self) -> Result<Vec<Reading>, StoreError>;
+
+    /// Inserts `alarm` when its id is 0 and returns the new id; otherwise updates it.
+    async fn save_alarm(&self, alarm: &Alarm) -> Result<i64, StoreError>;
+
+    /// Alarms, the latest raised first, at most `limit`: only those not cleared when `active`.
+    async fn alarms(&self, active: bool, limit: i64) -> Result<Vec<Alarm>, StoreError>;
+
     /// Waits for in-flight work and closes the connections.
     async fn close(&self);
 }
@@ -131,4 +162,58 @@ where
 {
     let counts: Vec<i64> = (1..=Counts::LEN).map(|i| row.try_get(i)).collect::<Result<_, _>>()?;
     Ok((row.try_get(0)?, Counts::from_slice(&counts)))
+}
+
+/// The alarm columns in the order both stores select them.
+pub(crate) const ALARM_COLUMNS: &str = "id, sensor_code, level, peak_level, raised_at, value, updated_at, last_value, \
+     cleared_at, acked_at, acked_by, case_id";
+
+/// The statement that inserts an alarm (the store gives the id) or, with `$12` = id, updates
+/// one; the same text in both dialects.
+pub(crate) fn alarm_sql(insert: bool) -> &'static str {
+    if insert {
+        "INSERT INTO alarms (sensor_code, level, peak_level, raised_at, value, updated_at, last_value, \
+         cleared_at, acked_at, acked_by, case_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id"
+    } else {
+        "UPDATE alarms SET sensor_code = $1, level = $2, peak_level = $3, raised_at = $4, value = $5, \
+         updated_at = $6, last_value = $7, cleared_at = $8, acked_at = $9, acked_by = $10, case_id = $11 \
+         WHERE id = $12 RETURNING id"
+    }
+}
+
+/// A stored level name back to the level.
+pub(crate) fn parse_level(s: &str) -> Result<Level, StoreError> {
+    Level::parse(s).ok_or_else(|| StoreError::Value { table: "alarms", column: "level", detail: format!("{s:?}") })
+}
+
+/// Reads one row of [`ALARM_COLUMNS`] whose times decode as `T` (timestamps or text), turned
+/// into UTC by `time`.
+pub(crate) fn alarm_row<R: sqlx::Row, T>(
+    row: &R,
+    time: impl Fn(T) -> Result<DateTime<Utc>, StoreError>,
+) -> Result<Alarm, StoreError>
+where
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> T: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    let opt_time = |i: usize| -> Result<Option<DateTime<Utc>>, StoreError> {
+        row.try_get::<Option<T>, _>(i)?.map(&time).transpose()
+    };
+    Ok(Alarm {
+        id: row.try_get(0)?,
+        sensor_code: row.try_get::<String, _>(1)?.into(),
+        level: parse_level(&row.try_get::<String, _>(2)?)?,
+        peak_level: parse_level(&row.try_get::<String, _>(3)?)?,
+        raised_at: time(row.try_get(4)?)?,
+        value: row.try_get(5)?,
+        updated_at: time(row.try_get(6)?)?,
+        last_value: row.try_get(7)?,
+        cleared_at: opt_time(8)?,
+        acked_at: opt_time(9)?,
+        acked_by: row.try_get::<Option<String>, _>(10)?.map(Into::into),
+        case_id: row.try_get(11)?,
+    })
 }

@@ -11,7 +11,9 @@ use super::queue::{StepQueue, StepWrite};
 use super::schema::{self, ColType, Filter, RowReader, RowSink, RowWriter, Table, Val, unsupported_filter};
 use super::{Progress, Store, StoreError};
 use crate::cases::evaluation::{By, Counts, Period, counts_sql};
-use crate::model::{Case, CaseStep, City};
+use chrono::{DateTime, Utc};
+
+use crate::model::{Alarm, Case, CaseStep, City, Reading, ReadingBucket};
 use schema::Row;
 
 pub struct PostgisStore {
@@ -142,6 +144,122 @@ impl Store for PostgisStore {
             .await?;
         tx.commit().await?;
         rows.iter().map(super::counts_row).collect()
+    }
+
+    async fn insert_readings(&self, readings: &[Reading]) -> Result<Vec<bool>, StoreError> {
+        if readings.is_empty() {
+            return Ok(Vec::new());
+        }
+        let codes: Vec<&str> = readings.iter().map(|r| r.sensor.as_str()).collect();
+        let ats: Vec<DateTime<Utc>> = readings.iter().map(|r| r.at).collect();
+        let values: Vec<f64> = readings.iter().map(|r| r.value).collect();
+        // One statement: the conflict clause drops readings already stored, RETURNING names the
+        // ones that went in.
+        let new: Vec<i64> = sqlx::query_scalar(
+            "WITH input AS (SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::float8[]) \
+                 WITH ORDINALITY AS t(sensor_code, at, value, i)), \
+             ins AS (INSERT INTO sensor_readings (sensor_code, at, value) \
+                 SELECT sensor_code, at, value FROM input ON CONFLICT DO NOTHING RETURNING sensor_code, at) \
+             SELECT input.i FROM input JOIN ins USING (sensor_code, at)",
+        )
+        .bind(&codes)
+        .bind(&ats)
+        .bind(&values)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = vec![false; readings.len()];
+        for i in new {
+            out[i as usize - 1] = true;
+        }
+        Ok(out)
+    }
+
+    async fn count_readings(&self, sensor: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM sensor_readings WHERE sensor_code = $1 AND at >= $2 AND at < $3")
+            .bind(sensor)
+            .bind(from)
+            .bind(to)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn readings(
+        &self,
+        sensor: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        bucket_s: Option<i64>,
+    ) -> Result<Vec<ReadingBucket>, StoreError> {
+        let rows: Vec<(DateTime<Utc>, f64, f64, f64, i64)> = match bucket_s {
+            None => {
+                sqlx::query_as(
+                    "SELECT at, value, value, value, 1::int8 FROM sensor_readings \
+                     WHERE sensor_code = $1 AND at >= $2 AND at < $3 ORDER BY at",
+                )
+                .bind(sensor)
+                .bind(from)
+                .bind(to)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Some(b) => {
+                sqlx::query_as(
+                    "SELECT date_bin(make_interval(secs => $4), at, 'epoch'::timestamptz) AS t, avg(value), \
+                     min(value), max(value), count(*) FROM sensor_readings \
+                     WHERE sensor_code = $1 AND at >= $2 AND at < $3 GROUP BY t ORDER BY t",
+                )
+                .bind(sensor)
+                .bind(from)
+                .bind(to)
+                .bind(b as f64)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        Ok(rows.into_iter().map(|(at, value, min, max, n)| ReadingBucket { at, value, min, max, n }).collect())
+    }
+
+    async fn latest_readings(&self) -> Result<Vec<Reading>, StoreError> {
+        // One index probe per registered sensor rather than a scan of every reading.
+        let rows: Vec<(String, DateTime<Utc>, f64)> = sqlx::query_as(
+            "SELECT s.code, r.at, r.value FROM sensors s CROSS JOIN LATERAL \
+             (SELECT at, value FROM sensor_readings WHERE sensor_code = s.code ORDER BY at DESC LIMIT 1) r",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(sensor, at, value)| Reading { sensor: sensor.into(), at, value }).collect())
+    }
+
+    async fn save_alarm(&self, a: &Alarm) -> Result<i64, StoreError> {
+        let mut q = sqlx::query_scalar(super::alarm_sql(a.id == 0))
+            .bind(a.sensor_code.as_str())
+            .bind(a.level.as_str())
+            .bind(a.peak_level.as_str())
+            .bind(a.raised_at)
+            .bind(a.value)
+            .bind(a.updated_at)
+            .bind(a.last_value)
+            .bind(a.cleared_at)
+            .bind(a.acked_at)
+            .bind(a.acked_by.as_deref())
+            .bind(a.case_id);
+        if a.id != 0 {
+            q = q.bind(a.id);
+        }
+        let id: Option<i64> = q.fetch_optional(&self.pool).await?;
+        id.ok_or_else(|| StoreError::Value { table: "alarms", column: "id", detail: format!("no alarm {}", a.id) })
+    }
+
+    async fn alarms(&self, active: bool, limit: i64) -> Result<Vec<Alarm>, StoreError> {
+        let filter = if active { "WHERE cleared_at IS NULL" } else { "" };
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM alarms {filter} ORDER BY raised_at DESC, id DESC LIMIT $1",
+            super::ALARM_COLUMNS
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| super::alarm_row(r, |t: DateTime<Utc>| Ok(t))).collect()
     }
 
     async fn close(&self) {

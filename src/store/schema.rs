@@ -694,6 +694,7 @@ impl Row for Sensor {
             grid_code: c.opt_text()?,
             thresholds: c.json()?,
             geom: c.point()?,
+            live: Default::default(),
         })
     }
 }

@@ -62,6 +62,7 @@ pub fn encode_layer<T: Record>(layer: &Layer<T>, tile: TileCoord, keep: impl Fn(
                 Some(PropValue::Owned(s)) => TileValue::Str(s),
                 Some(PropValue::Num(n)) => TileValue::Double(n),
                 Some(PropValue::Int(n)) => TileValue::Sint(n),
+                Some(PropValue::Bool(b)) => TileValue::Bool(b),
                 Some(PropValue::Null) | None => continue,
             };
             let (k, v) = tags.insert_ref(name, value);

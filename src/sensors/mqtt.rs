@@ -1,0 +1,174 @@
+//! MQTT ingest (`--mqtt mqtt://host:port`): readings published as JSON `{"at","value"}` (or an
+//! array of them) on `onemap/sensors/{code}/readings` go through the same [`Ingest`] as HTTP
+//! batches. Messages are taken at QoS 1 and acknowledged to the broker only after the store has
+//! committed them, so a crash redelivers rather than loses. The session is persistent and the
+//! subscription is renewed on every connection, so a broker restart loses neither.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use tokio::sync::mpsc;
+
+use super::ingest::{Ingest, Rejection, Transport, parse_reading};
+use crate::model::Reading;
+
+/// The topic filter readings arrive on.
+pub const TOPIC: &str = "onemap/sensors/+/readings";
+
+/// Most messages ingested in one batch (one store transaction).
+const BATCH: usize = 4096;
+
+/// A broker address: `mqtt://host[:port][?client_id=ID]` (`tcp://` too); port 1883 by default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokerUrl {
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+}
+
+impl FromStr for BrokerUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("--mqtt {s:?}: {why}; expected mqtt://host:port");
+        let rest =
+            s.strip_prefix("mqtt://").or_else(|| s.strip_prefix("tcp://")).ok_or_else(|| bad("unsupported scheme"))?;
+        let (addr, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let addr = addr.trim_end_matches('/');
+        let (host, port) = match addr.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad("bad port"))?),
+            None => (addr, 1883),
+        };
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        let mut client_id = "onemap".to_string();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("client_id", v)) if !v.is_empty() => client_id = v.to_string(),
+                _ => return Err(bad(&format!("unknown option {pair:?}"))),
+            }
+        }
+        Ok(BrokerUrl { host: host.to_string(), port, client_id })
+    }
+}
+
+/// The sensor code of a readings topic, `onemap/sensors/{code}/readings`.
+pub fn topic_sensor(topic: &str) -> Option<&str> {
+    let code = topic.strip_prefix("onemap/sensors/")?.strip_suffix("/readings")?;
+    (!code.is_empty() && !code.contains('/')).then_some(code)
+}
+
+/// The readings of one message: a reading object or an array of them.
+pub fn parse_message(topic: &str, payload: &[u8], ingest: &Ingest) -> Vec<Result<Reading, Rejection>> {
+    let malformed = |detail: String| vec![Err(Rejection { reason: super::ingest::Reject::Malformed, detail })];
+    let Some(code) = topic_sensor(topic) else { return malformed(format!("topic {topic:?}")) };
+    let Ok(text) = std::str::from_utf8(payload) else { return malformed("payload is not UTF-8".into()) };
+    let (now, slack) = (Utc::now(), ingest.future_slack());
+    if text.trim_start().starts_with('[') {
+        match serde_json::from_str::<Vec<&serde_json::value::RawValue>>(text) {
+            Ok(items) => items.iter().map(|r| parse_reading(r.get(), Some(code), now, slack)).collect(),
+            Err(e) => malformed(format!("not a JSON array of readings: {e}")),
+        }
+    } else {
+        vec![parse_reading(text, Some(code), now, slack)]
+    }
+}
+
+/// Connects to the broker and ingests until the process ends; reconnects (every second) when
+/// the broker goes away.
+pub fn spawn(url: BrokerUrl, ingest: Arc<Ingest>) -> tokio::task::JoinHandle<()> {
+    let mut opts = MqttOptions::new(url.client_id.clone(), url.host.clone(), url.port);
+    opts.set_keep_alive(Duration::from_secs(10));
+    // A persistent session: the broker keeps the subscription and queues readings while we are
+    // away (for as long as it runs itself).
+    opts.set_clean_session(false);
+    opts.set_manual_acks(true);
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut events) = AsyncClient::new(opts, 1024);
+    let (tx, rx) = mpsc::channel::<Publish>(BATCH * 4);
+    tokio::spawn(ingest_loop(rx, client.clone(), ingest.clone()));
+    tokio::spawn(async move {
+        tracing::info!(host = %url.host, port = url.port, topic = TOPIC, "MQTT ingest starting");
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    ingest.metrics().mqtt_connects.inc();
+                    tracing::info!(session_present = ack.session_present, "MQTT connected");
+                    if let Err(e) = client.try_subscribe(TOPIC, QoS::AtLeastOnce) {
+                        tracing::error!(error = %e, "MQTT subscribe failed");
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if tx.send(p).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    ingest.metrics().mqtt_disconnects.inc();
+                    tracing::warn!(error = %e, "MQTT connection lost; reconnecting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    })
+}
+
+/// Takes whatever messages have arrived (up to [`BATCH`]) as one batch, ingests it and then
+/// acknowledges its messages. A batch the store cannot take is retried, never acknowledged
+/// unstored.
+async fn ingest_loop(mut rx: mpsc::Receiver<Publish>, client: AsyncClient, ingest: Arc<Ingest>) {
+    while let Some(first) = rx.recv().await {
+        let mut msgs = vec![first];
+        while msgs.len() < BATCH {
+            match rx.try_recv() {
+                Ok(p) => msgs.push(p),
+                Err(_) => break,
+            }
+        }
+        let readings: Vec<Result<Reading, Rejection>> =
+            msgs.iter().flat_map(|p| parse_message(&p.topic, &p.payload, &ingest)).collect();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match ingest.ingest(readings.clone(), Transport::Mqtt).await {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "storing MQTT readings failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        for p in &msgs {
+            if let Err(e) = client.ack(p).await {
+                tracing::warn!(error = %e, "MQTT ack failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls_parse() {
+        let u: BrokerUrl = "mqtt://127.0.0.1:1884?client_id=a1".parse().unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.client_id.as_str()), ("127.0.0.1", 1884, "a1"));
+        assert_eq!("tcp://broker".parse::<BrokerUrl>().unwrap().port, 1883);
+        for bad in ["http://x", "mqtt://", "mqtt://h:99999", "mqtt://h?x=1"] {
+            assert!(bad.parse::<BrokerUrl>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn topics_name_one_sensor() {
+        assert_eq!(topic_sensor("onemap/sensors/SEN-WL-0001/readings"), Some("SEN-WL-0001"));
+        assert_eq!(topic_sensor("onemap/sensors//readings"), None);
+        assert_eq!(topic_sensor("onemap/sensors/a/b/readings"), None);
+        assert_eq!(topic_sensor("other/SEN/readings"), None);
+    }
+}

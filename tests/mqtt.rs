@@ -1,0 +1,197 @@
+//! MQTT ingest against a real Mosquitto broker, started by the test on a free port (and
+//! restarted mid-test), on both stores: a published reading crosses a threshold, the alarm is
+//! raised, a case is opened and routed owner first, the SSE feed says so; malformed payloads are
+//! rejected and counted without stopping the loop; after the broker restarts, ingest resumes.
+
+mod common;
+
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use chrono::Utc;
+use common::*;
+use onemap::auth::Role;
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+use serde_json::{Value, json};
+
+const CODE: &str = "T-WL-0001";
+
+/// A Mosquitto broker on `port` that takes anonymous local clients and keeps nothing on disk.
+struct Broker {
+    child: Child,
+    port: u16,
+    conf: std::path::PathBuf,
+}
+
+impl Broker {
+    fn start(port: u16) -> Broker {
+        let conf = std::env::temp_dir().join(format!("onemap-mosquitto-{port}.conf"));
+        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")).unwrap();
+        let bin = std::env::var("ONEMAP_TEST_MOSQUITTO").unwrap_or_else(|_| "/usr/sbin/mosquitto".into());
+        let child = Command::new(&bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {bin} (run scripts/test, which installs mosquitto): {e}"));
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Broker { child, port, conf };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("mosquitto did not listen on {port}");
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_file(&self.conf);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A publishing client whose event loop runs in the background.
+fn publisher(port: u16, id: &str) -> AsyncClient {
+    let (client, mut events) = AsyncClient::new(MqttOptions::new(id, "127.0.0.1", port), 64);
+    tokio::spawn(async move { while events.poll().await.is_ok() {} });
+    client
+}
+
+async fn publish(client: &AsyncClient, topic: &str, payload: impl Into<Vec<u8>>) {
+    client.publish(topic, QoS::AtLeastOnce, false, payload.into()).await.unwrap();
+}
+
+fn topic(code: &str) -> String {
+    format!("onemap/sensors/{code}/readings")
+}
+
+fn counter(metrics: &str, needle: &str) -> f64 {
+    metrics.lines().find(|l| l.starts_with(needle)).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0.0)
+}
+
+/// Publishes `value` with a fresh time every 200 ms until the feed shows an event `name` that
+/// satisfies `pred` (the first messages may go before the subscription is in place).
+async fn publish_until(
+    client: &AsyncClient,
+    feed: &mut EventStream,
+    value: f64,
+    name: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    for _ in 0..100 {
+        let body = json!({"at": Utc::now().to_rfc3339(), "value": value}).to_string();
+        publish(client, &topic(CODE), body).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
+        while let Ok(Some((n, data))) = tokio::time::timeout_at(deadline, feed.next(Duration::from_millis(200))).await {
+            if n == name && pred(&data) {
+                return data;
+            }
+        }
+    }
+    panic!("no {name} event after 20 s of publishing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_readings_raise_alarms_and_open_cases_and_survive_a_broker_restart() {
+    let city = small_city();
+    let comp = city
+        .components
+        .iter()
+        .find(|c| {
+            c.owner_dept.as_ref().is_some_and(|d| city.departments.iter().any(|x| &x.code == d))
+                && matches!(c.geom, onemap::model::Shape::Point(_))
+        })
+        .expect("an owned point component");
+    let onemap::model::Shape::Point(p) = comp.geom else { unreachable!() };
+    for (label, location) in [("gpkg", fresh_gpkg("mqtt")), ("postgis", fresh_pg("onemap_t_mqtt").await)] {
+        let port = free_port();
+        let mut broker = Broker::start(port);
+        let st = seeded_state(&location, city).await;
+        let app = onemap::app(st.clone());
+        let admin = onemap::auth::create(&*st.store, Role::Admin, None, None).await.unwrap();
+        let body = json!({"code": CODE, "kind": "water_level", "lon": p.x(), "lat": p.y(), "crs": "cgcs2000",
+            "component_code": comp.code, "thresholds": {"min_duration_s": 0}});
+        let r = post_as(&app, "/api/v1/sensors", Some(&admin), body.to_string().into_bytes()).await;
+        assert_eq!(r.status, 201, "{label}: {}", String::from_utf8_lossy(&r.body));
+
+        let url: onemap::sensors::mqtt::BrokerUrl =
+            format!("mqtt://127.0.0.1:{port}?client_id=onemap-test-{label}").parse().unwrap();
+        let ingest = onemap::sensors::mqtt::spawn(url, st.sensors.clone());
+        let mut feed = EventStream::open(&app).await;
+        let client = publisher(port, &format!("pub-{label}-1"));
+
+        // Below every threshold: the reading lands and goes out on the feed.
+        let ev = publish_until(&client, &mut feed, 0.05, "sensor.reading", |d| d["sensor"] == CODE).await;
+        assert!(ev["level"].is_null(), "{label}");
+
+        // Yellow (0.25 m of water): alarm, case, routed to the drain cover's owner.
+        publish(&client, &topic(CODE), json!({"at": Utc::now().to_rfc3339(), "value": 0.3}).to_string()).await;
+        let raised = feed.wait_for("alarm.raised", |d| d["sensor"] == CODE).await;
+        assert_eq!(raised["level"], "yellow", "{label}");
+        let case_id = raised["case_id"].as_i64().expect("a case");
+        let case = get(&app, &format!("/api/v1/cases/{case_id}")).await.json();
+        assert_eq!((case["source"].as_str(), case["class_code"].as_str()), (Some("sensor"), Some("0506")), "{label}");
+        assert_eq!(case["suggested_dept"]["code"], comp.owner_dept.as_deref().unwrap(), "{label}");
+        assert_eq!(case["suggested_dept"]["basis"], "owner");
+
+        // Malformed payloads are counted and skipped; the loop goes on.
+        for (t, payload) in [
+            (topic(CODE), "not json".to_string()),
+            (topic(CODE), r#"{"value": NaN}"#.to_string()),
+            (topic(CODE), r#"{"value": "high"}"#.to_string()),
+            (topic(CODE), r#"{"value": 1e999}"#.to_string()),
+            (topic(CODE), json!({"at": "2999-01-01T00:00:00Z", "value": 1.0}).to_string()),
+            (topic("NO-SUCH-SENSOR"), json!({"value": 1.0}).to_string()),
+        ] {
+            publish(&client, &t, payload).await;
+        }
+        // (An array of readings, the batched form; repeated, as the feed shows a sensor's
+        // readings at most once a second.)
+        publish(&client, &topic(CODE), json!([{"at": Utc::now().to_rfc3339(), "value": 0.31}]).to_string()).await;
+        publish_until(&client, &mut feed, 0.31, "sensor.reading", |d| d["value"] == 0.31).await;
+        let m = String::from_utf8(get(&app, "/metrics").await.body).unwrap();
+        let rejected = |reason: &str| {
+            counter(&m, &format!("onemap_sensor_readings_rejected_total{{transport=\"mqtt\",reason=\"{reason}\"}}"))
+        };
+        assert_eq!(
+            (
+                rejected("malformed"),
+                rejected("not_a_number"),
+                rejected("not_finite"),
+                rejected("future"),
+                rejected("unknown_sensor")
+            ),
+            (2.0, 1.0, 1.0, 1.0, 1.0),
+            "{label}: {m}"
+        );
+
+        // The broker restarts: onemap reconnects, subscribes again and ingest resumes.
+        broker.stop();
+        broker = Broker::start(port);
+        let client = publisher(broker.port, &format!("pub-{label}-2"));
+        let red = publish_until(&client, &mut feed, 0.6, "alarm.raised", |d| d["level"] == "red").await;
+        assert_eq!(
+            (red["case_id"].as_i64(), red["escalated_from"].as_str()),
+            (Some(case_id), Some("yellow")),
+            "{label}"
+        );
+        assert!(st.metrics.mqtt_connects.get() >= 2, "{label}: reconnected");
+        let sensor_cases = st.index.cases.read().iter().filter(|c| c.source == "sensor").count();
+        assert_eq!(sensor_cases, 1, "{label}: escalation notes the case, it opens no other");
+
+        ingest.abort();
+        drop(broker);
+        st.store.close().await;
+    }
+}

@@ -105,15 +105,7 @@ async fn publish_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn published_readings_raise_alarms_and_open_cases_and_survive_a_broker_restart() {
     let city = small_city();
-    let comp = city
-        .components
-        .iter()
-        .find(|c| {
-            c.owner_dept.as_ref().is_some_and(|d| city.departments.iter().any(|x| &x.code == d))
-                && matches!(c.geom, onemap::model::Shape::Point(_))
-        })
-        .expect("an owned point component");
-    let onemap::model::Shape::Point(p) = comp.geom else { unreachable!() };
+    let (comp, p) = owned_point_component(city);
     for (label, location) in [("gpkg", fresh_gpkg("mqtt")), ("postgis", fresh_pg("onemap_t_mqtt").await)] {
         let port = free_port();
         let mut broker = Broker::start(port);

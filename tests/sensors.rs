@@ -32,15 +32,7 @@ async fn history(app: &axum::Router, id: i64) -> Vec<String> {
 async fn readings_raise_escalate_and_clear_alarms_with_one_case_on_both_stores() {
     let city = small_city();
     // A point component with an owner on record, for owner-first routing.
-    let comp = city
-        .components
-        .iter()
-        .find(|c| {
-            c.owner_dept.as_ref().is_some_and(|d| city.departments.iter().any(|x| &x.code == d))
-                && matches!(c.geom, onemap::model::Shape::Point(_))
-        })
-        .expect("an owned point component");
-    let onemap::model::Shape::Point(p) = comp.geom else { unreachable!() };
+    let (comp, p) = owned_point_component(city);
     for (label, location) in [("gpkg", fresh_gpkg("sensors")), ("postgis", fresh_pg("onemap_t_sensors").await)] {
         let st = seeded_state(&location, city).await;
         let app = onemap::app(st.clone());

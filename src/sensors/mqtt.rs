@@ -87,8 +87,12 @@ pub fn spawn(url: BrokerUrl, ingest: Arc<Ingest>) -> tokio::task::JoinHandle<()>
     opts.set_clean_session(false);
     opts.set_manual_acks(true);
     opts.set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut events) = AsyncClient::new(opts, 1024);
-    let (tx, rx) = mpsc::channel::<Publish>(BATCH * 4);
+    let (client, mut events) = AsyncClient::new(opts, BATCH);
+    // Unbounded, so the event loop never waits on the ingest task: that task waits on the event
+    // loop to take its acknowledgements, and a bounded queue here deadlocked the two under a
+    // backlog. What bounds it is the broker's window of unacknowledged messages per client
+    // (mosquitto's max_inflight_messages), since nothing is acknowledged before its commit.
+    let (tx, rx) = mpsc::unbounded_channel::<Publish>();
     tokio::spawn(ingest_loop(rx, client.clone(), ingest.clone()));
     tokio::spawn(async move {
         tracing::info!(host = %url.host, port = url.port, topic = TOPIC, "MQTT ingest starting");
@@ -102,7 +106,7 @@ pub fn spawn(url: BrokerUrl, ingest: Arc<Ingest>) -> tokio::task::JoinHandle<()>
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if tx.send(p).await.is_err() {
+                    if tx.send(p).is_err() {
                         return;
                     }
                 }
@@ -120,7 +124,7 @@ pub fn spawn(url: BrokerUrl, ingest: Arc<Ingest>) -> tokio::task::JoinHandle<()>
 /// Takes whatever messages have arrived (up to [`BATCH`]) as one batch, ingests it and then
 /// acknowledges its messages. A batch the store cannot take is retried, never acknowledged
 /// unstored.
-async fn ingest_loop(mut rx: mpsc::Receiver<Publish>, client: AsyncClient, ingest: Arc<Ingest>) {
+async fn ingest_loop(mut rx: mpsc::UnboundedReceiver<Publish>, client: AsyncClient, ingest: Arc<Ingest>) {
     while let Some(first) = rx.recv().await {
         let mut msgs = vec![first];
         while msgs.len() < BATCH {
@@ -132,9 +136,17 @@ async fn ingest_loop(mut rx: mpsc::Receiver<Publish>, client: AsyncClient, inges
         let readings: Vec<Result<Reading, Rejection>> =
             msgs.iter().flat_map(|p| parse_message(&p.topic, &p.payload, &ingest)).collect();
         let mut wait = Duration::from_millis(100);
+        let started = std::time::Instant::now();
         loop {
             match ingest.ingest(readings.clone(), Transport::Mqtt).await {
-                Ok(_) => break,
+                Ok(_) => {
+                    tracing::debug!(
+                        messages = msgs.len(),
+                        ms = started.elapsed().as_secs_f64() * 1e3,
+                        "MQTT batch stored"
+                    );
+                    break;
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "storing MQTT readings failed; retrying");
                     tokio::time::sleep(wait).await;

@@ -167,21 +167,24 @@ impl Store for GpkgStore {
     }
 
     async fn insert_readings(&self, readings: &[Reading]) -> Result<Vec<bool>, StoreError> {
+        // Multi-row inserts that skip stored keys and return the keys they took: a statement
+        // per 10,000 readings (under SQLite's 32,766 parameters) rather than one per reading.
         let _turn = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
-        let mut out = Vec::with_capacity(readings.len());
-        for r in readings {
-            let done =
-                sqlx::query("INSERT OR IGNORE INTO sensor_readings (sensor_code, at_ms, value) VALUES ($1, $2, $3)")
-                    .bind(r.sensor.as_str())
-                    .bind(r.at.timestamp_millis())
-                    .bind(r.value)
-                    .execute(&mut *tx)
-                    .await?;
-            out.push(done.rows_affected() == 1);
+        let mut taken: std::collections::HashSet<(String, i64)> =
+            std::collections::HashSet::with_capacity(readings.len());
+        for chunk in readings.chunks(10_000) {
+            let mut qb =
+                sqlx::QueryBuilder::<Sqlite>::new("INSERT OR IGNORE INTO sensor_readings (sensor_code, at_ms, value) ");
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.sensor.as_str()).push_bind(r.at.timestamp_millis()).push_bind(r.value);
+            });
+            qb.push(" RETURNING sensor_code, at_ms");
+            let rows: Vec<(String, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+            taken.extend(rows);
         }
         tx.commit().await?;
-        Ok(out)
+        Ok(readings.iter().map(|r| taken.contains(&(r.sensor.to_string(), r.at.timestamp_millis()))).collect())
     }
 
     async fn count_readings(&self, sensor: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<i64, StoreError> {
@@ -231,37 +234,12 @@ impl Store for GpkgStore {
     }
 
     async fn save_alarm(&self, a: &Alarm) -> Result<i64, StoreError> {
-        let t = |t: DateTime<Utc>| t.format(TIME_FORMAT).to_string();
         let _turn = self.writer.lock().await;
-        let mut q = sqlx::query_scalar(super::alarm_sql(a.id == 0))
-            .bind(a.sensor_code.as_str())
-            .bind(a.level.as_str())
-            .bind(a.peak_level.as_str())
-            .bind(t(a.raised_at))
-            .bind(a.value)
-            .bind(t(a.updated_at))
-            .bind(a.last_value)
-            .bind(a.cleared_at.map(t))
-            .bind(a.acked_at.map(t))
-            .bind(a.acked_by.as_deref())
-            .bind(a.case_id);
-        if a.id != 0 {
-            q = q.bind(a.id);
-        }
-        let id: Option<i64> = q.fetch_optional(&self.pool).await?;
-        id.ok_or_else(|| StoreError::Value { table: "alarms", column: "id", detail: format!("no alarm {}", a.id) })
+        super::save_alarm_body!(&self.pool, a, |t: DateTime<Utc>| t.format(TIME_FORMAT).to_string())
     }
 
     async fn alarms(&self, active: bool, limit: i64) -> Result<Vec<Alarm>, StoreError> {
-        let filter = if active { "WHERE cleared_at IS NULL" } else { "" };
-        let rows = sqlx::query(&format!(
-            "SELECT {} FROM alarms {filter} ORDER BY raised_at DESC, id DESC LIMIT $1",
-            super::ALARM_COLUMNS
-        ))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| super::alarm_row(r, |t: String| parse_time("alarms", &t))).collect()
+        super::alarms_body!(&self.pool, active, limit, String, |t: String| parse_time("alarms", &t))
     }
 
     async fn close(&self) {

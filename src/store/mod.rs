@@ -164,6 +164,50 @@ where
     Ok((row.try_get(0)?, Counts::from_slice(&counts)))
 }
 
+/// The body of both stores' `save_alarm`, which differ only in how a time is bound (`$time`: a
+/// time to the value bound) and in taking turns to write (`$turn`). A macro rather than a generic
+/// function: the sqlx bounds for "any database that encodes these types" would dwarf the body.
+macro_rules! save_alarm_body {
+    ($exec:expr, $a:expr, $time:expr) => {{
+        let (a, t) = ($a, $time);
+        let mut q = sqlx::query_scalar(crate::store::alarm_sql(a.id == 0))
+            .bind(a.sensor_code.as_str())
+            .bind(a.level.as_str())
+            .bind(a.peak_level.as_str())
+            .bind(t(a.raised_at))
+            .bind(a.value)
+            .bind(t(a.updated_at))
+            .bind(a.last_value)
+            .bind(a.cleared_at.map(t))
+            .bind(a.acked_at.map(t))
+            .bind(a.acked_by.as_deref())
+            .bind(a.case_id);
+        if a.id != 0 {
+            q = q.bind(a.id);
+        }
+        let id: Option<i64> = q.fetch_optional($exec).await?;
+        id.ok_or_else(|| StoreError::Value { table: "alarms", column: "id", detail: format!("no alarm {}", a.id) })
+    }};
+}
+pub(crate) use save_alarm_body;
+
+/// The body of both stores' `alarms`; `$read` turns a stored time column (of type `$ty`) back
+/// into a time.
+macro_rules! alarms_body {
+    ($exec:expr, $active:expr, $limit:expr, $ty:ty, $read:expr) => {{
+        let filter = if $active { "WHERE cleared_at IS NULL" } else { "" };
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM alarms {filter} ORDER BY raised_at DESC, id DESC LIMIT $1",
+            crate::store::ALARM_COLUMNS
+        ))
+        .bind($limit)
+        .fetch_all($exec)
+        .await?;
+        rows.iter().map(|r| crate::store::alarm_row(r, |t: $ty| $read(t))).collect()
+    }};
+}
+pub(crate) use alarms_body;
+
 /// The alarm columns in the order both stores select them.
 pub(crate) const ALARM_COLUMNS: &str = "id, sensor_code, level, peak_level, raised_at, value, updated_at, last_value, \
      cleared_at, acked_at, acked_by, case_id";

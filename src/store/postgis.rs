@@ -231,35 +231,11 @@ impl Store for PostgisStore {
     }
 
     async fn save_alarm(&self, a: &Alarm) -> Result<i64, StoreError> {
-        let mut q = sqlx::query_scalar(super::alarm_sql(a.id == 0))
-            .bind(a.sensor_code.as_str())
-            .bind(a.level.as_str())
-            .bind(a.peak_level.as_str())
-            .bind(a.raised_at)
-            .bind(a.value)
-            .bind(a.updated_at)
-            .bind(a.last_value)
-            .bind(a.cleared_at)
-            .bind(a.acked_at)
-            .bind(a.acked_by.as_deref())
-            .bind(a.case_id);
-        if a.id != 0 {
-            q = q.bind(a.id);
-        }
-        let id: Option<i64> = q.fetch_optional(&self.pool).await?;
-        id.ok_or_else(|| StoreError::Value { table: "alarms", column: "id", detail: format!("no alarm {}", a.id) })
+        super::save_alarm_body!(&self.pool, a, |t: DateTime<Utc>| t)
     }
 
     async fn alarms(&self, active: bool, limit: i64) -> Result<Vec<Alarm>, StoreError> {
-        let filter = if active { "WHERE cleared_at IS NULL" } else { "" };
-        let rows = sqlx::query(&format!(
-            "SELECT {} FROM alarms {filter} ORDER BY raised_at DESC, id DESC LIMIT $1",
-            super::ALARM_COLUMNS
-        ))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| super::alarm_row(r, |t: DateTime<Utc>| Ok(t))).collect()
+        super::alarms_body!(&self.pool, active, limit, DateTime<Utc>, |t: DateTime<Utc>| Ok(t))
     }
 
     async fn close(&self) {

@@ -232,3 +232,19 @@ pub fn token_cli(store: &str, role: &str) -> String {
     assert!(out.status.success(), "onemap token create: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).lines().last().expect("a token line").trim().to_string()
 }
+
+/// A point component whose owner is a department on record (for owner-first routing tests),
+/// and its point.
+pub fn owned_point_component(city: &City) -> (&onemap::model::Component, geo::Point<f64>) {
+    city.components
+        .iter()
+        .find_map(|c| match c.geom {
+            onemap::model::Shape::Point(p)
+                if c.owner_dept.as_ref().is_some_and(|d| city.departments.iter().any(|x| &x.code == d)) =>
+            {
+                Some((c, p))
+            }
+            _ => None,
+        })
+        .expect("an owned point component")
+}

@@ -243,6 +243,67 @@ function upsertCase(c, created) {
   renderList(created ? c.id : undefined);
 }
 
+// ---------------------------------------------------------------------------------------------
+// The alarm list (实时告警): the raised alarms, most severe first, kept by the feed.
+
+const LEVEL_NAMES = { blue: '蓝色', yellow: '黄色', orange: '橙色', red: '红色' };
+const LEVEL_RANK = { blue: 1, yellow: 2, orange: 3, red: 4 };
+const alarms = new Map(); // id -> alarm
+const alarmEl = document.getElementById('alarm-list');
+
+function renderAlarms(freshId) {
+  const list = [...alarms.values()].sort((a, b) =>
+    (LEVEL_RANK[b.level] || 0) - (LEVEL_RANK[a.level] || 0) || Date.parse(b.raised_at) - Date.parse(a.raised_at));
+  alarmEl.replaceChildren(...list.map((a) => {
+    const li = document.createElement('li');
+    li.dataset.alarmId = String(a.id);
+    li.dataset.sensor = a.sensor;
+    li.dataset.level = a.level;
+    if (a.id === freshId) li.className = 'fresh';
+    const level = document.createElement('span');
+    level.className = `level ${a.level}`;
+    const title = document.createElement('span');
+    title.className = 'title';
+    title.textContent = `${LEVEL_NAMES[a.level] || a.level}告警 · ${a.name || a.sensor}`;
+    const state = document.createElement('span');
+    state.className = 'state';
+    state.textContent = a.acked_at ? '已确认' : '未确认';
+    const meta = document.createElement('span');
+    meta.className = 'meta';
+    meta.textContent = [`${a.last_value ?? a.value} ${a.unit || ''}`.trim(), timeText(a.raised_at),
+      a.case_id != null ? `案件 #${a.case_id}` : ''].filter(Boolean).join(' · ');
+    li.append(level, title, state, meta);
+    return li;
+  }));
+  setText('alarm-count', alarms.size ? `(${alarms.size})` : '');
+}
+
+alarmEl.addEventListener('click', (e) => {
+  const li = e.target.closest('li[data-alarm-id]');
+  const a = li && alarms.get(Number(li.dataset.alarmId));
+  if (a && Number.isFinite(a.lon) && Number.isFinite(a.lat)) {
+    map.flyTo({ center: [a.lon, a.lat], zoom: Math.max(map.getZoom(), 16) });
+  }
+});
+
+async function refreshAlarms() {
+  try {
+    const r = await getJson('/api/v1/alarms?active=true');
+    alarms.clear();
+    for (const a of r.alarms || []) alarms.set(a.id, a);
+    renderAlarms();
+  } catch (e) {
+    console.warn('alarms', e);
+  }
+}
+
+function onAlarm(e, gone) {
+  const a = parse(e);
+  if (!a || a.id == null) return;
+  if (gone) alarms.delete(a.id); else alarms.set(a.id, { ...alarms.get(a.id), ...a });
+  renderAlarms(gone ? undefined : a.id);
+}
+
 function drawLive(c) {
   if (!Number.isFinite(c.lon) || !Number.isFinite(c.lat)) return;
   live.delete(c.id); // re-insert so the map's order is oldest first
@@ -397,6 +458,7 @@ function onCase(e, created) {
 function resync() {
   refreshSummary();
   refreshList();
+  refreshAlarms();
   if (mapReady) reloadAllTiles();
 }
 
@@ -423,6 +485,8 @@ function connect() {
   });
   es.addEventListener('case.created', (e) => onCase(e, true));
   es.addEventListener('case.updated', (e) => onCase(e, false));
+  for (const name of ['alarm.raised', 'alarm.updated', 'alarm.acked']) es.addEventListener(name, (e) => onAlarm(e, false));
+  es.addEventListener('alarm.cleared', (e) => onAlarm(e, true));
   es.addEventListener('tiles.invalidated', (e) => { const ev = parse(e); if (ev && mapReady) invalidate(ev); });
   es.addEventListener('resync', () => resync());
 }
@@ -436,5 +500,6 @@ setInterval(tick, 1000);
 
 refreshSummary();
 refreshList();
+refreshAlarms();
 setInterval(refreshSummary, SUMMARY_EVERY_MS);
 connect();

@@ -11,9 +11,9 @@ import { fileURLToPath } from 'node:url';
 import { validateStyleMin } from '@maplibre/maplibre-gl-style-spec';
 import { chromium } from 'playwright-core';
 
-const [base, token] = process.argv.slice(2);
-if (!base || !token) {
-  console.error('usage: node web/tests/map.test.mjs <base_url> <token>');
+const [base, token, deviceToken] = process.argv.slice(2);
+if (!base || !token || !deviceToken) {
+  console.error('usage: node web/tests/map.test.mjs <base_url> <supervisor_token> <device_token>');
   process.exit(2);
 }
 const here = dirname(fileURLToPath(import.meta.url));
@@ -183,6 +183,38 @@ async function main() {
   check(navigations.length === 0, `the page reloaded: ${navigations.join(', ')}`);
   const listText = await page.textContent(`#case-list li[data-case-id="${created.id}"]`);
   check(listText.includes('暴露垃圾'), `the list item does not name the class: ${listText}`);
+
+  // 3b. A sensor reading past red raises an alarm: it is in the alarm list within 2 s, and the
+  // sensor turns red in the refreshed vector tiles.
+  const sensor = (await api('/collections/sensors/items?limit=1')).features[0];
+  const code = sensor.properties.code;
+  const th = (await api(`/api/v1/sensors/${encodeURIComponent(code)}`)).thresholds;
+  const red = th.direction === 'below' ? th.red - 1 : th.red + 1;
+  await page.evaluate(async (center) => {
+    const map = window.onemapMap;
+    const idle = new Promise((r) => map.once('idle', r));
+    map.jumpTo({ center, zoom: 17 });
+    await idle;
+  }, sensor.geometry.coordinates);
+  // Two readings the minimum duration apart, so the level holds long enough to be raised.
+  const now = Date.now();
+  const readings = [now - (th.min_duration_s + 1) * 1000, now].map((t) => ({ sensor: code, at: new Date(t).toISOString(), value: red }));
+  const rep = await api('/api/v1/sensors/readings', {
+    method: 'POST',
+    headers: { authorization: `Bearer ${deviceToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ readings }),
+  });
+  const tRead = Date.now();
+  check(rep.accepted === 2, `readings not accepted: ${JSON.stringify(rep)}`);
+  await page.waitForFunction((c) => !!document.querySelector(`#alarm-list li[data-sensor="${c}"][data-level="red"]`), code,
+    { timeout: LIVE_WITHIN_MS, polling: 50 })
+    .catch(() => { throw new Error(`the red alarm of ${code} was not in the alarm list within ${LIVE_WITHIN_MS} ms`); });
+  log(`alarm of ${code} in the list after ${Date.now() - tRead} ms`);
+  await page.waitForFunction(
+    (c) => window.onemapMap.queryRenderedFeatures({ layers: ['sensor-point'] }).some((f) => f.properties.code === c && f.properties.level === 'red'),
+    code, { timeout: 10_000, polling: 100 },
+  ).catch(() => { throw new Error(`sensor ${code} never turned red in the vector tiles`); });
+  log(`sensor ${code} red in the tiles after ${Date.now() - tRead} ms`);
 
   // 4. A screenshot of the big screen.
   // The overview the screen opened with, the new case among the others.

@@ -120,6 +120,10 @@ async fn readings_raise_escalate_and_clear_alarms_with_one_case_on_both_stores()
         // The same batch again: nothing new.
         let again = post_as(&app, "/api/v1/sensors/readings", Some(&device), text.into_bytes()).await.json();
         assert_eq!((again["accepted"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(2)), "{label}");
+        // One stored, one new: only the new one is taken.
+        let mixed =
+            readings(&app, &device, vec![reading(t0, 2.0), reading(t0 + Duration::seconds(6), 6.5)]).await.json();
+        assert_eq!((mixed["accepted"].as_u64(), mixed["duplicates"].as_u64()), (Some(1), Some(1)), "{label}: {mixed}");
 
         // Refusals of whole requests, which change nothing.
         readings(&app, &device, vec![json!({"sensor": "NOPE", "value": 1})]).await.problem(400);
@@ -197,14 +201,14 @@ async fn readings_raise_escalate_and_clear_alarms_with_one_case_on_both_stores()
         // History, whole and downsampled.
         let from = at(t0 - Duration::hours(1));
         let h = get(&app, &format!("/api/v1/sensors/{CODE}/readings?from={}", enc(&from))).await.json();
-        assert_eq!(h["count"], 6, "{label}: {h}");
+        assert_eq!(h["count"], 7, "{label}: {h}");
         assert!(h["bucket_s"].is_null());
         let values: Vec<f64> = h["readings"].as_array().unwrap().iter().map(|r| r["value"].as_f64().unwrap()).collect();
-        assert_eq!(values, [2.0, 6.0, 0.0, 12.0, 30.0, 0.5], "{label}: in time order");
+        assert_eq!(values, [2.0, 6.0, 0.0, 6.5, 12.0, 30.0, 0.5], "{label}: in time order");
         let h = get(&app, &format!("/api/v1/sensors/{CODE}/readings?from={}&max_points=2", enc(&from))).await.json();
         let buckets = h["readings"].as_array().unwrap();
         assert!(h["bucket_s"].as_i64().unwrap() >= 1800 && buckets.len() <= 3, "{label}: {h}");
-        assert_eq!(buckets.iter().map(|b| b["n"].as_i64().unwrap()).sum::<i64>(), 6);
+        assert_eq!(buckets.iter().map(|b| b["n"].as_i64().unwrap()).sum::<i64>(), 7);
         assert_eq!(buckets.iter().map(|b| b["max"].as_f64().unwrap()).fold(0.0, f64::max), 30.0);
         get(&app, &format!("/api/v1/sensors/{CODE}/readings?from=2026-01-02&to=2026-01-01")).await.problem(400);
         get(&app, &format!("/api/v1/sensors/{CODE}/readings?from=soon")).await.problem(400);

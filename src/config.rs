@@ -81,6 +81,10 @@ pub struct ServeArgs {
     /// onemap/sensors/{code}/readings.
     #[arg(long, env = "ONEMAP_MQTT")]
     pub mqtt: Option<String>,
+    /// Feed every sensor simulated readings once a minute, with now and then an episode that
+    /// raises an alarm (for trying onemap out; never on a real city).
+    #[arg(long)]
+    pub simulate_sensors: bool,
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +159,7 @@ pub struct ServeConfig {
     pub scoring: crate::cases::evaluation::Scoring,
     pub mqtt: Option<crate::sensors::mqtt::BrokerUrl>,
     pub sensors: crate::sensors::ingest::Settings,
+    pub simulate_sensors: bool,
 }
 
 impl ServeConfig {
@@ -171,6 +176,7 @@ impl ServeConfig {
         sensors.check().map_err(ConfigError::Invalid)?;
         let mqtt = args.mqtt.clone().or(file.mqtt).map(|u| u.parse()).transpose().map_err(ConfigError::Invalid)?;
         Ok(ServeConfig {
+            simulate_sensors: args.simulate_sensors,
             mqtt,
             sensors,
             listen: args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),

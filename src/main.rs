@@ -29,6 +29,22 @@ async fn main() -> anyhow::Result<()> {
                 .with_sensor_settings(cfg.sensors);
             // Readings from the broker, reconnecting for as long as the server runs.
             let _mqtt = cfg.mqtt.clone().map(|url| onemap::sensors::mqtt::spawn(url, state.sensors.clone()));
+            if cfg.simulate_sensors {
+                let sensors = state
+                    .index
+                    .sensors
+                    .read()
+                    .iter()
+                    .map(|s| (s.code.clone(), onemap::sensors::thresholds_of(s)))
+                    .collect();
+                let sim = onemap::sensors::simulate::Simulation::new(sensors, rand::random());
+                tokio::spawn(onemap::sensors::simulate::run(
+                    state.sensors.clone(),
+                    sim,
+                    std::time::Duration::from_secs(60),
+                ));
+                tracing::info!("simulating sensor readings once a minute");
+            }
             let addr = listener.local_addr()?;
             tracing::info!(listen = %addr, store = %cfg.store, "serving");
             // The bound address (port 0 picks a free one), for people and for scripts.

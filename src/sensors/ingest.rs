@@ -55,6 +55,8 @@ impl Settings {
 pub enum Transport {
     Http,
     Mqtt,
+    /// `serve --simulate-sensors` (see [`super::simulate`]).
+    Simulated,
 }
 
 impl Transport {
@@ -62,6 +64,7 @@ impl Transport {
         match self {
             Transport::Http => "http",
             Transport::Mqtt => "mqtt",
+            Transport::Simulated => "simulated",
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod ingest;
 pub mod mqtt;
 pub mod rules;
+pub mod simulate;
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;

@@ -49,7 +49,11 @@ impl GpkgStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(false)
-            .busy_timeout(std::time::Duration::from_secs(30));
+            .busy_timeout(std::time::Duration::from_secs(30))
+            // 64 MiB of page cache per connection instead of SQLite's 2 MiB: sensor readings
+            // land all over their (sensor, time) key, and the default let a few million rows
+            // push the insert path out to disk.
+            .pragma("cache_size", "-65536");
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         sqlx::migrate!("migrations/gpkg").run(&pool).await?;
         let writer = std::sync::Arc::new(tokio::sync::Mutex::new(()));

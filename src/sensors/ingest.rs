@@ -283,7 +283,6 @@ impl Ingest {
         let mut trackers = self.trackers.lock().await;
         for r in latest {
             if let Some(t) = trackers.get_mut(&r.sensor) {
-                t.rule.last_at = Some(r.at);
                 let mut live = t.live().0.lock();
                 live.at = Some(r.at);
                 live.value = Some(r.value);
@@ -291,13 +290,14 @@ impl Ingest {
         }
         for a in active {
             if let Some(t) = trackers.get_mut(&a.sensor_code) {
-                t.rule.level = Some(a.level);
                 t.live().0.lock().level = Some(a.level);
                 t.alarm = Some(a);
             }
         }
         for t in trackers.values_mut() {
-            let mut live = t.live().0.lock();
+            let live = t.sensor.live.clone();
+            let mut live = live.0.lock();
+            t.rule = rules::resume(&t.thresholds, t.alarm.as_ref().map(|a| a.level), live.at.zip(live.value));
             live.stale = rules::is_stale(live.at, now, self.stale_after());
         }
         Ok(())

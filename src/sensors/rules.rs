@@ -188,6 +188,17 @@ pub fn step(th: &Thresholds, state: State, at: DateTime<Utc>, value: f64) -> (St
     (next, Some(change))
 }
 
+/// The rule state to resume from at start-up: the level of the alarm still raised and the
+/// latest stored reading. When that reading called for another level, its alarm change may have
+/// been lost with the process (the reading commits before its alarm is written), so that level
+/// is left pending since the reading: the next reading that still calls for it takes effect (if
+/// the minimum duration has passed) rather than the change being forgotten.
+pub fn resume(th: &Thresholds, level: Option<Level>, last: Option<(DateTime<Utc>, f64)>) -> State {
+    let Some((at, value)) = last else { return State { level, ..State::default() } };
+    let target = th.target(level, value);
+    State { level, pending: (target != level).then_some((target, at)), last_at: Some(at) }
+}
+
 /// A sensor is stale when its latest reading is older than `after` at `now`, or it never sent one.
 pub fn is_stale(last_at: Option<DateTime<Utc>>, now: DateTime<Utc>, after: Duration) -> bool {
     last_at.is_none_or(|t| now - t > after)
@@ -318,5 +329,23 @@ mod tests {
         assert!(is_stale(None, t(0), after));
         assert!(!is_stale(Some(t(0)), t(900), after));
         assert!(is_stale(Some(t(0)), t(901), after));
+    }
+
+    #[test]
+    fn a_change_lost_with_the_process_is_taken_up_by_the_next_reading() {
+        let th = Thresholds { blue: Some(1.0), yellow: Some(2.0), min_duration_s: 60, ..Thresholds::default() };
+        let t0 = DateTime::parse_from_rfc3339("2026-11-25T00:00:00Z").unwrap().with_timezone(&Utc);
+        // Stored: 2.5 at t0, but no alarm (the process died before writing it).
+        let state = resume(&th, None, Some((t0, 2.5)));
+        assert_eq!((state.level, state.pending, state.last_at), (None, Some((Some(Level::Yellow), t0)), Some(t0)));
+        let (_, change) = step(&th, state, t0 + Duration::seconds(60), 2.4);
+        assert_eq!(change, Some(Change::Raised(Level::Yellow)));
+        // An alarm that was written resumes as it was, with nothing pending.
+        let state = resume(&th, Some(Level::Yellow), Some((t0, 2.5)));
+        assert_eq!((state.level, state.pending), (Some(Level::Yellow), None));
+        let (_, change) = step(&th, state, t0 + Duration::seconds(60), 2.4);
+        assert_eq!(change, None);
+        // A sensor that never read resumes empty.
+        assert_eq!(resume(&th, None, None), State::default());
     }
 }

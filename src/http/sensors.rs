@@ -17,7 +17,7 @@ use super::params::{JsonBody, Params, PathParams};
 use crate::auth::Role;
 use crate::index::Record;
 use crate::model::Sensor;
-use crate::sensors::ingest::{MAX_ALARMS, Transport, parse_reading};
+use crate::sensors::ingest::{MAX_ALARMS, Transport, parse_reading, secs};
 use crate::sensors::{self, NewSensor, SensorError, thresholds_of};
 use crate::store;
 
@@ -161,7 +161,6 @@ pub async fn get_readings(
     let n = st.store.count_readings(&code, from, to).await?;
     let bucket = (n as usize > points).then(|| bucket_for(to - from, points));
     let rows = st.store.readings(&code, from, to, bucket).await?;
-    let secs = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let readings: Vec<Value> = rows
         .iter()
         .map(|r| match bucket {

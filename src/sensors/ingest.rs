@@ -597,7 +597,8 @@ pub enum AckError {
     Store(#[from] StoreError),
 }
 
-fn secs(t: DateTime<Utc>) -> String {
+/// A time as the sensor API writes it: RFC 3339, UTC, milliseconds.
+pub(crate) fn secs(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 

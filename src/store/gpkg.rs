@@ -259,7 +259,7 @@ impl Store for GpkgStore {
     }
 
     async fn alarms(&self, active: bool, limit: i64) -> Result<Vec<Alarm>, StoreError> {
-        super::alarms_body!(&self.pool, active, limit, String, |t: String| parse_time("alarms", &t))
+        super::alarms_body!(&self.pool, active, limit, String, |t: String| parse_time("alarms", "time", &t))
     }
 
     async fn close(&self) {
@@ -276,11 +276,11 @@ fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
     })
 }
 
-/// A stored [`TIME_FORMAT`] text as a time.
-fn parse_time(table: &'static str, t: &str) -> Result<DateTime<Utc>, StoreError> {
+/// A stored [`TIME_FORMAT`] text of `table.column` as a time.
+fn parse_time(table: &'static str, column: &'static str, t: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(t).map(|t| t.with_timezone(&Utc)).map_err(|e| StoreError::Value {
         table,
-        column: "time",
+        column,
         detail: format!("{t:?}: {e}"),
     })
 }
@@ -455,15 +455,7 @@ fn read_row(table: &'static Table, row: &rusqlite::Row<'_>) -> Result<Vec<Val>, 
                     .map(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| bad(format!("{s:?}: {e}"))))
                     .transpose()?,
             ),
-            ColType::Time => Val::Time(
-                text()?
-                    .map(|s| {
-                        DateTime::parse_from_rfc3339(s)
-                            .map(|t| t.with_timezone(&Utc))
-                            .map_err(|e| bad(format!("{s:?}: {e}")))
-                    })
-                    .transpose()?,
-            ),
+            ColType::Time => Val::Time(text()?.map(|s| parse_time(table.name, col, s)).transpose()?),
             ColType::Json => {
                 Val::Json(text()?.map(|s| serde_json::from_str(s).map_err(|e| bad(e.to_string()))).transpose()?)
             }

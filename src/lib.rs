@@ -2,6 +2,7 @@
 //! One binary keeps every spatial layer of a city in live in-memory R-trees over a durable store
 //! and serves locate, OGC API Features and more from them.
 
+pub mod analysis;
 pub mod auth;
 pub mod cases;
 pub mod config;

@@ -6,6 +6,7 @@
 
 pub mod china;
 pub mod crs;
+pub mod gauss_kruger;
 pub mod tile;
 
 pub use china::{bd09_to_gcj02, bd09_to_wgs84, gcj02_to_bd09, gcj02_to_wgs84, wgs84_to_bd09, wgs84_to_gcj02};

@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::analysis::AnalysisError;
 use crate::auth::AuthError;
 use crate::cases::intake::IntakeError;
 use crate::cases::workflow::WorkflowError;
@@ -158,6 +159,34 @@ impl From<AckError> for ApiError {
             AckError::Sensor(e) => e.into(),
             AckError::Store(e) => e.into(),
         }
+    }
+}
+
+impl From<AnalysisError> for ApiError {
+    fn from(e: AnalysisError) -> Self {
+        let kind = match e {
+            AnalysisError::UnknownUnit(_) => "unknown-unit",
+            AnalysisError::H3Resolution(_) => "invalid-h3-resolution",
+            AnalysisError::UnknownLayer(_) => "unknown-layer",
+            AnalysisError::UnknownMethod(_) => "unknown-method",
+            AnalysisError::Invalid(_) => "invalid-parameter",
+            AnalysisError::EmptyRange { .. } => "invalid-date-range",
+            AnalysisError::Geometry(_) => "invalid-geometry",
+            // Valid requests the server's limits refuse.
+            AnalysisError::TooLarge { .. } => "polygon-too-large",
+            AnalysisError::TooManyCells { .. } => "too-many-cells",
+            AnalysisError::TooManyDensityCells { .. } => "too-many-cells",
+            AnalysisError::TooManyBins { .. } => "too-many-bins",
+        };
+        let status = match e {
+            AnalysisError::TooLarge { .. }
+            | AnalysisError::TooManyCells { .. }
+            | AnalysisError::TooManyDensityCells { .. }
+            | AnalysisError::TooManyBins { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let title = if status == StatusCode::BAD_REQUEST { "Bad request" } else { "Unprocessable request" };
+        ApiError::new(status, kind, title, e.to_string())
     }
 }
 

@@ -342,9 +342,14 @@ const MAX_POLYGON_TEXT: usize = 1 << 20;
 
 /// A polygon in WKT or GeoJSON, valid, converted to storage coordinates.
 pub fn parse_polygon(v: &str, crs: &Crs) -> ApiResult<Geometry<f64>> {
+    parse_polygon_as("within", v, crs)
+}
+
+/// [`parse_polygon`] for the parameter or field `name`, which problems name.
+pub fn parse_polygon_as(name: &str, v: &str, crs: &Crs) -> ApiResult<Geometry<f64>> {
     let t = v.trim();
     if t.len() > MAX_POLYGON_TEXT {
-        return Err(ApiError::bad_request("invalid-geometry", format!("within: more than {MAX_POLYGON_TEXT} bytes")));
+        return Err(ApiError::bad_request("invalid-geometry", format!("{name}: more than {MAX_POLYGON_TEXT} bytes")));
     }
     let upper = t.get(..12).unwrap_or(t).to_ascii_uppercase();
     let parsed = if t.starts_with('{') {
@@ -357,16 +362,16 @@ pub fn parse_polygon(v: &str, crs: &Crs) -> ApiResult<Geometry<f64>> {
     } else {
         Err("expected WKT POLYGON / MULTIPOLYGON or a GeoJSON polygon".to_string())
     };
-    let g = parsed.map_err(|e| ApiError::bad_request("invalid-geometry", format!("within: {e}")))?;
+    let g = parsed.map_err(|e| ApiError::bad_request("invalid-geometry", format!("{name}: {e}")))?;
     if !matches!(g, Geometry::Polygon(_) | Geometry::MultiPolygon(_)) {
-        return Err(ApiError::bad_request("invalid-geometry", "within: a Polygon or MultiPolygon is required"));
+        return Err(ApiError::bad_request("invalid-geometry", format!("{name}: a Polygon or MultiPolygon is required")));
     }
     use geo::CoordsIter;
     let n = g.coords_count();
     if n < 4 || n > MAX_POLYGON_VERTICES {
         return Err(ApiError::bad_request(
             "invalid-geometry",
-            format!("within: {n} vertices; 4 to {MAX_POLYGON_VERTICES} allowed"),
+            format!("{name}: {n} vertices; 4 to {MAX_POLYGON_VERTICES} allowed"),
         ));
     }
     for c in g.coords_iter() {
@@ -378,7 +383,7 @@ pub fn parse_polygon(v: &str, crs: &Crs) -> ApiResult<Geometry<f64>> {
     });
     use geo::Validation;
     if let Some(problem) = g.validation_errors().into_iter().next() {
-        return Err(ApiError::bad_request("invalid-geometry", format!("within: invalid polygon: {problem}")));
+        return Err(ApiError::bad_request("invalid-geometry", format!("{name}: invalid polygon: {problem}")));
     }
     Ok(g)
 }

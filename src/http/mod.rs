@@ -1,6 +1,7 @@
 //! HTTP: axum routes per area, the shared state, request extractors, and the one
 //! error-to-status mapping in [`error`].
 
+pub mod analysis;
 pub mod auth;
 pub mod cases;
 pub mod error;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub web_dir: Arc<std::path::PathBuf>,
     /// Sensor readings in, alarms out.
     pub sensors: Arc<crate::sensors::ingest::Ingest>,
+    /// Analysis units, the latest hotspot result and recent density grids.
+    pub analysis: Arc<crate::analysis::Analysis>,
 }
 
 impl AppState {
@@ -62,6 +65,7 @@ impl AppState {
             metrics,
             web_dir: Arc::new(crate::config::DEFAULT_WEB_DIR.into()),
             sensors,
+            analysis: Default::default(),
         }
     }
 
@@ -114,6 +118,12 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/sensors/{code}/readings", get(sensors::get_readings))
         .route("/api/v1/alarms", get(sensors::alarms))
         .route("/api/v1/alarms/{id}/ack", axum::routing::post(sensors::ack))
+        .route("/api/v1/analysis/hotspots", get(analysis::hotspots))
+        .route("/api/v1/analysis/density", get(analysis::density))
+        .route("/api/v1/analysis/emerging", get(analysis::emerging))
+        .route("/api/v1/analysis/ranking", get(analysis::ranking))
+        .route("/api/v1/analysis/peaks", get(analysis::peaks))
+        .route("/api/v1/analysis/stats", axum::routing::post(analysis::box_stats))
         .route("/open311/v2/services.json", get(open311::services))
         .route("/open311/v2/requests.json", get(open311::get_requests).post(open311::post_request))
         .route("/open311/v2/requests/{file}", get(open311::get_request))

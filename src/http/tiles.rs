@@ -72,6 +72,21 @@ pub async fn tile(
     // MapLibre and QGIS templates often end in .pbf or .mvt.
     let y = y.strip_suffix(".pbf").or_else(|| y.strip_suffix(".mvt")).unwrap_or(&y);
     let coord = TileCoord::new(num("z", &z)?, num("x", &x)?, num("y", y)?)?;
+    // The analysis overlays are drawn from the analysis results, not the index or its cache.
+    match layers.as_str() {
+        "hotspots" => {
+            if let Some(k) = p.0.keys().next() {
+                return Err(ApiError::bad_request("unknown-parameter", format!("{k:?}: the hotspots layer takes no filters; run the analysis with them")));
+            }
+            let body = super::analysis::hotspots_tile(&st, coord).await?;
+            return respond(&Rendered::new(body), &headers, false);
+        }
+        "density" => {
+            let body = super::analysis::density_tile(&st, coord, &p).await?;
+            return respond(&Rendered::new(body), &headers, false);
+        }
+        _ => {}
+    }
     let ids = parse_layers(&layers)?;
     let props = ids.iter().map(|l| properties_of(&st.index, l.source)).collect::<ApiResult<Vec<_>>>()?;
     let filters = parse_filters(&p, &ids, &props)?;
@@ -128,6 +143,15 @@ fn respond(tile: &Rendered, headers: &HeaderMap, hit: bool) -> ApiResult<Respons
     Ok(resp)
 }
 
+/// The fields of an analysis overlay layer (`hotspots`, `density`), `None` for other layers.
+fn overlay_fields(layers: &str) -> Option<&'static [&'static str]> {
+    match layers {
+        "hotspots" => Some(crate::tiles::overlay::HOTSPOT_FIELDS),
+        "density" => Some(&["density", "weight"]),
+        _ => None,
+    }
+}
+
 /// `If-None-Match` holds `*` or a list of tags, possibly weak (`W/`).
 fn etag_matches(header: &str, etag: &str) -> bool {
     header.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == etag)
@@ -149,8 +173,24 @@ pub async fn tilejson(
     headers: HeaderMap,
     PathParams(layers): PathParams<String>,
 ) -> ApiResult<Response> {
-    let ids = parse_layers(&layers)?;
     let base = base_url(&headers);
+    if let Some(fields) = overlay_fields(&layers) {
+        let b = st.index.grids.read().bbox().unwrap_or([-180.0, -85.0511, 180.0, 85.0511]);
+        let fields: serde_json::Map<String, serde_json::Value> =
+            fields.iter().map(|f| (f.to_string(), json!(if matches!(*f, "code" | "name") { "String" } else { "Number" }))).collect();
+        let body = json!({
+            "tilejson": "3.0.0",
+            "name": layers,
+            "tiles": [format!("{base}/tiles/{layers}/{{z}}/{{x}}/{{y}}")],
+            "minzoom": 0,
+            "maxzoom": MAX_ZOOM,
+            "bounds": b,
+            "center": [(b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0, 12],
+            "vector_layers": [{"id": layers, "fields": fields, "minzoom": 0, "maxzoom": MAX_ZOOM}],
+        });
+        return Ok(([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response());
+    }
+    let ids = parse_layers(&layers)?;
     let mut bounds: Option<[f64; 4]> = None;
     let mut vector_layers = Vec::new();
     for tl in &ids {

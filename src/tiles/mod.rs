@@ -8,6 +8,7 @@ use geozero::ToMvt;
 use geozero::mvt::{Message, TagsBuilder, Tile, TileValue, tile};
 
 pub mod cache;
+pub mod overlay;
 
 use crate::geo::tile::{TileCoord, lonlat_to_mercator, mercator_to_lonlat};
 use crate::index::{COLLECTIONS, CityIndex, Layer, PropValue, Record, pyramid};
@@ -38,39 +39,54 @@ pub fn encode_layer<T: Record>(layer: &Layer<T>, tile: TileCoord, keep: impl Fn(
     if tile.z < min_zoom(T::COLLECTION) {
         return None;
     }
+    let (_, ll) = buffered_bounds(tile);
+    let features = layer.in_bbox(ll).into_iter().filter(|r| keep(r)).map(|rec| {
+        let tags = T::TILE_PROPERTIES.iter().filter_map(|&name| {
+            let value = match rec.prop(name)? {
+                PropValue::Str(s) => TileValue::Str(s.to_string()),
+                PropValue::Owned(s) => TileValue::Str(s),
+                PropValue::Num(n) => TileValue::Double(n),
+                PropValue::Int(n) => TileValue::Sint(n),
+                PropValue::Bool(b) => TileValue::Bool(b),
+                PropValue::Null => return None,
+            };
+            Some((name, value))
+        });
+        (rec.geometry(), rec.key().parse::<u64>().ok(), tags.collect())
+    });
+    encode_features(T::COLLECTION, tile, features)
+}
+
+/// One MVT layer named `name` from features in lon/lat with their id and tags, each projected,
+/// simplified to the pixel, clipped to the buffered tile and dropped when smaller than a pixel;
+/// `None` when no feature is left.
+pub fn encode_features<'a>(
+    name: &str,
+    tile: TileCoord,
+    features: impl Iterator<Item = (Geometry<f64>, Option<u64>, Vec<(&'a str, TileValue)>)>,
+) -> Option<tile::Layer> {
     let [l, b, r, t] = tile.bounds_mercator();
-    let (m, ll) = buffered_bounds(tile);
+    let (m, _) = buffered_bounds(tile);
     // A screen pixel of a 256-pixel tile: what a viewer can see, not the finer tile unit.
     let pixel = (r - l) / SCREEN_PX;
     let clip = Rect::new((m[0], m[1]), (m[2], m[3])).to_polygon();
     let mut tags = TagsBuilder::new();
-    let mut features = Vec::new();
-    for rec in layer.in_bbox(ll) {
-        if !keep(rec) {
-            continue;
-        }
-        let Some(geom) = shape_for_tile(rec.geometry(), &clip, pixel) else { continue };
+    let mut out = Vec::new();
+    for (geom, id, props) in features {
+        let Some(geom) = shape_for_tile(geom, &clip, pixel) else { continue };
         let Some(geom) = to_tile_space(geom, [l, b, r, t]) else { continue };
         let Ok(mut feature) = geom.to_mvt_unscaled() else { continue };
         if feature.geometry.is_empty() {
             continue;
         }
-        feature.id = rec.key().parse::<u64>().ok();
-        for &name in T::TILE_PROPERTIES {
-            let value = match rec.prop(name) {
-                Some(PropValue::Str(s)) => TileValue::Str(s.to_string()),
-                Some(PropValue::Owned(s)) => TileValue::Str(s),
-                Some(PropValue::Num(n)) => TileValue::Double(n),
-                Some(PropValue::Int(n)) => TileValue::Sint(n),
-                Some(PropValue::Bool(b)) => TileValue::Bool(b),
-                Some(PropValue::Null) | None => continue,
-            };
+        feature.id = id;
+        for (name, value) in props {
             let (k, v) = tags.insert_ref(name, value);
             feature.tags.extend([k, v]);
         }
-        features.push(feature);
+        out.push(feature);
     }
-    finish_layer(T::COLLECTION, features, tags)
+    finish_layer(name, out, tags)
 }
 
 /// An MVT layer from its features and their tag dictionary; `None` without features.

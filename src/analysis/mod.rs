@@ -1,0 +1,299 @@
+//! Decision support (决策建议): counts per aggregation unit, Getis-Ord Gi*, local and global
+//! Moran's I, kernel density, emerging hotspots, rankings, the peak-time profile and box-select
+//! statistics (一框统计), all computed from the live index. The statistics themselves are pure
+//! functions in [`stats`]; the units and their neighbours in [`units`].
+
+pub mod boxstats;
+pub mod density;
+pub mod emerging;
+pub mod ranking;
+pub mod stats;
+pub mod units;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use parking_lot::{Mutex, RwLock};
+
+use crate::index::{CityIndex, Record};
+use crate::model::{Alarm, Str};
+use stats::{GiStar, GlobalMoran, LocalMoran};
+use units::{UnitKind, Units};
+
+/// What can be wrong with an analysis request.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    #[error("unknown unit {0:?}: use grid, community, street, district or h3:<0-15>")]
+    UnknownUnit(String),
+    #[error("H3 resolution {0:?} is not 0 to 15")]
+    H3Resolution(String),
+    #[error("H3 resolution {res} covers the city with about {cells} cells, more than {max} at once: use a coarser resolution", max = units::MAX_H3_CELLS)]
+    TooManyCells { res: u8, cells: usize },
+    #[error("unknown layer {0:?}: use cases, components or alarms")]
+    UnknownLayer(String),
+    #[error("unknown method {0:?}: use count, gi_star or local_moran")]
+    UnknownMethod(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the date range is empty: from {from} is after to {to}")]
+    EmptyRange { from: String, to: String },
+    #[error("invalid geometry: {0}")]
+    Geometry(String),
+    #[error("the polygon covers {area_km2:.1} km², more than the city's {city_km2:.1} km² extent")]
+    TooLarge { area_km2: f64, city_km2: f64 },
+    #[error("the density grid would have {cells} cells, more than {max}: use a larger cell_m or a smaller area", max = density::MAX_CELLS)]
+    TooManyDensityCells { cells: usize },
+    #[error("the space-time cube would have {bins} bins, more than {max}: use a longer step, a shorter range or a coarser unit", max = emerging::MAX_BINS)]
+    TooManyBins { bins: usize },
+}
+
+/// The record layers analyses count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    Cases,
+    Components,
+    Alarms,
+}
+
+impl Source {
+    pub fn parse(s: &str) -> Result<Source, AnalysisError> {
+        match s {
+            "cases" => Ok(Source::Cases),
+            "components" => Ok(Source::Components),
+            "alarms" => Ok(Source::Alarms),
+            _ => Err(AnalysisError::UnknownLayer(s.to_string())),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Cases => "cases",
+            Source::Components => "components",
+            Source::Alarms => "alarms",
+        }
+    }
+}
+
+/// The filters every analysis takes. `class` is a class code prefix (`01` a major class, `0110`
+/// one minor class; for alarms the sensor kind); `status` and `source` match exactly (for
+/// alarms `raised` or `cleared`, and `level`); the time range is `[from, to)` on the report
+/// time (cases), the survey date (components) or the raise time (alarms).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    pub class: Option<String>,
+    pub status: Option<String>,
+    pub source: Option<String>,
+    pub level: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl Filter {
+    fn keeps(&self, it: &Item<'_>) -> bool {
+        self.class.as_deref().is_none_or(|c| it.class.starts_with(c))
+            && self.status.as_deref().is_none_or(|s| it.status == s)
+            && self.source.as_deref().is_none_or(|s| it.source == s)
+            && self.level.as_deref().is_none_or(|l| it.level == Some(l))
+            && self.from.is_none_or(|f| it.at.is_some_and(|t| t >= f))
+            && self.to.is_none_or(|e| it.at.is_some_and(|t| t < e))
+    }
+}
+
+/// One countable record, borrowed from the index.
+#[derive(Debug, Clone, Copy)]
+pub struct Item<'a> {
+    pub lon: f64,
+    pub lat: f64,
+    pub grid: Option<&'a str>,
+    pub at: Option<DateTime<Utc>>,
+    pub class: &'a str,
+    pub status: &'a str,
+    pub source: &'a str,
+    pub level: Option<&'a str>,
+}
+
+/// The records of a layer that pass `filter`, handed to `f` one by one under the layer's read
+/// lock (alarms, which the index does not hold, come from `alarms` with their sensor's place).
+pub fn for_each(index: &CityIndex, source: Source, alarms: &[Alarm], filter: &Filter, mut f: impl FnMut(&Item<'_>)) {
+    let mut emit = |it: Item<'_>| {
+        if filter.keeps(&it) {
+            f(&it)
+        }
+    };
+    match source {
+        Source::Cases => {
+            for c in index.cases.read().iter() {
+                emit(Item {
+                    lon: c.geom.x(),
+                    lat: c.geom.y(),
+                    grid: c.grid_code.as_deref(),
+                    at: Some(c.reported_at),
+                    class: &c.class_code,
+                    status: &c.status,
+                    source: &c.source,
+                    level: None,
+                });
+            }
+        }
+        Source::Components => {
+            let midnight = |d: chrono::NaiveDate| d.and_time(chrono::NaiveTime::MIN).and_utc();
+            for c in index.components.read().iter() {
+                let [lon, lat] = rstar::Envelope::center(&c.envelope());
+                emit(Item {
+                    lon,
+                    lat,
+                    grid: c.grid_code.as_deref(),
+                    at: c.survey_date.map(midnight),
+                    class: &c.class_code,
+                    status: &c.status,
+                    source: &c.source,
+                    level: None,
+                });
+            }
+        }
+        Source::Alarms => {
+            let sensors = index.sensors.read();
+            for a in alarms {
+                let Some(s) = sensors.get(&a.sensor_code) else { continue };
+                emit(Item {
+                    lon: s.geom.x(),
+                    lat: s.geom.y(),
+                    grid: s.grid_code.as_deref(),
+                    at: Some(a.raised_at),
+                    class: &s.kind,
+                    status: if a.cleared_at.is_some() { "cleared" } else { "raised" },
+                    source: "sensor",
+                    level: Some(a.peak_level.as_str()),
+                });
+            }
+        }
+    }
+}
+
+/// Counts per unit of the records that pass the filter, and how many fell in no unit.
+pub fn count(index: &CityIndex, units: &Units, source: Source, alarms: &[Alarm], filter: &Filter) -> (Vec<f64>, usize) {
+    let mut counts = vec![0.0; units.len()];
+    let mut outside = 0;
+    for_each(index, source, alarms, filter, |it| match units.unit_of(it.grid, it.lon, it.lat) {
+        Some(u) => counts[u] += 1.0,
+        None => outside += 1,
+    });
+    (counts, outside)
+}
+
+/// The statistic a hotspot analysis computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Count,
+    GiStar,
+    LocalMoran,
+}
+
+impl Method {
+    pub fn parse(s: &str) -> Result<Method, AnalysisError> {
+        match s {
+            "count" => Ok(Method::Count),
+            "gi_star" => Ok(Method::GiStar),
+            "local_moran" => Ok(Method::LocalMoran),
+            _ => Err(AnalysisError::UnknownMethod(s.to_string())),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Count => "count",
+            Method::GiStar => "gi_star",
+            Method::LocalMoran => "local_moran",
+        }
+    }
+}
+
+/// One hotspot analysis: the units, their counts and the statistic.
+pub struct Hotspots {
+    pub units: Arc<Units>,
+    pub source: Source,
+    pub method: Method,
+    pub counts: Vec<f64>,
+    pub outside: usize,
+    pub gi: Option<Vec<GiStar>>,
+    /// Benjamini-Hochberg q-values when the false-discovery-rate correction was asked for.
+    pub q: Option<Vec<Option<f64>>>,
+    pub bins: Option<Vec<i8>>,
+    pub local: Option<Vec<LocalMoran>>,
+    pub global: Option<GlobalMoran>,
+    pub computed_at: DateTime<Utc>,
+}
+
+/// Runs `method` over `counts` on `units`.
+pub fn hotspots(units: Arc<Units>, source: Source, method: Method, counts: Vec<f64>, outside: usize, fdr: bool) -> Hotspots {
+    let (mut gi, mut q, mut bins, mut local, mut global) = (None, None, None, None, None);
+    match method {
+        Method::Count => {}
+        Method::GiStar => {
+            let g = stats::gi_star(&counts, units.neighbours());
+            if fdr {
+                let qs = stats::fdr_bh(&g.iter().map(|g| g.p).collect::<Vec<_>>());
+                bins = Some(g.iter().zip(&qs).map(|(g, q)| g.z.zip(*q).map_or(0, |(z, q)| stats::bin_of_p(z, q))).collect());
+                q = Some(qs);
+            } else {
+                bins = Some(g.iter().map(|g| g.z.map_or(0, stats::bin_of_z)).collect());
+            }
+            gi = Some(g);
+        }
+        Method::LocalMoran => {
+            local = stats::local_moran(&counts, units.neighbours());
+            global = stats::global_moran(&counts, units.neighbours());
+        }
+    }
+    Hotspots { units, source, method, counts, outside, gi, q, bins, local, global, computed_at: Utc::now() }
+}
+
+/// What analyses keep between requests: units per kind (rebuilt when the hierarchy changes),
+/// the latest Gi* result (drawn by the `hotspots` tile layer) and recent density grids.
+#[derive(Default)]
+pub struct Analysis {
+    units: RwLock<HashMap<UnitKind, (u64, Arc<Units>)>>,
+    /// Builds of one kind at a time, so ten concurrent first requests build the graph once.
+    building: Mutex<()>,
+    pub latest: RwLock<Option<Arc<Hotspots>>>,
+    pub density: density::Cache,
+}
+
+impl Analysis {
+    /// The units of `kind` for the index's current hierarchy, built on first use.
+    pub fn units(&self, index: &CityIndex, kind: UnitKind) -> Result<Arc<Units>, AnalysisError> {
+        let generation = index.location_cache.read().generation;
+        let cached = |m: &HashMap<UnitKind, (u64, Arc<Units>)>| {
+            m.get(&kind).filter(|(g, _)| *g == generation).map(|(_, u)| u.clone())
+        };
+        if let Some(u) = cached(&self.units.read()) {
+            return Ok(u);
+        }
+        let _one = self.building.lock();
+        if let Some(u) = cached(&self.units.read()) {
+            return Ok(u);
+        }
+        let built = Arc::new(Units::build(index, kind)?);
+        let mut m = self.units.write();
+        // H3 covers of several resolutions add up: keep the few most recent.
+        m.retain(|_, (g, _)| *g == generation);
+        if m.len() > 8 {
+            m.clear();
+        }
+        m.insert(kind, (generation, built.clone()));
+        Ok(built)
+    }
+}
+
+/// A class code name from the dictionaries, for rankings and statistics by class.
+pub fn class_name(index: &CityIndex, source: Source, code: &str) -> Option<Str> {
+    let dict = index.dict.read();
+    match source {
+        Source::Components => dict.component_classes.iter().find(|c| c.code == code).map(|c| c.name.clone()),
+        Source::Cases => dict.event_classes.iter().find(|c| c.code == code).map(|c| c.name.clone()).or_else(|| {
+            dict.component_classes.iter().find(|c| c.code == code).map(|c| c.name.clone())
+        }),
+        Source::Alarms => crate::sensors::kind(code).map(|k| k.label.clone()),
+    }
+}

@@ -121,3 +121,27 @@ ensure_mosquitto() {
     apt_install mosquitto
     export ONEMAP_TEST_MOSQUITTO="${ONEMAP_TEST_MOSQUITTO:-/usr/sbin/mosquitto}"
 }
+
+# The analysis peer (scripts/peer/analysis.py): PySAL (esda, libpysal), h3-py, pymannkendall,
+# scipy and pyproj from PyPI in a virtual environment under var/, which tests/analysis_peer.rs
+# runs to compute the values onemap's statistics must match. Rebuilt when the pins change.
+ensure_peer_venv() {
+    local root venv req
+    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    venv="$root/var/peer-venv"
+    req="$root/scripts/peer/requirements.txt"
+    if [ -f "$venv/.installed" ] && cmp -s "$req" "$venv/.installed"; then
+        export ONEMAP_PEER_PYTHON="$venv/bin/python"
+        return 0
+    fi
+    command -v python3 >/dev/null || apt_install python3
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+        apt_install python3-venv python3-pip
+    fi
+    log "creating the analysis peer's Python environment ($venv)"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    cp "$req" "$venv/.installed"
+    export ONEMAP_PEER_PYTHON="$venv/bin/python"
+}

@@ -257,7 +257,8 @@ impl Units {
         for p in outline {
             tiler.add(p).map_err(|e| AnalysisError::Geometry(format!("city outline: {e}")))?;
         }
-        if tiler.coverage_size_hint() > 4 * MAX_H3_CELLS {
+        // The hint is an estimate from the bounding box, larger than the cover: refuse only clear cases before tiling.
+        if tiler.coverage_size_hint() > 2 * MAX_H3_CELLS {
             return Err(AnalysisError::TooManyCells { res: res.into(), cells: tiler.coverage_size_hint() });
         }
         let mut cells: Vec<CellIndex> = tiler.into_coverage().collect();

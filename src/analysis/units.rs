@@ -3,7 +3,7 @@
 //! cells covering the city at any resolution (neighbours: the ring-1 disk). Built once per
 //! hierarchy generation and kept, since the geometry changes far less often than the counts.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::OnceLock;
 
 use geo::{BoundingRect, GeodesicArea, Intersects, MultiPolygon};

@@ -19,6 +19,7 @@ const SUMMARY_EVERY_MS = 60 * 1000; // counters also refresh on their own (day a
 const SOURCE_OF = {
   districts: 'admin', streets: 'admin', communities: 'admin', grids: 'admin',
   components: 'components', cases: 'cases', case_density: 'cases', sensors: 'sensors',
+  hotspots: 'hotspots',
 };
 
 const STATUS_NAMES = {
@@ -140,6 +141,31 @@ function applyLayerSwitches() {
   }
 }
 for (const s of switches) s.addEventListener('change', () => { if (mapReady) applyLayerSwitches(); });
+
+// ---------------------------------------------------------------------------------------------
+// Hotspot analysis: Gi* of the last year's cases by unit grid. The overlay (the `hotspots`
+// tile layer) shows the latest analysis whoever ran it; the server announces a new one as
+// `tiles.invalidated` for the layer, which refreshes the tiles like any other change.
+
+const hotspotButton = document.getElementById('hotspot-run');
+const hotspotStatus = document.getElementById('hotspot-status');
+hotspotButton.addEventListener('click', async () => {
+  hotspotButton.disabled = true;
+  hotspotStatus.textContent = '分析中…';
+  try {
+    const day = (d) => d.toISOString().slice(0, 10);
+    const to = new Date();
+    const from = new Date(to.getTime() - 364 * 24 * 3600 * 1000);
+    const r = await getJson(`/api/v1/analysis/hotspots?unit=grid&method=gi_star&geometry=false&from=${day(from)}&to=${day(to)}`);
+    const hot = r.features.filter((f) => f.properties.bin >= 2).length;
+    hotspotStatus.textContent = `热点网格 ${fmt.format(hot)}`;
+  } catch (e) {
+    recordError('hotspot analysis', e);
+    hotspotStatus.textContent = '分析失败';
+  } finally {
+    hotspotButton.disabled = false;
+  }
+});
 
 // ---------------------------------------------------------------------------------------------
 // Counters

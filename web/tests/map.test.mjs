@@ -216,6 +216,26 @@ async function main() {
   ).catch(() => { throw new Error(`sensor ${code} never turned red in the vector tiles`); });
   log(`sensor ${code} red in the tiles after ${Date.now() - tRead} ms`);
 
+  // 3c. The hotspot analysis button runs Gi* and the overlay draws the hot and cold grids.
+  await page.evaluate(async (center) => {
+    const map = window.onemapMap;
+    const idle = new Promise((r) => map.once('idle', r));
+    map.jumpTo({ center, zoom: 14 });
+    await idle;
+  }, city);
+  const tHot = Date.now();
+  await page.click('#hotspot-run');
+  await page.waitForFunction(() => document.getElementById('hotspot-status').textContent.includes('热点网格'), null,
+    { timeout: 10_000, polling: 100 })
+    .catch(async () => { throw new Error(`the hotspot analysis did not answer: ${await page.textContent('#hotspot-status')}`); });
+  await page.waitForFunction(() => window.onemapMap.queryRenderedFeatures({ layers: ['hotspot-fill'] }).length > 0, null,
+    { timeout: 10_000, polling: 100 })
+    .catch(() => { throw new Error('no hotspot grid was drawn after the analysis'); });
+  const bins = await page.evaluate(() => [...new Set(window.onemapMap.queryRenderedFeatures({ layers: ['hotspot-fill'] })
+    .map((f) => f.properties.bin))]);
+  check(bins.every((b) => b !== 0 && b >= -3 && b <= 3), `hotspot bins drawn: ${bins}`);
+  log(`hotspots drawn (bins ${bins.sort().join(',')}) ${Date.now() - tHot} ms after the click`);
+
   // 4. A screenshot of the big screen.
   // The overview the screen opened with, the new case among the others.
   await page.evaluate(async (camera) => {

@@ -110,13 +110,7 @@ impl Steps {
 pub fn space_time_gi_star(x: &[f64], steps: usize, w: &Neighbours) -> Vec<GiStar> {
     let units = w.len();
     assert_eq!(x.len(), units * steps, "one value per bin");
-    let n = x.len() as f64;
-    if x.is_empty() {
-        return Vec::new();
-    }
-    let mean = x.iter().sum::<f64>() / n;
-    let var = x.iter().map(|v| v * v).sum::<f64>() / n - mean * mean;
-    let s = var.max(0.0).sqrt();
+    let m = stats::GiMoments::of(x);
     let mut out = Vec::with_capacity(x.len());
     for i in 0..units {
         let nb = w.of(i);
@@ -127,9 +121,7 @@ pub fn space_time_gi_star(x: &[f64], steps: usize, w: &Neighbours) -> Vec<GiStar
             for s in window {
                 sum += x[i * steps + s] + nb.iter().map(|&j| x[j as usize * steps + s]).sum::<f64>();
             }
-            let den = s * ((n * wi - wi * wi) / (n - 1.0)).sqrt();
-            let z = (den > 0.0 && den.is_finite()).then(|| (sum - mean * wi) / den);
-            out.push(GiStar { z, p: z.map(stats::p_two_sided) });
+            out.push(m.gi_star(sum, wi));
         }
     }
     out

@@ -99,23 +99,39 @@ pub struct GiStar {
 /// z_i = (Σ_j w_ij x_j − x̄ W_i) / (s √((n W_i − W_i²) / (n − 1))), W_i = |N(i)| + 1.
 pub fn gi_star(x: &[f64], w: &Neighbours) -> Vec<GiStar> {
     assert_eq!(x.len(), w.len(), "one value per unit");
-    let n = x.len() as f64;
-    if x.is_empty() {
-        return Vec::new();
-    }
-    let mean = x.iter().sum::<f64>() / n;
-    let var = x.iter().map(|v| v * v).sum::<f64>() / n - mean * mean;
-    let s = var.max(0.0).sqrt();
+    let m = GiMoments::of(x);
     (0..x.len())
         .map(|i| {
             let nb = w.of(i);
-            let wi = (nb.len() + 1) as f64;
             let sum = x[i] + nb.iter().map(|&j| x[j as usize]).sum::<f64>();
-            let den = s * ((n * wi - wi * wi) / (n - 1.0)).sqrt();
-            let z = (den > 0.0 && den.is_finite()).then(|| (sum - mean * wi) / den);
-            GiStar { z, p: z.map(p_two_sided) }
+            m.gi_star(sum, (nb.len() + 1) as f64)
         })
         .collect()
+}
+
+/// What Gi* needs of all the values: their number, mean and population standard deviation.
+#[derive(Debug, Clone, Copy)]
+pub struct GiMoments {
+    n: f64,
+    mean: f64,
+    s: f64,
+}
+
+impl GiMoments {
+    pub fn of(x: &[f64]) -> GiMoments {
+        let n = x.len() as f64;
+        let mean = x.iter().sum::<f64>() / n;
+        let var = x.iter().map(|v| v * v).sum::<f64>() / n - mean * mean;
+        GiMoments { n, mean, s: var.max(0.0).sqrt() }
+    }
+
+    /// Gi* of a neighbourhood (the unit included) of `wi` binary weights whose values sum to `sum`.
+    pub fn gi_star(&self, sum: f64, wi: f64) -> GiStar {
+        let GiMoments { n, mean, s } = *self;
+        let den = s * ((n * wi - wi * wi) / (n - 1.0)).sqrt();
+        let z = (den > 0.0 && den.is_finite()).then(|| (sum - mean * wi) / den);
+        GiStar { z, p: z.map(p_two_sided) }
+    }
 }
 
 /// The Benjamini-Hochberg adjusted p-values (q-values) of the defined entries of `p`, as

@@ -179,16 +179,7 @@ impl Units {
         by_cell: HashMap<u64, u32>,
     ) -> Units {
         let area_m2 = geoms.par_iter().map(|g| g.geodesic_area_unsigned()).collect();
-        let tree = RTree::bulk_load(
-            geoms
-                .iter()
-                .enumerate()
-                .filter_map(|(i, g)| {
-                    let r = g.bounding_rect()?;
-                    Some(GeomWithData::new(Rectangle::from_corners(r.min().into(), r.max().into()), i as u32))
-                })
-                .collect(),
-        );
+        let tree = envelope_tree(&geoms);
         Units {
             kind,
             codes,
@@ -324,16 +315,7 @@ pub fn queen(geoms: &[MultiPolygon<f64>]) -> Neighbours {
         l.sort_unstable();
         l.dedup();
     }
-    let tree: RTree<Envelope> = RTree::bulk_load(
-        geoms
-            .iter()
-            .enumerate()
-            .filter_map(|(i, g)| {
-                let r = g.bounding_rect()?;
-                Some(GeomWithData::new(Rectangle::from_corners(r.min().into(), r.max().into()), i as u32))
-            })
-            .collect(),
-    );
+    let tree = envelope_tree(geoms);
     let extra: Vec<(u32, u32)> = tree
         .iter()
         .par_bridge()
@@ -353,6 +335,20 @@ pub fn queen(geoms: &[MultiPolygon<f64>]) -> Neighbours {
         lists[j as usize].push(i);
     }
     Neighbours::from_lists(lists)
+}
+
+/// An R-tree of the units' envelopes, each with its unit's index.
+fn envelope_tree(geoms: &[MultiPolygon<f64>]) -> RTree<Envelope> {
+    RTree::bulk_load(
+        geoms
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| {
+                let r = g.bounding_rect()?;
+                Some(GeomWithData::new(Rectangle::from_corners(r.min().into(), r.max().into()), i as u32))
+            })
+            .collect(),
+    )
 }
 
 /// A multipolygon as GeoJSON geometry text (shortest round-trip decimals).

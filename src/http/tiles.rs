@@ -175,20 +175,10 @@ pub async fn tilejson(
 ) -> ApiResult<Response> {
     let base = base_url(&headers);
     if let Some(fields) = overlay_fields(&layers) {
-        let b = st.index.grids.read().bbox().unwrap_or([-180.0, -85.0511, 180.0, 85.0511]);
         let fields: serde_json::Map<String, serde_json::Value> =
             fields.iter().map(|f| (f.to_string(), json!(if matches!(*f, "code" | "name") { "String" } else { "Number" }))).collect();
-        let body = json!({
-            "tilejson": "3.0.0",
-            "name": layers,
-            "tiles": [format!("{base}/tiles/{layers}/{{z}}/{{x}}/{{y}}")],
-            "minzoom": 0,
-            "maxzoom": MAX_ZOOM,
-            "bounds": b,
-            "center": [(b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0, 12],
-            "vector_layers": [{"id": layers, "fields": fields, "minzoom": 0, "maxzoom": MAX_ZOOM}],
-        });
-        return Ok(([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response());
+        let layer = json!({"id": layers, "fields": fields, "minzoom": 0, "maxzoom": MAX_ZOOM});
+        return Ok(tilejson_response(&base, &layers, st.index.grids.read().bbox(), vec![layer]));
     }
     let ids = parse_layers(&layers)?;
     let mut bounds: Option<[f64; 4]> = None;
@@ -209,6 +199,11 @@ pub async fn tilejson(
         vector_layers.push(json!({"id": tl.id, "description": tl.title, "fields": fields,
             "minzoom": tiles::min_zoom(tl.id), "maxzoom": MAX_ZOOM}));
     }
+    Ok(tilejson_response(&base, &layers, bounds, vector_layers))
+}
+
+/// A TileJSON 3.0.0 document for the tile layers `layers` (the path segment) within `bounds`.
+fn tilejson_response(base: &str, layers: &str, bounds: Option<[f64; 4]>, vector_layers: Vec<serde_json::Value>) -> Response {
     let b = bounds.unwrap_or([-180.0, -85.0511, 180.0, 85.0511]);
     let body = json!({
         "tilejson": "3.0.0",
@@ -220,5 +215,5 @@ pub async fn tilejson(
         "center": [(b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0, 12],
         "vector_layers": vector_layers,
     });
-    Ok(([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response())
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }

@@ -33,6 +33,16 @@ function check(cond, msg) { if (!cond) throw new Error(msg); }
 // The whole test must stay well inside the Rust test's budget.
 setTimeout(() => fail('the browser test took longer than 50 s'), 50_000).unref();
 
+/** Moves the map to `camera` and waits until it has drawn there. */
+async function jump(page, camera) {
+  await page.evaluate(async (c) => {
+    const map = window.onemapMap;
+    const idle = new Promise((r) => map.once('idle', r));
+    map.jumpTo(c);
+    await idle;
+  }, camera);
+}
+
 async function api(path, init) {
   const r = await fetch(`${base}${path}`, init);
   const text = await r.text();
@@ -147,12 +157,7 @@ async function main() {
 
   // 3. A case created through the API appears on the page within 2 s, without reload.
   const near = [caseAt[0] + 0.0003, caseAt[1] + 0.0002];
-  await page.evaluate(async (center) => {
-    const map = window.onemapMap;
-    const idle = new Promise((r) => map.once('idle', r));
-    map.jumpTo({ center, zoom: 17 });
-    await idle;
-  }, near);
+  await jump(page, { center: near, zoom: 17 });
   const loc = await api(`/api/v1/locate?lon=${near[0]}&lat=${near[1]}`);
   check(loc.grid && loc.grid.code, 'the test point is in no grid');
   const navigations = [];
@@ -190,12 +195,7 @@ async function main() {
   const code = sensor.properties.code;
   const th = (await api(`/api/v1/sensors/${encodeURIComponent(code)}`)).thresholds;
   const red = th.direction === 'below' ? th.red - 1 : th.red + 1;
-  await page.evaluate(async (center) => {
-    const map = window.onemapMap;
-    const idle = new Promise((r) => map.once('idle', r));
-    map.jumpTo({ center, zoom: 17 });
-    await idle;
-  }, sensor.geometry.coordinates);
+  await jump(page, { center: sensor.geometry.coordinates, zoom: 17 });
   // Two readings the minimum duration apart, so the level holds long enough to be raised.
   const now = Date.now();
   const readings = [now - (th.min_duration_s + 1) * 1000, now].map((t) => ({ sensor: code, at: new Date(t).toISOString(), value: red }));
@@ -217,12 +217,7 @@ async function main() {
   log(`sensor ${code} red in the tiles after ${Date.now() - tRead} ms`);
 
   // 3c. The hotspot analysis button runs Gi* and the overlay draws the hot and cold grids.
-  await page.evaluate(async (center) => {
-    const map = window.onemapMap;
-    const idle = new Promise((r) => map.once('idle', r));
-    map.jumpTo({ center, zoom: 14 });
-    await idle;
-  }, city);
+  await jump(page, { center: city, zoom: 14 });
   const tHot = Date.now();
   await page.click('#hotspot-run');
   await page.waitForFunction(() => document.getElementById('hotspot-status').textContent.includes('热点网格'), null,
@@ -238,12 +233,7 @@ async function main() {
 
   // 4. A screenshot of the big screen.
   // The overview the screen opened with, the new case among the others.
-  await page.evaluate(async (camera) => {
-    const map = window.onemapMap;
-    const idle = new Promise((r) => map.once('idle', r));
-    map.jumpTo(camera);
-    await idle;
-  }, overview);
+  await jump(page, overview);
   await mkdir(dirname(artifact), { recursive: true });
   await page.screenshot({ path: artifact });
   log(`screenshot ${artifact}`);

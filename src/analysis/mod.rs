@@ -171,14 +171,46 @@ pub fn for_each(index: &CityIndex, source: Source, alarms: &[Alarm], filter: &Fi
     }
 }
 
+/// The unit and time of every record that passes the filter, and how many fell in no unit.
+/// Administrative units go by the record's grid; H3 cells by its point, found in bulk.
+pub fn assign(
+    index: &CityIndex,
+    units: &Units,
+    source: Source,
+    alarms: &[Alarm],
+    filter: &Filter,
+) -> (Vec<(u32, Option<DateTime<Utc>>)>, usize) {
+    let mut out = Vec::new();
+    let mut outside = 0;
+    if matches!(units.kind, UnitKind::H3(_)) {
+        let mut points = Vec::new();
+        let mut times = Vec::new();
+        for_each(index, source, alarms, filter, |it| {
+            points.push((it.lon, it.lat));
+            times.push(it.at);
+        });
+        for (u, t) in units.h3_units_of(&points).into_iter().zip(times) {
+            match u {
+                Some(u) => out.push((u, t)),
+                None => outside += 1,
+            }
+        }
+    } else {
+        for_each(index, source, alarms, filter, |it| match units.unit_of(it.grid, it.lon, it.lat) {
+            Some(u) => out.push((u as u32, it.at)),
+            None => outside += 1,
+        });
+    }
+    (out, outside)
+}
+
 /// Counts per unit of the records that pass the filter, and how many fell in no unit.
 pub fn count(index: &CityIndex, units: &Units, source: Source, alarms: &[Alarm], filter: &Filter) -> (Vec<f64>, usize) {
+    let (assigned, outside) = assign(index, units, source, alarms, filter);
     let mut counts = vec![0.0; units.len()];
-    let mut outside = 0;
-    for_each(index, source, alarms, filter, |it| match units.unit_of(it.grid, it.lon, it.lat) {
-        Some(u) => counts[u] += 1.0,
-        None => outside += 1,
-    });
+    for (u, _) in assigned {
+        counts[u as usize] += 1.0;
+    }
     (counts, outside)
 }
 

@@ -377,13 +377,13 @@ pub async fn emerging(State(st): State<AppState>, p: Params) -> ApiResult<Respon
             return Err(AnalysisError::Invalid(format!("the range holds {t} {} step: at least two are needed", step.as_str())));
         }
         let mut cube = vec![0.0; bins];
-        let mut outside = 0usize;
-        analysis::for_each(&state.index, source, &alarms, &filter, |it| {
-            match (units.unit_of(it.grid, it.lon, it.lat), it.at.and_then(|a| steps.index_of(a))) {
-                (Some(u), Some(s)) => cube[u * t + s] += 1.0,
-                _ => outside += 1,
+        let (assigned, mut outside) = analysis::assign(&state.index, &units, source, &alarms, &filter);
+        for (u, at) in assigned {
+            match at.and_then(|a| steps.index_of(a)) {
+                Some(s) => cube[u as usize * t + s] += 1.0,
+                None => outside += 1,
             }
-        });
+        }
         let gi = emerging::space_time_gi_star(&cube, t, units.neighbours());
         Ok(emerging_json(&units, &steps, &cube, &gi, outside, series, geometry, source))
     })

@@ -130,7 +130,8 @@ async fn analyses_count_what_the_city_holds_on_both_stores() {
             case_id: None,
         };
         st.store.save_alarm(&alarm).await.unwrap();
-        let fc = get(&app, "/api/v1/analysis/hotspots?layer=alarms&method=count&unit=grid&level=red").await.json();
+        let uri = format!("/api/v1/analysis/hotspots?layer=alarms&method=count&unit=grid&level=red&class_code={}", sensor.kind);
+        let fc = get(&app, &uri).await.json();
         assert_eq!(total(&fc), 1.0, "{store}");
         let f = props(&fc).into_iter().find(|p| p["count"] == 1.0).unwrap();
         assert_eq!(Some(f["code"].as_str().unwrap()), sensor.grid_code.as_deref());
@@ -320,6 +321,9 @@ async fn bad_analysis_requests_are_problems() {
         ("/api/v1/analysis/hotspots?colour=red", 400, "unknown-parameter"),
         ("/api/v1/analysis/hotspots?fdr=perhaps", 400, "invalid-parameter"),
         ("/api/v1/analysis/hotspots?class_code=01%27%20OR%201", 400, "invalid-parameter"),
+        ("/api/v1/analysis/hotspots?class_code=99", 400, "unknown-class"),
+        ("/api/v1/analysis/hotspots?layer=alarms&class_code=lava", 400, "unknown-class"),
+        ("/api/v1/analysis/hotspots?level=red", 400, "invalid-parameter"),
         ("/api/v1/analysis/density?cell_m=0", 400, "invalid-parameter"),
         ("/api/v1/analysis/density?cell_m=100&bandwidth_m=50", 400, "invalid-parameter"),
         ("/api/v1/analysis/density?cell_m=1&bandwidth_m=10", 422, "too-many-cells"),

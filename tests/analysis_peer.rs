@@ -134,15 +134,16 @@ fn statistics_agree_with_pysal_h3_and_pymannkendall() {
     let (community_counts, _) = count(&index, &communities, Source::Cases, &[], &Filter::default());
     assert_eq!(community_counts.iter().sum::<f64>(), grid_counts.iter().sum::<f64>());
 
-    // Fixture 4: H3 cells at resolution 9 over the demo city's districts, with its cases.
+    // Fixture 4: H3 cells at resolution 9 covering the demo city's unit grids, with its cases.
     let res = h3o::Resolution::Nine;
     let hex = Units::build(&index, UnitKind::H3(res)).unwrap();
     let (hex_counts, hex_outside) = count(&index, &hex, Source::Cases, &[], &Filter::default());
+    // The city H3 covers: its unit grids (onemap tiles each and takes the union).
     let outline: Vec<Value> = index
-        .districts
+        .grids
         .read()
         .iter()
-        .flat_map(|d| d.geom.0.iter().map(|p| p.exterior().0.iter().map(|c| json!([c.x, c.y])).collect()))
+        .map(|g| g.geom.exterior().0.iter().map(|c| json!([c.x, c.y])).collect())
         .collect();
     let points: Vec<Value> = index.cases.read().iter().map(|c| json!([c.geom.x(), c.geom.y()])).collect();
 

@@ -4,12 +4,14 @@
 
 use std::collections::BTreeMap;
 
+use hashbrown::HashMap;
+
 use geo::{BooleanOps, Contains, GeodesicArea, MultiPolygon, Validation};
 use serde_json::{Value, json};
 
 use super::AnalysisError;
 use crate::index::CityIndex;
-use crate::model::{Shape, Str};
+use crate::model::Shape;
 
 /// The component class of green space (绿地, GB/T 30428.2 0405), whose polygons give the green
 /// area inside.
@@ -40,81 +42,91 @@ fn area_inside(sel: &MultiPolygon<f64>, part: &MultiPolygon<f64>, whole_m2: f64)
     if sel.contains(part) { whole_m2 } else { sel.intersection(part).geodesic_area_unsigned() }
 }
 
-/// The statistics of a checked polygon (see [`check`]) of `area_m2`.
+/// The statistics of a checked polygon (see [`check`]) of `area_m2`. Components, cases and
+/// grids are counted in parallel, each under its own layer's read lock.
 pub fn stats(index: &CityIndex, sel: &MultiPolygon<f64>, area_m2: f64) -> Value {
     let g: geo::Geometry<f64> = sel.clone().into();
-    let (mut comp_classes, mut comp_status) = (BTreeMap::<Str, u64>::new(), BTreeMap::<Str, u64>::new());
-    let mut green_m2 = 0.0;
-    let components = index.components.read();
-    let comps = components.intersecting(&g);
-    for c in &comps {
-        *comp_classes.entry(c.class_code.clone()).or_default() += 1;
-        *comp_status.entry(c.status.clone()).or_default() += 1;
+    let ((components, cases), grids) = rayon::join(
+        || rayon::join(|| components_json(index, sel, &g), || cases_json(index, &g)),
+        || grids_json(index, sel, &g),
+    );
+    json!({
+        "area_m2": area_m2,
+        "components": components.0,
+        "cases": cases,
+        "grids": grids,
+        "green_space_m2": components.1,
+    })
+}
+
+/// Counts by code as `[{class_code, name, count}]`, the codes in order.
+fn by_class(index: &CityIndex, source: super::Source, counts: HashMap<&str, u64>) -> Vec<Value> {
+    let mut rows: Vec<(&str, u64)> = counts.into_iter().collect();
+    rows.sort_unstable();
+    rows.into_iter()
+        .map(|(code, count)| json!({"class_code": code, "name": super::class_name(index, source, code), "count": count}))
+        .collect()
+}
+
+/// Counts by key as a JSON object with sorted keys.
+fn by_key(counts: HashMap<&str, u64>) -> Value {
+    Value::Object(counts.into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<BTreeMap<_, _>>().into_iter().collect())
+}
+
+/// The components inside by class and status, and the green space area inside.
+fn components_json(index: &CityIndex, sel: &MultiPolygon<f64>, g: &geo::Geometry<f64>) -> (Value, f64) {
+    let layer = index.components.read();
+    let (mut classes, mut status) = (HashMap::<&str, u64>::new(), HashMap::<&str, u64>::new());
+    let (mut total, mut green_m2) = (0u64, 0.0);
+    layer.for_each_intersecting(g, |c| {
+        total += 1;
+        *classes.entry(c.class_code.as_str()).or_default() += 1;
+        *status.entry(c.status.as_str()).or_default() += 1;
         if c.class_code == GREEN_SPACE_CLASS {
             if let Shape::Other(geom) = &c.geom {
                 let mp = match &**geom {
                     geo::Geometry::Polygon(p) => MultiPolygon(vec![p.clone()]),
                     geo::Geometry::MultiPolygon(mp) => mp.clone(),
-                    _ => continue,
+                    _ => return,
                 };
                 green_m2 += area_inside(sel, &mp, mp.geodesic_area_unsigned());
             }
         }
-    }
-    let n_components = comps.len();
-    drop(comps);
-    drop(components);
+    });
+    let v = json!({"total": total, "by_class": by_class(index, super::Source::Components, classes), "by_status": by_key(status)});
+    (v, green_m2)
+}
+
+/// The cases inside by class, and the open ones by status and light.
+fn cases_json(index: &CityIndex, g: &geo::Geometry<f64>) -> Value {
     let now = crate::cases::light_clock();
-    let (mut case_classes, mut open_status, mut open_light) =
-        (BTreeMap::<Str, u64>::new(), BTreeMap::<Str, u64>::new(), BTreeMap::<Str, u64>::new());
-    let cases = index.cases.read();
-    let inside = cases.intersecting(&g);
-    let mut open = 0u64;
-    for c in &inside {
-        *case_classes.entry(c.class_code.clone()).or_default() += 1;
+    let layer = index.cases.read();
+    let (mut classes, mut status, mut lights) = (HashMap::<&str, u64>::new(), HashMap::new(), HashMap::new());
+    let (mut total, mut open) = (0u64, 0u64);
+    layer.for_each_intersecting(g, |c| {
+        total += 1;
+        *classes.entry(c.class_code.as_str()).or_default() += 1;
         if crate::cases::is_open(c) {
             open += 1;
-            *open_status.entry(c.status.clone()).or_default() += 1;
-            let light = crate::cases::light(c, now).map_or("none", |l| l.as_str());
-            *open_light.entry(Str::from(light)).or_default() += 1;
+            *status.entry(c.status.as_str()).or_default() += 1;
+            *lights.entry(crate::cases::light(c, now).map_or("none", |l| l.as_str())).or_default() += 1;
         }
-    }
-    let n_cases = inside.len();
-    drop(inside);
-    drop(cases);
-    let grids = index.grids.read();
-    let touched = grids.intersecting(&g);
-    let grid_area: f64 = touched.iter().map(|gr| gr.area_m2).sum();
-    let grid_inside: f64 =
-        touched.iter().map(|gr| area_inside(sel, &MultiPolygon(vec![gr.geom.clone()]), gr.area_m2)).sum();
-    let grid_codes: Vec<&str> = touched.iter().map(|gr| gr.code.as_str()).collect();
-    let classes = |m: BTreeMap<Str, u64>, source| {
-        m.into_iter()
-            .map(|(code, count)| {
-                json!({"class_code": code.as_str(), "name": super::class_name(index, source, &code), "count": count})
-            })
-            .collect::<Vec<_>>()
-    };
+    });
     json!({
-        "area_m2": area_m2,
-        "components": {
-            "total": n_components,
-            "by_class": classes(comp_classes, super::Source::Components),
-            "by_status": comp_status,
-        },
-        "cases": {
-            "total": n_cases,
-            "by_class": classes(case_classes, super::Source::Cases),
-            "open": open,
-            "open_by_status": open_status,
-            "open_by_light": open_light,
-        },
-        "grids": {
-            "count": touched.len(),
-            "area_m2": grid_area,
-            "area_inside_m2": grid_inside,
-            "codes": grid_codes,
-        },
-        "green_space_m2": green_m2,
+        "total": total,
+        "by_class": by_class(index, super::Source::Cases, classes),
+        "open": open,
+        "open_by_status": by_key(status),
+        "open_by_light": by_key(lights),
     })
+}
+
+/// The unit grids touched, their area and the area of them inside.
+fn grids_json(index: &CityIndex, sel: &MultiPolygon<f64>, g: &geo::Geometry<f64>) -> Value {
+    let layer = index.grids.read();
+    let touched = layer.intersecting(g);
+    let area: f64 = touched.iter().map(|gr| gr.area_m2).sum();
+    let inside: f64 = touched.iter().map(|gr| area_inside(sel, &MultiPolygon(vec![gr.geom.clone()]), gr.area_m2)).sum();
+    let codes: Vec<&str> = touched.iter().map(|gr| gr.code.as_str()).collect();
+    json!({"count": touched.len(), "area_m2": area, "area_inside_m2": inside, "codes": codes})
 }

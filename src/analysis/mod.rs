@@ -318,6 +318,18 @@ impl Analysis {
     }
 }
 
+/// Whether some class of the layer's dictionary starts with `prefix` (event or component classes
+/// for cases, component classes for components, sensor kinds for alarms).
+pub fn class_known(index: &CityIndex, source: Source, prefix: &str) -> bool {
+    let dict = index.dict.read();
+    let components = || dict.component_classes.iter().any(|c| c.code.starts_with(prefix));
+    match source {
+        Source::Cases => dict.event_classes.iter().any(|c| c.code.starts_with(prefix)) || components(),
+        Source::Components => components(),
+        Source::Alarms => crate::sensors::KINDS.keys().any(|k| k.starts_with(prefix)),
+    }
+}
+
 /// A class code name from the dictionaries, for rankings and statistics by class.
 pub fn class_name(index: &CityIndex, source: Source, code: &str) -> Option<Str> {
     let dict = index.dict.read();

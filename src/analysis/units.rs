@@ -269,32 +269,37 @@ impl Units {
                 Units::admin(kind, &index.districts.read(), |d| d.geom.clone(), by_grid)
             }
             UnitKind::H3(res) => {
-                // The city's outline: its districts, or its grids when no districts are loaded.
-                let districts = index.districts.read();
-                let outline: Vec<geo::Polygon<f64>> = if districts.is_empty() {
-                    grids.iter().map(|g| g.geom.clone()).collect()
-                } else {
-                    districts.iter().flat_map(|d| d.geom.0.iter().cloned()).collect()
-                };
-                drop((districts, grids));
-                Units::h3(res, outline)?
+                // The city is its unit grids, which tile it: small polygons tile far faster than
+                // the district outlines dissolved from them (thousands of vertices each).
+                let polygons: Vec<geo::Polygon<f64>> = grids.iter().map(|g| g.geom.clone()).collect();
+                drop(grids);
+                Units::h3(res, &polygons)?
             }
         })
     }
 
-    /// The H3 cells at `res` that cover `outline` (every cell meeting it, so no part of the city is
-    /// left out), with the ring-1 disk as neighbours.
-    pub fn h3(res: Resolution, outline: Vec<geo::Polygon<f64>>) -> Result<Units, AnalysisError> {
-        let mut tiler = TilerBuilder::new(res).containment_mode(ContainmentMode::Covers).build();
-        for p in outline {
-            tiler.add(p).map_err(|e| AnalysisError::Geometry(format!("city outline: {e}")))?;
+    /// The H3 cells at `res` that cover the polygons (every cell meeting one, so no part of the
+    /// city is left out), with the ring-1 disk as neighbours. Each polygon is tiled on its own,
+    /// in parallel: the cover of a union is the union of the covers.
+    pub fn h3(res: Resolution, polygons: &[geo::Polygon<f64>]) -> Result<Units, AnalysisError> {
+        // Refuse a resolution too fine for the area before tiling it: at least area / cell area.
+        let area: f64 = polygons.par_iter().map(|p| p.geodesic_area_unsigned()).sum();
+        let estimate = (area / res.area_m2()) as usize;
+        if estimate > MAX_H3_CELLS {
+            return Err(AnalysisError::TooManyCells { res: res.into(), cells: estimate });
         }
-        // The hint is an estimate from the bounding box, larger than the cover: refuse only clear cases before tiling.
-        if tiler.coverage_size_hint() > 2 * MAX_H3_CELLS {
-            return Err(AnalysisError::TooManyCells { res: res.into(), cells: tiler.coverage_size_hint() });
-        }
-        let mut cells: Vec<CellIndex> = tiler.into_coverage().collect();
-        cells.sort_unstable();
+        let mut cells: Vec<CellIndex> = polygons
+            .par_iter()
+            .map(|p| {
+                let mut tiler = TilerBuilder::new(res).containment_mode(ContainmentMode::Covers).build();
+                tiler.add(p.clone()).map_err(|e| AnalysisError::Geometry(format!("unit polygon: {e}")))?;
+                Ok(tiler.into_coverage().collect::<Vec<_>>())
+            })
+            .collect::<Result<Vec<_>, AnalysisError>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+        cells.par_sort_unstable();
         cells.dedup();
         Units::from_cells(res, cells)
     }
@@ -443,7 +448,7 @@ mod tests {
     #[test]
     fn h3_cover_has_every_point_and_ring_neighbours() {
         let outline = vec![polygon![(x: 88.80, y: 29.20), (x: 88.95, y: 29.20), (x: 88.95, y: 29.32), (x: 88.80, y: 29.32)]];
-        let units = Units::h3(Resolution::Seven, outline).unwrap();
+        let units = Units::h3(Resolution::Seven, &outline).unwrap();
         // Every point inside the outline falls in a cover cell.
         for k in 0..50 {
             let (lon, lat) = (88.80 + 0.003 * k as f64, 29.20 + 0.0024 * k as f64);

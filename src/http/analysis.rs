@@ -26,8 +26,10 @@ use crate::model::{Alarm, Str};
 /// The parameters every analysis takes.
 const COMMON: &[&str] = &["layer", "class_code", "status", "source", "level", "from", "to"];
 
-/// The layer and filters of a request; any parameter outside `COMMON` and `extra` is a 400.
-fn common(p: &Params, city: FixedOffset, extra: &[&str]) -> ApiResult<(Source, Filter)> {
+/// The layer and filters of a request; any parameter outside `COMMON` and `extra` is a 400, and
+/// so is a class code prefix no class of the layer has, or `level` on a layer without levels.
+fn common(st: &AppState, p: &Params, extra: &[&str]) -> ApiResult<(Source, Filter)> {
+    let city = st.deadlines.calendar.offset();
     if let Some(k) = p.0.keys().find(|k| !COMMON.contains(&k.as_str()) && !extra.contains(&k.as_str())) {
         let mut known: Vec<&str> = COMMON.to_vec();
         known.extend(extra);
@@ -51,8 +53,19 @@ fn common(p: &Params, city: FixedOffset, extra: &[&str]) -> ApiResult<(Source, F
     let text = |k: &str| p.get(k).filter(|v| !v.is_empty()).map(str::to_string);
     let filter =
         Filter { class: text("class_code"), status: text("status"), source: text("source"), level: text("level"), from, to };
-    if filter.class.as_deref().is_some_and(|c| !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')) {
-        return Err(ApiError::bad_request("invalid-parameter", "class_code: digits (a class code prefix) or a sensor kind"));
+    if let Some(c) = filter.class.as_deref() {
+        if !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(ApiError::bad_request("invalid-parameter", "class_code: digits (a class code prefix) or a sensor kind"));
+        }
+        if !analysis::class_known(&st.index, source, c) {
+            return Err(ApiError::bad_request(
+                "unknown-class",
+                format!("no class of {} starts with {c:?}", source.as_str()),
+            ));
+        }
+    }
+    if filter.level.is_some() && source != Source::Alarms {
+        return Err(ApiError::bad_request("invalid-parameter", "level filters alarms (layer=alarms)"));
     }
     Ok((source, filter))
 }
@@ -113,8 +126,7 @@ fn num(v: Option<f64>) -> Value {
 
 /// `GET /api/v1/analysis/hotspots?layer&unit&method=count|gi_star|local_moran&fdr&geometry&filters`
 pub async fn hotspots(State(st): State<AppState>, p: Params) -> ApiResult<Response> {
-    let city = st.deadlines.calendar.offset();
-    let (source, filter) = common(&p, city, &["unit", "method", "fdr", "geometry"])?;
+    let (source, filter) = common(&st, &p, &["unit", "method", "fdr", "geometry"])?;
     let kind = UnitKind::parse(p.get("unit").unwrap_or("grid"))?;
     let method = Method::parse(p.get("method").unwrap_or("gi_star"))?;
     let fdr = flag(&p, "fdr", false)?;
@@ -264,8 +276,7 @@ async fn density_grid(st: &AppState, params: density::Params) -> ApiResult<Arc<d
 
 /// `GET /api/v1/analysis/density?layer&cell_m&bandwidth_m&bbox&format=grid|geojson&filters`
 pub async fn density(State(st): State<AppState>, p: Params) -> ApiResult<Response> {
-    let city = st.deadlines.calendar.offset();
-    let (source, filter) = common(&p, city, &["cell_m", "bandwidth_m", "bbox", "format"])?;
+    let (source, filter) = common(&st, &p, &["cell_m", "bandwidth_m", "bbox", "format"])?;
     let params = density_params(&st, &p, source, filter)?;
     let format = p.get("format").unwrap_or("grid");
     if !matches!(format, "grid" | "geojson") {
@@ -340,7 +351,7 @@ fn density_json(g: &density::Grid, geojson: bool) -> String {
 /// `GET /api/v1/analysis/emerging?layer&unit&step=day|week|month&from&to&series&filters`
 pub async fn emerging(State(st): State<AppState>, p: Params) -> ApiResult<Response> {
     let city = st.deadlines.calendar.offset();
-    let (source, mut filter) = common(&p, city, &["unit", "step", "series", "geometry"])?;
+    let (source, mut filter) = common(&st, &p, &["unit", "step", "series", "geometry"])?;
     let kind = UnitKind::parse(p.get("unit").unwrap_or("grid"))?;
     let step = Step::parse(p.get("step").unwrap_or("month"))?;
     let series = flag(&p, "series", false)?;
@@ -452,8 +463,7 @@ fn emerging_json(
 
 /// `GET /api/v1/analysis/ranking?layer&by=grid|community|street|district|class&top&from&to&filters`
 pub async fn ranking(State(st): State<AppState>, p: Params) -> ApiResult<Response> {
-    let city = st.deadlines.calendar.offset();
-    let (source, filter) = common(&p, city, &["by", "top"])?;
+    let (source, filter) = common(&st, &p, &["by", "top"])?;
     let by = p.get("by").unwrap_or("grid");
     let (rank_by, kind) = match by {
         "class" => (RankBy::Class, None),
@@ -509,7 +519,7 @@ pub async fn ranking(State(st): State<AppState>, p: Params) -> ApiResult<Respons
 /// `GET /api/v1/analysis/peaks?layer&from&to&filters`: counts by day of week and hour of day.
 pub async fn peaks(State(st): State<AppState>, p: Params) -> ApiResult<Response> {
     let city = st.deadlines.calendar.offset();
-    let (source, filter) = common(&p, city, &[])?;
+    let (source, filter) = common(&st, &p, &[])?;
     let alarms = alarms_for(&st, source).await?;
     let state = st.clone();
     let body = blocking(move || {
@@ -575,8 +585,7 @@ pub async fn hotspots_tile(st: &AppState, coord: crate::geo::TileCoord) -> ApiRe
 /// The `density` overlay tile for the density parameters in the query (a grid computed in the
 /// last half minute is reused).
 pub async fn density_tile(st: &AppState, coord: crate::geo::TileCoord, p: &Params) -> ApiResult<Option<Vec<u8>>> {
-    let city = st.deadlines.calendar.offset();
-    let (source, filter) = common(p, city, &["cell_m", "bandwidth_m", "bbox"])?;
+    let (source, filter) = common(st, p, &["cell_m", "bandwidth_m", "bbox"])?;
     let params = density_params(st, p, source, filter)?;
     let g = match st.analysis.density.get(&params) {
         Some(g) => g,

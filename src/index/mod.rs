@@ -267,6 +267,19 @@ impl<T: Record> Layer<T> {
             .collect()
     }
 
+    /// Calls `f` with every record whose geometry intersects `g`, in no particular order: for
+    /// aggregations, which need neither the list nor the layer's order.
+    pub fn for_each_intersecting<'a>(&'a self, g: &Geometry<f64>, mut f: impl FnMut(&'a T)) {
+        let Some(env) = envelope_of(g) else { return };
+        for e in self.tree.locate_in_envelope_intersecting(&env) {
+            if let Some(r) = self.items[e.slot as usize].as_ref() {
+                if r.intersects(g) {
+                    f(r)
+                }
+            }
+        }
+    }
+
     /// Records whose geometry contains or touches the point, smallest key first, so a point on
     /// an edge shared by two grids always resolves to the same one.
     pub fn at_point(&self, lon: f64, lat: f64) -> Option<&T> {

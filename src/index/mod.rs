@@ -68,11 +68,15 @@ use rstar::{AABB, RTree, RTreeObject};
 use crate::model::Str;
 use pyramid::{CountPyramid, fixed_centre};
 
-/// What the R-tree holds: a feature's envelope and the slot of the feature in the layer.
+/// What the R-tree holds: a feature's envelope, the slot of the feature in the layer, and the
+/// feature's tag (see [`Record::tag`]; it fills what would be padding), so aggregations over a
+/// region can count points by class and status from the tree alone, without visiting records
+/// scattered over gigabytes.
 #[derive(Debug, Clone, PartialEq)]
 struct Entry {
     env: AABB<[f64; 2]>,
     slot: u32,
+    tag: u32,
 }
 
 impl RTreeObject for Entry {
@@ -97,6 +101,9 @@ pub struct Layer<T> {
     tree: RTree<Entry>,
     /// Counts per cell for aggregated tiles, in layers drawn aggregated at low zooms.
     counts: Option<CountPyramid>,
+    /// The distinct tags of the layer's records, by tag id (0: no tag), and their ids.
+    tags: Vec<[Str; 2]>,
+    tag_ids: std::collections::HashMap<[Str; 2], u32>,
 }
 
 impl<T> Default for Layer<T> {
@@ -108,6 +115,8 @@ impl<T> Default for Layer<T> {
             free: Vec::new(),
             tree: RTree::new(),
             counts: None,
+            tags: vec![[Str::default(), Str::default()]],
+            tag_ids: Default::default(),
         }
     }
 }
@@ -115,16 +124,16 @@ impl<T> Default for Layer<T> {
 impl<T: Record> Layer<T> {
     /// Builds a layer in one pass with rstar's bulk load, far faster than repeated inserts.
     pub fn bulk(records: Vec<T>) -> Self {
-        let entries: Vec<Entry> =
-            records.iter().enumerate().map(|(i, r)| Entry { env: r.envelope(), slot: i as u32 }).collect();
-        let counts = crate::tiles::aggregate_below(T::COLLECTION)
+        let mut layer = Layer::default();
+        let entries: Vec<Entry> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Entry { env: r.envelope(), slot: i as u32, tag: layer.tag_id(r) })
+            .collect();
+        layer.counts = crate::tiles::aggregate_below(T::COLLECTION)
             .map(|below| CountPyramid::build(entries.iter().map(|e| fixed_centre(&e.env)), below));
-        let mut layer = Layer {
-            items: records.into_iter().map(Some).collect(),
-            tree: RTree::bulk_load(entries),
-            counts,
-            ..Default::default()
-        };
+        layer.items = records.into_iter().map(Some).collect();
+        layer.tree = RTree::bulk_load(entries);
         let Layer { items, keys, hasher, .. } = &mut layer;
         keys.reserve(items.len(), |&s| slot_hash(hasher, items, s));
         for slot in 0..items.len() as u32 {
@@ -137,6 +146,24 @@ impl<T: Record> Layer<T> {
             }
         }
         layer
+    }
+
+    /// The tag id of a record, interning its tag on first sight.
+    fn tag_id(&mut self, r: &T) -> u32 {
+        let Some([a, b]) = r.tag() else { return 0 };
+        if let Some(&id) = self.tag_ids.get(&[Str::from(a), Str::from(b)]) {
+            return id;
+        }
+        let key = [Str::from(a), Str::from(b)];
+        let id = self.tags.len() as u32;
+        self.tags.push(key.clone());
+        self.tag_ids.insert(key, id);
+        id
+    }
+
+    /// The tag of tag id `id`.
+    pub fn tag(&self, id: u32) -> &[Str; 2] {
+        &self.tags[id as usize]
     }
 
     fn slot_of(&self, key: &str) -> Option<u32> {
@@ -169,15 +196,17 @@ impl<T: Record> Layer<T> {
     pub fn upsert(&mut self, record: T) -> Option<T> {
         let key = record.key();
         let env = record.envelope();
+        let tag = self.tag_id(&record);
         if let Some(slot) = self.slot_of(&key) {
             let old = self.items[slot as usize].replace(record);
             if let Some(o) = &old {
-                self.tree.remove(&Entry { env: o.envelope(), slot });
+                let old_tag = self.tag_id(o);
+                self.tree.remove(&Entry { env: o.envelope(), slot, tag: old_tag });
                 if let Some(c) = &mut self.counts {
                     c.remove(fixed_centre(&o.envelope()));
                 }
             }
-            self.tree.insert(Entry { env, slot });
+            self.tree.insert(Entry { env, slot, tag });
             if let Some(c) = &mut self.counts {
                 c.add(fixed_centre(&env));
             }
@@ -195,7 +224,7 @@ impl<T: Record> Layer<T> {
             };
             let Layer { items, keys, hasher, .. } = self;
             keys.insert_unique(hasher.hash_one(key.as_str()), slot, |&s| slot_hash(hasher, items, s));
-            self.tree.insert(Entry { env, slot });
+            self.tree.insert(Entry { env, slot, tag });
             if let Some(c) = &mut self.counts {
                 c.add(fixed_centre(&env));
             }
@@ -209,7 +238,8 @@ impl<T: Record> Layer<T> {
         let Layer { items, keys, .. } = self;
         let slot = keys.find_entry(h, |&s| items[s as usize].as_ref().is_some_and(|r| r.has_key(key))).ok()?.remove().0;
         let old = self.items[slot as usize].take()?;
-        self.tree.remove(&Entry { env: old.envelope(), slot });
+        let tag = self.tag_id(&old);
+        self.tree.remove(&Entry { env: old.envelope(), slot, tag });
         if let Some(c) = &mut self.counts {
             c.remove(fixed_centre(&old.envelope()));
         }
@@ -269,13 +299,73 @@ impl<T: Record> Layer<T> {
 
     /// Calls `f` with every record whose geometry intersects `g`, in no particular order: for
     /// aggregations, which need neither the list nor the layer's order.
-    pub fn for_each_intersecting<'a>(&'a self, g: &Geometry<f64>, mut f: impl FnMut(&'a T)) {
-        let Some(env) = envelope_of(g) else { return };
-        for e in self.tree.locate_in_envelope_intersecting(&env) {
+    pub fn for_each_intersecting<'a>(&'a self, g: &Geometry<f64>, f: impl FnMut(&'a T)) {
+        self.for_each_intersecting_part(g, 0, 1, f)
+    }
+
+    /// [`Layer::for_each_intersecting`] for the records whose envelope starts in the `part`-th of
+    /// `parts` vertical strips of `g`'s envelope (those starting west of it in the first): each
+    /// record belongs to one strip, so threads can share one large query.
+    pub fn for_each_intersecting_part<'a>(
+        &'a self,
+        g: &Geometry<f64>,
+        part: usize,
+        parts: usize,
+        mut f: impl FnMut(&'a T),
+    ) {
+        self.visit_part(g, part, parts, |e| {
             if let Some(r) = self.items[e.slot as usize].as_ref() {
                 if r.intersects(g) {
                     f(r)
                 }
+            }
+        })
+    }
+
+    /// Counts by tag id of the records that intersect `g` in one strip (see
+    /// [`Layer::for_each_intersecting_part`]). Points are tested on their envelope, which is the
+    /// point, without visiting the record; `other` is called with each other record that counts.
+    pub fn count_tags_part<'a>(
+        &'a self,
+        g: &Geometry<f64>,
+        part: usize,
+        parts: usize,
+        mut other: impl FnMut(&'a T),
+    ) -> std::collections::HashMap<u32, u64> {
+        let mut counts = std::collections::HashMap::new();
+        self.visit_part(g, part, parts, |e| {
+            let [x0, y0] = e.env.lower();
+            let hit = if e.env.lower() == e.env.upper() {
+                g.intersects(&geo::Point::new(x0, y0))
+            } else {
+                match self.items[e.slot as usize].as_ref() {
+                    Some(r) if r.intersects(g) => {
+                        other(r);
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            if hit {
+                *counts.entry(e.tag).or_default() += 1;
+            }
+        });
+        counts
+    }
+
+    /// The tree entries of one strip of `g`'s envelope whose envelope meets `g`'s.
+    fn visit_part(&self, g: &Geometry<f64>, part: usize, parts: usize, mut f: impl FnMut(&Entry)) {
+        let Some(env) = envelope_of(g) else { return };
+        let (x0, width) = (env.lower()[0], env.upper()[0] - env.lower()[0]);
+        let strip = |x: f64| {
+            if width <= 0.0 { 0 } else { (((x - x0) / width * parts as f64).floor().max(0.0) as usize).min(parts - 1) }
+        };
+        let lo = x0 + width * part as f64 / parts as f64;
+        let hi = if part + 1 == parts { env.upper()[0] } else { x0 + width * (part + 1) as f64 / parts as f64 };
+        let query = AABB::from_corners([lo, env.lower()[1]], [hi, env.upper()[1]]);
+        for e in self.tree.locate_in_envelope_intersecting(&query) {
+            if strip(e.env.lower()[0]) == part {
+                f(e);
             }
         }
     }
@@ -386,6 +476,58 @@ mod tests {
         l.upsert(grid("c", 1.0, 0.0));
         assert_eq!(l.at_point(1.5, 0.5).unwrap().code, "c");
         assert_eq!(l.iter().count(), 2);
+    }
+
+    #[test]
+    fn strips_split_a_query_without_overlap() {
+        let grids: Vec<Grid> = (0..40).map(|i| grid(&format!("g{i:02}"), (i % 8) as f64 * 0.5, (i / 8) as f64)).collect();
+        let l = Layer::bulk(grids);
+        let sel: Geometry<f64> = geo::Rect::new((0.2, 0.2), (3.3, 3.9)).to_polygon().into();
+        let mut all = Vec::new();
+        l.for_each_intersecting(&sel, |g| all.push(g.code.clone()));
+        let mut parts = Vec::new();
+        for part in 0..3 {
+            l.for_each_intersecting_part(&sel, part, 3, |g| parts.push(g.code.clone()));
+        }
+        all.sort();
+        parts.sort();
+        assert_eq!(all, parts, "every record once");
+        assert_eq!(all.len(), l.intersecting(&sel).len());
+    }
+
+    #[test]
+    fn tag_counts_follow_the_records_through_changes() {
+        let city = crate::demo::generate(&crate::demo::DemoParams::scaled(0.05));
+        let mut layer = Layer::bulk(city.components.clone());
+        let b = layer.bbox().unwrap();
+        let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
+        let sel: Geometry<f64> =
+            geo::Polygon::new(vec![(cx - 0.01, cy - 0.01), (cx + 0.012, cy - 0.008), (cx, cy + 0.01)].into(), vec![]).into();
+        let by_tag = |l: &Layer<crate::model::Component>| {
+            let mut m: std::collections::BTreeMap<[Str; 2], u64> = Default::default();
+            for part in 0..2 {
+                for (tag, n) in l.count_tags_part(&sel, part, 2, |_| {}) {
+                    *m.entry(l.tag(tag).clone()).or_default() += n;
+                }
+            }
+            m
+        };
+        let listed = |l: &Layer<crate::model::Component>| {
+            let mut m: std::collections::BTreeMap<[Str; 2], u64> = Default::default();
+            for c in l.intersecting(&sel) {
+                *m.entry([c.class_code.clone(), c.status.clone()]).or_default() += 1;
+            }
+            m
+        };
+        assert!(listed(&layer).values().sum::<u64>() > 10, "the selection holds components");
+        assert_eq!(by_tag(&layer), listed(&layer));
+        // A status change moves the component to another tag; a removal takes it away.
+        let inside: Vec<_> = layer.intersecting(&sel).into_iter().take(2).cloned().collect();
+        let mut changed = inside[0].clone();
+        changed.status = "丢失".into();
+        layer.upsert(changed);
+        layer.remove(&inside[1].code);
+        assert_eq!(by_tag(&layer), listed(&layer));
     }
 
     #[test]

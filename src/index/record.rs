@@ -68,6 +68,12 @@ pub trait Record: Send + Sync + 'static {
     /// Distance in metres from a point to the record (0 inside a polygon).
     fn distance_m(&self, lon: f64, lat: f64) -> f64;
     fn prop(&self, name: &str) -> Option<PropValue<'_>>;
+    /// Two codes the layer counts records by without visiting them (class and status of
+    /// components), kept beside the record's envelope in the R-tree; `None` for layers that do
+    /// not need it.
+    fn tag(&self) -> Option<[&str; 2]> {
+        None
+    }
     /// The record's time for `datetime=` filters, where it has one.
     fn time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
         None
@@ -206,6 +212,9 @@ impl Record for Component {
     const TILE_PROPERTIES: &'static [&'static str] = &["code", "name", "class_code", "status", "grid_code"];
     fn key(&self) -> Str {
         self.code.clone()
+    }
+    fn tag(&self) -> Option<[&str; 2]> {
+        Some([&self.class_code, &self.status])
     }
     fn has_key(&self, k: &str) -> bool {
         self.code == k

@@ -66,35 +66,22 @@ fn bench(c: &mut Criterion) {
     }
     let mut g = c.benchmark_group("analysis");
     g.sample_size(10);
-    g.bench_function("gi_star_grid_with_counting", |b| {
-        b.iter(|| {
-            let units = a.units(&index, UnitKind::Grid).unwrap();
-            let (counts, outside) = analysis::count(&index, &units, Source::Cases, &[], &none);
-            black_box(analysis::hotspots(units, Source::Cases, Method::GiStar, counts, outside, false))
-        })
-    });
-    g.bench_function("gi_star_grid_fdr_filtered", |b| {
-        let f = Filter { class: Some("01".into()), ..Filter::default() };
-        b.iter(|| {
-            let units = a.units(&index, UnitKind::Grid).unwrap();
-            let (counts, outside) = analysis::count(&index, &units, Source::Cases, &[], &f);
-            black_box(analysis::hotspots(units, Source::Cases, Method::GiStar, counts, outside, true))
-        })
-    });
-    g.bench_function("local_moran_grid_with_counting", |b| {
-        b.iter(|| {
-            let units = a.units(&index, UnitKind::Grid).unwrap();
-            let (counts, outside) = analysis::count(&index, &units, Source::Cases, &[], &none);
-            black_box(analysis::hotspots(units, Source::Cases, Method::LocalMoran, counts, outside, false))
-        })
-    });
-    g.bench_function("h3_res9_counts_and_gi_star", |b| {
-        b.iter(|| {
-            let units = a.units(&index, UnitKind::H3(h3o::Resolution::Nine)).unwrap();
-            let (counts, outside) = analysis::count(&index, &units, Source::Cases, &[], &none);
-            black_box(analysis::hotspots(units, Source::Cases, Method::GiStar, counts, outside, false))
-        })
-    });
+    // One hotspot analysis, counting included.
+    let run = |kind: UnitKind, filter: &Filter, method: Method, fdr: bool| {
+        let units = a.units(&index, kind).unwrap();
+        let (counts, outside) = analysis::count(&index, &units, Source::Cases, &[], filter);
+        analysis::hotspots(units, Source::Cases, method, counts, outside, fdr)
+    };
+    let class_01 = Filter { class: Some("01".into()), ..Filter::default() };
+    let h3_9 = UnitKind::H3(h3o::Resolution::Nine);
+    for (name, kind, filter, method, fdr) in [
+        ("gi_star_grid_with_counting", UnitKind::Grid, &none, Method::GiStar, false),
+        ("gi_star_grid_fdr_filtered", UnitKind::Grid, &class_01, Method::GiStar, true),
+        ("local_moran_grid_with_counting", UnitKind::Grid, &none, Method::LocalMoran, false),
+        ("h3_res9_counts_and_gi_star", h3_9, &none, Method::GiStar, false),
+    ] {
+        g.bench_function(name, |b| b.iter(|| black_box(run(kind, filter, method, fdr))));
+    }
     let extent = index.grids.read().bbox().unwrap();
     let mut points = Vec::new();
     analysis::for_each(&index, Source::Cases, &[], &none, |it| points.push((it.lon, it.lat)));

@@ -177,6 +177,14 @@ impl Units {
         found.into_iter().map(|(u, _)| (u != NO_UNIT).then_some(u)).collect()
     }
 
+    /// The box `[minx, miny, maxx, maxy]` around every unit, `None` without units.
+    pub fn bbox(&self) -> Option<[f64; 4]> {
+        (self.tree.size() > 0).then(|| {
+            let e = self.tree.root().envelope();
+            [e.lower()[0], e.lower()[1], e.upper()[0], e.upper()[1]]
+        })
+    }
+
     /// Units whose envelope meets the box `[minx, miny, maxx, maxy]`.
     pub fn in_bbox(&self, b: [f64; 4]) -> impl Iterator<Item = usize> + '_ {
         self.tree

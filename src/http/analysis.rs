@@ -142,16 +142,10 @@ pub async fn hotspots(State(st): State<AppState>, p: Params) -> ApiResult<Respon
     if method == Method::GiStar {
         *st.analysis.latest.write() = Some(h.clone());
         let zooms: Vec<u8> = (0..=crate::geo::MAX_ZOOM).collect();
-        let bbox = h.units.geoms.iter().filter_map(|g| geo::BoundingRect::bounding_rect(g)).reduce(|a, b| {
-            geo::Rect::new(
-                (a.min().x.min(b.min().x), a.min().y.min(b.min().y)),
-                (a.max().x.max(b.max().x), a.max().y.max(b.max().y)),
-            )
-        });
-        if let Some(b) = bbox {
+        if let Some(bbox) = h.units.bbox() {
             st.live.feed.publish(
                 "tiles.invalidated",
-                &json!({"layer": "hotspots", "layers": ["hotspots"], "bbox": [b.min().x, b.min().y, b.max().x, b.max().y], "zooms": zooms}),
+                &json!({"layer": "hotspots", "layers": ["hotspots"], "bbox": bbox, "zooms": zooms}),
             );
         }
     }
@@ -332,11 +326,10 @@ fn density_json(g: &density::Grid, geojson: bool) -> String {
         }
         out.push_str("]}");
     } else {
-        let mut m = meta;
-        m["values"] = json!([]);
-        let head = m.to_string();
-        out.push_str(&head[..head.len() - 3]);
-        out.push('[');
+        // The metadata object, opened again for the values.
+        let head = meta.to_string();
+        out.push_str(&head[..head.len() - 1]);
+        out.push_str(r#","values":["#);
         for (i, v) in g.values.iter().enumerate() {
             if i > 0 {
                 out.push(',');

@@ -299,21 +299,8 @@ impl<T: Record> Layer<T> {
 
     /// Calls `f` with every record whose geometry intersects `g`, in no particular order: for
     /// aggregations, which need neither the list nor the layer's order.
-    pub fn for_each_intersecting<'a>(&'a self, g: &Geometry<f64>, f: impl FnMut(&'a T)) {
-        self.for_each_intersecting_part(g, 0, 1, f)
-    }
-
-    /// [`Layer::for_each_intersecting`] for the records whose envelope starts in the `part`-th of
-    /// `parts` vertical strips of `g`'s envelope (those starting west of it in the first): each
-    /// record belongs to one strip, so threads can share one large query.
-    pub fn for_each_intersecting_part<'a>(
-        &'a self,
-        g: &Geometry<f64>,
-        part: usize,
-        parts: usize,
-        mut f: impl FnMut(&'a T),
-    ) {
-        self.visit_part(g, part, parts, |e| {
+    pub fn for_each_intersecting<'a>(&'a self, g: &Geometry<f64>, mut f: impl FnMut(&'a T)) {
+        self.visit_part(g, 0, 1, |e| {
             if let Some(r) = self.items[e.slot as usize].as_ref() {
                 if r.intersects(g) {
                     f(r)
@@ -322,9 +309,11 @@ impl<T: Record> Layer<T> {
         })
     }
 
-    /// Counts by tag id of the records that intersect `g` in one strip (see
-    /// [`Layer::for_each_intersecting_part`]). Points are tested on their envelope, which is the
-    /// point, without visiting the record; `other` is called with each other record that counts.
+    /// Counts by tag id of the records that intersect `g` and whose envelope starts in the
+    /// `part`-th of `parts` vertical strips of `g`'s envelope (those starting west of it in the
+    /// first): each record belongs to one strip, so threads can share one large query. Points
+    /// are tested on their envelope, which is the point, without visiting the record; `other`
+    /// is called with each other record that counts.
     pub fn count_tags_part<'a>(
         &'a self,
         g: &Geometry<f64>,
@@ -486,9 +475,11 @@ mod tests {
         let mut all = Vec::new();
         l.for_each_intersecting(&sel, |g| all.push(g.code.clone()));
         let mut parts = Vec::new();
+        let mut counted = 0;
         for part in 0..3 {
-            l.for_each_intersecting_part(&sel, part, 3, |g| parts.push(g.code.clone()));
+            counted += l.count_tags_part(&sel, part, 3, |g| parts.push(g.code.clone())).values().sum::<u64>();
         }
+        assert_eq!(counted as usize, parts.len());
         all.sort();
         parts.sort();
         assert_eq!(all, parts, "every record once");

@@ -68,6 +68,14 @@ pub async fn serve(state: AppState, listener: TcpListener) -> std::io::Result<()
     let live = state.live.clone();
     let sweeper = tokio::spawn(crate::cases::sweep_lights(live.clone(), crate::cases::SWEEP_EVERY));
     let stale = tokio::spawn(crate::sensors::ingest::sweep_stale(state.sensors.clone(), crate::cases::SWEEP_EVERY));
+    // The unit grids and their neighbour graph, built in the background so the first hotspot
+    // analysis does not wait for them (about 0.7 s at Chongqing scale).
+    let (analysis, index) = (state.analysis.clone(), state.index.clone());
+    tokio::task::spawn_blocking(move || {
+        if let Ok(units) = analysis.units(&index, crate::analysis::units::UnitKind::Grid) {
+            tracing::debug!(grids = units.neighbours().len(), "analysis units ready");
+        }
+    });
     // Live-feed streams never end by themselves; closing the feed ends them so the graceful
     // shutdown does not wait for browsers forever.
     let shutdown = async move {

@@ -351,20 +351,16 @@ pub async fn emerging(State(st): State<AppState>, p: Params) -> ApiResult<Respon
     let geometry = flag(&p, "geometry", false)?;
     // The steps: city days from..to; by default the last twelve steps up to today.
     let today = Utc::now().with_timezone(&city).date_naive();
-    let to_day = match p.get("to") {
-        Some(v) if v.len() == 10 => city_date("to", v)?,
-        Some(_) => filter.to.map(|t| (t - Duration::nanoseconds(1)).with_timezone(&city).date_naive()).unwrap_or(today),
-        None => today,
-    };
-    let from_day = match p.get("from") {
-        Some(v) if v.len() == 10 => city_date("from", v)?,
-        Some(_) => filter.from.map(|t| t.with_timezone(&city).date_naive()).unwrap_or(to_day),
-        None => match step {
+    // `to` is exclusive: a city date `to` (its next midnight) ends the day before that midnight.
+    let to_day = filter.to.map_or(today, |t| (t - Duration::nanoseconds(1)).with_timezone(&city).date_naive());
+    let from_day = filter.from.map_or_else(
+        || match step {
             Step::Day => to_day - Duration::days(29),
             Step::Week => to_day - Duration::days(7 * 11),
             Step::Month => to_day.checked_sub_months(chrono::Months::new(11)).unwrap_or(to_day),
         },
-    };
+        |t| t.with_timezone(&city).date_naive(),
+    );
     let steps = Steps::new(step, from_day, to_day, city);
     filter.from = steps.starts.first().copied();
     filter.to = Some(steps.end);

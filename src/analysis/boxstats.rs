@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use hashbrown::HashMap;
 
-use geo::{BooleanOps, Contains, GeodesicArea, MultiPolygon, Validation};
+use geo::{BooleanOps, Contains, GeodesicArea, MultiPolygon};
 use serde_json::{Value, json};
 
 use super::AnalysisError;
@@ -17,15 +17,9 @@ use crate::model::Shape;
 /// area inside.
 pub const GREEN_SPACE_CLASS: &str = "0405";
 
-/// A checked selection polygon: valid (no self-intersection, closed rings) and no larger than
-/// the city's extent.
+/// The area (m²) of a selection polygon, refused when larger than the city's extent. Its
+/// validity (closed rings, no self-intersection) is the parser's to check, at the HTTP edge.
 pub fn check(g: &MultiPolygon<f64>, index: &CityIndex) -> Result<f64, AnalysisError> {
-    if g.0.is_empty() {
-        return Err(AnalysisError::Geometry("the polygon is empty".into()));
-    }
-    if let Err(e) = g.check_validation() {
-        return Err(AnalysisError::Geometry(e.to_string()));
-    }
     let area = g.geodesic_area_unsigned();
     let city = index.grids.read().bbox().map_or(0.0, |b| {
         geo::Rect::new((b[0], b[1]), (b[2], b[3])).to_polygon().geodesic_area_unsigned()

@@ -4,7 +4,7 @@
 //! (new, consecutive, intensifying, persistent, diminishing, sporadic, oscillating, historical,
 //! hot and cold) from the bins at 90% confidence.
 
-use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, Utc};
 
 use super::AnalysisError;
 use super::stats::{self, GiStar, MannKendall, Neighbours};
@@ -72,12 +72,7 @@ pub struct Steps {
 impl Steps {
     /// The steps covering city days `from` to `to` inclusive, the first aligned to its step.
     pub fn new(step: Step, from: NaiveDate, to: NaiveDate, city: FixedOffset) -> Steps {
-        let midnight = |d: NaiveDate| {
-            city.from_local_datetime(&d.and_time(chrono::NaiveTime::MIN))
-                .single()
-                .expect("fixed offsets are unambiguous")
-                .with_timezone(&Utc)
-        };
+        let midnight = |d| crate::cases::calendar::midnight(d, city);
         let mut d = step.align(from);
         let mut starts = Vec::new();
         while d <= to {

@@ -141,12 +141,15 @@ impl Units {
     /// The unit of a record that lies in unit grid `grid` (when known) at `lon`, `lat`.
     pub fn unit_of(&self, grid: Option<&str>, lon: f64, lat: f64) -> Option<usize> {
         match self.kind {
-            UnitKind::H3(res) => {
-                let cell = LatLng::new(lat, lon).ok()?.to_cell(res);
-                self.by_cell.get(&u64::from(cell)).map(|&i| i as usize)
-            }
+            UnitKind::H3(res) => self.cell_unit(res, lon, lat).map(|i| i as usize),
             _ => grid.and_then(|g| self.by_grid.get(g)).map(|&i| i as usize),
         }
+    }
+
+    /// The H3 unit whose cell at `res` holds the point.
+    fn cell_unit(&self, res: Resolution, lon: f64, lat: f64) -> Option<u32> {
+        let cell = LatLng::new(lat, lon).ok()?.to_cell(res);
+        self.by_cell.get(&u64::from(cell)).copied()
     }
 
     /// The unit of each point (lon, lat), for H3 units: remembered points are looked up, the
@@ -160,10 +163,7 @@ impl Units {
                 .par_iter()
                 .map(|p| match known.get(&key(p)) {
                     Some(&u) => (u, false),
-                    None => {
-                        let cell = LatLng::new(p.1, p.0).ok().map(|ll| u64::from(ll.to_cell(res)));
-                        (cell.and_then(|c| self.by_cell.get(&c).copied()).unwrap_or(NO_UNIT), true)
-                    }
+                    None => (self.cell_unit(res, p.0, p.1).unwrap_or(NO_UNIT), true),
                 })
                 .collect()
         };

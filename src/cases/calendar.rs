@@ -4,6 +4,11 @@
 use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
 use serde::Deserialize;
 
+/// The instant city day `d` begins at in the city's time zone `city`.
+pub fn midnight(d: NaiveDate, city: FixedOffset) -> DateTime<Utc> {
+    city.from_local_datetime(&d.and_time(NaiveTime::MIN)).single().expect("fixed offsets are unambiguous").to_utc()
+}
+
 /// The city's working calendar, from the `[calendar]` table of the config file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

@@ -15,7 +15,7 @@
 //! - on time: the milestone at or before its time limit (dispatch limit, deadline);
 //! - reworked: handled cases whose check failed at least once (返工).
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -338,12 +338,7 @@ pub struct Period {
 /// The period of whole local days `from` to `to` in the city's time zone `city`, counted as of
 /// its end, or `now` while it runs.
 pub fn period(from: NaiveDate, to: NaiveDate, city: chrono::FixedOffset, now: DateTime<Utc>) -> Period {
-    let midnight = |d: NaiveDate| {
-        city.from_local_datetime(&d.and_time(chrono::NaiveTime::MIN))
-            .single()
-            .expect("fixed offsets are unambiguous")
-            .with_timezone(&Utc)
-    };
+    let midnight = |d| crate::cases::calendar::midnight(d, city);
     let (start, end) = (midnight(from), midnight(to + chrono::Duration::days(1)));
     Period { start, end, as_of: end.min(now) }
 }

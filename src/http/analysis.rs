@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -79,7 +79,7 @@ fn instant(k: &str, v: &str, city: FixedOffset, end: bool) -> ApiResult<DateTime
         }
     }
     let d = city_date(k, v)?;
-    Ok(midnight(if end { d + Duration::days(1) } else { d }, city))
+    Ok(crate::cases::calendar::midnight(if end { d + Duration::days(1) } else { d }, city))
 }
 
 fn city_date(k: &str, v: &str) -> ApiResult<NaiveDate> {
@@ -89,10 +89,6 @@ fn city_date(k: &str, v: &str) -> ApiResult<NaiveDate> {
             format!("{k} must be a date YYYY-MM-DD (1900-2999) or an RFC 3339 time, not {v:?}"),
         )
     })
-}
-
-fn midnight(d: NaiveDate, city: FixedOffset) -> DateTime<Utc> {
-    city.from_local_datetime(&d.and_time(chrono::NaiveTime::MIN)).single().expect("fixed offsets are unambiguous").to_utc()
 }
 
 /// `true`/`false` (or absent: `default`).
@@ -151,6 +147,13 @@ pub async fn hotspots(State(st): State<AppState>, p: Params) -> ApiResult<Respon
     }
     let body = blocking(move || Ok(hotspots_json(&h, geometry))).await?;
     Ok(json_response(body, "application/geo+json"))
+}
+
+/// Unit `i` as a GeoJSON Feature with `props`, its geometry (pre-rendered) or null.
+fn write_unit_feature(out: &mut String, units: &analysis::units::Units, i: usize, geometry: bool, props: &Value) {
+    let _ = write!(out, r#"{{"type":"Feature","id":{},"geometry":"#, json!(units.codes[i].as_str()));
+    out.push_str(if geometry { units.geom_json(i) } else { "null" });
+    let _ = write!(out, r#","properties":{props}}}"#);
 }
 
 /// A hotspot result as a FeatureCollection, one feature per unit, written directly: a 65,000
@@ -212,9 +215,7 @@ fn hotspots_json(h: &Hotspots, geometry: bool) -> String {
                 }
             }
         }
-        let _ = write!(out, r#"{{"type":"Feature","id":{},"geometry":"#, json!(units.codes[i].as_str()));
-        out.push_str(if geometry { units.geom_json(i) } else { "null" });
-        let _ = write!(out, r#","properties":{}}}"#, Value::Object(props));
+        write_unit_feature(&mut out, units, i, geometry, &Value::Object(props));
     }
     out.push_str("]}");
     out
@@ -432,9 +433,7 @@ fn emerging_json(
         if u > 0 {
             features.push(',');
         }
-        let _ = write!(features, r#"{{"type":"Feature","id":{},"geometry":"#, json!(units.codes[u].as_str()));
-        features.push_str(if geometry { units.geom_json(u) } else { "null" });
-        let _ = write!(features, r#","properties":{props}}}"#);
+        write_unit_feature(&mut features, units, u, geometry, &props);
     }
     let meta = json!({
         "unit": units.kind.as_str(),

@@ -210,22 +210,22 @@ impl Units {
             })
             .collect();
         let geoms: Vec<MultiPolygon<f64>> = records.iter().map(|r| geom(r)).collect();
-        let by_code: HashMap<Str, u32> = codes.iter().enumerate().map(|(i, c)| (c.clone(), i as u32)).collect();
-        let by_grid = by_grid.into_iter().filter_map(|(g, u)| by_code.get(&u).map(|&i| (g, i))).collect();
-        Units::finish(kind, codes, names, geoms, Vec::new(), by_code, by_grid, HashMap::new())
+        Units::finish(kind, codes, names, geoms, Vec::new(), by_grid)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The units with their lookups: by code, by the code of each unit grid in `grid_units`
+    /// (grid code to unit code), and by H3 cell when `cells` are the units.
     fn finish(
         kind: UnitKind,
         codes: Vec<Str>,
         names: Vec<Str>,
         geoms: Vec<MultiPolygon<f64>>,
         cells: Vec<CellIndex>,
-        by_code: HashMap<Str, u32>,
-        by_grid: HashMap<Str, u32>,
-        by_cell: HashMap<u64, u32>,
+        grid_units: HashMap<Str, Str>,
     ) -> Units {
+        let by_code: HashMap<Str, u32> = codes.iter().enumerate().map(|(i, c)| (c.clone(), i as u32)).collect();
+        let by_grid = grid_units.into_iter().filter_map(|(g, u)| by_code.get(&u).map(|&i| (g, i))).collect();
+        let by_cell = cells.iter().enumerate().map(|(i, c)| (u64::from(*c), i as u32)).collect();
         let area_m2 = geoms.par_iter().map(|g| g.geodesic_area_unsigned()).collect();
         let tree = envelope_tree(&geoms);
         Units {
@@ -317,27 +317,15 @@ impl Units {
         if cells.len() > MAX_H3_CELLS {
             return Err(AnalysisError::TooManyCells { res: res.into(), cells: cells.len() });
         }
-        let by_cell: HashMap<u64, u32> = cells.iter().enumerate().map(|(i, c)| (u64::from(*c), i as u32)).collect();
         let codes: Vec<Str> = cells.iter().map(|c| Str::from(c.to_string())).collect();
-        let by_code = codes.iter().enumerate().map(|(i, c)| (c.clone(), i as u32)).collect();
         let geoms = cells.par_iter().map(|c| MultiPolygon::from(*c)).collect();
-        Ok(Units::finish(
-            UnitKind::H3(res),
-            codes.clone(),
-            codes,
-            geoms,
-            cells,
-            by_code,
-            HashMap::new(),
-            by_cell,
-        ))
+        Ok(Units::finish(UnitKind::H3(res), codes.clone(), codes, geoms, cells, HashMap::new()))
     }
 
     /// Units from explicit polygons (for fixtures and tests): queen contiguity between them.
     pub fn from_polygons(codes: Vec<Str>, geoms: Vec<MultiPolygon<f64>>) -> Units {
-        let by_code: HashMap<Str, u32> = codes.iter().enumerate().map(|(i, c)| (c.clone(), i as u32)).collect();
-        let by_grid = by_code.clone();
-        Units::finish(UnitKind::Grid, codes.clone(), codes, geoms, Vec::new(), by_code, by_grid, HashMap::new())
+        let grid_units = codes.iter().map(|c| (c.clone(), c.clone())).collect();
+        Units::finish(UnitKind::Grid, codes.clone(), codes, geoms, Vec::new(), grid_units)
     }
 }
 

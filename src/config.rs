@@ -36,6 +36,77 @@ pub enum Command {
     /// Manage API bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Import a collection from any file GDAL reads (Shapefile, GeoPackage, GeoJSON, FlatGeobuf,
+    /// CSV, KML, DXF): validated, reprojected to CGCS2000, all or nothing.
+    Import(ImportArgs),
+    /// Export a collection, filtered, to GeoPackage, Shapefile (zip), GeoJSON, FlatGeobuf, CSV,
+    /// KML or DXF in the CRS planners work in.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// districts, streets, communities, grids, components, cases or sensors.
+    pub collection: String,
+    /// The source file (a zipped Shapefile too).
+    pub file: PathBuf,
+    /// A path ending in .gpkg or a postgres:// URL [default: var/onemap.gpkg].
+    #[arg(long, env = "ONEMAP_STORE")]
+    pub store: Option<String>,
+    /// The layer of a multi-layer source [default: the first].
+    #[arg(long)]
+    pub layer_name: Option<String>,
+    /// The source CRS when the file has none or a wrong one: gcj02, bd09, wgs84, cgcs2000 or
+    /// EPSG:<code> (EPSG:4549 = CGCS2000 Gauss-Krüger 120°E).
+    #[arg(long)]
+    pub crs: Option<String>,
+    /// Import the valid features and skip the rejected ones instead of importing nothing.
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// Map a column to a source field, COLUMN=FIELD (repeatable), e.g. --field code=BGID.
+    #[arg(long = "field", value_name = "COLUMN=FIELD")]
+    pub fields: Vec<String>,
+    /// Shapefile text encoding (GBK, UTF-8, ...) when the .cpg is missing or wrong.
+    #[arg(long)]
+    pub encoding: Option<String>,
+    /// Which parent wins when the code and the geometry disagree: code or geometry.
+    #[arg(long, default_value = "code")]
+    pub hierarchy: String,
+    /// Overlaps, boundary crossings and gaps of unit grids below this area (m²) are ignored.
+    #[arg(long, default_value_t = 1.0)]
+    pub tolerance: f64,
+    /// The rule edition of event class codes: 2013 or 2007 (which swaps majors 04 and 05).
+    #[arg(long, default_value = "2013")]
+    pub edition: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// districts, streets, communities, grids, components, cases or sensors.
+    pub collection: String,
+    /// The file to write; its extension gives the format unless --format does.
+    pub file: PathBuf,
+    /// A path ending in .gpkg or a postgres:// URL [default: var/onemap.gpkg].
+    #[arg(long, env = "ONEMAP_STORE")]
+    pub store: Option<String>,
+    /// gpkg, shp (zipped unless the file ends in .shp), geojson, fgb, csv, kml or dxf.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// The output CRS: cgcs2000 (default), wgs84, gcj02, bd09, EPSG:3857 or EPSG:4513-4554.
+    #[arg(long)]
+    pub crs: Option<String>,
+    /// minLon,minLat,maxLon,maxLat.
+    #[arg(long, allow_hyphen_values = true)]
+    pub bbox: Option<String>,
+    /// A polygon (WKT or GeoJSON, lon/lat) the features must intersect.
+    #[arg(long)]
+    pub within: Option<String>,
+    /// An instant or interval (start/end, either open with ..) on the features' time.
+    #[arg(long)]
+    pub datetime: Option<String>,
+    /// PROPERTY=VALUE equality filters (repeatable), as in the features API.
+    #[arg(long = "filter", value_name = "PROPERTY=VALUE")]
+    pub filters: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,6 +8,7 @@ pub mod cases;
 pub mod config;
 pub mod demo;
 pub mod events;
+pub mod export;
 pub mod geo;
 pub mod grids;
 pub mod http;

@@ -61,6 +61,40 @@ async fn main() -> anyhow::Result<()> {
             println!("created a {} token in {location}; it is shown once:", role.as_str());
             println!("{token}");
         }
+        Command::Import(args) => import(args, file).await?,
+        Command::Export(args) => {
+            let location = args.store.clone().or(file.store).unwrap_or_else(|| DEFAULT_STORE.into());
+            validate_store(&location)?;
+            let mut params = std::collections::BTreeMap::new();
+            let format = match &args.format {
+                Some(f) => f.clone(),
+                None => onemap::export::Format::from_path(&args.file)
+                    .map(|f| f.name().to_string())
+                    .with_context(|| format!("{}: give --format (gpkg, shp, geojson, fgb, csv, kml, dxf)", args.file.display()))?,
+            };
+            params.insert("format".to_string(), format);
+            for (k, v) in [("crs", &args.crs), ("bbox", &args.bbox), ("within", &args.within), ("datetime", &args.datetime)] {
+                if let Some(v) = v {
+                    params.insert(k.to_string(), v.clone());
+                }
+            }
+            for f in &args.filters {
+                let (k, v) = f.split_once('=').with_context(|| format!("--filter {f:?}: PROPERTY=VALUE"))?;
+                params.insert(k.to_string(), v.to_string());
+            }
+            let store = onemap::store::open(&location).await?;
+            let spinner =
+                ProgressBar::new_spinner().with_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}")?);
+            spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+            spinner.set_message(format!("exporting {}", args.collection));
+            let params = onemap::http::params::Params(params);
+            let n = onemap::http::export::export_from_store(&*store, &args.collection, &params, &args.file)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+            spinner.finish_and_clear();
+            store.close().await;
+            println!("exported {n} {} to {}", args.collection, args.file.display());
+        }
         Command::Demo(args) => {
             let location = args.store.clone().or(file.store).unwrap_or_else(|| DEFAULT_STORE.into());
             validate_store(&location)?;
@@ -123,6 +157,55 @@ async fn main() -> anyhow::Result<()> {
                 city.sensors.len()
             );
         }
+    }
+    Ok(())
+}
+
+/// `onemap import`: read, validate, report, and write all or nothing.
+async fn import(args: onemap::config::ImportArgs, file: FileConfig) -> anyhow::Result<()> {
+    use onemap::export::import::{Edition, Hierarchy, ImportOptions, run};
+    let location = args.store.clone().or(file.store).unwrap_or_else(|| DEFAULT_STORE.into());
+    validate_store(&location)?;
+    let collection = onemap::export::collection(&args.collection)?;
+    let mut fields = Vec::new();
+    for f in &args.fields {
+        let (k, v) = f.split_once('=').with_context(|| format!("--field {f:?}: COLUMN=FIELD"))?;
+        fields.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let hierarchy = match args.hierarchy.as_str() {
+        "code" => Hierarchy::Code,
+        "geometry" => Hierarchy::Geometry,
+        h => anyhow::bail!("--hierarchy {h:?}: code or geometry"),
+    };
+    let edition = match args.edition.as_str() {
+        "2013" => Edition::E2013,
+        "2007" => Edition::E2007,
+        e => anyhow::bail!("--edition {e:?}: 2013 or 2007"),
+    };
+    anyhow::ensure!(args.tolerance >= 0.0, "--tolerance must not be negative");
+    anyhow::ensure!(args.file.exists(), "{}: no such file", args.file.display());
+    let opts = ImportOptions {
+        read: onemap::export::read::ReadOptions { layer: args.layer_name.clone(), crs: args.crs.clone(), encoding: args.encoding.clone() },
+        fields,
+        skip_invalid: args.skip_invalid,
+        hierarchy,
+        tolerance_m2: args.tolerance,
+        edition,
+    };
+    let store = onemap::store::open(&location).await?;
+    let bar = ProgressBar::new(0).with_style(ProgressStyle::with_template("{msg:>10} {bar:40} {pos}/{len} {elapsed}")?);
+    let report = run(&*store, collection, &args.file, &opts, &|phase, done, total| {
+        bar.set_message(phase.to_string());
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .await;
+    bar.finish_and_clear();
+    store.close().await;
+    let report = report?;
+    print!("{}", report.render());
+    if !report.rejected.is_empty() && !args.skip_invalid {
+        anyhow::bail!(onemap::export::ExportError::Rejected(report.rejected.len()));
     }
     Ok(())
 }

@@ -17,6 +17,8 @@ pub async fn start(location: &str, demo: bool, tile_cache_mb: usize) -> Result<A
     if demo && store.is_empty().await? {
         seed(&*store, &DemoParams::shigatse()).await?;
     }
+    // Imports committed from here on are picked up by the follower; earlier ones are loaded.
+    let seen = store.imports_after(0).await?.last().map_or(0, |i| i.0);
     let t = Instant::now();
     let city = store.load_city(&|table, n| tracing::debug!(table, n, "loading")).await?;
     let index = tokio::task::spawn_blocking(move || CityIndex::from_city(city))
@@ -25,7 +27,53 @@ pub async fn start(location: &str, demo: bool, tile_cache_mb: usize) -> Result<A
     tracing::info!(store = store.kind(), elapsed_ms = t.elapsed().as_millis() as u64, layers = ?index.counts(), "index loaded");
     let state = AppState::new(store, index, tile_cache_mb);
     state.sensors.restore(chrono::Utc::now()).await?;
+    tokio::spawn(follow_imports(state.clone(), seen));
     Ok(state)
+}
+
+/// How often a running server looks for imports committed by `onemap import`.
+const IMPORT_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Applies imports committed after `seen` to the live index, tile cache and feed, until
+/// shutdown: `onemap import` runs as another process, and the store is all the two share.
+pub async fn follow_imports(state: AppState, mut seen: i64) {
+    let closed = state.live.feed.closed();
+    tokio::pin!(closed);
+    loop {
+        tokio::select! {
+            _ = &mut closed => return,
+            _ = tokio::time::sleep(IMPORT_POLL) => {}
+        }
+        let imports = match state.store.imports_after(seen).await {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(error = %e, "polling for imports failed");
+                continue;
+            }
+        };
+        for (seq, collection) in imports {
+            match apply_import(&state, seq, &collection).await {
+                Ok(n) => tracing::info!(seq, collection, features = n, "import applied to the live index"),
+                Err(e) => {
+                    // Retried on the next poll: `seen` stays before it.
+                    tracing::warn!(seq, collection, error = %e, "applying an import failed");
+                    break;
+                }
+            }
+            seen = seq;
+        }
+    }
+}
+
+async fn apply_import(state: &AppState, seq: i64, collection: &str) -> Result<usize, StoreError> {
+    use crate::store::schema::Filter;
+    let Ok(collection) = crate::export::collection(collection) else { return Ok(0) };
+    crate::export::with_model!(collection, |T| {
+        let records: Vec<T> = crate::store::select(&*state.store, Filter::Imported(seq)).await?;
+        let n = records.len();
+        state.live.upsert_many(records);
+        Ok(n)
+    })
 }
 
 /// Generates a demo city and writes it in one transaction.

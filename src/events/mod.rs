@@ -143,6 +143,25 @@ impl Live {
         old
     }
 
+    /// Applies many committed inserts or updates of one layer (an import) under one write lock,
+    /// announced like [`Live::touched`]: one area when there are many.
+    pub fn upsert_many<T: Indexed>(&self, records: Vec<T>) {
+        if records.is_empty() {
+            return;
+        }
+        let mut envs = Vec::with_capacity(records.len());
+        {
+            let mut layer = T::layer(&self.index).write();
+            for r in records {
+                envs.push(r.envelope());
+                if let Some(old) = layer.upsert(r) {
+                    envs.push(old.envelope());
+                }
+            }
+        }
+        self.touched::<T>(&envs);
+    }
+
     /// Announces records whose look changed without their data changing (a deadline light
     /// turning as time passes): their tiles are dropped and announced like any change.
     /// Many at once are announced as one area, so a sweep does not flood the feed.

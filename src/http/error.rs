@@ -10,6 +10,7 @@ use crate::analysis::AnalysisError;
 use crate::auth::AuthError;
 use crate::cases::intake::IntakeError;
 use crate::cases::workflow::WorkflowError;
+use crate::export::ExportError;
 use crate::geo::{CrsError, TileError};
 use crate::grids::GridError;
 use crate::sensors::SensorError;
@@ -67,6 +68,19 @@ impl IntoResponse for ApiError {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
+    }
+}
+
+impl From<ExportError> for ApiError {
+    fn from(e: ExportError) -> Self {
+        match e {
+            ExportError::UnknownFormat(_) => ApiError::bad_request("invalid-format", e.to_string()),
+            ExportError::Crs(_) => ApiError::bad_request("invalid-crs", e.to_string()),
+            ExportError::Param(_) => ApiError::bad_request("invalid-parameter", e.to_string()),
+            ExportError::Busy => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", "Too many requests", e.to_string()),
+            ExportError::Store(e) => e.into(),
+            other => ApiError::internal(other),
+        }
     }
 }
 

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cases;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod features;
 pub mod health;
 pub mod locate;
@@ -124,6 +125,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/analysis/ranking", get(analysis::ranking))
         .route("/api/v1/analysis/peaks", get(analysis::peaks))
         .route("/api/v1/analysis/stats", axum::routing::post(analysis::box_stats))
+        .route("/api/v1/export/{collection}", get(export::export))
         .route("/open311/v2/services.json", get(open311::services))
         .route("/open311/v2/requests.json", get(open311::get_requests).post(open311::post_request))
         .route("/open311/v2/requests/{file}", get(open311::get_request))

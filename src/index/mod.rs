@@ -191,6 +191,17 @@ impl<T: Record> Layer<T> {
         self.slot_of(key).and_then(|s| self.items[s as usize].as_ref())
     }
 
+    /// The slot of the record with `key`: four bytes that find it again cheaply, so a long read
+    /// (an export) can note its matches under one short lock and fetch them under others.
+    pub fn slot(&self, key: &str) -> Option<u32> {
+        self.slot_of(key)
+    }
+
+    /// The record in `slot`, if the slot is in use.
+    pub fn at_slot(&self, slot: u32) -> Option<&T> {
+        self.items.get(slot as usize)?.as_ref()
+    }
+
     /// Inserts a record, or replaces (and moves in the tree) the one with the same key.
     /// Returns the previous record, whose envelope tells caches what to invalidate.
     pub fn upsert(&mut self, record: T) -> Option<T> {

@@ -118,17 +118,50 @@ impl Store for GpkgStore {
         Ok(None)
     }
 
-    async fn select_where(
+    async fn select(&self, table: &'static Table, filter: Filter) -> Result<Vec<Vec<Val>>, StoreError> {
+        let mut out = Vec::new();
+        GpkgReader { path: self.path.clone() }.select_each(table, filter, &mut |row| Ok(out.push(row))).await?;
+        Ok(out)
+    }
+
+    async fn keys(&self, table: &'static Table) -> Result<Vec<String>, StoreError> {
+        let sql = format!("SELECT CAST({} AS TEXT) FROM {}", table.cols[0].0, table.name);
+        Ok(sqlx::query_scalar(&sql).fetch_all(&self.pool).await?)
+    }
+
+    async fn import(
         &self,
         table: &'static Table,
-        col: &'static str,
-        value: Val,
-    ) -> Result<Vec<Vec<Val>>, StoreError> {
-        let mut out = Vec::new();
-        GpkgReader { path: self.path.clone() }
-            .select_each(table, Some((col, value)), &mut |row| Ok(out.push(row)))
+        rows: Vec<Vec<Val>>,
+        source: &str,
+        progress: Progress<'_>,
+    ) -> Result<i64, StoreError> {
+        let _turn = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let seq: i64 = sqlx::query_scalar(schema::IMPORT_SQL)
+            .bind(table.name)
+            .bind(rows.len() as i64)
+            .bind(source)
+            .fetch_one(&mut *tx)
             .await?;
-        Ok(out)
+        let ids: Vec<i64> = if table.name == "cases" {
+            let first = next_case_id(&mut tx).await?;
+            (first..first + rows.len() as i64).collect()
+        } else {
+            Vec::new()
+        };
+        schema::write_import(&mut GpkgIo { conn: &mut tx }, table, rows, seq, &ids, source, progress).await?;
+        sqlx::query("DELETE FROM import_keys WHERE seq <= $1").bind(seq - schema::IMPORTS_KEPT).execute(&mut *tx).await?;
+        tx.commit().await?;
+        self.checkpoint().await?;
+        Ok(seq)
+    }
+
+    async fn imports_after(&self, seq: i64) -> Result<Vec<(i64, String)>, StoreError> {
+        Ok(sqlx::query_as("SELECT seq, collection FROM imports WHERE seq > $1 ORDER BY seq")
+            .bind(seq)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     async fn insert_rows(&self, table: &'static Table, rows: Vec<Vec<Val>>) -> Result<(), StoreError> {
@@ -142,13 +175,7 @@ impl Store for GpkgStore {
     async fn create_case(&self, case: &Case, first: &CaseStep) -> Result<i64, StoreError> {
         let _turn = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
-        // AUTOINCREMENT never reuses an id; sqlite_sequence remembers the highest ever used.
-        let id: i64 = sqlx::query_scalar(
-            "SELECT max(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'cases'), 0), \
-             COALESCE((SELECT max(id) FROM cases), 0)) + 1",
-        )
-        .fetch_one(&mut *tx)
-        .await?;
+        let id = next_case_id(&mut tx).await?;
         schema::write_new_case(&mut GpkgIo { conn: &mut tx }, id, case, first).await?;
         tx.commit().await?;
         Ok(id)
@@ -268,6 +295,17 @@ impl Store for GpkgStore {
 }
 
 /// Milliseconds since 1970 UTC as a time.
+/// The next unused case id, within the writer's transaction. AUTOINCREMENT never reuses an id;
+/// sqlite_sequence remembers the highest ever used.
+async fn next_case_id(tx: &mut sqlx::SqliteConnection) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT max(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'cases'), 0), \
+         COALESCE((SELECT max(id) FROM cases), 0)) + 1",
+    )
+    .fetch_one(&mut *tx)
+    .await?)
+}
+
 fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::Value {
         table: "sensor_readings",
@@ -403,12 +441,12 @@ fn read_table(
     )?;
     // Every GeoPackage table has an integer primary key, so rowid order is a sequential scan;
     // ordering by code would fetch ten million rows through the code index.
-    let mut stmt = conn.prepare(&table.select(filter.as_ref().map(|f| f.0), "rowid", |name, _| name.to_string()))?;
+    let mut stmt = conn.prepare(&table.select(&filter, "rowid", |name, _| name.to_string()))?;
     let mut rows = match filter {
-        None => stmt.query([])?,
-        Some((_, Val::Int(v))) => stmt.query([v])?,
-        Some((_, Val::Text(v))) => stmt.query([v.as_deref()])?,
-        Some((col, _)) => return Err(unsupported_filter(table, col)),
+        Filter::All => stmt.query([])?,
+        Filter::Eq(_, Val::Int(v)) | Filter::Imported(v) => stmt.query([v])?,
+        Filter::Eq(_, Val::Text(v)) => stmt.query([v.as_deref()])?,
+        Filter::Eq(col, _) => return Err(unsupported_filter(table, col)),
     };
     let mut batch = Vec::with_capacity(READ_BATCH);
     while let Some(row) = rows.next()? {

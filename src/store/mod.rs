@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 
 use crate::model::{Alarm, Case, CaseStep, City, Reading, ReadingBucket};
 use crate::sensors::rules::Level;
-use schema::{Row, Table, Val};
+use schema::{Filter, Row, Table, Val};
 
 /// What can go wrong talking to a store.
 #[derive(Debug, thiserror::Error)]
@@ -68,14 +68,27 @@ pub trait Store: Send + Sync {
     /// database, and as a cross-check in tests. `None` when the backend cannot answer spatially.
     async fn locate_in_db(&self, points: &[(f64, f64)]) -> Result<Option<Vec<Option<String>>>, StoreError>;
 
-    /// The rows of `table` whose column `col` equals `value` (text or integer), in the table's
-    /// natural order. See [`find`] for the typed form.
-    async fn select_where(
+    /// The rows of `table` that `filter` picks, in the table's natural order. See [`find`] for
+    /// the typed form.
+    async fn select(&self, table: &'static Table, filter: Filter) -> Result<Vec<Vec<Val>>, StoreError>;
+
+    /// The key (first column) of every row of `table`, as text: what an import checks its
+    /// codes against without loading ten million geometries.
+    async fn keys(&self, table: &'static Table) -> Result<Vec<String>, StoreError>;
+
+    /// Writes imported rows of `table` (cases get new ids and an `import` first step) and a
+    /// record of the import, all in one transaction: all of it or nothing. Returns the import's
+    /// sequence number, which running servers pick up through [`Store::imports_after`].
+    async fn import(
         &self,
         table: &'static Table,
-        col: &'static str,
-        value: Val,
-    ) -> Result<Vec<Vec<Val>>, StoreError>;
+        rows: Vec<Vec<Val>>,
+        source: &str,
+        progress: Progress<'_>,
+    ) -> Result<i64, StoreError>;
+
+    /// Imports committed after `seq`: (sequence number, collection), oldest first.
+    async fn imports_after(&self, seq: i64) -> Result<Vec<(i64, String)>, StoreError>;
 
     /// Inserts rows into `table` in one transaction. See [`insert`] for the typed form.
     async fn insert_rows(&self, table: &'static Table, rows: Vec<Vec<Val>>) -> Result<(), StoreError>;
@@ -145,7 +158,12 @@ pub(crate) fn batch_rows(table: &Table) -> usize {
 
 /// The records of type `T` whose column `col` equals `value`.
 pub async fn find<T: Row>(store: &dyn Store, col: &'static str, value: Val) -> Result<Vec<T>, StoreError> {
-    store.select_where(T::table(), col, value).await?.into_iter().map(T::from_row).collect()
+    select(store, Filter::Eq(col, value)).await
+}
+
+/// The records of type `T` that `filter` picks.
+pub async fn select<T: Row>(store: &dyn Store, filter: Filter) -> Result<Vec<T>, StoreError> {
+    store.select(T::table(), filter).await?.into_iter().map(T::from_row).collect()
 }
 
 /// Inserts records of type `T` in one transaction.

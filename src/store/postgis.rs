@@ -95,16 +95,54 @@ impl Store for PostgisStore {
         Ok(Some(rows.into_iter().map(|r| r.1).collect()))
     }
 
-    async fn select_where(
-        &self,
-        table: &'static Table,
-        col: &'static str,
-        value: Val,
-    ) -> Result<Vec<Vec<Val>>, StoreError> {
+    async fn select(&self, table: &'static Table, filter: Filter) -> Result<Vec<Vec<Val>>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         let mut out = Vec::new();
-        PgIo { conn: &mut conn }.select_each(table, Some((col, value)), &mut |row| Ok(out.push(row))).await?;
+        PgIo { conn: &mut conn }.select_each(table, filter, &mut |row| Ok(out.push(row))).await?;
         Ok(out)
+    }
+
+    async fn keys(&self, table: &'static Table) -> Result<Vec<String>, StoreError> {
+        let sql = format!("SELECT CAST({} AS TEXT) FROM {}", table.cols[0].0, table.name);
+        Ok(sqlx::query_scalar(&sql).fetch_all(&self.pool).await?)
+    }
+
+    async fn import(
+        &self,
+        table: &'static Table,
+        rows: Vec<Vec<Val>>,
+        source: &str,
+        progress: Progress<'_>,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let seq: i64 = sqlx::query_scalar(schema::IMPORT_SQL)
+            .bind(table.name)
+            .bind(rows.len() as i64)
+            .bind(source)
+            .fetch_one(&mut *tx)
+            .await?;
+        let ids: Vec<i64> = if table.name == "cases" {
+            sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('cases', 'id')) FROM generate_series(1, $1)")
+                .bind(rows.len() as i64)
+                .fetch_all(&mut *tx)
+                .await?
+        } else {
+            Vec::new()
+        };
+        schema::write_import(&mut PgIo { conn: &mut tx }, table, rows, seq, &ids, source, progress).await?;
+        sqlx::query("DELETE FROM import_keys WHERE seq <= $1").bind(seq - schema::IMPORTS_KEPT).execute(&mut *tx).await?;
+        tx.commit().await?;
+        if let Err(e) = sqlx::query(&format!("ANALYZE {}", table.name)).execute(&self.pool).await {
+            tracing::warn!(error = %e, "ANALYZE after an import failed");
+        }
+        Ok(seq)
+    }
+
+    async fn imports_after(&self, seq: i64) -> Result<Vec<(i64, String)>, StoreError> {
+        Ok(sqlx::query_as("SELECT seq, collection FROM imports WHERE seq > $1 ORDER BY seq")
+            .bind(seq)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     async fn insert_rows(&self, table: &'static Table, rows: Vec<Vec<Val>>) -> Result<(), StoreError> {
@@ -329,17 +367,17 @@ impl RowReader for PgIo<'_> {
         filter: Filter,
         sink: RowSink<'_>,
     ) -> Result<(), StoreError> {
-        let sql = table.select(filter.as_ref().map(|f| f.0), schema::order_column(table), |name, ty| match ty {
+        let sql = table.select(&filter, schema::order_column(table), |name, ty| match ty {
             ColType::Geom => format!("ST_AsBinary({name})"),
             ColType::Int => format!("{name}::int8"),
             _ => name.to_string(),
         });
         let mut query = sqlx::query(&sql);
         match filter {
-            None => {}
-            Some((_, Val::Int(v))) => query = query.bind(v),
-            Some((_, Val::Text(v))) => query = query.bind(v.map(|v| v.to_string())),
-            Some((col, _)) => return Err(unsupported_filter(table, col)),
+            Filter::All => {}
+            Filter::Eq(_, Val::Int(v)) | Filter::Imported(v) => query = query.bind(v),
+            Filter::Eq(_, Val::Text(v)) => query = query.bind(v.map(|v| v.to_string())),
+            Filter::Eq(col, _) => return Err(unsupported_filter(table, col)),
         }
         let mut rows = query.fetch(&mut *self.conn);
         while let Some(row) = rows.try_next().await? {

@@ -92,12 +92,19 @@ impl Table {
 
     /// `SELECT` of every column ordered by `order` (a stable order the backend reads fast),
     /// each column written by `expr` (a backend's conversion, such as PostGIS's
-    /// `ST_AsBinary(geom)`).
-    /// With `filter`, only the rows whose column of that name equals the statement's one
-    /// parameter (`$1`, which both PostgreSQL and SQLite accept).
-    pub fn select(&self, filter: Option<&str>, order: &str, expr: impl Fn(&str, ColType) -> String) -> String {
+    /// `ST_AsBinary(geom)`), restricted by `filter`, whose one value (if any) is the statement's
+    /// one parameter (`$1`, which both PostgreSQL and SQLite accept).
+    pub fn select(&self, filter: &Filter, order: &str, expr: impl Fn(&str, ColType) -> String) -> String {
         let cols: Vec<String> = self.cols.iter().map(|&(name, ty)| expr(name, ty)).collect();
-        let filter = filter.map(|col| format!(" WHERE {col} = $1")).unwrap_or_default();
+        let filter = match filter {
+            Filter::All => String::new(),
+            Filter::Eq(col, _) => format!(" WHERE {col} = $1"),
+            Filter::Imported(_) => {
+                let (key, ty) = self.cols[0];
+                let key = if ty == ColType::Text { key.to_string() } else { format!("CAST({key} AS TEXT)") };
+                format!(" WHERE {key} IN (SELECT key FROM import_keys WHERE seq = $1)")
+            }
+        };
         format!("SELECT {} FROM {}{filter} ORDER BY {order}", cols.join(", "), self.name)
     }
 
@@ -276,6 +283,9 @@ pub static SENSORS: Table = Table {
         ("geom", Geom),
     ],
 };
+
+/// The keys each import wrote (see `Store::import`).
+pub static IMPORT_KEYS: Table = Table { name: "import_keys", cols: &[("seq", Int), ("key", Text)] };
 
 /// Every table in dependency order (parents before children), as written by `write_city`.
 pub static ALL: [&Table; 11] = [
@@ -699,8 +709,15 @@ impl Row for Sensor {
     }
 }
 
-/// An optional equality filter on one column: `Some((column, value))`; text and integer values.
-pub type Filter = Option<(&'static str, Val)>;
+/// Which rows of a table a read wants.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filter {
+    All,
+    /// Those whose column equals the value (text or integer).
+    Eq(&'static str, Val),
+    /// Those written by the import of this sequence number (see `Store::import`).
+    Imported(i64),
+}
 
 /// The error for a filter on a value kind that filters do not support.
 pub fn unsupported_filter(table: &'static Table, column: &'static str) -> StoreError {
@@ -738,6 +755,73 @@ pub async fn write_new_case(
     let first = CaseStep { case_id: id, ..first.clone() };
     io.insert_rows(&CASES, &[case.to_row()]).await?;
     io.insert_rows(&CASE_STEPS, &[first.to_row()]).await
+}
+
+/// How many imports keep their keys for running servers to pick up.
+pub const IMPORTS_KEPT: i64 = 20;
+
+/// The statement recording an import; the same text in both dialects.
+pub const IMPORT_SQL: &str = "INSERT INTO imports (collection, features, source) VALUES ($1, $2, $3) RETURNING seq";
+
+/// The body of an import once the backend has opened its transaction, recorded the import as
+/// `seq` and (for cases) allocated `ids`: the rows in batches, each new case's first history
+/// step, and the keys.
+pub async fn write_import(
+    io: &mut (dyn RowWriter + Send),
+    table: &'static Table,
+    mut rows: Vec<Vec<Val>>,
+    seq: i64,
+    ids: &[i64],
+    source: &str,
+    progress: super::Progress<'_>,
+) -> Result<(), StoreError> {
+    let mut keys = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter_mut().enumerate() {
+        if table.name == CASES.name {
+            row[0] = Val::Int(ids[i]);
+        }
+        keys.push(match &row[0] {
+            Val::Text(Some(k)) => k.to_string(),
+            Val::Int(k) => k.to_string(),
+            other => return Err(StoreError::Value { table: table.name, column: table.cols[0].0, detail: format!("{other:?}") }),
+        });
+    }
+    let mut done = 0;
+    for chunk in rows.chunks(super::batch_rows(table)) {
+        io.insert_rows(table, chunk).await?;
+        done += chunk.len();
+        progress(table.name, done);
+    }
+    if table.name == CASES.name {
+        let steps: Vec<Vec<Val>> = rows
+            .iter()
+            .map(|r| Case::from_row(r.clone()).map(|c| import_step(&c, source).to_row()))
+            .collect::<Result<_, _>>()?;
+        for chunk in steps.chunks(super::batch_rows(&CASE_STEPS)) {
+            io.insert_rows(&CASE_STEPS, chunk).await?;
+        }
+    }
+    let key_rows: Vec<Vec<Val>> = keys.into_iter().map(|k| vec![Val::Int(seq), Val::Text(Some(k.into()))]).collect();
+    for chunk in key_rows.chunks(super::batch_rows(&IMPORT_KEYS)) {
+        io.insert_rows(&IMPORT_KEYS, chunk).await?;
+    }
+    Ok(())
+}
+
+/// The first history step of an imported case: it arrived in its stated status.
+fn import_step(c: &Case, source: &str) -> CaseStep {
+    CaseStep {
+        case_id: c.id,
+        seq: 1,
+        action: "import".into(),
+        actor: "import".into(),
+        role: "admin".into(),
+        dept_code: c.dept_code.clone(),
+        status_from: None,
+        status_to: c.status.clone(),
+        at: c.reported_at,
+        note: Some(format!("imported from {source}")),
+    }
 }
 
 /// Writes every table of a city through a backend, in batches, reporting progress.
@@ -804,7 +888,7 @@ async fn load_table<T: Row + Send>(
 ) -> Result<Vec<T>, StoreError> {
     let mut out = Vec::new();
     let name = T::table().name;
-    io.select_each(T::table(), None, &mut |row| {
+    io.select_each(T::table(), Filter::All, &mut |row| {
         out.push(T::from_row(row)?);
         if out.len() % 100_000 == 0 {
             progress(name, out.len());

@@ -2,6 +2,8 @@
 //! database), the demo city generated once per test binary, and request helpers over the router.
 #![allow(dead_code)]
 
+pub mod files;
+
 use std::sync::OnceLock;
 
 use axum::Router;

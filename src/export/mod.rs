@@ -1,0 +1,97 @@
+//! The city's data in and out through GDAL: exports of any collection to the formats planners'
+//! tools read (GeoPackage for QGIS, zipped Shapefile for ArcGIS, DXF for CAD, KML for Google
+//! Earth, CSV for Excel, GeoJSON, FlatGeobuf) in the CRS they work in, and imports of a city's
+//! own survey data (anything GDAL reads) with validation, reprojection to CGCS2000 and a
+//! rejection report.
+//!
+//! GDAL calls block, so callers run them on blocking threads (`spawn_blocking`), never on the
+//! async executor.
+
+pub mod crs;
+pub mod fields;
+pub mod import;
+pub mod read;
+pub mod topology;
+pub mod write;
+
+use crate::store::StoreError;
+
+pub use crs::OutCrs;
+pub use write::{ExportSpec, Format};
+
+/// What can go wrong importing or exporting.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("unknown format {0:?}: expected gpkg, shp, geojson, fgb, csv, kml or dxf")]
+    UnknownFormat(String),
+    #[error("{0}")]
+    Crs(String),
+    #[error("{0}")]
+    Param(String),
+    #[error("cannot read {path}: {detail}")]
+    Open { path: String, detail: String },
+    #[error("{0}")]
+    Source(String),
+    #[error("GDAL: {0}")]
+    Gdal(#[from] gdal::errors::GdalError),
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("zip: {0}")]
+    Zip(#[from] zip::result::ZipError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0} features rejected; nothing was imported (use --skip-invalid to import the rest)")]
+    Rejected(usize),
+    #[error("too many exports at once; try again shortly")]
+    Busy,
+}
+
+/// The collections import and export know, in the order a city is imported (parents first).
+pub const COLLECTIONS: [&str; 7] = ["districts", "streets", "communities", "grids", "components", "cases", "sensors"];
+
+/// Checks a collection id, naming the known ones when it is not one.
+pub fn collection(id: &str) -> Result<&'static str, ExportError> {
+    COLLECTIONS
+        .iter()
+        .copied()
+        .find(|c| *c == id)
+        .ok_or_else(|| ExportError::Param(format!("no collection {id:?}; collections are {}", COLLECTIONS.join(", "))))
+}
+
+/// Runs `$body` with `$ty` bound to the model type of collection `$id` (a checked id).
+macro_rules! with_model {
+    ($id:expr, |$ty:ident| $body:expr) => {
+        match $id {
+            "districts" => {
+                type $ty = $crate::model::District;
+                $body
+            }
+            "streets" => {
+                type $ty = $crate::model::Street;
+                $body
+            }
+            "communities" => {
+                type $ty = $crate::model::Community;
+                $body
+            }
+            "grids" => {
+                type $ty = $crate::model::Grid;
+                $body
+            }
+            "components" => {
+                type $ty = $crate::model::Component;
+                $body
+            }
+            "cases" => {
+                type $ty = $crate::model::Case;
+                $body
+            }
+            "sensors" => {
+                type $ty = $crate::model::Sensor;
+                $body
+            }
+            other => unreachable!("collection {other} was checked"),
+        }
+    };
+}
+pub(crate) use with_model;

@@ -421,7 +421,13 @@ impl Validator<'_> {
         self.text(f, "name").unwrap_or_else(|| fallback.into())
     }
 
+    /// An areal geometry as a multipolygon, rings oriented the one way (outer counter-clockwise).
     fn areal(geom: Geometry<f64>) -> Check<MultiPolygon<f64>> {
+        use geo::orient::{Direction, Orient};
+        Self::areal_any(geom).map(|m| m.orient(Direction::Default))
+    }
+
+    fn areal_any(geom: Geometry<f64>) -> Check<MultiPolygon<f64>> {
         match geom {
             Geometry::Polygon(p) => Ok(MultiPolygon::new(vec![p])),
             // CAD draws areas as closed polylines.

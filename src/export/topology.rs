@@ -4,15 +4,17 @@
 
 use std::collections::HashMap;
 
+use geo::orient::{Direction, Orient};
 use geo::{BooleanOps, GeodesicArea, InteriorPoint, MultiPolygon, Polygon};
 use rayon::prelude::*;
 use rstar::{AABB, RTree, RTreeObject};
 
 use crate::model::{Community, Grid};
 
-/// Area in square metres on the CGCS2000 ellipsoid.
+/// Area in square metres on the CGCS2000 ellipsoid. Rings are oriented first: on the
+/// ellipsoid a clockwise ring (as Shapefiles store them) encloses the rest of the Earth.
 pub fn area_m2(g: &MultiPolygon<f64>) -> f64 {
-    g.geodesic_area_unsigned()
+    g.orient(Direction::Default).geodesic_area_unsigned()
 }
 
 /// A problem found: the index of the offending new grid (or `None` for a community-wide gap),
@@ -97,7 +99,7 @@ pub fn check(new: &[&Grid], stored: &[Grid], communities: &HashMap<&str, &Commun
                 let at = gap
                     .0
                     .iter()
-                    .max_by(|a, b| a.geodesic_area_unsigned().total_cmp(&b.geodesic_area_unsigned()))
+                    .max_by(|a, b| area_m2(&MultiPolygon::new(vec![(*a).clone()])).total_cmp(&area_m2(&MultiPolygon::new(vec![(*b).clone()]))))
                     .and_then(|p| p.interior_point())
                     .map(|p| format!(" (largest near {:.6}, {:.6})", p.x(), p.y()))
                     .unwrap_or_default();

@@ -1,0 +1,379 @@
+//! Imports of a city's own data: a whole exported city back into empty stores of both kinds,
+//! deliberately broken files (invalid polygons, mixed geometry types, wrong encodings, missing
+//! CRS, overlapping grids, gaps, duplicate codes, unknown classes) whose report names each
+//! problem while nothing is written, and a running server following an import at once.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+use common::files::{max_offset_m, write_layer};
+use common::*;
+use geo::{Geometry, MapCoords};
+use onemap::export::import::{ImportOptions, Report, run};
+use onemap::export::read::ReadOptions;
+use onemap::index::Record;
+use onemap::model::*;
+use onemap::store::schema::Filter;
+use onemap::store::{Store, select};
+
+const BIN: &str = env!("CARGO_BIN_EXE_onemap");
+
+/// The administrative layers and dictionaries of `city`, without grids or anything on them.
+fn admin_only(city: &City) -> City {
+    City {
+        districts: city.districts.clone(),
+        streets: city.streets.clone(),
+        communities: city.communities.clone(),
+        departments: city.departments.clone(),
+        responsibilities: city.responsibilities.clone(),
+        component_classes: city.component_classes.clone(),
+        event_classes: city.event_classes.clone(),
+        ..Default::default()
+    }
+}
+
+async fn open_with(location: &str, city: &City) -> std::sync::Arc<dyn Store> {
+    let store = onemap::store::open(location).await.unwrap();
+    store.write_city(city, &|_, _| {}).await.unwrap();
+    store
+}
+
+async fn import(store: &dyn Store, collection: &'static str, path: &Path, opts: &ImportOptions) -> Report {
+    run(store, collection, path, opts, &|_, _, _| {}).await.unwrap_or_else(|e| panic!("import {collection}: {e}"))
+}
+
+fn reasons(r: &Report) -> Vec<String> {
+    r.rejected.iter().map(|x| format!("{}: {}", x.feature, x.reason)).collect()
+}
+
+async fn export(store: &dyn Store, collection: &str, path: &Path, query: &[(&str, &str)]) {
+    let params = onemap::http::params::Params(query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    onemap::http::export::export_from_store(store, collection, &params, path).await.unwrap_or_else(|e| panic!("{}", e.detail));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exported_city_imports_back_into_empty_stores() {
+    let city = small_city();
+    let source = open_with(&fresh_gpkg("import-source"), city).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = |n: &str| dir.path().join(n);
+    // Each layer in another format and CRS, as deliveries come.
+    export(&*source, "districts", &file("districts.gpkg"), &[("format", "gpkg")]).await;
+    export(&*source, "streets", &file("streets.geojson"), &[("format", "geojson"), ("crs", "EPSG:3857")]).await;
+    export(&*source, "communities", &file("communities.fgb"), &[("format", "fgb"), ("crs", "EPSG:4539")]).await;
+    export(&*source, "grids", &file("grids.zip"), &[("format", "shp"), ("crs", "EPSG:4539")]).await;
+    export(&*source, "components", &file("components.gpkg"), &[("format", "gpkg")]).await;
+    export(&*source, "cases", &file("cases.csv"), &[("format", "csv"), ("crs", "gcj02")]).await;
+    export(&*source, "sensors", &file("sensors.kml"), &[("format", "kml")]).await;
+    source.close().await;
+    for (label, location) in [("gpkg", fresh_gpkg("import-target")), ("postgis", fresh_pg("onemap_t_import_rt").await)] {
+        let store = onemap::store::open(&location).await.unwrap();
+        let opts = ImportOptions::default();
+        for (collection, name) in [
+            ("districts", "districts.gpkg"),
+            ("streets", "streets.geojson"),
+            ("communities", "communities.fgb"),
+            ("grids", "grids.zip"),
+            ("components", "components.gpkg"),
+        ] {
+            let r = import(&*store, collection, &file(name), &opts).await;
+            assert!(r.rejected.is_empty(), "{label} {collection}: {:?}", reasons(&r));
+            assert!(r.seq.is_some(), "{label} {collection} written");
+        }
+        // The CSV's WKT carries no CRS: it is GCJ-02, as the command line would say.
+        let gcj = ImportOptions { read: ReadOptions { crs: Some("gcj02".into()), ..Default::default() }, ..Default::default() };
+        let r = import(&*store, "cases", &file("cases.csv"), &gcj).await;
+        assert!(r.rejected.is_empty(), "{label} cases: {:?}", reasons(&r));
+        let r = import(&*store, "sensors", &file("sensors.kml"), &opts).await;
+        assert!(r.rejected.is_empty(), "{label} sensors: {:?}", reasons(&r));
+
+        let back = store.load_city(&|_, _| {}).await.unwrap();
+        assert_eq!(back.districts.len(), city.districts.len());
+        assert_eq!(back.streets.len(), city.streets.len());
+        assert_eq!(back.communities.len(), city.communities.len());
+        assert_eq!(back.grids.len(), city.grids.len(), "{label}");
+        assert_eq!(back.components.len(), city.components.len(), "{label}");
+        assert_eq!(back.cases.len(), city.cases.len(), "{label}");
+        assert_eq!(back.sensors.len(), city.sensors.len(), "{label}");
+        let grids: HashMap<&str, &Grid> = city.grids.iter().map(|g| (g.code.as_str(), g)).collect();
+        for g in &back.grids {
+            let original = grids[g.code.as_str()];
+            assert_eq!(g.name, original.name, "Chinese names through a Shapefile");
+            assert_eq!(g.community_code, original.community_code, "hierarchy rebuilt");
+            assert!(max_offset_m(&g.geometry(), &original.geometry()) < 0.01, "{label} {}: within 1 cm", g.code);
+            assert!((g.area_m2 - original.area_m2).abs() / original.area_m2 < 0.01, "area computed: {} vs {}", g.area_m2, original.area_m2);
+        }
+        let components: HashMap<&str, &Component> = city.components.iter().map(|c| (c.code.as_str(), c)).collect();
+        for c in &back.components {
+            let o = components[c.code.as_str()];
+            assert_eq!((&c.name, &c.status, &c.owner_dept, &c.grid_code, c.survey_date), (&o.name, &o.status, &o.owner_dept, &o.grid_code, o.survey_date));
+        }
+        // Cases get new ids, keep their content, and start their history with the import.
+        let mut wanted: Vec<(String, String, i64)> = city.cases.iter().map(|c| (c.class_code.to_string(), c.status.to_string(), c.reported_at.timestamp())).collect();
+        let mut got: Vec<(String, String, i64)> = back.cases.iter().map(|c| (c.class_code.to_string(), c.status.to_string(), c.reported_at.timestamp())).collect();
+        wanted.sort();
+        got.sort();
+        assert_eq!(got, wanted, "{label}");
+        let moved = back.cases.iter().zip(&city.cases).map(|(a, b)| max_offset_m(&a.geometry(), &b.geometry())).fold(0.0, f64::max);
+        assert!(moved < 0.05, "{label}: GCJ-02 undone to {moved} m");
+        let steps: Vec<CaseStep> = onemap::store::find(&*store, "case_id", onemap::store::schema::Val::Int(back.cases[0].id)).await.unwrap();
+        assert_eq!(steps.len(), 1);
+        assert_eq!(steps[0].action, "import");
+        store.close().await;
+    }
+}
+
+/// A unit-grid square of `side` degrees at (x, y).
+fn square(x: f64, y: f64, side: f64) -> Geometry<f64> {
+    geo::Polygon::new(vec![(x, y), (x + side, y), (x + side, y + side), (x, y + side), (x, y)].into(), vec![]).into()
+}
+
+fn row(code: &str, name: &str) -> Vec<Option<String>> {
+    vec![Some(code.to_string()), Some(name.to_string())]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_grids_are_named_one_by_one_and_nothing_is_written() {
+    let city = small_city();
+    let c0 = &city.communities[0];
+    let mine: Vec<&Grid> = city.grids.iter().filter(|g| g.community_code == c0.code).collect();
+    assert!(mine.len() > 5);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("grids.geojson");
+    let new_code = |s: &str| format!("{}{s}", c0.code);
+    let g1 = mine[1].geometry();
+    let shifted = g1.map_coords(|c| geo::coord! { x: c.x + 0.0002, y: c.y });
+    let (x, y) = {
+        use geo::InteriorPoint;
+        let p = mine[3].geom.interior_point().unwrap();
+        (p.x(), p.y())
+    };
+    let bowtie: Geometry<f64> =
+        geo::Polygon::new(vec![(x, y), (x + 0.0005, y + 0.0005), (x + 0.0005, y), (x, y + 0.0005), (x, y)].into(), vec![]).into();
+    // Every grid of the community but the third (a gap), then the broken ones.
+    let mut features: Vec<(Vec<Option<String>>, Geometry<f64>)> =
+        mine.iter().enumerate().filter(|(i, _)| *i != 2).map(|(_, g)| (row(&g.code, &g.name), g.geometry())).collect();
+    features.push((row(&new_code("901"), "自相交"), bowtie));
+    features.push((row(&new_code("902"), "点"), geo::Point::new(x, y).into()));
+    features.push((row(&mine[0].code, "重复"), mine[0].geometry()));
+    features.push((row("12AB", "坏编码"), square(x + 1.0, y + 1.0, 0.001)));
+    features.push((row("999999999999001", "无社区"), square(x + 1.0, y + 1.0, 0.001)));
+    features.push((row(&new_code("903"), "重叠"), shifted));
+    write_layer(path.to_str().unwrap(), "GeoJSON", Some(4326), &[], &["code", "name"], &features);
+
+    for location in [fresh_gpkg("import-broken"), fresh_pg("onemap_t_import_broken").await] {
+        let store = open_with(&location, &admin_only(city)).await;
+        store.close().await;
+        let out = Command::new(BIN).args(["import", "grids", path.to_str().unwrap(), "--store", &location]).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "rejections fail the command:\n{stdout}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was imported"));
+        let line = |needle: &str, reason: &str| {
+            assert!(
+                stdout.lines().any(|l| l.starts_with("rejected") && l.contains(needle) && l.contains(reason)),
+                "no rejection of {needle} for {reason:?} in:\n{stdout}"
+            );
+        };
+        line(&new_code("901"), "invalid geometry");
+        line(&new_code("902"), "wrong geometry type Point");
+        line(&mine[0].code, "appears earlier in the file");
+        line("12AB", "bad code");
+        line("999999999999001", "unknown community 999999999999");
+        line(&new_code("903"), "overlaps unit grid");
+        line("(community)", &format!("community {}", c0.code));
+        line("(community)", "gap");
+        let store = onemap::store::open(&location).await.unwrap();
+        assert!(select::<Grid>(&*store, Filter::All).await.unwrap().is_empty(), "nothing half-imported");
+        assert!(store.imports_after(0).await.unwrap().is_empty());
+        store.close().await;
+
+        // With --skip-invalid the good grids go in and the report still names the rest.
+        let out = Command::new(BIN)
+            .args(["import", "grids", path.to_str().unwrap(), "--store", &location, "--skip-invalid"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("overlaps unit grid"), "{stdout}");
+        let store = onemap::store::open(&location).await.unwrap();
+        let stored = select::<Grid>(&*store, Filter::All).await.unwrap();
+        assert_eq!(stored.len(), mine.len() - 1, "the community's grids but the missing one");
+        store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shapefile_encodings_are_detected_declared_or_refused() {
+    let city = small_city();
+    let dir = tempfile::tempdir().unwrap();
+    let shp = dir.path().join("grids.shp");
+    let features: Vec<_> = city.grids.iter().map(|g| (row(&g.code, &g.name), g.geometry())).collect();
+    // GBK text, as survey institutes deliver it, and then no .cpg to say so.
+    write_layer(shp.to_str().unwrap(), "ESRI Shapefile", Some(4490), &["ENCODING=CP936"], &["code", "name"], &features);
+    let dbf = std::fs::read(dir.path().join("grids.dbf")).unwrap();
+    assert!(!dbf.windows(3).any(|w| w == "网".as_bytes()), "the DBF really holds GBK, not UTF-8");
+    let _ = std::fs::remove_file(dir.path().join("grids.cpg"));
+    let location = fresh_gpkg("import-encoding");
+    let store = open_with(&location, &admin_only(city)).await;
+
+    // A .cpg that lies (UTF-8 for GBK bytes): every name is refused and nothing written.
+    std::fs::write(dir.path().join("grids.cpg"), "UTF-8").unwrap();
+    let r = import(&*store, "grids", &shp, &ImportOptions::default()).await;
+    assert_eq!(r.rejected.len(), city.grids.len(), "{:?}", &reasons(&r)[..3]);
+    assert!(r.rejected[0].reason.contains("encoding"), "{:?}", r.rejected[0]);
+    assert!(r.seq.is_none());
+    // --encoding overrides the .cpg.
+    let gbk = ImportOptions { read: ReadOptions { encoding: Some("GBK".into()), ..Default::default() }, ..Default::default() };
+    let dry = import(&*store, "grids", &shp, &ImportOptions { skip_invalid: false, ..gbk.clone() }).await;
+    assert!(dry.rejected.is_empty(), "{:?}", reasons(&dry));
+    assert_eq!(select::<Grid>(&*store, Filter::All).await.unwrap().len(), city.grids.len());
+
+    // No .cpg at all: detected as GBK, with a warning.
+    let location = fresh_gpkg("import-encoding-2");
+    let store = open_with(&location, &admin_only(city)).await;
+    std::fs::remove_file(dir.path().join("grids.cpg")).unwrap();
+    let r = import(&*store, "grids", &shp, &ImportOptions::default()).await;
+    assert!(r.rejected.is_empty(), "{:?}", reasons(&r));
+    assert!(r.warnings.iter().any(|w| w.contains("GBK")), "{:?}", r.warnings);
+    let names: HashMap<String, String> =
+        select::<Grid>(&*store, Filter::All).await.unwrap().into_iter().map(|g| (g.code.to_string(), g.name.to_string())).collect();
+    for g in &city.grids {
+        assert_eq!(names[g.code.as_str()], g.name.as_str());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_without_crs_is_placed_by_its_coordinates_or_refused() {
+    let city = small_city();
+    let dir = tempfile::tempdir().unwrap();
+    let features = |epsg: u32| -> Vec<_> {
+        city.grids.iter().map(|g| (row(&g.code, &g.name), common::files::reproject(&g.geometry(), 4490, epsg))).collect()
+    };
+    let write = |name: &str, epsg: u32| {
+        let p = dir.path().join(name);
+        write_layer(p.to_str().unwrap(), "ESRI Shapefile", Some(epsg), &[], &["code", "name"], &features(epsg));
+        std::fs::remove_file(p.with_extension("prj")).unwrap();
+        p
+    };
+    let plain = write("gk.shp", 4539);
+    let prefixed = write("gk_zone.shp", 4518);
+    let lonlat = write("lonlat.shp", 4490);
+
+    let location = fresh_gpkg("import-crs");
+    let store = open_with(&location, &admin_only(city)).await;
+    // Gauss-Krüger metres without a zone: cannot be placed.
+    let err = run(&*store, "grids", &plain, &ImportOptions::default(), &|_, _, _| {}).await.unwrap_err();
+    assert!(err.to_string().contains("declares no CRS") && err.to_string().contains("--crs"), "{err}");
+    assert!(select::<Grid>(&*store, Filter::All).await.unwrap().is_empty());
+    // The same with --crs.
+    let given = ImportOptions { read: ReadOptions { crs: Some("EPSG:4539".into()), ..Default::default() }, ..Default::default() };
+    let r = import(&*store, "grids", &plain, &given).await;
+    assert!(r.rejected.is_empty() && r.seq.is_some(), "{:?}", reasons(&r));
+    let stored = select::<Grid>(&*store, Filter::All).await.unwrap();
+    let by_code: HashMap<&str, &Grid> = city.grids.iter().map(|g| (g.code.as_str(), g)).collect();
+    for g in &stored {
+        assert!(max_offset_m(&g.geometry(), &by_code[g.code.as_str()].geometry()) < 0.01);
+    }
+    // Zone-prefixed eastings name their zone; lon/lat in China is CGCS2000.
+    for (file, crs) in [(&prefixed, "4518"), (&lonlat, "4490")] {
+        let store = open_with(&fresh_gpkg("import-crs-2"), &admin_only(city)).await;
+        let r = import(&*store, "grids", file, &ImportOptions::default()).await;
+        assert!(r.rejected.is_empty(), "{:?}", reasons(&r));
+        assert!(r.crs.contains(crs), "{}", r.crs);
+        let stored = select::<Grid>(&*store, Filter::All).await.unwrap();
+        assert!(max_offset_m(&stored[0].geometry(), &by_code[stored[0].code.as_str()].geometry()) < 0.01);
+        store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_from_a_gcj02_csv_with_standard_field_names() {
+    let city = small_city();
+    let dir = tempfile::tempdir().unwrap();
+    let location = fresh_gpkg("import-csv");
+    let mut base = admin_only(city);
+    base.grids = city.grids.clone();
+    let store = open_with(&location, &base).await;
+    let points: Vec<&Component> = city.components.iter().filter(|c| matches!(c.geom, Shape::Point(_))).take(50).collect();
+    let mut csv = String::from("ObjID,ObjName,ObjState,BGID,ORDate,lon,lat\n");
+    for c in &points {
+        let Shape::Point(p) = c.geom else { unreachable!() };
+        let (x, y) = onemap::geo::china::wgs84_to_gcj02(p.x(), p.y());
+        let date = c.survey_date.map(|d| d.format("%Y/%m/%d").to_string()).unwrap_or_default();
+        csv.push_str(&format!("{},{},{},{},{date},{x},{y}\n", c.code, c.name, c.status, c.grid_code.as_deref().unwrap_or("")));
+    }
+    let (x, y) = (points[0].geometry().coords_iter_first().0, points[0].geometry().coords_iter_first().1);
+    csv.push_str(&format!("5402029999000001,未知部件,完好,,,{x},{y}\n"));
+    csv.push_str(&format!("5402020101999999,坏状态,broken,,,{x},{y}\n"));
+    let path = dir.path().join("components.csv");
+    std::fs::write(&path, csv).unwrap();
+    let gcj = ImportOptions { read: ReadOptions { crs: Some("gcj02".into()), ..Default::default() }, ..Default::default() };
+    let r = import(&*store, "components", &path, &gcj).await;
+    let why = reasons(&r);
+    assert_eq!(r.rejected.len(), 2, "{why:?}");
+    assert!(why.iter().any(|w| w.contains("5402029999000001") && w.contains("unknown component class 9999")), "{why:?}");
+    assert!(why.iter().any(|w| w.contains("5402020101999999") && w.contains("status \"broken\"")), "{why:?}");
+    assert!(select::<Component>(&*store, Filter::All).await.unwrap().is_empty(), "all or nothing");
+    let r = import(&*store, "components", &path, &ImportOptions { skip_invalid: true, ..gcj }).await;
+    assert_eq!(r.accepted, points.len());
+    let stored: HashMap<String, Component> =
+        select::<Component>(&*store, Filter::All).await.unwrap().into_iter().map(|c| (c.code.to_string(), c)).collect();
+    for c in &points {
+        let s = &stored[c.code.as_str()];
+        assert!(max_offset_m(&s.geometry(), &c.geometry()) < 0.05, "GCJ-02 offset undone");
+        assert_eq!((&s.name, &s.status, &s.grid_code, s.survey_date), (&c.name, &c.status, &c.grid_code, c.survey_date));
+        assert_eq!(s.class_code, c.class_code, "class from the code");
+    }
+}
+
+trait FirstCoord {
+    fn coords_iter_first(&self) -> (f64, f64);
+}
+impl FirstCoord for Geometry<f64> {
+    fn coords_iter_first(&self) -> (f64, f64) {
+        use geo::CoordsIter;
+        let c = self.coords_iter().next().unwrap();
+        (c.x, c.y)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_server_follows_an_import() {
+    let city = small_city();
+    // The city without the components of its first grid: those arrive by import.
+    let grid = &city.grids[0];
+    let mut base = city.clone();
+    let (arriving, kept): (Vec<Component>, Vec<Component>) =
+        city.components.iter().cloned().partition(|c| c.grid_code.as_deref() == Some(grid.code.as_str()));
+    base.components = kept;
+    assert!(!arriving.is_empty());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("arriving.geojson");
+    let fields = ["code", "class_code", "name", "status"];
+    let features: Vec<_> = arriving
+        .iter()
+        .map(|c| (vec![Some(c.code.to_string()), Some(c.class_code.to_string()), Some(c.name.to_string()), Some(c.status.to_string())], c.geometry()))
+        .collect();
+    write_layer(file.to_str().unwrap(), "GeoJSON", Some(4326), &[], &fields, &features);
+    for location in [fresh_gpkg("import-live"), fresh_pg("onemap_t_import_live").await] {
+        let state = seeded_state(&location, &base).await;
+        let app = onemap::app(state.clone());
+        let mut events = EventStream::open(&app).await;
+        let before = state.index.components.read().len();
+        let out = Command::new(BIN).args(["import", "components", file.to_str().unwrap(), "--store", &location]).output().unwrap();
+        assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let e = events.wait_for("tiles.invalidated", |d| d["layer"] == "components").await;
+        let bbox: Vec<f64> = e["bbox"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let ge = grid.envelope();
+        assert!(bbox[0] <= ge.upper()[0] && bbox[2] >= ge.lower()[0], "the invalidated area covers the grid: {bbox:?}");
+        assert_eq!(state.index.components.read().len(), before + arriving.len());
+        let r = get(&app, &format!("/collections/components/items/{}", arriving[0].code)).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["properties"]["grid_code"], grid.code.as_str(), "placed in its grid by geometry");
+        state.live.feed.close();
+        state.store.close().await;
+    }
+}

@@ -377,3 +377,51 @@ async fn a_running_server_follows_an_import() {
         state.store.close().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grids_drawn_in_cad_import_by_their_labels() {
+    let city = small_city();
+    let source = open_with(&fresh_gpkg("import-dxf-source"), city).await;
+    let dir = tempfile::tempdir().unwrap();
+    let dxf = dir.path().join("grids.dxf");
+    export(&*source, "grids", &dxf, &[("format", "dxf"), ("crs", "EPSG:4539")]).await;
+    let store = open_with(&fresh_gpkg("import-dxf"), &admin_only(city)).await;
+    // A drawing has no CRS: the planner says which zone it is in.
+    let opts = ImportOptions { read: ReadOptions { crs: Some("EPSG:4539".into()), ..Default::default() }, ..Default::default() };
+    let r = import(&*store, "grids", &dxf, &opts).await;
+    assert!(r.rejected.is_empty(), "{:?}", reasons(&r));
+    let stored = select::<Grid>(&*store, Filter::All).await.unwrap();
+    assert_eq!(stored.len(), city.grids.len());
+    let by_code: HashMap<&str, &Grid> = city.grids.iter().map(|g| (g.code.as_str(), g)).collect();
+    for g in &stored {
+        let o = by_code[g.code.as_str()];
+        assert_eq!(g.name, o.name, "the label's Chinese name");
+        assert!(max_offset_m(&g.geometry(), &o.geometry()) < 0.01);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hierarchy_by_code_and_by_geometry_are_compared() {
+    let city = small_city();
+    let (a, b) = (&city.communities[0], &city.communities[1]);
+    // A grid lying in community b whose code says community a.
+    let g = city.grids.iter().find(|g| g.community_code == b.code).unwrap();
+    let code = format!("{}950", a.code);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("one.geojson");
+    write_layer(path.to_str().unwrap(), "GeoJSON", Some(4326), &[], &["code", "name"], &[(row(&code, "错位网格"), g.geometry())]);
+    // By code the grid belongs to a, which it lies outside of: refused. By geometry it belongs to b.
+    for (hierarchy, want) in [(onemap::export::import::Hierarchy::Code, None), (onemap::export::import::Hierarchy::Geometry, Some(&b.code))] {
+        let store = open_with(&fresh_gpkg("import-hierarchy"), &admin_only(city)).await;
+        // One grid leaves its communities' gaps: reported, and skipped past with --skip-invalid.
+        let opts = ImportOptions { hierarchy, skip_invalid: true, ..Default::default() };
+        let r = import(&*store, "grids", &path, &opts).await;
+        assert!(r.rejected.iter().all(|x| x.reason.contains("gap") || x.reason.contains("outside")), "{:?}", reasons(&r));
+        let outside = r.rejected.iter().any(|x| x.reason.contains(&format!("outside its community {}", a.code)));
+        assert_eq!(outside, want.is_none(), "{hierarchy:?} {:?}", reasons(&r));
+        let warning = format!("{code}: community by code is {}, by geometry {}", a.code, b.code);
+        assert!(r.warnings.contains(&warning), "{:?}", r.warnings);
+        let stored = select::<Grid>(&*store, Filter::All).await.unwrap();
+        assert_eq!(stored.first().map(|g| &g.community_code), want, "{hierarchy:?} {:?}", reasons(&r));
+    }
+}

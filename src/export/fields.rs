@@ -139,7 +139,7 @@ mod tests {
         uniq.dedup();
         assert_eq!(uniq.len(), short.len(), "{short:?}");
         assert_eq!(shorten(&names), short, "the same every time");
-        assert_eq!(shorten(&["survey_date"]), ["survey_dat"]);
+        assert_eq!(shorten(&["survey_date"]), ["surve_date"]);
         assert_eq!(shorten(&["abcdefghijk_x", "abcdefghijk_y"]), ["abcdefgh_x", "abcdefgh_y"]);
         assert_eq!(shorten(&["reported_at_one", "reported_at_two"]), ["rep_at_one", "rep_at_two"]);
         assert_eq!(shorten(&["aaaaaaaaaaaa", "aaaaaaaaaaab"]), ["aaaaaaaaaa", "aaaaaaaaa2"]);

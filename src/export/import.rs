@@ -175,41 +175,13 @@ pub fn table_of(collection: &str) -> &'static Table {
     }
 }
 
-/// The columns an import fills from source fields (the rest are derived or defaulted).
-fn mapped_columns(collection: &str) -> &'static [&'static str] {
-    match collection {
-        "districts" => &["code", "name"],
-        "streets" => &["code", "name", "district_code"],
-        "communities" => &["code", "name", "street_code"],
-        "grids" => &["code", "name", "community_code"],
-        "components" => &[
-            "code",
-            "class_code",
-            "name",
-            "status",
-            "competent_dept",
-            "owner_dept",
-            "maint_dept",
-            "grid_code",
-            "survey_date",
-            "change_date",
-            "source",
-        ],
-        "cases" => &[
-            "class_code",
-            "kind",
-            "component_code",
-            "description",
-            "source",
-            "status",
-            "urgency",
-            "grid_code",
-            "reported_at",
-            "closed_at",
-            "dept_code",
-        ],
-        _ => &["code", "kind", "name", "component_code", "grid_code"],
-    }
+/// Properties the store derives rather than reads from a file: ids, deadlines, lights and
+/// versions of cases, grid areas, the live state of sensors.
+const DERIVED: &[&str] = &["id", "deadline_at", "light", "version", "area_m2", "unit", "value", "read_at", "level", "stale"];
+
+/// The columns an import fills from source fields: the collection's properties but the derived.
+fn mapped_columns(collection: &str) -> Vec<&'static str> {
+    super::with_model!(collection, |T| <T as Record>::PROPERTIES.iter().copied().filter(|p| !DERIVED.contains(p)).collect())
 }
 
 /// Validates every feature of `source` as a record of `collection`: the rows to write (in
@@ -223,7 +195,7 @@ pub fn validate(collection: &'static str, source: &Source, ctx: &Context, opts: 
         ..Default::default()
     };
     let columns = mapped_columns(collection);
-    let (map, problems) = resolve(columns, &source.fields, &opts.fields);
+    let (map, problems) = resolve(&columns, &source.fields, &opts.fields);
     for p in problems {
         report.rejected.push(Rejection { feature: "(options)".into(), reason: p });
     }

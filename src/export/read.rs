@@ -126,7 +126,7 @@ fn read_once(
     let fields: Vec<String> = layer.defn().fields().map(|f| f.name()).collect();
     let declared = layer.spatial_ref();
     let total = layer.try_feature_count().unwrap_or(0);
-    let mut raw: Vec<(u64, Vec<Option<String>>, Result<gdal::vector::Geometry, String>)> = Vec::new();
+    let mut raw: Vec<RawFeature> = Vec::new();
     for (i, f) in layer.features().enumerate() {
         let fid = f.fid().unwrap_or(i as u64);
         let values = (0..fields.len()).map(|k| f.field(k).ok().flatten().and_then(text)).collect();
@@ -145,6 +145,10 @@ fn read_once(
         }
     }
     progress(raw.len() as u64, total);
+    let mut fields = fields;
+    if ext == "dxf" {
+        raw = attach_dxf_labels(&mut fields, raw);
+    }
     let (from, crs) = source_crs(opts, declared.as_ref(), &raw)?;
     let features = raw
         .into_iter()
@@ -160,11 +164,65 @@ fn read_once(
     Ok(Source { fields, features, crs, warnings: Vec::new() })
 }
 
+type RawFeature = (u64, Vec<Option<String>>, Result<gdal::vector::Geometry, String>);
+
+/// A CAD drawing keeps attributes as TEXT entities placed inside the shapes they name ("code
+/// name", as onemap's DXF export writes them): each shape gets the `code` and `name` of the
+/// label inside it, and the labels themselves are not features.
+fn attach_dxf_labels(fields: &mut Vec<String>, raw: Vec<RawFeature>) -> Vec<RawFeature> {
+    use geo::Contains;
+    use rstar::primitives::GeomWithData;
+    let Some(text) = fields.iter().position(|f| f == "Text") else { return raw };
+    let to_area = |g: &gdal::vector::Geometry| -> Option<geo::Geometry<f64>> {
+        match g.to_geo().ok()? {
+            geo::Geometry::LineString(l) if l.is_closed() && l.0.len() >= 4 => Some(geo::Polygon::new(l, vec![]).into()),
+            a @ (geo::Geometry::Polygon(_) | geo::Geometry::MultiPolygon(_)) => Some(a),
+            _ => None,
+        }
+    };
+    let mut labels: Vec<GeomWithData<[f64; 2], String>> = Vec::new();
+    let mut shapes = Vec::new();
+    for (fid, values, geom) in raw {
+        let label = values.get(text).cloned().flatten().filter(|t| !t.trim().is_empty());
+        match (&geom, label) {
+            (Ok(g), Some(t)) if g.geometry_type() == gdal::vector::OGRwkbGeometryType::wkbPoint => {
+                let (x, y, _) = g.get_point(0);
+                labels.push(GeomWithData::new([x, y], t));
+            }
+            _ => shapes.push((fid, values, geom)),
+        }
+    }
+    if labels.is_empty() {
+        return shapes;
+    }
+    let tree = rstar::RTree::bulk_load(labels);
+    fields.push("code".into());
+    fields.push("name".into());
+    shapes
+        .into_iter()
+        .map(|(fid, mut values, geom)| {
+            let area = geom.as_ref().ok().and_then(to_area);
+            let label = area.as_ref().and_then(|a| {
+                let r = geo::BoundingRect::bounding_rect(a)?;
+                let env = rstar::AABB::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]);
+                tree.locate_in_envelope(&env).find(|l| a.contains(&geo::Point::new(l.geom()[0], l.geom()[1]))).map(|l| l.data.clone())
+            });
+            let (code, name) = match label.as_deref().map(str::trim).map(|t| t.split_once(' ').unwrap_or((t, ""))) {
+                Some((c, n)) => (Some(c.to_string()), (!n.is_empty()).then(|| n.trim().to_string())),
+                None => (None, None),
+            };
+            values.push(code);
+            values.push(name);
+            (fid, values, geom)
+        })
+        .collect()
+}
+
 /// The CRS to read with: the one given, the one declared, or one inferred from the coordinates.
 fn source_crs(
     opts: &ReadOptions,
     declared: Option<&gdal::spatial_ref::SpatialRef>,
-    raw: &[(u64, Vec<Option<String>>, Result<gdal::vector::Geometry, String>)],
+    raw: &[RawFeature],
 ) -> Result<(FromSource, String), ExportError> {
     if let Some(c) = &opts.crs {
         let (f, name) = FromSource::given(c)?;

@@ -4,7 +4,6 @@
 //! the same code over a layer loaded from the store.
 
 use std::path::Path;
-use std::sync::LazyLock;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -24,8 +23,8 @@ use crate::{AppState, export};
 /// Records cloned out of the index per short read lock.
 const CHUNK: usize = 10_000;
 
-/// Exports running at once: each holds a blocking thread and a temporary file.
-static SLOTS: LazyLock<tokio::sync::Semaphore> = LazyLock::new(|| tokio::sync::Semaphore::new(2));
+/// Exports running at once per server (more wait for none: they get 429).
+pub const CONCURRENT: usize = 2;
 
 /// Parameters of an export that are not item filters.
 const EXPORT_PARAMS: &[&str] = &["format", "crs"];
@@ -99,7 +98,7 @@ fn export_layer<T: Indexed>(index: &CityIndex, spec: &ExportSpec, query: &ItemQu
 pub async fn export(State(st): State<AppState>, PathParams(collection): PathParams<String>, p: Params) -> ApiResult<Response> {
     let collection = export::collection(&collection).map_err(|_| super::features::unknown_collection(&collection))?;
     let req = ExportRequest::parse(collection, &p)?;
-    let permit = SLOTS.try_acquire().map_err(|_| ExportError::Busy)?;
+    let permit = st.exports.clone().try_acquire_owned().map_err(|_| ExportError::Busy)?;
     let name = req.spec.file_name(collection);
     let format = req.spec.format;
     let index = st.index.clone();

@@ -47,6 +47,8 @@ pub struct AppState {
     pub sensors: Arc<crate::sensors::ingest::Ingest>,
     /// Analysis units, the latest hotspot result and recent density grids.
     pub analysis: Arc<crate::analysis::Analysis>,
+    /// Exports running at once: each holds a blocking thread and a temporary file.
+    pub exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -67,6 +69,7 @@ impl AppState {
             web_dir: Arc::new(crate::config::DEFAULT_WEB_DIR.into()),
             sensors,
             analysis: Default::default(),
+            exports: Arc::new(tokio::sync::Semaphore::new(export::CONCURRENT)),
         }
     }
 

@@ -125,8 +125,7 @@ impl Store for GpkgStore {
     }
 
     async fn keys(&self, table: &'static Table) -> Result<Vec<String>, StoreError> {
-        let sql = format!("SELECT CAST({} AS TEXT) FROM {}", table.cols[0].0, table.name);
-        Ok(sqlx::query_scalar(&sql).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_scalar(&schema::keys_sql(table)).fetch_all(&self.pool).await?)
     }
 
     async fn import(
@@ -138,30 +137,25 @@ impl Store for GpkgStore {
     ) -> Result<i64, StoreError> {
         let _turn = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
-        let seq: i64 = sqlx::query_scalar(schema::IMPORT_SQL)
-            .bind(table.name)
-            .bind(rows.len() as i64)
-            .bind(source)
-            .fetch_one(&mut *tx)
-            .await?;
-        let ids: Vec<i64> = if table.name == "cases" {
-            let first = next_case_id(&mut tx).await?;
-            (first..first + rows.len() as i64).collect()
-        } else {
-            Vec::new()
-        };
-        schema::write_import(&mut GpkgIo { conn: &mut tx }, table, rows, seq, &ids, source, progress).await?;
-        sqlx::query("DELETE FROM import_keys WHERE seq <= $1").bind(seq - schema::IMPORTS_KEPT).execute(&mut *tx).await?;
+        let seq = super::import_body!(
+            tx,
+            table,
+            rows,
+            source,
+            progress,
+            |n| {
+                let first = next_case_id(&mut tx).await?;
+                (first..first + n).collect()
+            },
+            GpkgIo { conn: &mut tx }
+        );
         tx.commit().await?;
         self.checkpoint().await?;
         Ok(seq)
     }
 
     async fn imports_after(&self, seq: i64) -> Result<Vec<(i64, String)>, StoreError> {
-        Ok(sqlx::query_as("SELECT seq, collection FROM imports WHERE seq > $1 ORDER BY seq")
-            .bind(seq)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(schema::IMPORTS_AFTER_SQL).bind(seq).fetch_all(&self.pool).await?)
     }
 
     async fn insert_rows(&self, table: &'static Table, rows: Vec<Vec<Val>>) -> Result<(), StoreError> {

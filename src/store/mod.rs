@@ -226,6 +226,31 @@ macro_rules! alarms_body {
 }
 pub(crate) use alarms_body;
 
+/// The body of both stores' `import` inside their open transaction `$tx`: record the import,
+/// allocate case ids with `$ids` (an expression of the row count `$n`), write the rows through
+/// `$io` and prune old keys; evaluates to the import's sequence number. A macro for the same
+/// reason as [`save_alarm_body`]: the two connections are different types.
+macro_rules! import_body {
+    ($tx:ident, $table:expr, $rows:expr, $source:expr, $progress:expr, |$n:ident| $ids:expr, $io:expr) => {{
+        let (table, rows, source) = ($table, $rows, $source);
+        let seq: i64 = sqlx::query_scalar(crate::store::schema::IMPORT_SQL)
+            .bind(table.name)
+            .bind(rows.len() as i64)
+            .bind(source)
+            .fetch_one(&mut *$tx)
+            .await?;
+        let $n = rows.len() as i64;
+        let ids: Vec<i64> = if table.name == crate::store::schema::CASES.name { $ids } else { Vec::new() };
+        crate::store::schema::write_import(&mut $io, table, rows, seq, &ids, source, $progress).await?;
+        sqlx::query(crate::store::schema::PRUNE_IMPORT_KEYS_SQL)
+            .bind(seq - crate::store::schema::IMPORTS_KEPT)
+            .execute(&mut *$tx)
+            .await?;
+        seq
+    }};
+}
+pub(crate) use import_body;
+
 /// The alarm columns in the order both stores select them.
 pub(crate) const ALARM_COLUMNS: &str = "id, sensor_code, level, peak_level, raised_at, value, updated_at, last_value, \
      cleared_at, acked_at, acked_by, case_id";

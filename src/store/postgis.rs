@@ -103,8 +103,7 @@ impl Store for PostgisStore {
     }
 
     async fn keys(&self, table: &'static Table) -> Result<Vec<String>, StoreError> {
-        let sql = format!("SELECT CAST({} AS TEXT) FROM {}", table.cols[0].0, table.name);
-        Ok(sqlx::query_scalar(&sql).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_scalar(&schema::keys_sql(table)).fetch_all(&self.pool).await?)
     }
 
     async fn import(
@@ -115,22 +114,18 @@ impl Store for PostgisStore {
         progress: Progress<'_>,
     ) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let seq: i64 = sqlx::query_scalar(schema::IMPORT_SQL)
-            .bind(table.name)
-            .bind(rows.len() as i64)
-            .bind(source)
-            .fetch_one(&mut *tx)
-            .await?;
-        let ids: Vec<i64> = if table.name == "cases" {
-            sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('cases', 'id')) FROM generate_series(1, $1)")
-                .bind(rows.len() as i64)
+        let seq = super::import_body!(
+            tx,
+            table,
+            rows,
+            source,
+            progress,
+            |n| sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('cases', 'id')) FROM generate_series(1, $1)")
+                .bind(n)
                 .fetch_all(&mut *tx)
-                .await?
-        } else {
-            Vec::new()
-        };
-        schema::write_import(&mut PgIo { conn: &mut tx }, table, rows, seq, &ids, source, progress).await?;
-        sqlx::query("DELETE FROM import_keys WHERE seq <= $1").bind(seq - schema::IMPORTS_KEPT).execute(&mut *tx).await?;
+                .await?,
+            PgIo { conn: &mut tx }
+        );
         tx.commit().await?;
         if let Err(e) = sqlx::query(&format!("ANALYZE {}", table.name)).execute(&self.pool).await {
             tracing::warn!(error = %e, "ANALYZE after an import failed");
@@ -139,10 +134,7 @@ impl Store for PostgisStore {
     }
 
     async fn imports_after(&self, seq: i64) -> Result<Vec<(i64, String)>, StoreError> {
-        Ok(sqlx::query_as("SELECT seq, collection FROM imports WHERE seq > $1 ORDER BY seq")
-            .bind(seq)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(schema::IMPORTS_AFTER_SQL).bind(seq).fetch_all(&self.pool).await?)
     }
 
     async fn insert_rows(&self, table: &'static Table, rows: Vec<Vec<Val>>) -> Result<(), StoreError> {

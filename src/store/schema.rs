@@ -762,6 +762,15 @@ pub const IMPORTS_KEPT: i64 = 20;
 
 /// The statement recording an import; the same text in both dialects.
 pub const IMPORT_SQL: &str = "INSERT INTO imports (collection, features, source) VALUES ($1, $2, $3) RETURNING seq";
+/// The imports after `$1`, oldest first.
+pub const IMPORTS_AFTER_SQL: &str = "SELECT seq, collection FROM imports WHERE seq > $1 ORDER BY seq";
+/// Forgets the keys of all but the latest imports (`$1`: the oldest sequence number to drop).
+pub const PRUNE_IMPORT_KEYS_SQL: &str = "DELETE FROM import_keys WHERE seq <= $1";
+
+/// The key (first column) of every row of `table`, as text.
+pub fn keys_sql(table: &Table) -> String {
+    format!("SELECT CAST({} AS TEXT) FROM {}", table.cols[0].0, table.name)
+}
 
 /// The body of an import once the backend has opened its transaction, recorded the import as
 /// `seq` and (for cases) allocated `ids`: the rows in batches, each new case's first history

@@ -123,7 +123,7 @@ fn read_once(
             ds.layer(0)?
         }
     };
-    let fields: Vec<String> = layer.defn().fields().map(|f| f.name()).collect();
+    let mut fields: Vec<String> = layer.defn().fields().map(|f| f.name()).collect();
     let declared = layer.spatial_ref();
     let total = layer.try_feature_count().unwrap_or(0);
     let mut raw: Vec<RawFeature> = Vec::new();
@@ -145,7 +145,6 @@ fn read_once(
         }
     }
     progress(raw.len() as u64, total);
-    let mut fields = fields;
     if ext == "dxf" {
         raw = attach_dxf_labels(&mut fields, raw);
     }

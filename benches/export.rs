@@ -88,7 +88,11 @@ fn bench(c: &mut Criterion) {
 async fn import_grids(location: String, file: &Path) {
     let store = onemap::store::open(&location).await.unwrap();
     let r = run(&*store, "grids", file, &ImportOptions::default(), &|_, _, _| {}).await.unwrap();
-    assert!(r.rejected.is_empty() && r.accepted > 60_000, "{}", r.render().lines().take(5).collect::<Vec<_>>().join("\n"));
+    assert!(
+        r.rejected.is_empty() && r.accepted > 60_000,
+        "{}",
+        r.render().lines().take(5).collect::<Vec<_>>().join("\n")
+    );
     store.close().await;
     let _ = std::fs::remove_file(&location);
 }

@@ -66,14 +66,17 @@ async fn main() -> anyhow::Result<()> {
             let location = args.store.clone().or(file.store).unwrap_or_else(|| DEFAULT_STORE.into());
             validate_store(&location)?;
             let mut params = std::collections::BTreeMap::new();
-            let format = match &args.format {
-                Some(f) => f.clone(),
-                None => onemap::export::Format::from_path(&args.file)
-                    .map(|f| f.name().to_string())
-                    .with_context(|| format!("{}: give --format (gpkg, shp, geojson, fgb, csv, kml, dxf)", args.file.display()))?,
-            };
+            let format =
+                match &args.format {
+                    Some(f) => f.clone(),
+                    None => onemap::export::Format::from_path(&args.file).map(|f| f.name().to_string()).with_context(
+                        || format!("{}: give --format (gpkg, shp, geojson, fgb, csv, kml, dxf)", args.file.display()),
+                    )?,
+                };
             params.insert("format".to_string(), format);
-            for (k, v) in [("crs", &args.crs), ("bbox", &args.bbox), ("within", &args.within), ("datetime", &args.datetime)] {
+            for (k, v) in
+                [("crs", &args.crs), ("bbox", &args.bbox), ("within", &args.within), ("datetime", &args.datetime)]
+            {
                 if let Some(v) = v {
                     params.insert(k.to_string(), v.clone());
                 }
@@ -185,7 +188,11 @@ async fn import(args: onemap::config::ImportArgs, file: FileConfig) -> anyhow::R
     anyhow::ensure!(args.tolerance >= 0.0, "--tolerance must not be negative");
     anyhow::ensure!(args.file.exists(), "{}: no such file", args.file.display());
     let opts = ImportOptions {
-        read: onemap::export::read::ReadOptions { layer: args.layer_name.clone(), crs: args.crs.clone(), encoding: args.encoding.clone() },
+        read: onemap::export::read::ReadOptions {
+            layer: args.layer_name.clone(),
+            crs: args.crs.clone(),
+            encoding: args.encoding.clone(),
+        },
         fields,
         skip_invalid: args.skip_invalid,
         hierarchy,

@@ -65,7 +65,15 @@ async fn analyses_count_what_the_city_holds_on_both_stores() {
         let mut hot = 0;
         for p in props(&fc) {
             let (z, bin) = (p["z"].as_f64().unwrap(), p["bin"].as_i64().unwrap());
-            let level = if z.abs() > 2.576 { 3 } else if z.abs() > 1.960 { 2 } else if z.abs() > 1.645 { 1 } else { 0 };
+            let level = if z.abs() > 2.576 {
+                3
+            } else if z.abs() > 1.960 {
+                2
+            } else if z.abs() > 1.645 {
+                1
+            } else {
+                0
+            };
             assert_eq!(bin, if z < 0.0 { -level } else { level }, "{store}: bin of z {z}");
             assert!((0.0..=1.0).contains(&p["p"].as_f64().unwrap()));
             hot += (bin == 3) as usize;
@@ -99,7 +107,10 @@ async fn analyses_count_what_the_city_holds_on_both_stores() {
             // The small city has only a few communities, streets and districts: Moran's I needs
             // four units and some variation.
             if p.len() >= 4 {
-                assert!(p.iter().all(|p| ["HH", "LH", "LL", "HL"].contains(&p["quadrant"].as_str().unwrap())), "{unit}");
+                assert!(
+                    p.iter().all(|p| ["HH", "LH", "LL", "HL"].contains(&p["quadrant"].as_str().unwrap())),
+                    "{unit}"
+                );
                 assert!(fc["analysis"]["global_moran"]["i"].is_number(), "{unit}");
             } else {
                 assert!(fc["analysis"]["global_moran"].is_null(), "{unit}: {}", fc["analysis"]);
@@ -130,7 +141,10 @@ async fn analyses_count_what_the_city_holds_on_both_stores() {
             case_id: None,
         };
         st.store.save_alarm(&alarm).await.unwrap();
-        let uri = format!("/api/v1/analysis/hotspots?layer=alarms&method=count&unit=grid&level=red&class_code={}", sensor.kind);
+        let uri = format!(
+            "/api/v1/analysis/hotspots?layer=alarms&method=count&unit=grid&level=red&class_code={}",
+            sensor.kind
+        );
         let fc = get(&app, &uri).await.json();
         assert_eq!(total(&fc), 1.0, "{store}");
         let f = props(&fc).into_iter().find(|p| p["count"] == 1.0).unwrap();
@@ -188,17 +202,15 @@ async fn analyses_count_what_the_city_holds_on_both_stores() {
         assert_eq!(s["cases"]["total"].as_u64().unwrap(), cases as u64);
         let open = city.cases.iter().filter(|c| sel.intersects(&c.geom) && onemap::cases::is_open(c)).count();
         assert_eq!(s["cases"]["open"].as_u64().unwrap(), open as u64);
-        let by_light: u64 = s["cases"]["open_by_light"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+        let by_light: u64 =
+            s["cases"]["open_by_light"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
         assert_eq!(by_light, open as u64);
         let grids = city.grids.iter().filter(|g| sel.intersects(&g.geom)).count();
         assert_eq!(s["grids"]["count"].as_u64().unwrap(), grids as u64);
         let (inside, area) = (s["grids"]["area_inside_m2"].as_f64().unwrap(), s["area_m2"].as_f64().unwrap());
         // The grids' area inside: each grid's intersection with the box, measured geodesically.
-        let expected: f64 = city
-            .grids
-            .iter()
-            .map(|g| geo::BooleanOps::intersection(&sel, &g.geom).geodesic_area_unsigned())
-            .sum();
+        let expected: f64 =
+            city.grids.iter().map(|g| geo::BooleanOps::intersection(&sel, &g.geom).geodesic_area_unsigned()).sum();
         assert!((inside - expected).abs() <= 1e-6 * expected && expected > 0.0, "{inside} vs {expected}");
         assert!(inside <= area * (1.0 + 1e-9), "{inside} of {area}");
         assert!((area - 0.25e6).abs() < 0.01 * 0.25e6, "a 500 m box: {area}");
@@ -274,7 +286,8 @@ async fn hotspot_tiles_and_emerging_hotspots() {
     assert!(tj["vector_layers"][0]["fields"].get("bin").is_some());
 
     // Emerging hotspots by community over the demo's last year, by month.
-    let r = get(&app, "/api/v1/analysis/emerging?unit=community&step=month&from=2025-11-01&to=2026-10-31&series=true").await;
+    let r = get(&app, "/api/v1/analysis/emerging?unit=community&step=month&from=2025-11-01&to=2026-10-31&series=true")
+        .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let e = r.json();
     assert_eq!(e["emerging"]["steps"].as_array().unwrap().len(), 12);
@@ -369,7 +382,9 @@ async fn bad_analysis_requests_are_problems() {
         })
         .collect();
     let a = post_json(&app, stats, &json!({"geometry": polygon_json(&sel)})).await.json();
-    let b = post_json(&app, stats, &json!({"crs": "gcj02", "geometry": {"type": "Polygon", "coordinates": [gcj]}})).await.json();
+    let b = post_json(&app, stats, &json!({"crs": "gcj02", "geometry": {"type": "Polygon", "coordinates": [gcj]}}))
+        .await
+        .json();
     assert_eq!(a["components"]["total"], b["components"]["total"]);
     assert_eq!(a["grids"]["codes"], b["grids"]["codes"]);
 }

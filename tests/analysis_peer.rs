@@ -113,7 +113,9 @@ fn statistics_agree_with_pysal_h3_and_pymannkendall() {
             MultiPolygon(
                 unit.iter()
                     .map(|rings| {
-                        let ls = |r: &Vec<[f64; 2]>| geo::LineString::from(r.iter().map(|c| (c[0], c[1])).collect::<Vec<_>>());
+                        let ls = |r: &Vec<[f64; 2]>| {
+                            geo::LineString::from(r.iter().map(|c| (c[0], c[1])).collect::<Vec<_>>())
+                        };
                         Polygon::new(ls(&rings[0]), rings[1..].iter().map(ls).collect())
                     })
                     .collect(),
@@ -139,12 +141,8 @@ fn statistics_agree_with_pysal_h3_and_pymannkendall() {
     let hex = Units::build(&index, UnitKind::H3(res)).unwrap();
     let (hex_counts, hex_outside) = count(&index, &hex, Source::Cases, &[], &Filter::default());
     // The city H3 covers: its unit grids (onemap tiles each and takes the union).
-    let outline: Vec<Value> = index
-        .grids
-        .read()
-        .iter()
-        .map(|g| g.geom.exterior().0.iter().map(|c| json!([c.x, c.y])).collect())
-        .collect();
+    let outline: Vec<Value> =
+        index.grids.read().iter().map(|g| g.geom.exterior().0.iter().map(|c| json!([c.x, c.y])).collect()).collect();
     let points: Vec<Value> = index.cases.read().iter().map(|c| json!([c.geom.x(), c.geom.y()])).collect();
 
     // A space-time cube on the irregular units: 8 steps with a rising burst in one corner.

@@ -79,7 +79,10 @@ fn check_file<T: Record>(path: &str, format: &str, crs: &str, expected: &HashMap
     let prop = |f: &Feat, p: &str| -> Option<String> {
         let field = names.iter().find(|(_, v)| v.as_str() == p).map(|(k, _)| k.clone()).unwrap_or(p.to_string());
         // KML keeps the name in its own Name element.
-        f.fields.get(&field).or_else(|| f.fields.iter().find(|(k, _)| k.eq_ignore_ascii_case(&field)).map(|(_, v)| v)).cloned()
+        f.fields
+            .get(&field)
+            .or_else(|| f.fields.iter().find(|(k, _)| k.eq_ignore_ascii_case(&field)).map(|(_, v)| v))
+            .cloned()
     };
     let key_prop = if T::PROPERTIES.contains(&"code") { "code" } else { "id" };
     let mut worst: f64 = 0.0;
@@ -149,9 +152,20 @@ async fn every_format_round_trips_on_both_stores() {
             let ext = if *format == "shp" { "zip" } else { format };
             // Grids (polygons, areas), components (points, lines and polygons: the Shapefile
             // splits them by kind), cases (times and Chinese text).
-            let path = export_to_file(&app, &format!("/api/v1/export/grids?format={format}&crs={crs}"), dir.path(), &format!("{label}-grids.{ext}")).await;
+            let path = export_to_file(
+                &app,
+                &format!("/api/v1/export/grids?format={format}&crs={crs}"),
+                dir.path(),
+                &format!("{label}-grids.{ext}"),
+            )
+            .await;
             check_file(&path, format, crs, &all(&city.grids));
-            let sample: Vec<_> = city.components.iter().filter(|c| c.grid_code.as_deref() == city.grids.first().map(|g| g.code.as_str())).cloned().collect();
+            let sample: Vec<_> = city
+                .components
+                .iter()
+                .filter(|c| c.grid_code.as_deref() == city.grids.first().map(|g| g.code.as_str()))
+                .cloned()
+                .collect();
             let first_grid = &city.grids[0].code;
             let path = export_to_file(
                 &app,
@@ -162,7 +176,13 @@ async fn every_format_round_trips_on_both_stores() {
             .await;
             assert!(!sample.is_empty());
             check_file(&path, format, crs, &all(&sample));
-            let path = export_to_file(&app, &format!("/api/v1/export/cases?format={format}&crs={crs}&status=dispatched"), dir.path(), &format!("{label}-cases.{ext}")).await;
+            let path = export_to_file(
+                &app,
+                &format!("/api/v1/export/cases?format={format}&crs={crs}&status=dispatched"),
+                dir.path(),
+                &format!("{label}-cases.{ext}"),
+            )
+            .await;
             let dispatched: Vec<_> = city.cases.iter().filter(|c| c.status == "dispatched").cloned().collect();
             check_file(&path, format, crs, &all(&dispatched));
         }
@@ -262,4 +282,67 @@ async fn the_cli_exports_from_the_store_in_the_format_of_the_extension() {
         .output()
         .unwrap();
     assert!(!bad.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_geopackage_export_carries_a_spatial_index_that_gdal_uses_and_edits_keep() {
+    use gdal::vector::LayerAccess;
+    use geo::Intersects;
+    let city = small_city();
+    let state = seeded_state(&fresh_gpkg("export-rtree"), city).await;
+    let app = onemap::app(state);
+    let dir = tempfile::tempdir().unwrap();
+    let path = export_to_file(&app, "/api/v1/export/components?format=gpkg", dir.path(), "components.gpkg").await;
+    // The index is SQLite's own R-tree, sound by SQLite's check, one entry per feature.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let check: String = conn.query_row("SELECT rtreecheck('rtree_components_geom')", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+    let indexed: i64 = conn.query_row("SELECT count(*) FROM rtree_components_geom", [], |r| r.get(0)).unwrap();
+    assert_eq!(indexed as usize, city.components.len());
+    drop(conn);
+    // GDAL sees the index and answers a window from it as a scan of the geometries would.
+    let (feats, _) = read_all(&path);
+    let g = &city.grids[city.grids.len() / 3];
+    let e = g.envelope();
+    let (lo, hi) = (e.lower(), e.upper());
+    let window = geo::Rect::new((lo[0], lo[1]), (hi[0], hi[1]));
+    let want = feats.iter().filter(|f| f.geom.as_ref().unwrap().intersects(&window)).count();
+    assert!(want > 0);
+    let count_in_window = |ds: &gdal::Dataset| {
+        let mut layer = ds.layer_by_name("components").unwrap();
+        layer.set_spatial_filter_rect(lo[0], lo[1], hi[0], hi[1]);
+        layer.features().count()
+    };
+    let ds = gdal::Dataset::open_ex(
+        &path,
+        gdal::DatasetOptions {
+            open_flags: gdal::GdalOpenFlags::GDAL_OF_UPDATE | gdal::GdalOpenFlags::GDAL_OF_VECTOR,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let has = ds
+        .execute_sql("SELECT HasSpatialIndex('components', 'geom')", None, gdal::vector::sql::Dialect::DEFAULT)
+        .unwrap()
+        .unwrap()
+        .features()
+        .next()
+        .unwrap()
+        .field_as_integer(0)
+        .unwrap();
+    assert_eq!(has, Some(1), "GDAL recognises the spatial index");
+    assert_eq!(count_in_window(&ds), want);
+    // A planner's edit in QGIS (through GDAL) goes through the index's triggers.
+    {
+        let layer = ds.layer_by_name("components").unwrap();
+        let mut f = gdal::vector::Feature::new(layer.defn()).unwrap();
+        let (cx, cy) = ((lo[0] + hi[0]) / 2.0, (lo[1] + hi[1]) / 2.0);
+        f.set_geometry(gdal::vector::Geometry::from_wkt(&format!("POINT ({cx} {cy})")).unwrap()).unwrap();
+        f.create(&layer).unwrap();
+    }
+    assert_eq!(count_in_window(&ds), want + 1);
+    ds.close().unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let check: String = conn.query_row("SELECT rtreecheck('rtree_components_geom')", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
 }

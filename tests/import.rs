@@ -51,7 +51,9 @@ fn reasons(r: &Report) -> Vec<String> {
 
 async fn export(store: &dyn Store, collection: &str, path: &Path, query: &[(&str, &str)]) {
     let params = onemap::http::params::Params(query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
-    onemap::http::export::export_from_store(store, collection, &params, path).await.unwrap_or_else(|e| panic!("{}", e.detail));
+    onemap::http::export::export_from_store(store, collection, &params, path)
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.detail));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,7 +71,8 @@ async fn an_exported_city_imports_back_into_empty_stores() {
     export(&*source, "cases", &file("cases.csv"), &[("format", "csv"), ("crs", "gcj02")]).await;
     export(&*source, "sensors", &file("sensors.kml"), &[("format", "kml")]).await;
     source.close().await;
-    for (label, location) in [("gpkg", fresh_gpkg("import-target")), ("postgis", fresh_pg("onemap_t_import_rt").await)] {
+    for (label, location) in [("gpkg", fresh_gpkg("import-target")), ("postgis", fresh_pg("onemap_t_import_rt").await)]
+    {
         let store = onemap::store::open(&location).await.unwrap();
         let opts = ImportOptions::default();
         for (collection, name) in [
@@ -84,7 +87,10 @@ async fn an_exported_city_imports_back_into_empty_stores() {
             assert!(r.seq.is_some(), "{label} {collection} written");
         }
         // The CSV's WKT carries no CRS: it is GCJ-02, as the command line would say.
-        let gcj = ImportOptions { read: ReadOptions { crs: Some("gcj02".into()), ..Default::default() }, ..Default::default() };
+        let gcj = ImportOptions {
+            read: ReadOptions { crs: Some("gcj02".into()), ..Default::default() },
+            ..Default::default()
+        };
         let r = import(&*store, "cases", &file("cases.csv"), &gcj).await;
         assert!(r.rejected.is_empty(), "{label} cases: {:?}", reasons(&r));
         let r = import(&*store, "sensors", &file("sensors.kml"), &opts).await;
@@ -104,22 +110,44 @@ async fn an_exported_city_imports_back_into_empty_stores() {
             assert_eq!(g.name, original.name, "Chinese names through a Shapefile");
             assert_eq!(g.community_code, original.community_code, "hierarchy rebuilt");
             assert!(max_offset_m(&g.geometry(), &original.geometry()) < 0.01, "{label} {}: within 1 cm", g.code);
-            assert!((g.area_m2 - original.area_m2).abs() / original.area_m2 < 0.01, "area computed: {} vs {}", g.area_m2, original.area_m2);
+            assert!(
+                (g.area_m2 - original.area_m2).abs() / original.area_m2 < 0.01,
+                "area computed: {} vs {}",
+                g.area_m2,
+                original.area_m2
+            );
         }
         let components: HashMap<&str, &Component> = city.components.iter().map(|c| (c.code.as_str(), c)).collect();
         for c in &back.components {
             let o = components[c.code.as_str()];
-            assert_eq!((&c.name, &c.status, &c.owner_dept, &c.grid_code, c.survey_date), (&o.name, &o.status, &o.owner_dept, &o.grid_code, o.survey_date));
+            assert_eq!(
+                (&c.name, &c.status, &c.owner_dept, &c.grid_code, c.survey_date),
+                (&o.name, &o.status, &o.owner_dept, &o.grid_code, o.survey_date)
+            );
         }
         // Cases get new ids, keep their content, and start their history with the import.
-        let mut wanted: Vec<(String, String, i64)> = city.cases.iter().map(|c| (c.class_code.to_string(), c.status.to_string(), c.reported_at.timestamp())).collect();
-        let mut got: Vec<(String, String, i64)> = back.cases.iter().map(|c| (c.class_code.to_string(), c.status.to_string(), c.reported_at.timestamp())).collect();
+        let mut wanted: Vec<(String, String, i64)> = city
+            .cases
+            .iter()
+            .map(|c| (c.class_code.to_string(), c.status.to_string(), c.reported_at.timestamp()))
+            .collect();
+        let mut got: Vec<(String, String, i64)> = back
+            .cases
+            .iter()
+            .map(|c| (c.class_code.to_string(), c.status.to_string(), c.reported_at.timestamp()))
+            .collect();
         wanted.sort();
         got.sort();
         assert_eq!(got, wanted, "{label}");
-        let moved = back.cases.iter().zip(&city.cases).map(|(a, b)| max_offset_m(&a.geometry(), &b.geometry())).fold(0.0, f64::max);
+        let moved = back
+            .cases
+            .iter()
+            .zip(&city.cases)
+            .map(|(a, b)| max_offset_m(&a.geometry(), &b.geometry()))
+            .fold(0.0, f64::max);
         assert!(moved < 0.05, "{label}: GCJ-02 undone to {moved} m");
-        let steps: Vec<CaseStep> = onemap::store::find(&*store, "case_id", onemap::store::schema::Val::Int(back.cases[0].id)).await.unwrap();
+        let steps: Vec<CaseStep> =
+            onemap::store::find(&*store, "case_id", onemap::store::schema::Val::Int(back.cases[0].id)).await.unwrap();
         assert_eq!(steps.len(), 1);
         assert_eq!(steps[0].action, "import");
         store.close().await;
@@ -151,8 +179,11 @@ async fn broken_grids_are_named_one_by_one_and_nothing_is_written() {
         let p = mine[3].geom.interior_point().unwrap();
         (p.x(), p.y())
     };
-    let bowtie: Geometry<f64> =
-        geo::Polygon::new(vec![(x, y), (x + 0.0005, y + 0.0005), (x + 0.0005, y), (x, y + 0.0005), (x, y)].into(), vec![]).into();
+    let bowtie: Geometry<f64> = geo::Polygon::new(
+        vec![(x, y), (x + 0.0005, y + 0.0005), (x + 0.0005, y), (x, y + 0.0005), (x, y)].into(),
+        vec![],
+    )
+    .into();
     // Every grid of the community but the third (a gap), then the broken ones.
     let mut features: Vec<(Vec<Option<String>>, Geometry<f64>)> =
         mine.iter().enumerate().filter(|(i, _)| *i != 2).map(|(_, g)| (row(&g.code, &g.name), g.geometry())).collect();
@@ -167,7 +198,8 @@ async fn broken_grids_are_named_one_by_one_and_nothing_is_written() {
     for location in [fresh_gpkg("import-broken"), fresh_pg("onemap_t_import_broken").await] {
         let store = open_with(&location, &admin_only(city)).await;
         store.close().await;
-        let out = Command::new(BIN).args(["import", "grids", path.to_str().unwrap(), "--store", &location]).output().unwrap();
+        let out =
+            Command::new(BIN).args(["import", "grids", path.to_str().unwrap(), "--store", &location]).output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(!out.status.success(), "rejections fail the command:\n{stdout}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was imported"));
@@ -226,7 +258,10 @@ async fn shapefile_encodings_are_detected_declared_or_refused() {
     assert!(r.rejected[0].reason.contains("encoding"), "{:?}", r.rejected[0]);
     assert!(r.seq.is_none());
     // --encoding overrides the .cpg.
-    let gbk = ImportOptions { read: ReadOptions { encoding: Some("GBK".into()), ..Default::default() }, ..Default::default() };
+    let gbk = ImportOptions {
+        read: ReadOptions { encoding: Some("GBK".into()), ..Default::default() },
+        ..Default::default()
+    };
     let dry = import(&*store, "grids", &shp, &ImportOptions { skip_invalid: false, ..gbk.clone() }).await;
     assert!(dry.rejected.is_empty(), "{:?}", reasons(&dry));
     assert_eq!(select::<Grid>(&*store, Filter::All).await.unwrap().len(), city.grids.len());
@@ -238,8 +273,12 @@ async fn shapefile_encodings_are_detected_declared_or_refused() {
     let r = import(&*store, "grids", &shp, &ImportOptions::default()).await;
     assert!(r.rejected.is_empty(), "{:?}", reasons(&r));
     assert!(r.warnings.iter().any(|w| w.contains("GBK")), "{:?}", r.warnings);
-    let names: HashMap<String, String> =
-        select::<Grid>(&*store, Filter::All).await.unwrap().into_iter().map(|g| (g.code.to_string(), g.name.to_string())).collect();
+    let names: HashMap<String, String> = select::<Grid>(&*store, Filter::All)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| (g.code.to_string(), g.name.to_string()))
+        .collect();
     for g in &city.grids {
         assert_eq!(names[g.code.as_str()], g.name.as_str());
     }
@@ -250,7 +289,10 @@ async fn a_file_without_crs_is_placed_by_its_coordinates_or_refused() {
     let city = small_city();
     let dir = tempfile::tempdir().unwrap();
     let features = |epsg: u32| -> Vec<_> {
-        city.grids.iter().map(|g| (row(&g.code, &g.name), common::files::reproject(&g.geometry(), 4490, epsg))).collect()
+        city.grids
+            .iter()
+            .map(|g| (row(&g.code, &g.name), common::files::reproject(&g.geometry(), 4490, epsg)))
+            .collect()
     };
     let write = |name: &str, epsg: u32| {
         let p = dir.path().join(name);
@@ -269,7 +311,10 @@ async fn a_file_without_crs_is_placed_by_its_coordinates_or_refused() {
     assert!(err.to_string().contains("declares no CRS") && err.to_string().contains("--crs"), "{err}");
     assert!(select::<Grid>(&*store, Filter::All).await.unwrap().is_empty());
     // The same with --crs.
-    let given = ImportOptions { read: ReadOptions { crs: Some("EPSG:4539".into()), ..Default::default() }, ..Default::default() };
+    let given = ImportOptions {
+        read: ReadOptions { crs: Some("EPSG:4539".into()), ..Default::default() },
+        ..Default::default()
+    };
     let r = import(&*store, "grids", &plain, &given).await;
     assert!(r.rejected.is_empty() && r.seq.is_some(), "{:?}", reasons(&r));
     let stored = select::<Grid>(&*store, Filter::All).await.unwrap();
@@ -297,24 +342,35 @@ async fn components_from_a_gcj02_csv_with_standard_field_names() {
     let mut base = admin_only(city);
     base.grids = city.grids.clone();
     let store = open_with(&location, &base).await;
-    let points: Vec<&Component> = city.components.iter().filter(|c| matches!(c.geom, Shape::Point(_))).take(50).collect();
+    let points: Vec<&Component> =
+        city.components.iter().filter(|c| matches!(c.geom, Shape::Point(_))).take(50).collect();
     let mut csv = String::from("ObjID,ObjName,ObjState,BGID,ORDate,lon,lat\n");
     for c in &points {
         let Shape::Point(p) = c.geom else { unreachable!() };
         let (x, y) = onemap::geo::china::wgs84_to_gcj02(p.x(), p.y());
         let date = c.survey_date.map(|d| d.format("%Y/%m/%d").to_string()).unwrap_or_default();
-        csv.push_str(&format!("{},{},{},{},{date},{x},{y}\n", c.code, c.name, c.status, c.grid_code.as_deref().unwrap_or("")));
+        csv.push_str(&format!(
+            "{},{},{},{},{date},{x},{y}\n",
+            c.code,
+            c.name,
+            c.status,
+            c.grid_code.as_deref().unwrap_or("")
+        ));
     }
     let (x, y) = (points[0].geometry().coords_iter_first().0, points[0].geometry().coords_iter_first().1);
     csv.push_str(&format!("5402029999000001,未知部件,完好,,,{x},{y}\n"));
     csv.push_str(&format!("5402020101999999,坏状态,broken,,,{x},{y}\n"));
     let path = dir.path().join("components.csv");
     std::fs::write(&path, csv).unwrap();
-    let gcj = ImportOptions { read: ReadOptions { crs: Some("gcj02".into()), ..Default::default() }, ..Default::default() };
+    let gcj =
+        ImportOptions { read: ReadOptions { crs: Some("gcj02".into()), ..Default::default() }, ..Default::default() };
     let r = import(&*store, "components", &path, &gcj).await;
     let why = reasons(&r);
     assert_eq!(r.rejected.len(), 2, "{why:?}");
-    assert!(why.iter().any(|w| w.contains("5402029999000001") && w.contains("unknown component class 9999")), "{why:?}");
+    assert!(
+        why.iter().any(|w| w.contains("5402029999000001") && w.contains("unknown component class 9999")),
+        "{why:?}"
+    );
     assert!(why.iter().any(|w| w.contains("5402020101999999") && w.contains("status \"broken\"")), "{why:?}");
     assert!(select::<Component>(&*store, Filter::All).await.unwrap().is_empty(), "all or nothing");
     let r = import(&*store, "components", &path, &ImportOptions { skip_invalid: true, ..gcj }).await;
@@ -324,7 +380,10 @@ async fn components_from_a_gcj02_csv_with_standard_field_names() {
     for c in &points {
         let s = &stored[c.code.as_str()];
         assert!(max_offset_m(&s.geometry(), &c.geometry()) < 0.05, "GCJ-02 offset undone");
-        assert_eq!((&s.name, &s.status, &s.grid_code, s.survey_date), (&c.name, &c.status, &c.grid_code, c.survey_date));
+        assert_eq!(
+            (&s.name, &s.status, &s.grid_code, s.survey_date),
+            (&c.name, &c.status, &c.grid_code, c.survey_date)
+        );
         assert_eq!(s.class_code, c.class_code, "class from the code");
     }
 }
@@ -355,7 +414,17 @@ async fn a_running_server_follows_an_import() {
     let fields = ["code", "class_code", "name", "status"];
     let features: Vec<_> = arriving
         .iter()
-        .map(|c| (vec![Some(c.code.to_string()), Some(c.class_code.to_string()), Some(c.name.to_string()), Some(c.status.to_string())], c.geometry()))
+        .map(|c| {
+            (
+                vec![
+                    Some(c.code.to_string()),
+                    Some(c.class_code.to_string()),
+                    Some(c.name.to_string()),
+                    Some(c.status.to_string()),
+                ],
+                c.geometry(),
+            )
+        })
         .collect();
     write_layer(file.to_str().unwrap(), "GeoJSON", Some(4326), &[], &fields, &features);
     for location in [fresh_gpkg("import-live"), fresh_pg("onemap_t_import_live").await] {
@@ -363,8 +432,16 @@ async fn a_running_server_follows_an_import() {
         let app = onemap::app(state.clone());
         let mut events = EventStream::open(&app).await;
         let before = state.index.components.read().len();
-        let out = Command::new(BIN).args(["import", "components", file.to_str().unwrap(), "--store", &location]).output().unwrap();
-        assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(BIN)
+            .args(["import", "components", file.to_str().unwrap(), "--store", &location])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         let e = events.wait_for("tiles.invalidated", |d| d["layer"] == "components").await;
         let bbox: Vec<f64> = e["bbox"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         let ge = grid.envelope();
@@ -387,7 +464,10 @@ async fn grids_drawn_in_cad_import_by_their_labels() {
     export(&*source, "grids", &dxf, &[("format", "dxf"), ("crs", "EPSG:4539")]).await;
     let store = open_with(&fresh_gpkg("import-dxf"), &admin_only(city)).await;
     // A drawing has no CRS: the planner says which zone it is in.
-    let opts = ImportOptions { read: ReadOptions { crs: Some("EPSG:4539".into()), ..Default::default() }, ..Default::default() };
+    let opts = ImportOptions {
+        read: ReadOptions { crs: Some("EPSG:4539".into()), ..Default::default() },
+        ..Default::default()
+    };
     let r = import(&*store, "grids", &dxf, &opts).await;
     assert!(r.rejected.is_empty(), "{:?}", reasons(&r));
     let stored = select::<Grid>(&*store, Filter::All).await.unwrap();
@@ -409,14 +489,27 @@ async fn hierarchy_by_code_and_by_geometry_are_compared() {
     let code = format!("{}950", a.code);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("one.geojson");
-    write_layer(path.to_str().unwrap(), "GeoJSON", Some(4326), &[], &["code", "name"], &[(row(&code, "错位网格"), g.geometry())]);
+    write_layer(
+        path.to_str().unwrap(),
+        "GeoJSON",
+        Some(4326),
+        &[],
+        &["code", "name"],
+        &[(row(&code, "错位网格"), g.geometry())],
+    );
     // By code the grid belongs to a, which it lies outside of: refused. By geometry it belongs to b.
-    for (hierarchy, want) in [(onemap::export::import::Hierarchy::Code, None), (onemap::export::import::Hierarchy::Geometry, Some(&b.code))] {
+    for (hierarchy, want) in
+        [(onemap::export::import::Hierarchy::Code, None), (onemap::export::import::Hierarchy::Geometry, Some(&b.code))]
+    {
         let store = open_with(&fresh_gpkg("import-hierarchy"), &admin_only(city)).await;
         // One grid leaves its communities' gaps: reported, and skipped past with --skip-invalid.
         let opts = ImportOptions { hierarchy, skip_invalid: true, ..Default::default() };
         let r = import(&*store, "grids", &path, &opts).await;
-        assert!(r.rejected.iter().all(|x| x.reason.contains("gap") || x.reason.contains("outside")), "{:?}", reasons(&r));
+        assert!(
+            r.rejected.iter().all(|x| x.reason.contains("gap") || x.reason.contains("outside")),
+            "{:?}",
+            reasons(&r)
+        );
         let outside = r.rejected.iter().any(|x| x.reason.contains(&format!("outside its community {}", a.code)));
         assert_eq!(outside, want.is_none(), "{hierarchy:?} {:?}", reasons(&r));
         let warning = format!("{code}: community by code is {}, by geometry {}", a.code, b.code);

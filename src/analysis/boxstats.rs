@@ -21,9 +21,11 @@ pub const GREEN_SPACE_CLASS: &str = "0405";
 /// validity (closed rings, no self-intersection) is the parser's to check, at the HTTP edge.
 pub fn check(g: &MultiPolygon<f64>, index: &CityIndex) -> Result<f64, AnalysisError> {
     let area = g.geodesic_area_unsigned();
-    let city = index.grids.read().bbox().map_or(0.0, |b| {
-        geo::Rect::new((b[0], b[1]), (b[2], b[3])).to_polygon().geodesic_area_unsigned()
-    });
+    let city = index
+        .grids
+        .read()
+        .bbox()
+        .map_or(0.0, |b| geo::Rect::new((b[0], b[1]), (b[2], b[3])).to_polygon().geodesic_area_unsigned());
     if area > city {
         return Err(AnalysisError::TooLarge { area_km2: area / 1e6, city_km2: city / 1e6 });
     }
@@ -58,13 +60,17 @@ fn by_class(index: &CityIndex, source: super::Source, counts: HashMap<&str, u64>
     let mut rows: Vec<(&str, u64)> = counts.into_iter().collect();
     rows.sort_unstable();
     rows.into_iter()
-        .map(|(code, count)| json!({"class_code": code, "name": super::class_name(index, source, code), "count": count}))
+        .map(
+            |(code, count)| json!({"class_code": code, "name": super::class_name(index, source, code), "count": count}),
+        )
         .collect()
 }
 
 /// Counts by key as a JSON object with sorted keys.
 fn by_key(counts: HashMap<&str, u64>) -> Value {
-    Value::Object(counts.into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<BTreeMap<_, _>>().into_iter().collect())
+    Value::Object(
+        counts.into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<BTreeMap<_, _>>().into_iter().collect(),
+    )
 }
 
 /// The components inside by class and status, and the green space area inside. A 5 km² box

@@ -258,7 +258,14 @@ pub struct Hotspots {
 }
 
 /// Runs `method` over `counts` on `units`.
-pub fn hotspots(units: Arc<Units>, source: Source, method: Method, counts: Vec<f64>, outside: usize, fdr: bool) -> Hotspots {
+pub fn hotspots(
+    units: Arc<Units>,
+    source: Source,
+    method: Method,
+    counts: Vec<f64>,
+    outside: usize,
+    fdr: bool,
+) -> Hotspots {
     let (mut gi, mut q, mut bins, mut local, mut global) = (None, None, None, None, None);
     match method {
         Method::Count => {}
@@ -266,7 +273,9 @@ pub fn hotspots(units: Arc<Units>, source: Source, method: Method, counts: Vec<f
             let g = stats::gi_star(&counts, units.neighbours());
             if fdr {
                 let qs = stats::fdr_bh(&g.iter().map(|g| g.p).collect::<Vec<_>>());
-                bins = Some(g.iter().zip(&qs).map(|(g, q)| g.z.zip(*q).map_or(0, |(z, q)| stats::bin_of_p(z, q))).collect());
+                bins = Some(
+                    g.iter().zip(&qs).map(|(g, q)| g.z.zip(*q).map_or(0, |(z, q)| stats::bin_of_p(z, q))).collect(),
+                );
                 q = Some(qs);
             } else {
                 bins = Some(g.iter().map(|g| g.z.map_or(0, stats::bin_of_z)).collect());
@@ -335,9 +344,12 @@ pub fn class_name(index: &CityIndex, source: Source, code: &str) -> Option<Str> 
     let dict = index.dict.read();
     match source {
         Source::Components => dict.component_classes.iter().find(|c| c.code == code).map(|c| c.name.clone()),
-        Source::Cases => dict.event_classes.iter().find(|c| c.code == code).map(|c| c.name.clone()).or_else(|| {
-            dict.component_classes.iter().find(|c| c.code == code).map(|c| c.name.clone())
-        }),
+        Source::Cases => dict
+            .event_classes
+            .iter()
+            .find(|c| c.code == code)
+            .map(|c| c.name.clone())
+            .or_else(|| dict.component_classes.iter().find(|c| c.code == code).map(|c| c.name.clone())),
         Source::Alarms => crate::sensors::kind(code).map(|k| k.label.clone()),
     }
 }

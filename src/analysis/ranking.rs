@@ -118,13 +118,20 @@ mod tests {
             // Before the previous period: not counted at all.
             item("0201", Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap()),
         ];
-        let rows = rank(&Filter::default(), from, to, 10, |it| Some(Str::from(it.class)), |f, g| {
-            for r in &records {
-                if f.keeps(r) {
-                    g(r)
+        let rows = rank(
+            &Filter::default(),
+            from,
+            to,
+            10,
+            |it| Some(Str::from(it.class)),
+            |f, g| {
+                for r in &records {
+                    if f.keeps(r) {
+                        g(r)
+                    }
                 }
-            }
-        });
+            },
+        );
         let got: Vec<(&str, u64, u64, usize)> =
             rows.iter().map(|r| (r.code.as_str(), r.count, r.previous, r.rank)).collect();
         assert_eq!(got, vec![("0110", 2, 1, 1), ("0409", 2, 0, 1), ("0201", 1, 2, 3)]);

@@ -120,7 +120,10 @@ impl Units {
                     .cells
                     .par_iter()
                     .map(|c| {
-                        c.grid_disk::<Vec<_>>(1).into_iter().filter_map(|n| self.by_cell.get(&u64::from(n)).copied()).collect()
+                        c.grid_disk::<Vec<_>>(1)
+                            .into_iter()
+                            .filter_map(|n| self.by_cell.get(&u64::from(n)).copied())
+                            .collect()
                     })
                     .collect();
                 Neighbours::from_lists(lists)
@@ -402,7 +405,13 @@ fn multipolygon_json(g: &MultiPolygon<f64>) -> Box<str> {
         for (ri, ring) in std::iter::once(p.exterior()).chain(p.interiors()).enumerate() {
             s.push_str(if ri == 0 { "[" } else { ",[" });
             for (ci, c) in ring.0.iter().enumerate() {
-                let _ = write!(s, "{}[{},{}]", if ci == 0 { "" } else { "," }, ryu::Buffer::new().format(c.x), ryu::Buffer::new().format(c.y));
+                let _ = write!(
+                    s,
+                    "{}[{},{}]",
+                    if ci == 0 { "" } else { "," },
+                    ryu::Buffer::new().format(c.x),
+                    ryu::Buffer::new().format(c.y)
+                );
             }
             s.push(']');
         }
@@ -425,7 +434,8 @@ mod tests {
     fn queen_counts_corners_and_t_junctions() {
         // A 2 x 2 block of squares, one more whose corner meets the middle of an edge, one apart.
         let mut geoms = vec![square(0.0, 0.0), square(1.0, 0.0), square(0.0, 1.0), square(1.0, 1.0)];
-        geoms.push(MultiPolygon(vec![polygon![(x: 2.0, y: 0.5), (x: 3.0, y: 0.5), (x: 3.0, y: 1.5), (x: 2.0, y: 1.5)]]));
+        geoms
+            .push(MultiPolygon(vec![polygon![(x: 2.0, y: 0.5), (x: 3.0, y: 0.5), (x: 3.0, y: 1.5), (x: 2.0, y: 1.5)]]));
         geoms.push(square(10.0, 10.0));
         let w = queen(&geoms);
         assert_eq!(w.of(0), &[1, 2, 3], "rook and queen (corner) neighbours");
@@ -443,7 +453,8 @@ mod tests {
 
     #[test]
     fn h3_cover_has_every_point_and_ring_neighbours() {
-        let outline = vec![polygon![(x: 88.80, y: 29.20), (x: 88.95, y: 29.20), (x: 88.95, y: 29.32), (x: 88.80, y: 29.32)]];
+        let outline =
+            vec![polygon![(x: 88.80, y: 29.20), (x: 88.95, y: 29.20), (x: 88.95, y: 29.32), (x: 88.80, y: 29.32)]];
         let units = Units::h3(Resolution::Seven, &outline).unwrap();
         // Every point inside the outline falls in a cover cell.
         for k in 0..50 {

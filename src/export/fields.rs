@@ -104,7 +104,8 @@ pub fn resolve(
             (Some(c), Some(i)) => {
                 out.insert(*c, i);
             }
-            (None, _) => problems.push(format!("--field {target}={source}: no column {target:?} (columns: {})", columns.join(", "))),
+            (None, _) => problems
+                .push(format!("--field {target}={source}: no column {target:?} (columns: {})", columns.join(", "))),
             (_, None) => problems.push(format!(
                 "--field {target}={source}: the source has no field {source:?} (fields: {})",
                 source_fields.join(", ")
@@ -129,7 +130,8 @@ mod tests {
 
     #[test]
     fn shortened_names_fit_dbase_and_stay_apart() {
-        let names = ["code", "competent_dept", "community_code", "owner_dept", "maint_dept", "survey_date", "dispatch_due_at"];
+        let names =
+            ["code", "competent_dept", "community_code", "owner_dept", "maint_dept", "survey_date", "dispatch_due_at"];
         let short = shorten(&names);
         assert_eq!(short[0], "code");
         assert_eq!(short[3], "owner_dept", "ten characters fit");

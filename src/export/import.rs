@@ -131,7 +131,8 @@ impl Context {
         let districts = if needs(&["streets", "components"]) { select(store, All).await? } else { Vec::new() };
         let streets = if needs(&["communities"]) { select(store, All).await? } else { Vec::new() };
         let communities = if needs(&["grids"]) { select(store, All).await? } else { Vec::new() };
-        let grids = if needs(&["grids", "components", "cases", "sensors"]) { select(store, All).await? } else { Vec::new() };
+        let grids =
+            if needs(&["grids", "components", "cases", "sensors"]) { select(store, All).await? } else { Vec::new() };
         let mut component_classes: Vec<ComponentClass> = select(store, All).await?;
         let mut event_classes: Vec<EventClass> = select(store, All).await?;
         let classes_stored = !component_classes.is_empty();
@@ -149,7 +150,11 @@ impl Context {
             c => store.keys(table_of(c)).await?.into_iter().collect(),
         };
         Ok(Context {
-            existing: if collection == "grids" { grids.iter().map(|g: &Grid| g.code.to_string()).collect() } else { existing },
+            existing: if collection == "grids" {
+                grids.iter().map(|g: &Grid| g.code.to_string()).collect()
+            } else {
+                existing
+            },
             districts: Layer::bulk(districts),
             streets: Layer::bulk(streets),
             communities: Layer::bulk(communities),
@@ -177,16 +182,26 @@ pub fn table_of(collection: &str) -> &'static Table {
 
 /// Properties the store derives rather than reads from a file: ids, deadlines, lights and
 /// versions of cases, grid areas, the live state of sensors.
-const DERIVED: &[&str] = &["id", "deadline_at", "light", "version", "area_m2", "unit", "value", "read_at", "level", "stale"];
+const DERIVED: &[&str] =
+    &["id", "deadline_at", "light", "version", "area_m2", "unit", "value", "read_at", "level", "stale"];
 
 /// The columns an import fills from source fields: the collection's properties but the derived.
 fn mapped_columns(collection: &str) -> Vec<&'static str> {
-    super::with_model!(collection, |T| <T as Record>::PROPERTIES.iter().copied().filter(|p| !DERIVED.contains(p)).collect())
+    super::with_model!(collection, |T| <T as Record>::PROPERTIES
+        .iter()
+        .copied()
+        .filter(|p| !DERIVED.contains(p))
+        .collect())
 }
 
 /// Validates every feature of `source` as a record of `collection`: the rows to write (in
 /// file order) and the report so far.
-pub fn validate(collection: &'static str, source: &Source, ctx: &Context, opts: &ImportOptions) -> (Vec<Vec<Val>>, Report) {
+pub fn validate(
+    collection: &'static str,
+    source: &Source,
+    ctx: &Context,
+    opts: &ImportOptions,
+) -> (Vec<Vec<Val>>, Report) {
     let mut report = Report {
         collection,
         crs: source.crs.clone(),
@@ -208,7 +223,8 @@ pub fn validate(collection: &'static str, source: &Source, ctx: &Context, opts: 
         }
     }
     if collection == "grids" {
-        let grids: Vec<Grid> = rows.iter().map(|(_, r)| Grid::from_row(r.clone()).expect("rows built here decode")).collect();
+        let grids: Vec<Grid> =
+            rows.iter().map(|(_, r)| Grid::from_row(r.clone()).expect("rows built here decode")).collect();
         let refs: Vec<&Grid> = grids.iter().collect();
         let communities: HashMap<&str, &Community> = ctx.communities.iter().map(|c| (c.code.as_str(), c)).collect();
         let stored: Vec<Grid> = ctx.grids.iter().cloned().collect();
@@ -367,7 +383,8 @@ impl Validator<'_> {
     ) -> Check<Str> {
         let by_code: Str = field.clone().unwrap_or_else(|| code[..prefix_len].into());
         if field.as_deref().is_some_and(|p| p != &code[..prefix_len]) {
-            self.warnings.push(format!("{code}: {what} field says {by_code} but the code says {}", &code[..prefix_len]));
+            self.warnings
+                .push(format!("{code}: {what} field says {by_code} but the code says {}", &code[..prefix_len]));
         }
         let by_geom = point.and_then(|p| parents.at_point(p.x(), p.y())).map(|p| p.key());
         match &by_geom {
@@ -403,7 +420,9 @@ impl Validator<'_> {
         match geom {
             Geometry::Polygon(p) => Ok(MultiPolygon::new(vec![p])),
             // CAD draws areas as closed polylines.
-            Geometry::LineString(l) if l.is_closed() && l.0.len() >= 4 => Ok(MultiPolygon::new(vec![Polygon::new(l, vec![])])),
+            Geometry::LineString(l) if l.is_closed() && l.0.len() >= 4 => {
+                Ok(MultiPolygon::new(vec![Polygon::new(l, vec![])]))
+            }
             Geometry::MultiPolygon(m) => Ok(m),
             other => Err(format!("wrong geometry type {}: a polygon is required", type_name(&other))),
         }
@@ -418,7 +437,8 @@ impl Validator<'_> {
         let code = self.code(f, &[9], "street")?;
         let geom = Self::areal(geom)?;
         let ctx = self.ctx;
-        let district_code = self.parent(&code, 6, self.text(f, "district_code"), geom.interior_point(), &ctx.districts, "district")?;
+        let district_code =
+            self.parent(&code, 6, self.text(f, "district_code"), geom.interior_point(), &ctx.districts, "district")?;
         Ok(Street { name: self.required(f, "name")?, code, district_code, geom })
     }
 
@@ -426,7 +446,8 @@ impl Validator<'_> {
         let code = self.code(f, &[12], "community")?;
         let geom = Self::areal(geom)?;
         let ctx = self.ctx;
-        let street_code = self.parent(&code, 9, self.text(f, "street_code"), geom.interior_point(), &ctx.streets, "street")?;
+        let street_code =
+            self.parent(&code, 9, self.text(f, "street_code"), geom.interior_point(), &ctx.streets, "street")?;
         Ok(Community { name: self.required(f, "name")?, code, street_code, geom })
     }
 
@@ -438,8 +459,14 @@ impl Validator<'_> {
         }
         let poly = parts.pop().expect("one part");
         let ctx = self.ctx;
-        let community_code =
-            self.parent(&code, 12, self.text(f, "community_code"), poly.interior_point(), &ctx.communities, "community")?;
+        let community_code = self.parent(
+            &code,
+            12,
+            self.text(f, "community_code"),
+            poly.interior_point(),
+            &ctx.communities,
+            "community",
+        )?;
         let area_m2 = topology::area_m2(&MultiPolygon::new(vec![poly.clone()]));
         Ok(Grid { name: self.name_or(f, &code), code, community_code, area_m2, geom: poly })
     }
@@ -468,7 +495,11 @@ impl Validator<'_> {
         if class_code != from_code {
             return Err(format!("class {class_code} in the class field, but the code says {from_code}"));
         }
-        let class = self.ctx.component_classes.get(class_code.as_str()).ok_or_else(|| format!("unknown component class {class_code}"))?;
+        let class = self
+            .ctx
+            .component_classes
+            .get(class_code.as_str())
+            .ok_or_else(|| format!("unknown component class {class_code}"))?;
         let kind = match &geom {
             Geometry::Point(_) => "point",
             Geometry::LineString(_) | Geometry::MultiLineString(_) => "line",
@@ -530,7 +561,11 @@ impl Validator<'_> {
         let pick = |v: Option<&str>, options: &[&'static str], default: &'static str, what: &str| -> Check<Str> {
             match v {
                 None => Ok(default.into()),
-                Some(v) => options.iter().find(|o| **o == v).map(|o| Str::from(*o)).ok_or_else(|| format!("{what} {v:?}: one of {options:?}")),
+                Some(v) => options
+                    .iter()
+                    .find(|o| **o == v)
+                    .map(|o| Str::from(*o))
+                    .ok_or_else(|| format!("{what} {v:?}: one of {options:?}")),
             }
         };
         let status = pick(self.get(f, "status"), crate::cases::workflow::STATUSES, "reported", "status")?;
@@ -606,11 +641,9 @@ fn type_name(g: &Geometry<f64>) -> &'static str {
 fn component_status(s: Str) -> Check<Str> {
     const STATUSES: [(&str, &str); 5] =
         [("完好", "intact"), ("破损", "damaged"), ("丢失", "missing"), ("占用", "occupied"), ("废弃", "abandoned")];
-    STATUSES
-        .iter()
-        .find(|(zh, en)| s == *zh || s.eq_ignore_ascii_case(en))
-        .map(|(zh, _)| Str::from(*zh))
-        .ok_or_else(|| format!("status {s:?}: one of 完好 破损 丢失 占用 废弃 (intact damaged missing occupied abandoned)"))
+    STATUSES.iter().find(|(zh, en)| s == *zh || s.eq_ignore_ascii_case(en)).map(|(zh, _)| Str::from(*zh)).ok_or_else(
+        || format!("status {s:?}: one of 完好 破损 丢失 占用 废弃 (intact damaged missing occupied abandoned)"),
+    )
 }
 
 /// 2007-rule event class to the 2013 rule: majors 04 and 05 trade places.

@@ -11,6 +11,7 @@ pub mod crs;
 pub mod fields;
 pub mod import;
 pub mod read;
+pub mod rtree;
 pub mod topology;
 pub mod write;
 
@@ -36,6 +37,8 @@ pub enum ExportError {
     Gdal(#[from] gdal::errors::GdalError),
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("GeoPackage index: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("zip: {0}")]
     Zip(#[from] zip::result::ZipError),
     #[error(transparent)]

@@ -61,7 +61,10 @@ pub fn read(path: &Path, opts: &ReadOptions, progress: &dyn Fn(u64, u64)) -> Res
     };
     let mut source = read_once(path, &ext, opts, first_encoding.as_deref(), progress, &mut warnings)?;
     if opts.encoding.is_none() && first_encoding.is_some() && source.features.iter().any(has_replacement) {
-        warnings.push("no .cpg beside the Shapefile and its text is not UTF-8: read as GBK (CP936); give --encoding to override".into());
+        warnings.push(
+            "no .cpg beside the Shapefile and its text is not UTF-8: read as GBK (CP936); give --encoding to override"
+                .into(),
+        );
         source = read_once(path, &ext, opts, Some("CP936"), progress, &mut warnings)?;
     }
     source.warnings = warnings;
@@ -118,7 +121,11 @@ fn read_once(
             }
             if ds.layer_count() > 1 {
                 let names: Vec<String> = ds.layers().map(|l| l.name()).collect();
-                warnings.push(format!("{} layers ({}): reading the first; --layer-name picks another", names.len(), names.join(", ")));
+                warnings.push(format!(
+                    "{} layers ({}): reading the first; --layer-name picks another",
+                    names.len(),
+                    names.join(", ")
+                ));
             }
             ds.layer(0)?
         }
@@ -174,7 +181,9 @@ fn attach_dxf_labels(fields: &mut Vec<String>, raw: Vec<RawFeature>) -> Vec<RawF
     let Some(text) = fields.iter().position(|f| f == "Text") else { return raw };
     let to_area = |g: &gdal::vector::Geometry| -> Option<geo::Geometry<f64>> {
         match g.to_geo().ok()? {
-            geo::Geometry::LineString(l) if l.is_closed() && l.0.len() >= 4 => Some(geo::Polygon::new(l, vec![]).into()),
+            geo::Geometry::LineString(l) if l.is_closed() && l.0.len() >= 4 => {
+                Some(geo::Polygon::new(l, vec![]).into())
+            }
             a @ (geo::Geometry::Polygon(_) | geo::Geometry::MultiPolygon(_)) => Some(a),
             _ => None,
         }
@@ -204,7 +213,9 @@ fn attach_dxf_labels(fields: &mut Vec<String>, raw: Vec<RawFeature>) -> Vec<RawF
             let label = area.as_ref().and_then(|a| {
                 let r = geo::BoundingRect::bounding_rect(a)?;
                 let env = rstar::AABB::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]);
-                tree.locate_in_envelope(&env).find(|l| a.contains(&geo::Point::new(l.geom()[0], l.geom()[1]))).map(|l| l.data.clone())
+                tree.locate_in_envelope(&env)
+                    .find(|l| a.contains(&geo::Point::new(l.geom()[0], l.geom()[1])))
+                    .map(|l| l.data.clone())
             });
             let (code, name) = match label.as_deref().map(str::trim).map(|t| t.split_once(' ').unwrap_or((t, ""))) {
                 Some((c, n)) => (Some(c.to_string()), (!n.is_empty()).then(|| n.trim().to_string())),
@@ -243,7 +254,10 @@ fn source_crs(
         return Ok((FromSource::Identity, "none (no geometry)".into()));
     }
     if bbox[0] >= CHINA[0] && bbox[1] >= CHINA[1] && bbox[2] <= CHINA[2] && bbox[3] <= CHINA[3] {
-        return Ok((FromSource::Identity, "none in the file; longitude/latitude in China, read as CGCS2000 (EPSG:4490)".into()));
+        return Ok((
+            FromSource::Identity,
+            "none in the file; longitude/latitude in China, read as CGCS2000 (EPSG:4490)".into(),
+        ));
     }
     if let (Some(a), Some(b)) = (zone_prefixed_epsg(bbox[0]), zone_prefixed_epsg(bbox[2])) {
         if a == b && bbox[1] > 0.0 && bbox[3] < 6_500_000.0 {

@@ -42,7 +42,12 @@ fn envelope(p: &Polygon<f64>) -> Option<AABB<[f64; 2]>> {
 /// their communities. An overlap rejects the later grid of the pair (a stored grid is always
 /// earlier); a grid crossing its community's boundary is rejected; a community left with an
 /// uncovered area is reported as a gap (no grid to blame).
-pub fn check(new: &[&Grid], stored: &[Grid], communities: &HashMap<&str, &Community>, tolerance_m2: f64) -> Vec<Finding> {
+pub fn check(
+    new: &[&Grid],
+    stored: &[Grid],
+    communities: &HashMap<&str, &Community>,
+    tolerance_m2: f64,
+) -> Vec<Finding> {
     let all: Vec<&Grid> = new.iter().copied().chain(stored.iter()).collect();
     let tree = RTree::bulk_load(
         all.iter().enumerate().filter_map(|(i, g)| envelope(&g.geom).map(|env| Env { env, i })).collect(),
@@ -55,7 +60,8 @@ pub fn check(new: &[&Grid], stored: &[Grid], communities: &HashMap<&str, &Commun
             let mine = MultiPolygon::new(vec![g.geom.clone()]);
             // Earlier in the combined order: stored grids count as earlier than every new one.
             let earlier = |j: usize| j >= new.len() || j < i;
-            let mut hits: Vec<usize> = tree.locate_in_envelope_intersecting(&env).map(|e| e.i).filter(|&j| j != i && earlier(j)).collect();
+            let mut hits: Vec<usize> =
+                tree.locate_in_envelope_intersecting(&env).map(|e| e.i).filter(|&j| j != i && earlier(j)).collect();
             hits.sort_unstable();
             for j in hits {
                 let other = MultiPolygon::new(vec![all[j].geom.clone()]);
@@ -82,12 +88,15 @@ pub fn check(new: &[&Grid], stored: &[Grid], communities: &HashMap<&str, &Commun
         .flat_map_iter(|(code, members)| {
             let mut out = Vec::new();
             let Some(community) = communities.get(code) else { return out };
-            let polys: Vec<MultiPolygon<f64>> = members.iter().map(|&i| MultiPolygon::new(vec![all[i].geom.clone()])).collect();
+            let polys: Vec<MultiPolygon<f64>> =
+                members.iter().map(|&i| MultiPolygon::new(vec![all[i].geom.clone()])).collect();
             let union = geo::unary_union(polys.iter());
             let outside = area_m2(&union.difference(&community.geom));
             if outside > tolerance_m2 {
                 for &i in members.iter().filter(|&&i| i < new.len()) {
-                    let a = area_m2(&polys[members.iter().position(|&m| m == i).expect("member")].difference(&community.geom));
+                    let a = area_m2(
+                        &polys[members.iter().position(|&m| m == i).expect("member")].difference(&community.geom),
+                    );
                     if a > tolerance_m2 {
                         out.push((Some(i), format!("extends {a:.1} m² outside its community {code}")));
                     }
@@ -99,7 +108,10 @@ pub fn check(new: &[&Grid], stored: &[Grid], communities: &HashMap<&str, &Commun
                 let at = gap
                     .0
                     .iter()
-                    .max_by(|a, b| area_m2(&MultiPolygon::new(vec![(*a).clone()])).total_cmp(&area_m2(&MultiPolygon::new(vec![(*b).clone()]))))
+                    .max_by(|a, b| {
+                        area_m2(&MultiPolygon::new(vec![(*a).clone()]))
+                            .total_cmp(&area_m2(&MultiPolygon::new(vec![(*b).clone()])))
+                    })
                     .and_then(|p| p.interior_point())
                     .map(|p| format!(" (largest near {:.6}, {:.6})", p.x(), p.y()))
                     .unwrap_or_default();

@@ -12,6 +12,7 @@ use geo::{Geometry, InteriorPoint};
 use super::ExportError;
 use super::crs::{OutCrs, ToOut, srs};
 use super::fields::{field_type, shorten};
+use super::rtree;
 use crate::index::{PropValue, Record};
 
 /// The file formats of an export.
@@ -134,7 +135,11 @@ pub type Chunks<'a, T> = &'a mut dyn FnMut() -> Option<Vec<T>>;
 /// `.cpg` and a `fields.csv` naming the shortened fields); to a `.shp` path it is written as is.
 pub fn export<T: Record>(spec: &ExportSpec, out: &Path, chunks: Chunks<'_, T>) -> Result<u64, ExportError> {
     if spec.format != Format::Shp || out.extension().is_some_and(|e| e.eq_ignore_ascii_case("shp")) {
-        let target = if spec.format == Format::Shp { out.parent().unwrap_or(Path::new(".")).to_path_buf() } else { out.to_path_buf() };
+        let target = if spec.format == Format::Shp {
+            out.parent().unwrap_or(Path::new(".")).to_path_buf()
+        } else {
+            out.to_path_buf()
+        };
         // Layers are named after the collection; a Shapefile's layer is its file name.
         let stem = match spec.format {
             Format::Shp => out.file_stem().and_then(|s| s.to_str()).unwrap_or(T::COLLECTION).to_string(),
@@ -147,7 +152,8 @@ pub fn export<T: Record>(spec: &ExportSpec, out: &Path, chunks: Chunks<'_, T>) -
     let file = std::fs::File::create(out)?;
     let mut zip = zip::ZipWriter::new(file);
     let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir.path())?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(dir.path())?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
     entries.sort();
     for path in entries {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file").to_string();
@@ -265,7 +271,9 @@ fn write_dataset<T: Record>(
         // GeoPackage defers creating the table; make it exist before the transaction starts.
         ds.flush_cache()?;
     }
-    let mut w = Fill { spec, stem, names: &names, types: &types, srs: &srs, split, layers };
+    // GeoPackage: the boxes for the spatial index, bulk-loaded once GDAL has closed the file.
+    let boxes = (spec.format == Format::Gpkg).then(Vec::new);
+    let mut w = Fill { spec, stem, names: &names, types: &types, srs: &srs, split, layers, boxes };
     // One transaction for the whole file where the driver has them (GeoPackage): per-feature
     // commits would make a million-feature export take minutes.
     let n = match spec.format {
@@ -282,8 +290,15 @@ fn write_dataset<T: Record>(
         create_layer(spec, &mut ds, stem, &srs, layer_type(T::COLLECTION, None), &names, &types)?;
     }
     ds.close()?;
+    if let Some(boxes) = w.boxes {
+        rtree::build(target, stem, GPKG_GEOMETRY, GPKG_FID, boxes)?;
+    }
     Ok((n, pairs))
 }
+
+/// The geometry and id columns of a GeoPackage layer, as `create_layer` names them.
+const GPKG_GEOMETRY: &str = "geom";
+const GPKG_FID: &str = "fid";
 
 /// The state of writing one dataset.
 struct Fill<'a> {
@@ -294,6 +309,8 @@ struct Fill<'a> {
     srs: &'a gdal::spatial_ref::SpatialRef,
     split: bool,
     layers: Layers,
+    /// The box of each feature written, where the file's spatial index is built afterwards.
+    boxes: Option<Vec<rtree::Cell>>,
 }
 
 impl Fill<'_> {
@@ -314,7 +331,15 @@ impl Fill<'_> {
                             Some(Kind::Line) => format!("{}_line", self.stem),
                             Some(Kind::Polygon) => format!("{}_polygon", self.stem),
                         };
-                        create_layer(spec, ds, &name, self.srs, layer_type(T::COLLECTION, kind), self.names, self.types)?;
+                        create_layer(
+                            spec,
+                            ds,
+                            &name,
+                            self.srs,
+                            layer_type(T::COLLECTION, kind),
+                            self.names,
+                            self.types,
+                        )?;
                         let l = last_layer(ds, self.names, false)?;
                         self.layers.index.entry(kind).or_insert(l)
                     }
@@ -334,8 +359,13 @@ impl Fill<'_> {
                             set_value(&mut f, fields[i], self.types[i], v)?;
                         }
                     }
-                    f.set_geometry(promote(g, layer_type(T::COLLECTION, kind))?)?;
+                    let g = promote(g, layer_type(T::COLLECTION, kind))?;
+                    let env = (!g.is_empty()).then(|| g.envelope());
+                    f.set_geometry(g)?;
                     f.create(&layer)?;
+                    if let (Some(boxes), Some(e), Some(fid)) = (self.boxes.as_mut(), env, f.fid()) {
+                        boxes.push(rtree::Cell::new(fid as i64, e.MinX, e.MaxX, e.MinY, e.MaxY));
+                    }
                 }
                 n += 1;
             }
@@ -359,7 +389,9 @@ fn create_layer(
         Format::Shp => &["ENCODING=UTF-8", "RESIZE=YES"],
         // WKT geometry, a .csvt with the types, and a BOM so Excel reads the UTF-8 as UTF-8.
         Format::Csv => &["GEOMETRY=AS_WKT", "CREATE_CSVT=YES", "WRITE_BOM=YES"],
-        Format::Gpkg => &["SPATIAL_INDEX=YES"],
+        // No index from GDAL: `rtree` bulk-loads it after the file is written, 20 times faster
+        // than GDAL 3.6 grows it (see `rtree`).
+        Format::Gpkg => &["SPATIAL_INDEX=NO", "GEOMETRY_NAME=geom", "FID=fid"],
         Format::Fgb => &["SPATIAL_INDEX=YES"],
         _ => &[],
     };

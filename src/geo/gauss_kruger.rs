@@ -93,7 +93,8 @@ impl GaussKruger {
         for _ in 0..6 {
             let sigma = (e * (e * tau / (1.0 + tau * tau).sqrt()).atanh()).sinh();
             let taui = tau * (1.0 + sigma * sigma).sqrt() - sigma * (1.0 + tau * tau).sqrt();
-            let d = (tau1 - taui) / (1.0 + taui * taui).sqrt() * (1.0 + e2m * tau * tau) / (e2m * (1.0 + tau * tau).sqrt());
+            let d =
+                (tau1 - taui) / (1.0 + taui * taui).sqrt() * (1.0 + e2m * tau * tau) / (e2m * (1.0 + tau * tau).sqrt());
             tau += d;
             if d.abs() < 1e-15 {
                 break;

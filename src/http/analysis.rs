@@ -51,11 +51,20 @@ fn common(st: &AppState, p: &Params, extra: &[&str]) -> ApiResult<(Source, Filte
         }
     }
     let text = |k: &str| p.get(k).filter(|v| !v.is_empty()).map(str::to_string);
-    let filter =
-        Filter { class: text("class_code"), status: text("status"), source: text("source"), level: text("level"), from, to };
+    let filter = Filter {
+        class: text("class_code"),
+        status: text("status"),
+        source: text("source"),
+        level: text("level"),
+        from,
+        to,
+    };
     if let Some(c) = filter.class.as_deref() {
         if !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(ApiError::bad_request("invalid-parameter", "class_code: digits (a class code prefix) or a sensor kind"));
+            return Err(ApiError::bad_request(
+                "invalid-parameter",
+                "class_code: digits (a class code prefix) or a sensor kind",
+            ));
         }
         if !analysis::class_known(&st.index, source, c) {
             return Err(ApiError::bad_request(
@@ -176,7 +185,12 @@ fn hotspots_json(h: &Hotspots, geometry: bool) -> String {
         "global_moran": h.global.map(|g| json!({"i": g.i, "e": g.e, "v": g.v, "z": num(g.z), "p": num(g.p)})),
     });
     out.push_str(r#"{"type":"FeatureCollection","#);
-    let _ = write!(out, r#""analysis":{meta},"numberMatched":{},"numberReturned":{},"features":["#, units.len(), units.len());
+    let _ = write!(
+        out,
+        r#""analysis":{meta},"numberMatched":{},"numberReturned":{},"features":["#,
+        units.len(),
+        units.len()
+    );
     for i in 0..units.len() {
         if i > 0 {
             out.push(',');
@@ -375,7 +389,10 @@ pub async fn emerging(State(st): State<AppState>, p: Params) -> ApiResult<Respon
             return Err(AnalysisError::TooManyBins { bins });
         }
         if t < 2 {
-            return Err(AnalysisError::Invalid(format!("the range holds {t} {} step: at least two are needed", step.as_str())));
+            return Err(AnalysisError::Invalid(format!(
+                "the range holds {t} {} step: at least two are needed",
+                step.as_str()
+            )));
         }
         let mut cube = vec![0.0; bins];
         let (assigned, mut outside) = analysis::assign(&state.index, &units, source, &alarms, &filter);

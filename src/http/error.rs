@@ -77,7 +77,9 @@ impl From<ExportError> for ApiError {
             ExportError::UnknownFormat(_) => ApiError::bad_request("invalid-format", e.to_string()),
             ExportError::Crs(_) => ApiError::bad_request("invalid-crs", e.to_string()),
             ExportError::Param(_) => ApiError::bad_request("invalid-parameter", e.to_string()),
-            ExportError::Busy => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", "Too many requests", e.to_string()),
+            ExportError::Busy => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", "Too many requests", e.to_string())
+            }
             ExportError::Store(e) => e.into(),
             other => ApiError::internal(other),
         }

@@ -42,7 +42,12 @@ impl ExportRequest {
         let format = Format::parse(p.get("format").unwrap_or("gpkg"))?;
         let crs = OutCrs::parse(p.get("crs").unwrap_or("cgcs2000"))?;
         let spec = ExportSpec::new(format, crs)?;
-        let filters = Params(p.0.iter().filter(|(k, _)| !EXPORT_PARAMS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect());
+        let filters = Params(
+            p.0.iter()
+                .filter(|(k, _)| !EXPORT_PARAMS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        );
         let collection = export::collection(collection).map_err(|_| super::features::unknown_collection(collection))?;
         let props = crate::export::with_model!(collection, |T| <T as Record>::PROPERTIES);
         let query = ItemQuery::parse(&filters, props)?;
@@ -57,7 +62,8 @@ impl ExportRequest {
 pub fn export_index(index: &CityIndex, collection: &str, req: &ExportRequest, out: &Path) -> Result<u64, ExportError> {
     use crate::model::*;
     let mut spec = req.spec.clone();
-    spec.class_names = index.dict.read().component_classes.iter().map(|c| (c.code.to_string(), c.name.to_string())).collect();
+    spec.class_names =
+        index.dict.read().component_classes.iter().map(|c| (c.code.to_string(), c.name.to_string())).collect();
     for c in index.dict.read().event_classes.iter() {
         spec.class_names.entry(c.code.to_string()).or_insert_with(|| c.name.to_string());
     }
@@ -74,7 +80,12 @@ pub fn export_index(index: &CityIndex, collection: &str, req: &ExportRequest, ou
 
 /// Notes the slots of the matches under one read lock, then clones them out chunk by chunk
 /// under short ones, so writers wait milliseconds, not the length of the export.
-fn export_layer<T: Indexed>(index: &CityIndex, spec: &ExportSpec, query: &ItemQuery, out: &Path) -> Result<u64, ExportError> {
+fn export_layer<T: Indexed>(
+    index: &CityIndex,
+    spec: &ExportSpec,
+    query: &ItemQuery,
+    out: &Path,
+) -> Result<u64, ExportError> {
     let lock: &RwLock<Layer<T>> = T::layer(index);
     let slots: Vec<u32> = {
         let layer = lock.read();
@@ -95,7 +106,11 @@ fn export_layer<T: Indexed>(index: &CityIndex, spec: &ExportSpec, query: &ItemQu
 }
 
 /// `GET /api/v1/export/{collection}`.
-pub async fn export(State(st): State<AppState>, PathParams(collection): PathParams<String>, p: Params) -> ApiResult<Response> {
+pub async fn export(
+    State(st): State<AppState>,
+    PathParams(collection): PathParams<String>,
+    p: Params,
+) -> ApiResult<Response> {
     let collection = export::collection(&collection).map_err(|_| super::features::unknown_collection(&collection))?;
     let req = ExportRequest::parse(collection, &p)?;
     let permit = st.exports.clone().try_acquire_owned().map_err(|_| ExportError::Busy)?;
@@ -155,5 +170,8 @@ pub async fn export_from_store(
         dict.event_classes = crate::store::select(store, Filter::All).await?;
     }
     let out = out.to_path_buf();
-    tokio::task::spawn_blocking(move || export_index(&index, collection, &req, &out)).await.map_err(ApiError::internal)?.map_err(Into::into)
+    tokio::task::spawn_blocking(move || export_index(&index, collection, &req, &out))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(Into::into)
 }

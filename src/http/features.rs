@@ -364,7 +364,10 @@ pub fn parse_polygon_as(name: &str, v: &str, crs: &Crs) -> ApiResult<Geometry<f6
     };
     let g = parsed.map_err(|e| ApiError::bad_request("invalid-geometry", format!("{name}: {e}")))?;
     if !matches!(g, Geometry::Polygon(_) | Geometry::MultiPolygon(_)) {
-        return Err(ApiError::bad_request("invalid-geometry", format!("{name}: a Polygon or MultiPolygon is required")));
+        return Err(ApiError::bad_request(
+            "invalid-geometry",
+            format!("{name}: a Polygon or MultiPolygon is required"),
+        ));
     }
     use geo::CoordsIter;
     let n = g.coords_count();

@@ -76,7 +76,10 @@ pub async fn tile(
     match layers.as_str() {
         "hotspots" => {
             if let Some(k) = p.0.keys().next() {
-                return Err(ApiError::bad_request("unknown-parameter", format!("{k:?}: the hotspots layer takes no filters; run the analysis with them")));
+                return Err(ApiError::bad_request(
+                    "unknown-parameter",
+                    format!("{k:?}: the hotspots layer takes no filters; run the analysis with them"),
+                ));
             }
             let body = super::analysis::hotspots_tile(&st, coord).await?;
             return respond(&Rendered::new(body), &headers, false);
@@ -175,8 +178,10 @@ pub async fn tilejson(
 ) -> ApiResult<Response> {
     let base = base_url(&headers);
     if let Some(fields) = overlay_fields(&layers) {
-        let fields: serde_json::Map<String, serde_json::Value> =
-            fields.iter().map(|f| (f.to_string(), json!(if matches!(*f, "code" | "name") { "String" } else { "Number" }))).collect();
+        let fields: serde_json::Map<String, serde_json::Value> = fields
+            .iter()
+            .map(|f| (f.to_string(), json!(if matches!(*f, "code" | "name") { "String" } else { "Number" })))
+            .collect();
         let layer = json!({"id": layers, "fields": fields, "minzoom": 0, "maxzoom": MAX_ZOOM});
         return Ok(tilejson_response(&base, &layers, st.index.grids.read().bbox(), vec![layer]));
     }
@@ -203,7 +208,12 @@ pub async fn tilejson(
 }
 
 /// A TileJSON 3.0.0 document for the tile layers `layers` (the path segment) within `bounds`.
-fn tilejson_response(base: &str, layers: &str, bounds: Option<[f64; 4]>, vector_layers: Vec<serde_json::Value>) -> Response {
+fn tilejson_response(
+    base: &str,
+    layers: &str,
+    bounds: Option<[f64; 4]>,
+    vector_layers: Vec<serde_json::Value>,
+) -> Response {
     let b = bounds.unwrap_or([-180.0, -85.0511, 180.0, 85.0511]);
     let body = json!({
         "tilejson": "3.0.0",

@@ -480,7 +480,8 @@ mod tests {
 
     #[test]
     fn strips_split_a_query_without_overlap() {
-        let grids: Vec<Grid> = (0..40).map(|i| grid(&format!("g{i:02}"), (i % 8) as f64 * 0.5, (i / 8) as f64)).collect();
+        let grids: Vec<Grid> =
+            (0..40).map(|i| grid(&format!("g{i:02}"), (i % 8) as f64 * 0.5, (i / 8) as f64)).collect();
         let l = Layer::bulk(grids);
         let sel: Geometry<f64> = geo::Rect::new((0.2, 0.2), (3.3, 3.9)).to_polygon().into();
         let mut all = Vec::new();
@@ -504,7 +505,8 @@ mod tests {
         let b = layer.bbox().unwrap();
         let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
         let sel: Geometry<f64> =
-            geo::Polygon::new(vec![(cx - 0.01, cy - 0.01), (cx + 0.012, cy - 0.008), (cx, cy + 0.01)].into(), vec![]).into();
+            geo::Polygon::new(vec![(cx - 0.01, cy - 0.01), (cx + 0.012, cy - 0.008), (cx, cy + 0.01)].into(), vec![])
+                .into();
         let by_tag = |l: &Layer<crate::model::Component>| {
             let mut m: std::collections::BTreeMap<[Str; 2], u64> = Default::default();
             for part in 0..2 {

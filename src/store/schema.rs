@@ -792,7 +792,13 @@ pub async fn write_import(
         keys.push(match &row[0] {
             Val::Text(Some(k)) => k.to_string(),
             Val::Int(k) => k.to_string(),
-            other => return Err(StoreError::Value { table: table.name, column: table.cols[0].0, detail: format!("{other:?}") }),
+            other => {
+                return Err(StoreError::Value {
+                    table: table.name,
+                    column: table.cols[0].0,
+                    detail: format!("{other:?}"),
+                });
+            }
         });
     }
     let mut done = 0;

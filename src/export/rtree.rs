@@ -93,45 +93,31 @@ pub fn build(path: &Path, table: &str, column: &str, fid: &str, cells: Vec<Cell>
     conn.pragma_update(None, "synchronous", "OFF")?;
     let tx = conn.transaction()?;
     let rtree = format!("rtree_{table}_{column}");
-    let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    tx.execute_batch(&format!("CREATE VIRTUAL TABLE {} USING rtree(id, minx, maxx, miny, maxy)", q(&rtree)))?;
+    // The R-tree's own table and its shadow tables (`_node`, `_parent`, `_rowid`), quoted.
+    let shadow = |suffix: &str| quoted(&format!("{rtree}{suffix}"));
+    tx.execute_batch(&format!("CREATE VIRTUAL TABLE {} USING rtree(id, minx, maxx, miny, maxy)", shadow("")))?;
     // The node size SQLite chose from the page size; every node blob must have it.
     let size: usize =
-        tx.query_row(&format!("SELECT length(data) FROM {} WHERE nodeno = 1", q(&format!("{rtree}_node"))), [], |r| {
-            r.get(0)
-        })?;
+        tx.query_row(&format!("SELECT length(data) FROM {} WHERE nodeno = 1", shadow("_node")), [], |r| r.get(0))?;
     let m = (size - 4) / CELL_BYTES;
     if !cells.is_empty() {
-        let mut node_stmt = tx.prepare(&format!(
-            "INSERT OR REPLACE INTO {}(nodeno, data) VALUES (?1, ?2)",
-            q(&format!("{rtree}_node"))
-        ))?;
+        let mut node_stmt =
+            tx.prepare(&format!("INSERT OR REPLACE INTO {}(nodeno, data) VALUES (?1, ?2)", shadow("_node")))?;
         let mut parent_stmt =
-            tx.prepare(&format!("INSERT INTO {}(nodeno, parentnode) VALUES (?1, ?2)", q(&format!("{rtree}_parent"))))?;
+            tx.prepare(&format!("INSERT INTO {}(nodeno, parentnode) VALUES (?1, ?2)", shadow("_parent")))?;
         let mut rowids: Vec<(i64, i64)> = Vec::with_capacity(cells.len());
         let mut next = 2i64;
         let mut level = cells;
         let mut depth = 0u16;
         loop {
             let nodes = pack(level, m);
-            if nodes.len() == 1 {
-                // The root is always node 1 and carries the depth.
-                let root = &nodes[0];
-                node_stmt.execute(params![1i64, node_blob(root, size, Some(depth))])?;
-                for c in root {
-                    if depth == 0 {
-                        rowids.push((c.id, 1));
-                    } else {
-                        parent_stmt.execute(params![c.id, 1i64])?;
-                    }
-                }
-                break;
-            }
+            // A level of one node is the root: always node 1, and it carries the depth.
+            let root = nodes.len() == 1;
             let mut up_level = Vec::with_capacity(nodes.len());
             for node in &nodes {
-                let no = next;
+                let no = if root { 1 } else { next };
                 next += 1;
-                node_stmt.execute(params![no, node_blob(node, size, None)])?;
+                node_stmt.execute(params![no, node_blob(node, size, root.then_some(depth))])?;
                 for c in node {
                     if depth == 0 {
                         rowids.push((c.id, no));
@@ -141,13 +127,15 @@ pub fn build(path: &Path, table: &str, column: &str, fid: &str, cells: Vec<Cell>
                 }
                 up_level.push(Cell { id: no, b: union(node) });
             }
+            if root {
+                break;
+            }
             level = up_level;
             depth += 1;
         }
         // In id order: appending to the rowid table's B-tree, not inserting all over it.
         rowids.sort_unstable();
-        let mut rowid_stmt =
-            tx.prepare(&format!("INSERT INTO {}(rowid, nodeno) VALUES (?1, ?2)", q(&format!("{rtree}_rowid"))))?;
+        let mut rowid_stmt = tx.prepare(&format!("INSERT INTO {}(rowid, nodeno) VALUES (?1, ?2)", shadow("_rowid")))?;
         for (id, no) in rowids {
             rowid_stmt.execute(params![id, no])?;
         }
@@ -166,12 +154,16 @@ pub fn build(path: &Path, table: &str, column: &str, fid: &str, cells: Vec<Cell>
     tx.commit()
 }
 
+/// An SQL identifier in double quotes.
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// The triggers of the GeoPackage R-tree extension (spec 1.2.1 and later): they keep the tree
 /// right when a planner edits the file.
 fn triggers(t: &str, c: &str, i: &str, rtree: &str) -> String {
-    let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    let (tq, cq, iq, rq) = (q(t), q(c), q(i), q(rtree));
-    let name = |suffix: &str| q(&format!("{rtree}_{suffix}"));
+    let (tq, cq, iq, rq) = (quoted(t), quoted(c), quoted(i), quoted(rtree));
+    let name = |suffix: &str| quoted(&format!("{rtree}_{suffix}"));
     let upsert = format!(
         "INSERT OR REPLACE INTO {rq} VALUES (NEW.{iq}, ST_MinX(NEW.{cq}), ST_MaxX(NEW.{cq}), ST_MinY(NEW.{cq}), ST_MaxY(NEW.{cq}));"
     );
@@ -211,6 +203,11 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
+    /// The one value a query without parameters returns.
+    fn one<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> T {
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
     /// A table of boxes with a bulk-loaded index, and the boxes.
     fn indexed(n: usize) -> (tempfile::TempDir, std::path::PathBuf, Vec<[f64; 4]>) {
         let dir = tempfile::tempdir().unwrap();
@@ -241,12 +238,11 @@ mod tests {
         // 20,000 entries: leaves, two inner levels and the root.
         let (_dir, path, boxes) = indexed(20_000);
         let conn = Connection::open(&path).unwrap();
-        let check: String = conn.query_row("SELECT rtreecheck('rtree_t_geom')", [], |r| r.get(0)).unwrap();
+        let check: String = one(&conn, "SELECT rtreecheck('rtree_t_geom')");
         assert_eq!(check, "ok");
-        let depth: Vec<u8> =
-            conn.query_row("SELECT data FROM rtree_t_geom_node WHERE nodeno = 1", [], |r| r.get(0)).unwrap();
+        let depth: Vec<u8> = one(&conn, "SELECT data FROM rtree_t_geom_node WHERE nodeno = 1");
         assert_eq!(u16::from_be_bytes([depth[0], depth[1]]), 2, "20,000 / 51 leaves need two inner levels");
-        let n: i64 = conn.query_row("SELECT count(*) FROM rtree_t_geom", [], |r| r.get(0)).unwrap();
+        let n: i64 = one(&conn, "SELECT count(*) FROM rtree_t_geom");
         assert_eq!(n, 20_000);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
         for _ in 0..50 {
@@ -270,23 +266,15 @@ mod tests {
         // The tree stays usable as SQLite's own: deleting and inserting rows keeps it sound.
         conn.execute("DELETE FROM rtree_t_geom WHERE id % 3 = 0", []).unwrap();
         conn.execute("INSERT INTO rtree_t_geom VALUES (99999, 106.5, 106.6, 29.5, 29.6)", []).unwrap();
-        let check: String = conn.query_row("SELECT rtreecheck('rtree_t_geom')", [], |r| r.get(0)).unwrap();
+        let check: String = one(&conn, "SELECT rtreecheck('rtree_t_geom')");
         assert_eq!(check, "ok");
-        let ext: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM gpkg_extensions WHERE table_name = 't' AND extension_name = 'gpkg_rtree_index'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let ext: i64 = one(
+            &conn,
+            "SELECT count(*) FROM gpkg_extensions WHERE table_name = 't' AND extension_name = 'gpkg_rtree_index'",
+        );
         assert_eq!(ext, 1);
-        let trig: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'rtree_t_geom_%'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let trig: i64 =
+            one(&conn, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'rtree_t_geom_%'");
         assert_eq!(trig, 6);
     }
 
@@ -294,13 +282,12 @@ mod tests {
     fn a_small_tree_is_its_root_and_an_empty_one_is_empty() {
         let (_dir, path, _) = indexed(40);
         let conn = Connection::open(&path).unwrap();
-        let root: Vec<u8> =
-            conn.query_row("SELECT data FROM rtree_t_geom_node WHERE nodeno = 1", [], |r| r.get(0)).unwrap();
+        let root: Vec<u8> = one(&conn, "SELECT data FROM rtree_t_geom_node WHERE nodeno = 1");
         assert_eq!((u16::from_be_bytes([root[0], root[1]]), u16::from_be_bytes([root[2], root[3]])), (0, 40));
-        assert_eq!(conn.query_row("SELECT rtreecheck('rtree_t_geom')", [], |r| r.get::<_, String>(0)).unwrap(), "ok");
+        assert_eq!(one::<String>(&conn, "SELECT rtreecheck('rtree_t_geom')"), "ok");
         let (_dir, path, _) = indexed(0);
         let conn = Connection::open(&path).unwrap();
-        assert_eq!(conn.query_row("SELECT count(*) FROM rtree_t_geom", [], |r| r.get::<_, i64>(0)).unwrap(), 0);
+        assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM rtree_t_geom"), 0);
     }
 
     #[test]

@@ -360,7 +360,7 @@ impl Fill<'_> {
                         }
                     }
                     let g = promote(g, layer_type(T::COLLECTION, kind))?;
-                    let env = (!g.is_empty()).then(|| g.envelope());
+                    let env = (self.boxes.is_some() && !g.is_empty()).then(|| g.envelope());
                     f.set_geometry(g)?;
                     f.create(&layer)?;
                     if let (Some(boxes), Some(e), Some(fid)) = (self.boxes.as_mut(), env, f.fid()) {

@@ -111,7 +111,7 @@ fn bench(c: &mut Criterion) {
         let path = std::env::temp_dir().join(format!("onemap-bench-analysis-{}.gpkg", std::process::id()));
         let store = onemap::store::open(&path.display().to_string()).await.unwrap();
         let index = Arc::try_unwrap(index).ok().expect("the benches above are done with the index");
-        onemap::AppState::new(store, index, 0)
+        onemap::AppState::new(store, index, 0, 0)
     });
     let app = onemap::app(state);
     let mut g = c.benchmark_group("analysis_http");

@@ -145,7 +145,7 @@ pub async fn create(
         label: label.map(Into::into),
         created_at: Utc::now(),
     };
-    store::insert(store, &[record]).await?;
+    store::insert(store, &[record], Vec::new()).await?;
     Ok(token)
 }
 

@@ -191,6 +191,9 @@ pub struct FileConfig {
     pub mqtt: Option<String>,
     /// Stale time, clock drift and feed throttling of sensor readings (`[sensors]`).
     pub sensors: Option<crate::sensors::ingest::Settings>,
+    /// Days the change log keeps changes [default: 7]: the live feed can be resumed that far
+    /// back, and a server stopped longer reloads the city when it starts following again.
+    pub log_retention_days: Option<i64>,
 }
 
 impl FileConfig {
@@ -231,7 +234,11 @@ pub struct ServeConfig {
     pub mqtt: Option<crate::sensors::mqtt::BrokerUrl>,
     pub sensors: crate::sensors::ingest::Settings,
     pub simulate_sensors: bool,
+    pub log_retention: chrono::Duration,
 }
+
+/// How long the change log keeps changes unless configured.
+pub const DEFAULT_LOG_RETENTION_DAYS: i64 = 7;
 
 impl ServeConfig {
     pub fn resolve(args: &ServeArgs, file: FileConfig) -> Result<Self, ConfigError> {
@@ -246,7 +253,12 @@ impl ServeConfig {
         let sensors = file.sensors.unwrap_or_default();
         sensors.check().map_err(ConfigError::Invalid)?;
         let mqtt = args.mqtt.clone().or(file.mqtt).map(|u| u.parse()).transpose().map_err(ConfigError::Invalid)?;
+        let retention_days = file.log_retention_days.unwrap_or(DEFAULT_LOG_RETENTION_DAYS);
+        if !(1..=3650).contains(&retention_days) {
+            return Err(ConfigError::Invalid(format!("log_retention_days must be 1 to 3650, not {retention_days}")));
+        }
         Ok(ServeConfig {
+            log_retention: chrono::Duration::days(retention_days),
             simulate_sensors: args.simulate_sensors,
             mqtt,
             sensors,

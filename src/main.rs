@@ -26,7 +26,8 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("opening store {}", cfg.store))?
                 .with_web_dir(cfg.web_dir.clone())
                 .with_rules(cfg.deadlines.clone(), cfg.scoring)
-                .with_sensor_settings(cfg.sensors);
+                .with_sensor_settings(cfg.sensors)
+                .with_log_retention(cfg.log_retention);
             // Readings from the broker, reconnecting for as long as the server runs.
             let _mqtt = cfg.mqtt.clone().map(|url| onemap::sensors::mqtt::spawn(url, state.sensors.clone()));
             if cfg.simulate_sensors {

@@ -13,6 +13,152 @@ use serde::{Deserialize, Serialize};
 /// Short alias: every code, name and status in the model.
 pub type Str = CompactString;
 
+/// The collections of the city, as the API names them (`/collections/{id}`) and the change log
+/// records them. One enum, so a new collection is a compile error wherever it is not handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Collection {
+    Districts,
+    Streets,
+    Communities,
+    Grids,
+    Components,
+    Cases,
+    Sensors,
+    /// Sensor alarms: not an index layer, but logged so every process and the feed hear of them.
+    Alarms,
+}
+
+impl Collection {
+    /// The collections an import or export knows, parents first (the order a city is imported in).
+    pub const FEATURES: [Collection; 7] = [
+        Collection::Districts,
+        Collection::Streets,
+        Collection::Communities,
+        Collection::Grids,
+        Collection::Components,
+        Collection::Cases,
+        Collection::Sensors,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Collection::Districts => "districts",
+            Collection::Streets => "streets",
+            Collection::Communities => "communities",
+            Collection::Grids => "grids",
+            Collection::Components => "components",
+            Collection::Cases => "cases",
+            Collection::Sensors => "sensors",
+            Collection::Alarms => "alarms",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Collection> {
+        Self::FEATURES.into_iter().chain([Collection::Alarms]).find(|c| c.as_str() == s)
+    }
+
+    /// The unit grids and the regions above them: a change to any of them moves the hierarchy
+    /// that locate answers and analysis units are built from.
+    pub fn is_hierarchy(self) -> bool {
+        matches!(self, Collection::Districts | Collection::Streets | Collection::Communities | Collection::Grids)
+    }
+}
+
+impl std::fmt::Display for Collection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The deadline light of a case (亮灯): green under 80% of its time limit, yellow from 80% to
+/// 100%, red past it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Light {
+    Green,
+    Yellow,
+    Red,
+}
+
+impl Light {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Light::Green => "green",
+            Light::Yellow => "yellow",
+            Light::Red => "red",
+        }
+    }
+}
+
+/// The light of `case` at `now`: yellow from its warning instant (80% of the working time from
+/// the report to the deadline), red from the deadline; read at the close for a closed case (so a
+/// case closed late stays red); none without a deadline or once voided or rejected.
+pub fn light(case: &Case, now: DateTime<Utc>) -> Option<Light> {
+    let deadline = case.deadline_at?;
+    let end = match case.status.as_str() {
+        "closed" => case.closed_at.unwrap_or(now),
+        "voided" | "rejected" => return None,
+        _ => now,
+    };
+    // Cases stored before warning instants were kept: 80% of the calendar time.
+    let warn = case.milestones.warn_at.unwrap_or_else(|| case.reported_at + (deadline - case.reported_at) * 4 / 5);
+    Some(if end >= deadline {
+        Light::Red
+    } else if end >= warn {
+        Light::Yellow
+    } else {
+        Light::Green
+    })
+}
+
+/// The workflow's final statuses: a case in one no longer runs against its deadline.
+pub const FINISHED: &[&str] = &["rejected", "voided", "closed"];
+
+pub fn is_finished(status: &str) -> bool {
+    FINISHED.contains(&status)
+}
+
+/// A time as the APIs write it: RFC 3339, UTC, milliseconds.
+pub fn rfc3339_ms(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Alarm level, in rising severity (蓝 < 黄 < 橙 < 红).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Blue,
+    Yellow,
+    Orange,
+    Red,
+}
+
+impl Level {
+    pub const ALL: [Level; 4] = [Level::Blue, Level::Yellow, Level::Orange, Level::Red];
+
+    pub fn parse(s: &str) -> Option<Level> {
+        Level::ALL.into_iter().find(|l| l.as_str() == s)
+    }
+
+    /// The national colour name with its grade (蓝色预警 is grade IV, 红色 grade I).
+    pub fn label(self) -> &'static str {
+        match self {
+            Level::Blue => "蓝色(IV级)",
+            Level::Yellow => "黄色(III级)",
+            Level::Orange => "橙色(II级)",
+            Level::Red => "红色(I级)",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Blue => "blue",
+            Level::Yellow => "yellow",
+            Level::Orange => "orange",
+            Level::Red => "red",
+        }
+    }
+}
+
 /// A county-level district (区县), 6-digit GB/T 2260 code.
 #[derive(Debug, Clone, PartialEq)]
 pub struct District {
@@ -174,6 +320,9 @@ pub struct Case {
     pub geom: Point<f64>,
     /// When the workflow reached its milestones: what evaluation counts.
     pub milestones: Milestones,
+    /// The light at the live view's light clock (see `events::Live`), set whenever the record
+    /// enters the index or the clock moves; not stored. `None` outside the index.
+    pub light: Option<Light>,
 }
 
 /// The milestones of a case's workflow, kept on the case itself (and written in the same
@@ -267,7 +416,7 @@ impl PartialEq for SensorLive {
 pub struct LiveStatus {
     pub at: Option<DateTime<Utc>>,
     pub value: Option<f64>,
-    pub level: Option<crate::sensors::rules::Level>,
+    pub level: Option<Level>,
     /// No reading for longer than the configured stale time (or never one).
     pub stale: bool,
 }
@@ -300,9 +449,9 @@ pub struct Alarm {
     pub id: i64,
     pub sensor_code: Str,
     /// The level now (the level it cleared from, once cleared).
-    pub level: crate::sensors::rules::Level,
+    pub level: Level,
     /// The most severe level it reached.
-    pub peak_level: crate::sensors::rules::Level,
+    pub peak_level: Level,
     pub raised_at: DateTime<Utc>,
     /// The reading that raised it.
     pub value: f64,

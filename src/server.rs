@@ -7,6 +7,7 @@ use std::time::Instant;
 use tokio::net::TcpListener;
 
 use crate::demo::{DemoParams, generate};
+use crate::events::Live;
 use crate::http::{AppState, app};
 use crate::index::CityIndex;
 use crate::store::{self, Store, StoreError};
@@ -17,63 +18,52 @@ pub async fn start(location: &str, demo: bool, tile_cache_mb: usize) -> Result<A
     if demo && store.is_empty().await? {
         seed(&*store, &DemoParams::shigatse()).await?;
     }
-    // Imports committed from here on are picked up by the follower; earlier ones are loaded.
-    let seen = store.imports_after(0).await?.last().map_or(0, |i| i.0);
+    // The log's head before the load: every change after it is applied again by the follower
+    // (re-applying one the load already saw changes nothing), so none falls in between.
+    let (_, head) = store.log_bounds().await?;
     let t = Instant::now();
     let city = store.load_city(&|table, n| tracing::debug!(table, n, "loading")).await?;
     let index = tokio::task::spawn_blocking(move || CityIndex::from_city(city))
         .await
         .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
-    tracing::info!(store = store.kind(), elapsed_ms = t.elapsed().as_millis() as u64, layers = ?index.counts(), "index loaded");
-    let state = AppState::new(store, index, tile_cache_mb);
+    tracing::info!(store = store.kind(), elapsed_ms = t.elapsed().as_millis() as u64, head, layers = ?index.counts(), "index loaded");
+    let state = AppState::new(store, index, tile_cache_mb, head);
     state.sensors.restore(chrono::Utc::now()).await?;
-    tokio::spawn(follow_imports(state.clone(), seen));
+    tokio::spawn(follow(state.live.clone()));
     Ok(state)
 }
 
-/// How often a running server looks for imports committed by `onemap import`.
-const IMPORT_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often a server reads the change log for what other processes (`onemap import`, other
+/// servers on the same store) committed.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Applies imports committed after `seen` to the live index, tile cache and feed, until
-/// shutdown: `onemap import` runs as another process, and the store is all the two share.
-pub async fn follow_imports(state: AppState, mut seen: i64) {
-    let closed = state.live.feed.closed();
+/// Applies the changes other processes commit, until shutdown: the store is all they share.
+pub async fn follow(live: Arc<Live>) {
+    let closed = live.feed.closed();
     tokio::pin!(closed);
     loop {
         tokio::select! {
             _ = &mut closed => return,
-            _ = tokio::time::sleep(IMPORT_POLL) => {}
+            _ = tokio::time::sleep(FOLLOW_EVERY) => {}
         }
-        let imports = match state.store.imports_after(seen).await {
-            Ok(i) => i,
-            Err(e) => {
-                tracing::warn!(error = %e, "polling for imports failed");
-                continue;
-            }
-        };
-        for (seq, collection) in imports {
-            match apply_import(&state, seq, &collection).await {
-                Ok(n) => tracing::info!(seq, collection, features = n, "import applied to the live index"),
-                Err(e) => {
-                    // Retried on the next poll: `seen` stays before it.
-                    tracing::warn!(seq, collection, error = %e, "applying an import failed");
-                    break;
-                }
-            }
-            seen = seq;
+        if let Err(e) = live.catch_up(None).await {
+            // Retried on the next round: nothing is marked applied that was not.
+            tracing::warn!(error = %e, "following the change log failed");
         }
     }
 }
 
-async fn apply_import(state: &AppState, seq: i64, collection: &str) -> Result<usize, StoreError> {
-    use crate::store::schema::Filter;
-    let Ok(collection) = crate::export::collection(collection) else { return Ok(0) };
-    crate::export::with_model!(collection, |T| {
-        let records: Vec<T> = crate::store::select(&*state.store, Filter::Imported(seq)).await?;
-        let n = records.len();
-        state.live.upsert_many(records);
-        Ok(n)
-    })
+/// Forgets changes older than `retention` once an hour; a follower further behind reloads the
+/// city.
+pub async fn prune_log(store: Arc<dyn Store>, retention: chrono::Duration) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        match store.prune_changes(chrono::Utc::now() - retention).await {
+            Ok(n) => tracing::debug!(pruned = n, "change log pruned"),
+            Err(e) => tracing::warn!(error = %e, "pruning the change log failed"),
+        }
+    }
 }
 
 /// Generates a demo city and writes it in one transaction.
@@ -116,6 +106,7 @@ pub async fn serve(state: AppState, listener: TcpListener) -> std::io::Result<()
     let live = state.live.clone();
     let sweeper = tokio::spawn(crate::cases::sweep_lights(live.clone(), crate::cases::SWEEP_EVERY));
     let stale = tokio::spawn(crate::sensors::ingest::sweep_stale(state.sensors.clone(), crate::cases::SWEEP_EVERY));
+    let prune = tokio::spawn(prune_log(store.clone(), state.log_retention));
     // The unit grids and their neighbour graph, built in the background so the first hotspot
     // analysis does not wait for them (about 0.7 s at Chongqing scale).
     let (analysis, index) = (state.analysis.clone(), state.index.clone());
@@ -133,6 +124,7 @@ pub async fn serve(state: AppState, listener: TcpListener) -> std::io::Result<()
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await?;
     sweeper.abort();
     stale.abort();
+    prune.abort();
     store.close().await;
     Ok(())
 }

@@ -229,7 +229,7 @@ async fn readings_raise_escalate_and_clear_alarms_with_one_case_on_both_stores()
         assert!(count("onemap_sensor_readings_total{transport=\"http\",outcome=\"duplicate\"}") >= 2.0);
 
         // A sensor that goes quiet is flagged stale, and fresh again with its next reading.
-        assert!(st.sensors.sweep_stale(Utc::now() + Duration::hours(2)).await >= 1);
+        assert!(st.sensors.sweep_stale(Utc::now() + Duration::hours(2)).await.unwrap() >= 1);
         let s = feed.wait_for("sensor.stale", |d| d["sensor"] == CODE).await;
         assert_eq!(s["stale"], true);
         assert_eq!(get(&app, &format!("/api/v1/sensors/{CODE}")).await.json()["stale"], true);

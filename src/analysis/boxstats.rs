@@ -108,7 +108,6 @@ fn components_json(index: &CityIndex, sel: &MultiPolygon<f64>, g: &geo::Geometry
 
 /// The cases inside by class, and the open ones by status and light.
 fn cases_json(index: &CityIndex, g: &geo::Geometry<f64>) -> Value {
-    let now = crate::cases::light_clock();
     let layer = index.cases.read();
     let (mut classes, mut status, mut lights) = (HashMap::<&str, u64>::new(), HashMap::new(), HashMap::new());
     let (mut total, mut open) = (0u64, 0u64);
@@ -118,7 +117,7 @@ fn cases_json(index: &CityIndex, g: &geo::Geometry<f64>) -> Value {
         if crate::cases::is_open(c) {
             open += 1;
             *status.entry(c.status.as_str()).or_default() += 1;
-            *lights.entry(crate::cases::light(c, now).map_or("none", |l| l.as_str())).or_default() += 1;
+            *lights.entry(c.light.map_or("none", |l| l.as_str())).or_default() += 1;
         }
     });
     json!({

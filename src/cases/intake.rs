@@ -104,6 +104,7 @@ pub fn take_in(
         version: 1,
         geom: geo::Point::new(lon, lat),
         milestones: Milestones { warn_at: Some(deadlines.warn_at(now, deadline)), ..Default::default() },
+        light: None,
     };
     let step = CaseStep {
         case_id: 0,

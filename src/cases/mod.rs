@@ -9,100 +9,67 @@ pub mod routing;
 pub mod workflow;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::events::Live;
+use crate::events::{Change, Item, Live, bbox_of, moved};
 use crate::index::Record;
-use crate::model::{Case, Str};
+use crate::model::{Case, CaseStep, Collection, Str};
+use crate::store::StoreError;
+use crate::store::log::{ChangeRow, Op};
 
 /// A case as the API and the live feed show it: its properties (light included) and its
 /// position in CGCS2000.
 pub fn to_json(case: &Case) -> Value {
-    let mut m = case.properties();
-    m.insert("lon".into(), json!(case.geom.x()));
-    m.insert("lat".into(), json!(case.geom.y()));
-    Value::Object(m)
+    crate::events::case_json(case)
 }
 
-/// The deadline light of a case (亮灯): green under 80% of its time limit, yellow from 80% to
-/// 100%, red past it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Light {
-    Green,
-    Yellow,
-    Red,
-}
-
-impl Light {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Light::Green => "green",
-            Light::Yellow => "yellow",
-            Light::Red => "red",
-        }
-    }
-}
+pub use crate::model::{Light, light};
 
 /// Statuses in which a case no longer runs against its deadline: the workflow's final ones.
 pub const FINISHED: &[&str] = workflow::TERMINAL;
 
-/// Stores a new case with its first step, then indexes and announces it (`case.created`):
-/// the one path every report takes, from the API, Open311 and sensor alarms.
-pub async fn commit_new(
-    store: &dyn crate::store::Store,
-    live: &Live,
-    mut case: Case,
-    first: &crate::model::CaseStep,
-) -> Result<Case, crate::store::StoreError> {
-    case.id = store.create_case(&case, first).await?;
-    live.upsert(case.clone());
-    live.feed.publish("case.created", &to_json(&case));
-    Ok(case)
+/// Stores a new case with its first step and its change (`case.created`), then applies the
+/// change to the live view: the one path every report takes, from the API, Open311 and sensor
+/// alarms. Returns the case as stored and the change's sequence number.
+pub async fn commit_new(live: &Live, mut case: Case, first: &CaseStep) -> Result<(Case, i64), StoreError> {
+    case.light = live.light_of(&case);
+    let row = ChangeRow {
+        bbox: vec![bbox_of(&case.envelope())],
+        ..ChangeRow::record(Collection::Cases, "0", Op::Upsert, Some("case.created"), Some(to_json(&case)))
+    };
+    let (id, seq) = live.store().create_case(&case, first, row.clone()).await?;
+    case.id = id;
+    live.commit(vec![Change::committed(seq, row.with_id(id), vec![Item::Case(case.clone())])]).await?;
+    Ok((case, seq))
 }
 
-/// Stores one step of a case at `expected_version`, then indexes and announces the new case
-/// (`case.updated`). False, with nothing changed, when another step got there first.
+/// Stores one step of a case at `expected_version` with its change (`case.updated`), then
+/// applies the change. None, with nothing changed, when another step got there first; else the
+/// change's sequence number.
 pub async fn commit_step(
-    store: &dyn crate::store::Store,
     live: &Live,
     new: &Case,
     expected_version: i32,
-    step: &crate::model::CaseStep,
-) -> Result<bool, crate::store::StoreError> {
-    if !store.update_case(new, expected_version, step).await? {
-        return Ok(false);
-    }
-    live.upsert(new.clone());
-    live.feed.publish("case.updated", &to_json(new));
-    Ok(true)
+    step: &CaseStep,
+) -> Result<Option<i64>, StoreError> {
+    let mut new = new.clone();
+    new.light = live.light_of(&new);
+    let old = live.index.cases.read().get(&new.id.to_string()).map(|c| c.envelope());
+    let row = ChangeRow {
+        bbox: moved(old.as_ref(), Some(&new.envelope())),
+        ..ChangeRow::record(Collection::Cases, new.id.to_string(), Op::Upsert, Some("case.updated"), Some(to_json(&new)))
+    };
+    let Some(seq) = live.store().update_case(&new, expected_version, step, row.clone()).await? else {
+        return Ok(None);
+    };
+    live.commit(vec![Change::committed(seq, row, vec![Item::Case(new)])]).await?;
+    Ok(Some(seq))
 }
 
 pub fn is_open(case: &Case) -> bool {
     !FINISHED.contains(&case.status.as_str())
-}
-
-/// The light of `case` at `now`: yellow from its warning instant (80% of the working time from
-/// the report to the deadline), red from the deadline; read at the close for a closed case (so a
-/// case closed late stays red); none without a deadline or once voided or rejected.
-pub fn light(case: &Case, now: DateTime<Utc>) -> Option<Light> {
-    let deadline = case.deadline_at?;
-    let end = match case.status.as_str() {
-        "closed" => case.closed_at.unwrap_or(now),
-        "voided" | "rejected" => return None,
-        _ => now,
-    };
-    // Cases stored before warning instants were kept: 80% of the calendar time.
-    let warn = case.milestones.warn_at.unwrap_or_else(|| case.reported_at + (deadline - case.reported_at) * 4 / 5);
-    Some(if end >= deadline {
-        Light::Red
-    } else if end >= warn {
-        Light::Yellow
-    } else {
-        Light::Green
-    })
 }
 
 /// Working hours a filed case has to be dispatched in (派遣时限), unless configured.
@@ -184,62 +151,20 @@ pub fn apply(
     }
 }
 
-/// The instant every light is read at. Lights change with time alone, so a tile or page that
-/// read them at "now" would silently disagree with a cached tile rendered a minute earlier.
-/// Instead all readers use this clock, and only the light sweeper moves it, after which it
-/// announces every case whose light changed, the same way as any other change.
-static LIGHT_CLOCK: AtomicI64 = AtomicI64::new(i64::MIN);
-
-/// The current light clock (the wall clock until the sweeper first sets it).
-pub fn light_clock() -> DateTime<Utc> {
-    match LIGHT_CLOCK.load(Ordering::Acquire) {
-        i64::MIN => {
-            let now = Utc::now();
-            // Only the first reader sets it, so every later reader agrees with it.
-            let _ = LIGHT_CLOCK.compare_exchange(i64::MIN, now.timestamp_millis(), Ordering::AcqRel, Ordering::Acquire);
-            light_clock()
-        }
-        ms => DateTime::from_timestamp_millis(ms).expect("clock in range"),
-    }
-}
-
-/// Moves the light clock to `now` (never backwards) and returns the previous reading.
-pub fn advance_light_clock(now: DateTime<Utc>) -> DateTime<Utc> {
-    let before = light_clock();
-    LIGHT_CLOCK.fetch_max(now.timestamp_millis(), Ordering::AcqRel);
-    before
-}
-
 /// How often the light sweeper moves the light clock.
 pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Moves the light clock every `every` and announces the cases whose light changed.
+/// Moves the light clock every `every`, announcing the cases whose light turned (see
+/// [`Live::sweep_lights`]).
 pub async fn sweep_lights(live: Arc<Live>, every: std::time::Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let live = live.clone();
-        // A million open cases take a few tens of milliseconds: off the async workers.
-        if let Err(e) = tokio::task::spawn_blocking(move || sweep_once(&live, Utc::now())).await {
+        if let Err(e) = live.sweep_lights(Utc::now()).await {
             tracing::error!(error = %e, "light sweep failed");
         }
     }
-}
-
-/// Moves the light clock to `now`; every open case whose light differs between the old and the
-/// new reading has its tiles dropped and goes out as `case.updated`. Returns how many changed.
-pub fn sweep_once(live: &Live, now: DateTime<Utc>) -> usize {
-    let before = light_clock();
-    let changed: Vec<Case> =
-        live.index.cases.read().iter().filter(|c| is_open(c) && light(c, before) != light(c, now)).cloned().collect();
-    advance_light_clock(now);
-    let envelopes: Vec<_> = changed.iter().map(Record::envelope).collect();
-    live.touched::<Case>(&envelopes);
-    for c in &changed {
-        live.feed.publish("case.updated", &to_json(c));
-    }
-    changed.len()
 }
 
 /// A case for unit tests: an event case reported at `reported_at` with a deadline `limit_h`
@@ -263,6 +188,7 @@ pub(crate) fn sample(id: i64, status: &str, reported_at: DateTime<Utc>, limit_h:
         version: 1,
         geom: geo::Point::new(0.0, 0.0),
         milestones: Default::default(),
+        light: None,
     }
 }
 
@@ -326,12 +252,5 @@ mod tests {
         // Yellow after 80% of the working time: 8 of 10 working hours, across the night.
         let warn = d.warn_at(t0, d.calendar.add_work_hours(t0, 10.0));
         assert_eq!(warn, d.calendar.add_work_hours(t0, 8.0));
-    }
-
-    #[test]
-    fn the_light_clock_never_goes_back() {
-        let t = light_clock();
-        advance_light_clock(t - Duration::hours(1));
-        assert!(light_clock() >= t);
     }
 }

@@ -29,7 +29,7 @@ pub const STATUSES: &[&str] = &[
 ];
 
 /// Statuses no action leaves.
-pub const TERMINAL: &[&str] = &["rejected", "voided", "closed"];
+pub const TERMINAL: &[&str] = crate::model::FINISHED;
 
 /// The actions of the API contract.
 pub const ACTIONS: &[&str] = &[

@@ -322,6 +322,7 @@ pub(super) fn cases(
             version: 1,
             geom: ::geo::Point::new(ll[0], ll[1]),
             milestones: Milestones { warn_at: Some(deadlines.warn_at(at(ts), deadline)), ..Default::default() },
+            light: None,
         };
         out.push((case, script(ts, urgent, rng)));
     }

@@ -1,82 +1,79 @@
-//! The change record and its fan-out. Every committed mutation of a layer becomes one change
-//! ({old, new} of one record, as in tile38): it is applied to the live index, drops the cached
-//! tiles it touches and goes out on the live feed as `tiles.invalidated`, in that order, so a
-//! client told to refetch a tile always gets the new data. Domain events (`case.created`, ...)
-//! are published by the code that made the change, after it.
+//! The live view and its spine, the change log. Every committed mutation is a [`Change`]
+//! ({old, new} of the records it touched, as in tile38), built only by the commit path (from the
+//! records it just wrote) or by the follower (from the store's log). [`Live::apply`] hands each
+//! change, strictly in log order, to the index, the tile cache, the locate cache, the engines that
+//! keep state (the sensor engine) and the live feed, in that order, so a client told to refetch a
+//! tile always gets the new data. The feed's event ids are the log's sequence numbers: global to
+//! the store, increasing across restarts, replayable from the log.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
+use chrono::{DateTime, Utc};
 use parking_lot::{Mutex, RwLock};
-use rstar::{AABB, Envelope};
+use rstar::AABB;
 use serde_json::{Value, json};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::geo::tile::MAX_ZOOM;
 use crate::index::{CityIndex, Layer, Record};
 use crate::model::*;
+use crate::store::log::{ChangeRow, Logged, Op};
+use crate::store::schema::{Filter, Row, Val};
+use crate::store::{Store, StoreError};
 use crate::tiles::cache::{TileCache, source_bit};
 use crate::tiles::{derived_layers, min_zoom};
 
 /// One event of the live feed, serialised once for every subscriber.
 #[derive(Debug)]
 pub struct Event {
-    /// Increasing from 1 within a process; the SSE `id`, so a reconnecting client can resume.
-    pub id: u64,
-    pub name: &'static str,
+    /// The change it comes from: its SSE `id`, so a reconnecting client resumes after it. Zero
+    /// for an event no change carries (an analysis result), which goes out without an id.
+    pub seq: i64,
+    /// Whether this is the change's last event: only that one carries the id, so a client cut
+    /// off between two events of one change gets the whole change again.
+    pub last: bool,
+    pub name: String,
     pub data: String,
 }
 
-/// How many recent events a reconnecting client can catch up on (`Last-Event-ID`).
-const REPLAY: usize = 4096;
+/// How far a subscriber may fall behind before it is told to resynchronise.
+const BUFFER: usize = 4096;
 
-/// The live feed: a broadcast channel plus the recent past for clients that reconnect.
+/// The live feed: a broadcast channel of the applied changes' events. The log is its memory: a
+/// reconnecting client is replayed from the store (see [`Live::replay`]).
 pub struct Feed {
     tx: broadcast::Sender<Arc<Event>>,
-    recent: Mutex<VecDeque<Arc<Event>>>,
     /// Set at shutdown: every subscriber's stream ends.
-    closing: tokio::sync::watch::Sender<bool>,
+    closing: watch::Sender<bool>,
+    /// When each sensor's last `sensor.reading` went out (reading time, ms): at most one per
+    /// sensor per `feed_every`, so browsers keep up with a 50,000 readings/s ingest.
+    fed: Mutex<HashMap<Str, i64>>,
 }
 
 impl Default for Feed {
     fn default() -> Self {
-        Feed {
-            tx: broadcast::channel(REPLAY).0,
-            recent: Mutex::new(VecDeque::with_capacity(REPLAY)),
-            closing: tokio::sync::watch::channel(false).0,
-        }
+        Feed { tx: broadcast::channel(BUFFER).0, closing: watch::channel(false).0, fed: Default::default() }
     }
 }
 
 impl Feed {
-    /// Sends an event to every subscriber.
-    pub fn publish(&self, name: &'static str, data: &Value) {
-        // Ids are given and sent under the lock, so the replay buffer and the channel agree on
-        // the order.
-        let mut recent = self.recent.lock();
-        let id = recent.back().map_or(1, |e| e.id + 1);
-        let event = Arc::new(Event { id, name, data: data.to_string() });
-        if recent.len() == REPLAY {
-            recent.pop_front();
+    fn send(&self, seq: i64, events: Vec<(String, Value)>) {
+        let n = events.len();
+        for (i, (name, data)) in events.into_iter().enumerate() {
+            let _ = self.tx.send(Arc::new(Event { seq, last: i + 1 == n, name, data: data.to_string() }));
         }
-        recent.push_back(event.clone());
-        let _ = self.tx.send(event);
     }
 
-    /// A receiver of everything published from now on, and the buffered events after `last_id`
-    /// (none without one). The replay is `None` when `last_id` is older than the buffer: the
-    /// client missed events and must resynchronise.
-    pub fn subscribe(&self, last_id: Option<u64>) -> (broadcast::Receiver<Arc<Event>>, Option<Vec<Arc<Event>>>) {
-        let recent = self.recent.lock();
-        let rx = self.tx.subscribe();
-        let replay = match last_id {
-            None => Some(Vec::new()),
-            Some(last) => match recent.front() {
-                Some(first) if first.id > last + 1 => None,
-                _ => Some(recent.iter().filter(|e| e.id > last).cloned().collect()),
-            },
-        };
-        (rx, replay)
+    /// Sends an event that no change carries (it has no id and is not replayed).
+    pub fn publish_unlogged(&self, name: &str, data: &Value) {
+        self.send(0, vec![(name.to_string(), data.clone())]);
+    }
+
+    /// A receiver of every event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.tx.subscribe()
     }
 
     /// Ends every subscriber's stream (at shutdown).
@@ -96,160 +93,642 @@ impl Feed {
     pub fn subscribers(&self) -> usize {
         self.tx.receiver_count()
     }
-
-    /// The id of the latest event, 0 before the first.
-    pub fn last_id(&self) -> u64 {
-        self.recent.lock().back().map_or(0, |e| e.id)
-    }
 }
 
-/// Which index layer holds records of a model type.
-pub trait Indexed: Record + Clone + Sized {
+/// A record of any collection, as a change carries it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    District(District),
+    Street(Street),
+    Community(Community),
+    Grid(Grid),
+    Component(Component),
+    Case(Case),
+    Sensor(Sensor),
+}
+
+/// Which index layer holds records of a model type, and how the type sits in an [`Item`].
+pub trait Indexed: Record + Clone + Sized + crate::store::schema::Row {
+    const KIND: Collection;
     fn layer(index: &CityIndex) -> &RwLock<Layer<Self>>;
+    fn item(self) -> Item;
 }
 
 macro_rules! indexed {
-    ($($ty:ty => $field:ident),*) => {
+    ($($ty:ident => $field:ident, $kind:ident),*) => {
         $(impl Indexed for $ty {
+            const KIND: Collection = Collection::$kind;
             fn layer(index: &CityIndex) -> &RwLock<Layer<Self>> {
                 &index.$field
             }
+            fn item(self) -> Item {
+                Item::$ty(self)
+            }
         })*
+
+        impl Item {
+            pub fn envelope(&self) -> AABB<[f64; 2]> {
+                match self { $(Item::$ty(r) => r.envelope(),)* }
+            }
+
+            /// Puts the record into the index; returns the one it replaced.
+            fn upsert_into(self, index: &CityIndex) -> Option<Item> {
+                match self { $(Item::$ty(r) => $ty::layer(index).write().upsert(r).map(Item::$ty),)* }
+            }
+        }
+
+        /// Runs `$body` with `$t` bound to the model type of an indexed collection; `$other`
+        /// for one the index does not hold.
+        macro_rules! with_indexed {
+            ($c:expr, |$t:ident| $body:expr, $other:expr) => {
+                match $c {
+                    $(Collection::$kind => {
+                        type $t = $ty;
+                        $body
+                    })*
+                    #[allow(unreachable_patterns)]
+                    _ => $other,
+                }
+            };
+        }
     };
 }
-indexed!(District => districts, Street => streets, Community => communities, Grid => grids,
-    Component => components, Case => cases, Sensor => sensors);
+indexed!(District => districts, Districts, Street => streets, Streets, Community => communities, Communities,
+    Grid => grids, Grids, Component => components, Components, Case => cases, Cases, Sensor => sensors, Sensors);
 
-/// Above this many touched records, one `tiles.invalidated` covers them all.
-const TOUCHED_ONE_BY_ONE: usize = 64;
+/// A committed change: its place in the log, its row, and the records before and after.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub seq: i64,
+    pub row: ChangeRow,
+    /// The records as they were (filled in by [`Live::apply`] from the index).
+    pub old: Vec<Item>,
+    /// The records as committed (none for a removal, a touch or readings).
+    pub new: Vec<Item>,
+}
 
-/// The index, the tile cache and the feed: everything a change must reach.
+impl Change {
+    /// The change the commit path builds from the records it just wrote.
+    pub fn committed(seq: i64, row: ChangeRow, new: Vec<Item>) -> Change {
+        Change { seq, row, old: Vec::new(), new }
+    }
+}
+
+/// Something that keeps state of its own over the index and must hear of every change (the
+/// sensor engine). Called under the apply turn: it must not commit or wait.
+pub trait Follower: Send + Sync {
+    fn applied(&self, change: &Change);
+}
+
+/// Above this many areas, one `tiles.invalidated` covers them all.
+const AREAS_ONE_BY_ONE: usize = 64;
+/// Changes read from the log at a time.
+const PAGE: i64 = 1000;
+
+/// How often sensor values reach the feed and the tiles (`[sensors]` of the config file).
+#[derive(Debug, Clone, Copy)]
+pub struct Pacing {
+    pub feed_every_ms: i64,
+    pub draw_every_ms: i64,
+}
+
+/// The index, the tile cache and the feed, kept in step with the change log.
 pub struct Live {
     pub index: Arc<CityIndex>,
     pub tiles: TileCache,
     pub feed: Feed,
+    store: Arc<dyn Store>,
+    /// The instant every case light is read at (epoch ms). Lights change with time alone, so a
+    /// tile or page that read them at "now" would silently disagree with a cached tile rendered
+    /// a minute earlier; instead the clock moves only with a logged light sweep.
+    clock: AtomicI64,
+    /// The sequence number of the last change applied.
+    applied: watch::Sender<i64>,
+    /// One applier at a time, so changes are applied in log order.
+    turn: tokio::sync::Mutex<()>,
+    /// Changes this process committed and has not applied yet, by sequence number.
+    pending: Mutex<BTreeMap<i64, Change>>,
+    followers: RwLock<Vec<Arc<dyn Follower>>>,
+    pacing: RwLock<Pacing>,
+    /// When each sensor's tiles were last redrawn for a new value (reading time, ms).
+    drawn: Mutex<HashMap<Str, i64>>,
 }
 
 impl Live {
-    pub fn new(index: Arc<CityIndex>, tile_cache_mb: usize) -> Live {
-        Live { index, tiles: TileCache::new(tile_cache_mb), feed: Feed::default() }
-    }
-
-    /// Applies a committed insert or update of one record; returns the record it replaced.
-    pub fn upsert<T: Indexed>(&self, new: T) -> Option<T> {
-        let new_env = new.envelope();
-        let old = T::layer(&self.index).write().upsert(new);
-        self.changed::<T>(old.as_ref().map(|o| o.envelope()), Some(new_env));
-        old
-    }
-
-    /// Applies many committed inserts or updates of one layer (an import) under one write lock,
-    /// announced like [`Live::touched`]: one area when there are many.
-    pub fn upsert_many<T: Indexed>(&self, records: Vec<T>) {
-        if records.is_empty() {
-            return;
+    /// The live view over a freshly loaded index that reflects the log up to `head`.
+    pub fn new(index: Arc<CityIndex>, store: Arc<dyn Store>, tile_cache_mb: usize, head: i64) -> Live {
+        let now = Utc::now();
+        for c in index.cases.write().iter_mut() {
+            c.light = light(c, now);
         }
-        let mut envs = Vec::with_capacity(records.len());
-        {
-            let mut layer = T::layer(&self.index).write();
-            for r in records {
-                envs.push(r.envelope());
-                if let Some(old) = layer.upsert(r) {
-                    envs.push(old.envelope());
+        Live {
+            index,
+            tiles: TileCache::new(tile_cache_mb),
+            feed: Feed::default(),
+            store,
+            clock: AtomicI64::new(now.timestamp_millis()),
+            applied: watch::channel(head).0,
+            turn: Default::default(),
+            pending: Default::default(),
+            followers: Default::default(),
+            pacing: RwLock::new(Pacing { feed_every_ms: 1000, draw_every_ms: 10_000 }),
+            drawn: Default::default(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn set_pacing(&self, pacing: Pacing) {
+        *self.pacing.write() = pacing;
+    }
+
+    pub fn add_follower(&self, f: Arc<dyn Follower>) {
+        self.followers.write().push(f);
+    }
+
+    /// The light clock: the instant case lights are read at.
+    pub fn clock(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.clock.load(Ordering::Acquire)).expect("clock in range")
+    }
+
+    /// The light of `case` at the light clock.
+    pub fn light_of(&self, case: &Case) -> Option<Light> {
+        light(case, self.clock())
+    }
+
+    /// The sequence number of the last change applied here.
+    pub fn applied(&self) -> i64 {
+        *self.applied.borrow()
+    }
+
+    /// Waits until change `seq` is applied here, at most `timeout`; whether it was.
+    pub async fn wait_applied(&self, seq: i64, timeout: std::time::Duration) -> bool {
+        let mut rx = self.applied.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|a| *a >= seq)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// Applies changes this process just committed, after any earlier ones (from the log), so
+    /// the caller's answer reflects them.
+    pub async fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        let Some(upto) = changes.iter().map(|c| c.seq).max() else { return Ok(()) };
+        self.deposit(changes);
+        self.catch_up(Some(upto)).await
+    }
+
+    /// Notes committed changes to be applied in their turn (by [`Live::catch_up`]).
+    pub fn deposit(&self, changes: Vec<Change>) {
+        let applied = self.applied();
+        let mut pending = self.pending.lock();
+        for c in changes.into_iter().filter(|c| c.seq > applied) {
+            pending.insert(c.seq, c);
+        }
+    }
+
+    /// Applies every change after the last applied one, up to `upto` (or to the log's head), in
+    /// order: this process's own from memory, the others' read back from the store.
+    pub async fn catch_up(&self, upto: Option<i64>) -> Result<(), StoreError> {
+        let _turn = self.turn.lock().await;
+        loop {
+            let applied = self.applied();
+            if upto.is_some_and(|u| applied >= u) {
+                return Ok(());
+            }
+            let next = self.pending.lock().remove(&(applied + 1));
+            if let Some(change) = next {
+                self.apply(change);
+                continue;
+            }
+            let page = self.store.changes_after(applied, PAGE).await?;
+            let Some(first) = page.first() else {
+                // Nothing after `applied` in the log: our own changes below it were applied.
+                self.pending.lock().retain(|&s, _| s > applied);
+                return Ok(());
+            };
+            if first.seq > applied + 1 {
+                // The log was pruned past us: the changes in between are gone.
+                tracing::warn!(applied, oldest = first.seq, "fell behind the retained change log: reloading the city");
+                self.reload(first.seq - 1).await?;
+                continue;
+            }
+            for logged in page {
+                let seq = logged.seq;
+                let own = self.pending.lock().remove(&seq);
+                let change = match own {
+                    Some(c) => c,
+                    None => materialize(&*self.store, logged).await?,
+                };
+                self.apply(change);
+                if upto.is_some_and(|u| seq >= u) {
+                    return Ok(());
                 }
             }
         }
-        self.touched::<T>(&envs);
     }
 
-    /// Announces records whose look changed without their data changing (a deadline light
-    /// turning as time passes): their tiles are dropped and announced like any change.
-    /// Many at once are announced as one area, so a sweep does not flood the feed.
-    pub fn touched<T: Indexed>(&self, envelopes: &[AABB<[f64; 2]>]) {
-        if envelopes.len() > TOUCHED_ONE_BY_ONE {
-            let union = envelopes.iter().skip(1).fold(envelopes[0], |a, e| a.merged(e));
-            self.changed::<T>(Some(union), None);
-        } else {
-            for env in envelopes {
-                self.changed::<T>(Some(*env), None);
+    /// Replaces every layer from the store and marks the log applied to `head`; every feed
+    /// subscriber is told to resynchronise.
+    async fn reload(&self, head: i64) -> Result<(), StoreError> {
+        let city = self.store.load_city(&|_, _| {}).await?;
+        let fresh = tokio::task::spawn_blocking(move || CityIndex::from_city(city))
+            .await
+            .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+        fn swap<T: Indexed>(to: &CityIndex, from: &CityIndex) {
+            std::mem::swap(&mut *T::layer(to).write(), &mut *T::layer(from).write());
+        }
+        // Sensors keep their live values across the reload.
+        let lives: HashMap<Str, SensorLive> =
+            self.index.sensors.read().iter().map(|s| (s.code.clone(), s.live.clone())).collect();
+        for s in fresh.sensors.write().iter_mut() {
+            if let Some(l) = lives.get(&s.code) {
+                s.live = l.clone();
             }
         }
+        let clock = self.clock();
+        for c in fresh.cases.write().iter_mut() {
+            c.light = light(c, clock);
+        }
+        swap::<District>(&self.index, &fresh);
+        swap::<Street>(&self.index, &fresh);
+        swap::<Community>(&self.index, &fresh);
+        swap::<Grid>(&self.index, &fresh);
+        swap::<Component>(&self.index, &fresh);
+        swap::<Case>(&self.index, &fresh);
+        swap::<Sensor>(&self.index, &fresh);
+        self.index.hierarchy_changed();
+        self.tiles.invalidate(u8::MAX, [-180.0, -90.0, 180.0, 90.0]);
+        self.pending.lock().retain(|&s, _| s > head);
+        self.feed.send(head, vec![("resync".into(), json!({"last_id": head}))]);
+        self.applied.send_replace(head);
+        Ok(())
     }
 
-    fn changed<T: Indexed>(&self, old: Option<AABB<[f64; 2]>>, new: Option<AABB<[f64; 2]>>) {
-        if matches!(T::COLLECTION, "grids" | "communities" | "streets" | "districts") {
+    /// Applies one change, the next in log order: index, tiles, locate cache, followers, feed.
+    fn apply(&self, mut change: Change) {
+        let row = &change.row;
+        match row.op {
+            Op::Upsert | Op::Import => {
+                for item in std::mem::take(&mut change.new) {
+                    let item = self.prepare(item);
+                    if let Some(old) = item.clone().upsert_into(&self.index) {
+                        change.old.push(old);
+                    }
+                    change.new.push(item);
+                }
+            }
+            Op::Remove => {
+                if let Some(key) = &row.key {
+                    let old = with_indexed!(row.collection, |T| T::layer(&self.index).write().remove(key).map(Indexed::item), None);
+                    change.old.extend(old);
+                }
+            }
+            Op::Touch => self.touch(row),
+            Op::Readings => {}
+        }
+        if row.collection == Collection::Alarms {
+            self.alarm_level(row);
+        }
+        if row.collection.is_hierarchy() {
             self.index.hierarchy_changed();
         }
-        let mut envs: Vec<AABB<[f64; 2]>> = old.into_iter().collect();
-        if let Some(n) = new {
-            if !envs.contains(&n) {
-                envs.push(n);
-            }
+        let mut areas = row.bbox.clone();
+        if row.op == Op::Readings {
+            areas.extend(self.readings(row));
         }
-        let layers: Vec<&str> = std::iter::once(T::COLLECTION).chain(derived_layers(T::COLLECTION)).collect();
-        let zooms: Vec<u8> = (min_zoom(T::COLLECTION)..=MAX_ZOOM).collect();
-        for env in envs {
-            let bbox = [env.lower()[0], env.lower()[1], env.upper()[0], env.upper()[1]];
-            self.tiles.invalidate(source_bit(T::COLLECTION), bbox);
-            self.feed.publish(
-                "tiles.invalidated",
-                &json!({"layer": T::COLLECTION, "layers": layers, "bbox": bbox, "zooms": zooms}),
-            );
+        let sources = source_bit(row.collection.as_str());
+        for a in &areas {
+            self.tiles.invalidate(sources, *a);
+        }
+        for f in self.followers.read().iter() {
+            f.applied(&change);
+        }
+        let mut fed = self.feed.fed.lock();
+        let events = events_of(&self.index, &change.row, &areas, &mut fed, self.pacing.read().feed_every_ms);
+        drop(fed);
+        self.feed.send(change.seq, events);
+        self.applied.send_replace(change.seq);
+    }
+
+    /// Readies a record for the index: a case gets its light at the clock, a sensor keeps the
+    /// live status of the record it replaces (the store does not hold it).
+    fn prepare(&self, item: Item) -> Item {
+        match item {
+            Item::Case(mut c) => {
+                c.light = self.light_of(&c);
+                Item::Case(c)
+            }
+            Item::Sensor(mut s) => {
+                match self.index.sensors.read().get(&s.code) {
+                    Some(old) => s.live = old.live.clone(),
+                    // A new sensor has not been heard from.
+                    None => s.live.0.lock().stale = true,
+                }
+                Item::Sensor(s)
+            }
+            other => other,
         }
     }
+
+    /// A touch: the light clock moved (cases), or sensors went quiet or woke (sensors).
+    fn touch(&self, row: &ChangeRow) {
+        let Some(data) = &row.data else { return };
+        match row.collection {
+            Collection::Cases => {
+                if let Some(ms) = data["clock"].as_i64() {
+                    self.clock.fetch_max(ms, Ordering::AcqRel);
+                }
+                let clock = self.clock();
+                let mut cases = self.index.cases.write();
+                for id in data["cases"].as_array().into_iter().flatten().filter_map(Value::as_i64) {
+                    cases.update_in_place(&id.to_string(), |c| c.light = light(c, clock));
+                }
+            }
+            Collection::Sensors => {
+                let sensors = self.index.sensors.read();
+                for s in data["stale"].as_array().into_iter().flatten() {
+                    if let (Some(code), Some(stale)) = (s[0].as_str(), s[1].as_bool()) {
+                        if let Some(sensor) = sensors.get(code) {
+                            sensor.live.0.lock().stale = stale;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// An alarm change sets its sensor's level (none once cleared), whoever ruled on it.
+    fn alarm_level(&self, row: &ChangeRow) {
+        let Some(data) = &row.data else { return };
+        let Some(code) = data["sensor"].as_str() else { return };
+        if let Some(sensor) = self.index.sensors.read().get(code) {
+            let active = data["active"].as_bool().unwrap_or(true);
+            sensor.live.0.lock().level = if active { data["level"].as_str().and_then(Level::parse) } else { None };
+        }
+    }
+
+    /// A readings batch: each sensor's live value moves (if newer than what it shows) and its
+    /// tiles are redrawn at most every `draw_every`; returns the areas to redraw.
+    fn readings(&self, row: &ChangeRow) -> Vec<[f64; 4]> {
+        let draw_every = self.pacing.read().draw_every_ms;
+        let sensors = self.index.sensors.read();
+        let mut drawn = self.drawn.lock();
+        let mut areas = Vec::new();
+        for (code, at, value) in readings_of(row) {
+            let Some(sensor) = sensors.get(code) else { continue };
+            let was_stale = {
+                let mut live = sensor.live.0.lock();
+                let Some(t) = DateTime::from_timestamp_millis(at) else { continue };
+                if live.at.is_none_or(|a| a <= t) {
+                    live.at = Some(t);
+                    live.value = Some(value);
+                }
+                std::mem::replace(&mut live.stale, false)
+            };
+            let last = drawn.entry(sensor.code.clone()).or_insert(i64::MIN);
+            if was_stale || at.saturating_sub(*last) >= draw_every {
+                *last = at;
+                areas.push(bbox_of(&sensor.envelope()));
+            }
+        }
+        areas
+    }
+
+    /// The events a client that last saw `after` missed, from the log, in order, up to what
+    /// this process has applied: `None` when the log no longer holds them all or `after` is
+    /// beyond its head (the client must resynchronise). Derived as [`Live::apply`] derives them,
+    /// against today's records.
+    pub async fn replay(&self, after: i64) -> Result<Option<ReplayPages<'_>>, StoreError> {
+        let (oldest, head) = self.store.log_bounds().await?;
+        let upto = self.applied();
+        if after > head.max(upto) || (oldest > 0 && after < oldest - 1) || after < 0 {
+            return Ok(None);
+        }
+        Ok(Some(ReplayPages { live: self, next: after, upto, fed: HashMap::new() }))
+    }
+
+    /// Sweeps the case lights: moves the light clock to `now` through the log and redraws and
+    /// announces every open case whose light turned. Returns how many turned.
+    pub async fn sweep_lights(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let index = self.index.clone();
+        let turned = tokio::task::spawn_blocking(move || {
+            index
+                .cases
+                .read()
+                .iter()
+                .filter(|c| !crate::model::is_finished(&c.status) && light(c, now) != c.light)
+                .map(|c| (c.id, bbox_of(&c.envelope())))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+        let n = turned.len();
+        let row = ChangeRow {
+            collection: Collection::Cases,
+            key: None,
+            op: Op::Touch,
+            event: None,
+            data: Some(json!({"clock": now.timestamp_millis(), "cases": turned.iter().map(|t| t.0).collect::<Vec<_>>()})),
+            bbox: areas(turned.iter().map(|t| t.1).collect()),
+        };
+        let seq = self.store.append_changes(vec![row.clone()]).await?[0];
+        self.commit(vec![Change::committed(seq, row, Vec::new())]).await?;
+        Ok(n)
+    }
+}
+
+/// One page at a time of a replay (see [`Live::replay`]).
+pub struct ReplayPages<'a> {
+    live: &'a Live,
+    next: i64,
+    upto: i64,
+    fed: HashMap<Str, i64>,
+}
+
+impl ReplayPages<'_> {
+    /// The up to last sequence number this replay runs to (what was applied when it began).
+    pub fn upto(&self) -> i64 {
+        self.upto
+    }
+
+    /// The next page of events; empty at the end.
+    pub async fn next_page(&mut self) -> Result<Vec<Event>, StoreError> {
+        if self.next >= self.upto {
+            return Ok(Vec::new());
+        }
+        let page = self.live.store.changes_after(self.next, PAGE).await?;
+        let mut out = Vec::new();
+        let feed_every = self.live.pacing.read().feed_every_ms;
+        for logged in page.into_iter().take_while(|l| l.seq <= self.upto) {
+            self.next = logged.seq;
+            let events = events_of(&self.live.index, &logged.row, &logged.row.bbox, &mut self.fed, feed_every);
+            let n = events.len();
+            out.extend(events.into_iter().enumerate().map(|(i, (name, data))| Event {
+                seq: logged.seq,
+                last: i + 1 == n,
+                name,
+                data: data.to_string(),
+            }));
+        }
+        if out.is_empty() && self.next < self.upto {
+            // Nothing left to read below `upto`: the rest produced no events.
+            self.next = self.upto;
+        }
+        Ok(out)
+    }
+}
+
+/// The feed events of a change: `tiles.invalidated` for the areas it redraws, then its domain
+/// event or the events its touch or readings imply. `fed` paces `sensor.reading` per sensor.
+fn events_of(
+    index: &CityIndex,
+    row: &ChangeRow,
+    areas: &[[f64; 4]],
+    fed: &mut HashMap<Str, i64>,
+    feed_every_ms: i64,
+) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    if !areas.is_empty() {
+        let collection = row.collection.as_str();
+        let layers: Vec<&str> = std::iter::once(collection).chain(derived_layers(collection)).collect();
+        let zooms: Vec<u8> = (min_zoom(collection)..=MAX_ZOOM).collect();
+        let tiles = |bbox: &[f64; 4]| {
+            ("tiles.invalidated".to_string(), json!({"layer": collection, "layers": layers, "bbox": bbox, "zooms": zooms}))
+        };
+        if areas.len() > AREAS_ONE_BY_ONE {
+            let union = areas[1..].iter().fold(areas[0], |a, b| union(a, *b));
+            out.push(tiles(&union));
+        } else {
+            out.extend(areas.iter().map(tiles));
+        }
+    }
+    if let (Some(event), Some(data)) = (&row.event, &row.data) {
+        out.push((event.clone(), data.clone()));
+    }
+    match (row.op, row.collection, &row.data) {
+        (Op::Touch, Collection::Cases, Some(data)) => {
+            let cases = index.cases.read();
+            for id in data["cases"].as_array().into_iter().flatten().filter_map(Value::as_i64) {
+                if let Some(c) = cases.get(&id.to_string()) {
+                    out.push(("case.updated".into(), case_json(c)));
+                }
+            }
+        }
+        (Op::Touch, Collection::Sensors, Some(data)) => {
+            for s in data["stale"].as_array().into_iter().flatten() {
+                let last_at = s[2].as_i64().and_then(DateTime::from_timestamp_millis).map(rfc3339_ms);
+                out.push(("sensor.stale".into(), json!({"sensor": s[0], "stale": s[1], "last_at": last_at})));
+            }
+        }
+        (Op::Readings, _, _) => {
+            let sensors = index.sensors.read();
+            for (code, at, value) in readings_of(row) {
+                let last = fed.entry(Str::from(code)).or_insert(i64::MIN);
+                if at.saturating_sub(*last) < feed_every_ms {
+                    continue;
+                }
+                *last = at;
+                let sensor = sensors.get(code);
+                let level = sensor.and_then(|s| s.live.get().level).map(Level::as_str);
+                let at = DateTime::from_timestamp_millis(at).map(rfc3339_ms);
+                out.push((
+                    "sensor.reading".into(),
+                    json!({"sensor": code, "at": at, "value": value, "level": level, "kind": sensor.map(|s| &s.kind)}),
+                ));
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The `[code, epoch ms, value]` entries of a readings change.
+fn readings_of(row: &ChangeRow) -> impl Iterator<Item = (&str, i64, f64)> {
+    row.data
+        .as_ref()
+        .and_then(|d| d["readings"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|r| Some((r[0].as_str()?, r[1].as_i64()?, r[2].as_f64()?)))
+}
+
+/// Turns a change read from the log back into a [`Change`], reloading the records it names.
+async fn materialize(store: &dyn Store, logged: Logged) -> Result<Change, StoreError> {
+    let row = logged.row;
+    let key = row.key.clone().unwrap_or_default();
+    let new: Vec<Item> = match row.op {
+        Op::Upsert => {
+            let filter = |key_col: &'static str| match key_col {
+                "id" => key.parse().map(|id| Filter::Eq("id", Val::Int(id))).ok(),
+                col => Some(Filter::Eq(col, Val::Text(Some(key.as_str().into())))),
+            };
+            with_indexed!(
+                row.collection,
+                |T| match filter(T::table().cols[0].0) {
+                    Some(f) => crate::store::select::<T>(store, f).await?.into_iter().map(Indexed::item).collect(),
+                    None => Vec::new(),
+                },
+                Vec::new()
+            )
+        }
+        Op::Import => match key.parse() {
+            Ok(import) => with_indexed!(
+                row.collection,
+                |T| crate::store::select::<T>(store, Filter::Imported(import))
+                    .await?
+                    .into_iter()
+                    .map(Indexed::item)
+                    .collect(),
+                Vec::new()
+            ),
+            Err(_) => Vec::new(),
+        },
+        Op::Remove | Op::Touch | Op::Readings => Vec::new(),
+    };
+    Ok(Change { seq: logged.seq, row, old: Vec::new(), new })
+}
+
+/// A case as the API and the feed show it: its properties (light included) and its position
+/// in CGCS2000.
+pub fn case_json(case: &Case) -> Value {
+    let mut m = case.properties();
+    m.insert("lon".into(), json!(case.geom.x()));
+    m.insert("lat".into(), json!(case.geom.y()));
+    Value::Object(m)
+}
+
+/// An envelope as `[west, south, east, north]`.
+pub fn bbox_of(env: &AABB<[f64; 2]>) -> [f64; 4] {
+    [env.lower()[0], env.lower()[1], env.upper()[0], env.upper()[1]]
+}
+
+fn union(a: [f64; 4], b: [f64; 4]) -> [f64; 4] {
+    [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])]
+}
+
+/// The areas a change redraws, without repeats, as one when there are many (a light sweep at
+/// start-up can turn thousands of cases).
+pub fn areas(mut list: Vec<[f64; 4]>) -> Vec<[f64; 4]> {
+    list.dedup();
+    if list.len() > AREAS_ONE_BY_ONE {
+        let u = list[1..].iter().fold(list[0], |a, b| union(a, *b));
+        vec![u]
+    } else {
+        list
+    }
+}
+
+/// The areas a record change redraws: where it was and where it is.
+pub fn moved(old: Option<&AABB<[f64; 2]>>, new: Option<&AABB<[f64; 2]>>) -> Vec<[f64; 4]> {
+    let mut out: Vec<[f64; 4]> = old.into_iter().map(bbox_of).collect();
+    if let Some(n) = new.map(bbox_of) {
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::geo::tile::{TileCoord, tiles_covering};
-    use crate::tiles::cache::Rendered;
-
-    #[test]
-    fn a_moved_component_drops_tiles_at_both_ends_only() {
-        let city = crate::demo::generate(&crate::demo::DemoParams::scaled(0.05));
-        let (a, b) = (city.components[0].clone(), city.components[city.components.len() / 2].clone());
-        let live = Live::new(Arc::new(CityIndex::from_city(city)), 16);
-        let at = |c: &Component, z: u8| {
-            let e = c.envelope();
-            tiles_covering([e.lower()[0], e.lower()[1], e.lower()[0], e.lower()[1]], z).next().unwrap()
-        };
-        let bit = source_bit("components");
-        let z = 17;
-        let (from, to) = (at(&a, z), at(&b, z));
-        let elsewhere = TileCoord::new(z as u32, from.x + 7, from.y + 7).unwrap();
-        for t in [from, to, elsewhere] {
-            live.tiles.put(t, "components", bit, Arc::new(Rendered::new(Some(vec![1]))), live.tiles.generation());
-        }
-        let (mut rx, _) = live.feed.subscribe(None);
-        let mut moved = a.clone();
-        moved.geom = b.geom.clone();
-        let old = live.upsert(moved).expect("replaced");
-        assert_eq!(old.code, a.code);
-        assert!(live.tiles.get(from, "components").is_none(), "old place dropped");
-        assert!(live.tiles.get(to, "components").is_none(), "new place dropped");
-        assert!(live.tiles.get(elsewhere, "components").is_some(), "elsewhere kept");
-        let (e1, e2) = (rx.try_recv().unwrap(), rx.try_recv().unwrap());
-        assert_eq!((e1.name, e2.name), ("tiles.invalidated", "tiles.invalidated"));
-        assert!(rx.try_recv().is_err(), "one event per envelope");
-        assert_eq!(live.index.components.read().get(&a.code).unwrap().geom, b.geom);
-    }
-
-    #[test]
-    fn replay_resumes_after_the_last_seen_id_or_asks_for_a_resync() {
-        let feed = Feed::default();
-        for i in 0..3 {
-            feed.publish("x", &json!(i));
-        }
-        let (_, replay) = feed.subscribe(Some(1));
-        let ids: Vec<u64> = replay.unwrap().iter().map(|e| e.id).collect();
-        assert_eq!(ids, [2, 3]);
-        let (_, fresh) = feed.subscribe(None);
-        assert!(fresh.unwrap().is_empty());
-        for i in 0..REPLAY {
-            feed.publish("x", &json!(i));
-        }
-        assert!(feed.subscribe(Some(1)).1.is_none(), "event 2 is gone: resync");
-        assert_eq!(feed.last_id(), 3 + REPLAY as u64);
-    }
-}
+mod tests;

@@ -286,8 +286,8 @@ pub async fn run(
     if !ctx.classes_stored && matches!(collection, "components" | "cases") {
         let classes: Vec<ComponentClass> = ctx.component_classes.values().cloned().collect();
         let events: Vec<EventClass> = ctx.event_classes.values().cloned().collect();
-        crate::store::insert(store, &classes).await?;
-        crate::store::insert(store, &events).await?;
+        crate::store::insert(store, &classes, Vec::new()).await?;
+        crate::store::insert(store, &events, Vec::new()).await?;
         report.warnings.push("the store had no class dictionaries: wrote the national ones (GB/T 30428.2)".into());
     }
     let total = rows.len() as u64;
@@ -592,6 +592,7 @@ impl Validator<'_> {
             version: 1,
             geom: point,
             milestones: Default::default(),
+            light: None,
         })
     }
 

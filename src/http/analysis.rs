@@ -148,7 +148,7 @@ pub async fn hotspots(State(st): State<AppState>, p: Params) -> ApiResult<Respon
         *st.analysis.latest.write() = Some(h.clone());
         let zooms: Vec<u8> = (0..=crate::geo::MAX_ZOOM).collect();
         if let Some(bbox) = h.units.bbox() {
-            st.live.feed.publish(
+            st.live.feed.publish_unlogged(
                 "tiles.invalidated",
                 &json!({"layer": "hotspots", "layers": ["hotspots"], "bbox": bbox, "zooms": zooms}),
             );

@@ -15,7 +15,7 @@ use super::params::{JsonBody, Params, PathParams};
 use crate::auth::{AuthError, Principal, Role};
 use crate::cases::evaluation::{self, By};
 use crate::cases::intake::{self, NewCase, take_in};
-use crate::cases::{self, Light, is_open, light, light_clock};
+use crate::cases::{self, Light, is_open};
 use crate::cases::{routing, workflow};
 use crate::index::Record;
 use crate::model::{Case, CaseStep};
@@ -31,16 +31,18 @@ pub async fn create(
     JsonBody(req): JsonBody<NewCase>,
 ) -> ApiResult<Response> {
     who.require(REPORTERS, "report cases")?;
-    let case = report(&st, &who, &req).await?;
+    let (case, seq) = report(&st, &who, &req).await?;
     let location = format!("/api/v1/cases/{}", case.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(cases::to_json(&case))).into_response())
+    let headers = [(header::LOCATION, location), (super::SEQ_HEADER, seq.to_string())];
+    Ok((StatusCode::CREATED, headers, axum::Json(cases::to_json(&case))).into_response())
 }
 
 /// Takes in a report: validated, committed with its first history step, then applied to the
-/// index and announced as `case.created`. Shared by the API and the Open311 intake.
-pub async fn report(st: &AppState, who: &crate::auth::Principal, req: &NewCase) -> ApiResult<Case> {
+/// index and announced as `case.created`. Shared by the API and the Open311 intake. Returns the
+/// case and its change's sequence number.
+pub async fn report(st: &AppState, who: &crate::auth::Principal, req: &NewCase) -> ApiResult<(Case, i64)> {
     let (case, first) = take_in(req, &st.index, &st.deadlines, who, Utc::now())?;
-    Ok(cases::commit_new(&*st.store, &st.live, case, &first).await?)
+    Ok(cases::commit_new(&st.live, case, &first).await?)
 }
 
 /// The body of `POST /api/v1/cases/{id}/actions`.
@@ -140,17 +142,18 @@ pub async fn act(
         at: now,
         note: step_note,
     };
-    if !cases::commit_step(&*st.store, &st.live, &new, req.expected_version, &step).await? {
+    let Some(seq) = cases::commit_step(&st.live, &new, req.expected_version, &step).await? else {
         let current = st.index.cases.read().get(&id).map(|c| c.version).unwrap_or(case.version);
         return Err(stale(current, req.expected_version));
-    }
+    };
+    let new = st.index.cases.read().get(&id).cloned().unwrap_or(new);
     let mut body = cases::to_json(&new);
     if next == "filed" {
         if let Some((code, basis)) = suggestion(&st, &new) {
             body["suggested_dept"] = json!({"code": code, "basis": basis.as_str()});
         }
     }
-    Ok(axum::Json(body).into_response())
+    Ok(([(super::SEQ_HEADER, seq.to_string())], axum::Json(body)).into_response())
 }
 
 fn stale(current: i32, expected: i32) -> ApiError {
@@ -284,7 +287,7 @@ pub fn summarize<'a>(
         }
         if is_open(c) {
             open += 1;
-            if light(c, light_at) == Some(Light::Red) {
+            if crate::model::light(c, light_at) == Some(Light::Red) {
                 overdue += 1;
             }
         }
@@ -304,9 +307,9 @@ pub fn summarize<'a>(
 
 /// `GET /api/v1/cases/summary`: cases today, open, overdue, and this month's closure rate.
 pub async fn summary(State(st): State<AppState>) -> ApiResult<Response> {
-    let (index, city) = (st.index.clone(), st.deadlines.calendar.offset());
+    let (index, city, clock) = (st.index.clone(), st.deadlines.calendar.offset(), st.live.clock());
     let body =
-        tokio::task::spawn_blocking(move || summarize(index.cases.read().iter(), Utc::now(), light_clock(), city))
+        tokio::task::spawn_blocking(move || summarize(index.cases.read().iter(), Utc::now(), clock, city))
             .await
             .map_err(ApiError::internal)?;
     Ok(axum::Json(body).into_response())

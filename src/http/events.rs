@@ -1,50 +1,75 @@
-//! `GET /api/v1/events`: the live feed as Server-Sent Events. A client that reconnects with
-//! `Last-Event-ID` gets what it missed from the recent past, or a `resync` event when that is
-//! gone (or when it fell too far behind), telling it to reload tiles and counters.
+//! `GET /api/v1/events`: the live feed as Server-Sent Events. Event ids are the change log's
+//! sequence numbers, so a client that reconnects with `Last-Event-ID` (to this process after a
+//! restart, or to another server on the same store) is replayed what it missed from the store's
+//! log; when the log no longer holds it, or the id is beyond the log's head, or the client fell
+//! too far behind, it gets `resync`, telling it to reload tiles and counters.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::response::IntoResponse;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::AppState;
-use crate::events::Event;
+use super::error::ApiResult;
+use crate::events::{Event, Live};
 
 fn to_sse(e: &Event) -> SseEvent {
-    SseEvent::default().id(e.id.to_string()).event(e.name).data(&e.data)
+    let ev = SseEvent::default().event(&e.name).data(&e.data);
+    if e.last && e.seq > 0 { ev.id(e.seq.to_string()) } else { ev }
 }
 
-fn resync(last_id: u64) -> SseEvent {
-    SseEvent::default().event("resync").data(format!("{{\"last_id\":{last_id}}}"))
+fn resync(live: &Live) -> SseEvent {
+    let head = live.applied();
+    SseEvent::default().id(head.to_string()).event("resync").data(format!("{{\"last_id\":{head}}}"))
 }
 
-pub async fn events(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
-    let feed = &st.live.feed;
-    let (rx, replay) = feed.subscribe(last_id);
-    let head: Vec<SseEvent> = match replay {
-        Some(events) => events.iter().map(|e| to_sse(e)).collect(),
-        None => vec![resync(feed.last_id())],
-    };
-    // `ready` first, so a client knows the subscription is live before it acts.
-    let ready = SseEvent::default().event("ready").data(format!("{{\"last_id\":{}}}", feed.last_id()));
-    let closed = feed.closed();
+pub async fn events(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<impl IntoResponse> {
+    let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(|v| v.trim().parse::<i64>());
     let live = st.live.clone();
-    let tail = BroadcastStream::new(rx).map(move |r| match r {
-        Ok(e) => to_sse(&e),
-        // The client could not keep up and events were dropped for it.
-        Err(_) => resync(live.feed.last_id()),
+    // Subscribed before the replay is read, so nothing falls between the two; what both carry
+    // is dropped from the live tail by its id.
+    let rx = live.feed.subscribe();
+    let mut head: Vec<SseEvent> = Vec::new();
+    let mut replayed = live.applied();
+    match last_id {
+        None => {}
+        // An id that is not a number can only be stale.
+        Some(Err(_)) => head.push(resync(&live)),
+        Some(Ok(last)) => match live.replay(last).await? {
+            None => head.push(resync(&live)),
+            Some(mut pages) => {
+                replayed = pages.upto();
+                loop {
+                    let page = pages.next_page().await?;
+                    if page.is_empty() {
+                        break;
+                    }
+                    head.extend(page.iter().map(to_sse));
+                }
+            }
+        },
+    }
+    // `ready` first, so a client knows the subscription is live before it acts.
+    let ready = SseEvent::default().event("ready").data(format!("{{\"last_id\":{}}}", live.applied()));
+    let closed = live.feed.closed();
+    let tail_live = live.clone();
+    let tail = BroadcastStream::new(rx).filter_map(move |r| {
+        let out = match r {
+            Ok(e) if e.seq > 0 && e.seq <= replayed => None,
+            Ok(e) => Some(to_sse(&e)),
+            // The client could not keep up and events were dropped for it.
+            Err(_) => Some(resync(&tail_live)),
+        };
+        std::future::ready(out)
     });
     let stream = futures::stream::iter(std::iter::once(ready).chain(head))
         .chain(tail)
         .take_until(closed)
         .map(Ok::<_, Infallible>);
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -27,6 +27,9 @@ use crate::events::Live;
 use crate::index::CityIndex;
 use crate::store::Store;
 
+/// The header a write answers with: its change's sequence number in the log.
+pub const SEQ_HEADER: axum::http::HeaderName = axum::http::HeaderName::from_static("onemap-seq");
+
 /// Everything a request handler may touch.
 #[derive(Clone)]
 pub struct AppState {
@@ -49,15 +52,19 @@ pub struct AppState {
     pub analysis: Arc<crate::analysis::Analysis>,
     /// Exports running at once: each holds a blocking thread and a temporary file.
     pub exports: Arc<tokio::sync::Semaphore>,
+    /// How long the change log keeps changes (pruned by `serve`).
+    pub log_retention: chrono::Duration,
 }
 
 impl AppState {
-    /// State over a loaded index with a tile cache of `tile_cache_mb` megabytes (0: none).
-    pub fn new(store: Arc<dyn Store>, index: CityIndex, tile_cache_mb: usize) -> Self {
+    /// State over an index loaded from the store when its change log stood at `head`, with a tile
+    /// cache of `tile_cache_mb` megabytes (0: none).
+    pub fn new(store: Arc<dyn Store>, index: CityIndex, tile_cache_mb: usize, head: i64) -> Self {
         let index = Arc::new(index);
-        let live = Arc::new(Live::new(index.clone(), tile_cache_mb));
+        let live = Arc::new(Live::new(index.clone(), store.clone(), tile_cache_mb, head));
         let metrics = Arc::new(health::Metrics::default());
         let sensors = Arc::new(crate::sensors::ingest::Ingest::new(store.clone(), live.clone(), metrics.clone()));
+        live.add_follower(sensors.clone());
         AppState {
             auth: Arc::new(auth::Tokens::new(store.clone())),
             deadlines: Arc::new(crate::cases::Deadlines::default()),
@@ -70,7 +77,14 @@ impl AppState {
             sensors,
             analysis: Default::default(),
             exports: Arc::new(tokio::sync::Semaphore::new(export::CONCURRENT)),
+            log_retention: chrono::Duration::days(crate::config::DEFAULT_LOG_RETENTION_DAYS),
         }
+    }
+
+    /// How long the change log keeps changes.
+    pub fn with_log_retention(mut self, retention: chrono::Duration) -> Self {
+        self.log_retention = retention;
+        self
     }
 
     /// The configured time limits and evaluation scoring.

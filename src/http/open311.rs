@@ -83,7 +83,7 @@ pub async fn post_request(State(st): State<AppState>, req: Request) -> ApiResult
         component_code: None,
         urgency: None,
     };
-    let case = report(&st, &who, &new).await?;
+    let (case, _) = report(&st, &who, &new).await?;
     Ok(axum::Json(json!([{"service_request_id": case.id.to_string(), "service_notice": "已受理，感谢您的上报", "account_id": null}]))
         .into_response())
 }

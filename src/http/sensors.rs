@@ -15,11 +15,8 @@ use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::params::{JsonBody, Params, PathParams};
 use crate::auth::Role;
-use crate::index::Record;
-use crate::model::Sensor;
 use crate::sensors::ingest::{MAX_ALARMS, Transport, parse_reading, secs};
-use crate::sensors::{self, NewSensor, SensorError, thresholds_of};
-use crate::store;
+use crate::sensors::{self, NewSensor, SensorError};
 
 /// Most readings one request may carry.
 pub const MAX_READINGS: usize = 100_000;
@@ -27,15 +24,7 @@ pub const MAX_READINGS: usize = 100_000;
 pub const DEFAULT_POINTS: usize = 2_000;
 pub const MAX_POINTS: usize = 20_000;
 
-/// A sensor with its live status, effective thresholds and raised alarm.
-fn sensor_json(s: &Sensor) -> Value {
-    let mut v = Value::Object(s.properties());
-    v["lon"] = json!(s.geom.x());
-    v["lat"] = json!(s.geom.y());
-    v["thresholds"] = json!(thresholds_of(s));
-    v["overrides"] = json!(s.thresholds);
-    v
-}
+use crate::sensors::to_json as sensor_json;
 
 /// `POST /api/v1/sensors`: registers a sensor (admin).
 pub async fn register(
@@ -45,7 +34,7 @@ pub async fn register(
 ) -> ApiResult<Response> {
     who.require(&[Role::Admin], "register sensors")?;
     let sensor = sensors::register(&req, &st.index)?;
-    store::insert(&*st.store, std::slice::from_ref(&sensor)).await.map_err(|e| {
+    let seq = sensors::commit_register(&st.live, &sensor).await.map_err(|e| {
         // Two registrations of one code racing: the store's key decides.
         if st.index.sensors.read().get(&sensor.code).is_some() {
             SensorError::Exists(sensor.code.to_string()).into()
@@ -53,12 +42,10 @@ pub async fn register(
             ApiError::from(e)
         }
     })?;
-    st.sensors.add(sensor.clone()).await;
-    st.live.upsert(sensor.clone());
     let body = sensor_json(&sensor);
-    st.live.feed.publish("sensor.registered", &body);
     let location = format!("/api/v1/sensors/{}", sensor.code);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(body)).into_response())
+    let headers = [(header::LOCATION, location), (super::SEQ_HEADER, seq.to_string())];
+    Ok((StatusCode::CREATED, headers, axum::Json(body)).into_response())
 }
 
 /// `GET /api/v1/sensors/{code}`.

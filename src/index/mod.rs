@@ -258,6 +258,21 @@ impl<T: Record> Layer<T> {
         Some(old)
     }
 
+    /// Changes the record with `key` in place. `f` must leave what the tree and the key map rest
+    /// on alone (key, envelope, tag): it is for derived state such as a case's light.
+    pub fn update_in_place(&mut self, key: &str, f: impl FnOnce(&mut T)) {
+        if let Some(slot) = self.slot_of(key) {
+            if let Some(r) = self.items[slot as usize].as_mut() {
+                f(r);
+            }
+        }
+    }
+
+    /// Every record, mutably, for derived state only (as [`Layer::update_in_place`]).
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.items.iter_mut().flatten()
+    }
+
     /// The count pyramid of a layer drawn aggregated at low zooms.
     pub fn counts(&self) -> Option<&CountPyramid> {
         self.counts.as_ref()

@@ -310,10 +310,8 @@ impl Record for Case {
             "closed_at" => time(self.closed_at),
             "deadline_at" => time(self.deadline_at),
             "dept_code" => os(&self.dept_code),
-            // Read at the light clock, never the wall clock: see `cases::light_clock`.
-            "light" => crate::cases::light(self, crate::cases::light_clock())
-                .map(|l| PropValue::Str(l.as_str()))
-                .unwrap_or(PropValue::Null),
+            // Set at the live view's light clock, never read at the wall clock: see `events::Live`.
+            "light" => self.light.map(|l| PropValue::Str(l.as_str())).unwrap_or(PropValue::Null),
             "version" => PropValue::Int(self.version as i64),
             _ => return None,
         })

@@ -5,20 +5,19 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
-use rstar::AABB;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::rules::{self, Change, Level, Thresholds};
 use super::{SensorError, kind, thresholds_of};
 use crate::cases::Deadlines;
-use crate::events::Live;
+use crate::events::{self, Follower, Item, Live, bbox_of};
 use crate::http::health::Metrics;
 use crate::index::Record;
-use crate::model::{Alarm, Case, CaseStep, Milestones, Reading, Sensor, SensorLive};
+use crate::model::{Alarm, Case, CaseStep, Collection, Milestones, Reading, Sensor, SensorLive};
+use crate::store::log::{ChangeRow, Op, readings_change};
 use crate::store::{Store, StoreError};
 
 /// How readings and alarms behave (`[sensors]` in the config file).
@@ -205,21 +204,11 @@ struct Tracker {
     rule: rules::State,
     /// The alarm raised now, if any.
     alarm: Option<Alarm>,
-    /// When its last `sensor.reading` event and its last value-driven tile refresh went out.
-    fed_at: Option<Instant>,
-    drawn_at: Option<Instant>,
 }
 
 impl Tracker {
     fn new(sensor: Sensor) -> Tracker {
-        Tracker {
-            thresholds: thresholds_of(&sensor),
-            sensor,
-            rule: rules::State::default(),
-            alarm: None,
-            fed_at: None,
-            drawn_at: None,
-        }
+        Tracker { thresholds: thresholds_of(&sensor), sensor, rule: rules::State::default(), alarm: None }
     }
 
     fn live(&self) -> &SensorLive {
@@ -237,6 +226,20 @@ pub struct Ingest {
     deadlines: parking_lot::RwLock<Arc<Deadlines>>,
     settings: parking_lot::RwLock<Settings>,
     trackers: tokio::sync::Mutex<HashMap<crate::model::Str, Tracker>>,
+    /// Sensors the live view has indexed since the trackers last looked (registered here, by
+    /// another process or by an import), taken in before the next use of the trackers.
+    inbox: parking_lot::Mutex<Vec<Sensor>>,
+}
+
+/// The engine hears of every sensor the live view indexes, whoever committed it.
+impl Follower for Ingest {
+    fn applied(&self, change: &events::Change) {
+        if change.row.collection != Collection::Sensors {
+            return;
+        }
+        let new = change.new.iter().filter_map(|i| if let Item::Sensor(s) = i { Some(s.clone()) } else { None });
+        self.inbox.lock().extend(new);
+    }
 }
 
 /// Most alarms `GET /api/v1/alarms` returns.
@@ -258,13 +261,36 @@ impl Ingest {
             deadlines: Default::default(),
             settings: Default::default(),
             trackers: tokio::sync::Mutex::new(trackers),
+            inbox: Default::default(),
         }
+    }
+
+    /// The trackers, with the sensors indexed since the last look taken in: a new one starts
+    /// afresh, a changed one keeps its rule state and alarm under its new thresholds.
+    async fn trackers(&self) -> tokio::sync::MutexGuard<'_, HashMap<crate::model::Str, Tracker>> {
+        let mut trackers = self.trackers.lock().await;
+        for sensor in std::mem::take(&mut *self.inbox.lock()) {
+            match trackers.get_mut(&sensor.code) {
+                Some(t) => {
+                    t.thresholds = thresholds_of(&sensor);
+                    t.sensor = sensor;
+                }
+                None => {
+                    trackers.insert(sensor.code.clone(), Tracker::new(sensor));
+                }
+            }
+        }
+        trackers
     }
 
     /// The time limits of the cases alarms open, and the ingest settings.
     pub fn configure(&self, deadlines: Arc<Deadlines>, settings: Settings) {
         *self.deadlines.write() = deadlines;
         *self.settings.write() = settings;
+        self.live.set_pacing(events::Pacing {
+            feed_every_ms: settings.feed_every_ms as i64,
+            draw_every_ms: settings.tiles_every_s as i64 * 1000,
+        });
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -280,7 +306,7 @@ impl Ingest {
     pub async fn restore(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
         let latest = self.store.latest_readings().await?;
         let active = self.store.alarms(true, i64::MAX).await?;
-        let mut trackers = self.trackers.lock().await;
+        let mut trackers = self.trackers().await;
         for r in latest {
             if let Some(t) = trackers.get_mut(&r.sensor) {
                 let mut live = t.live().0.lock();
@@ -311,12 +337,6 @@ impl Ingest {
         Duration::seconds(self.settings().future_slack_s)
     }
 
-    /// Starts tracking a newly registered sensor.
-    pub async fn add(&self, sensor: Sensor) {
-        sensor.live.0.lock().stale = true;
-        self.trackers.lock().await.insert(sensor.code.clone(), Tracker::new(sensor));
-    }
-
     /// Ingests a batch of parsed (or rejected) readings; see the module doc. Errors only when
     /// the store cannot take the readings, in which case none of them counts as taken.
     pub async fn ingest(
@@ -328,7 +348,7 @@ impl Ingest {
         let mut good: Vec<Reading> = Vec::with_capacity(batch.len());
         let mut dup_in_batch = 0;
         {
-            let trackers = self.trackers.lock().await;
+            let trackers = self.trackers().await;
             let mut seen: HashSet<(&str, DateTime<Utc>)> = HashSet::with_capacity(batch.len());
             for (i, r) in batch.iter().enumerate() {
                 match r {
@@ -341,13 +361,21 @@ impl Ingest {
                 }
             }
         }
-        let new = self.store.insert_readings(&good).await?;
+        let (new, seq) = self.store.insert_readings(&good).await?;
+        // The same change the store logged, applied in its turn (before any alarm it causes).
+        let logged = seq.zip(readings_change(&good, &new));
+        if let Some((seq, row)) = &logged {
+            self.live.deposit(vec![events::Change::committed(*seq, row.clone(), Vec::new())]);
+        }
         let stored = good.len();
         let mut fresh: Vec<Reading> = good.into_iter().zip(new).filter(|(_, n)| *n).map(|(r, _)| r).collect();
         report.accepted = fresh.len();
         report.duplicates = dup_in_batch + (stored - report.accepted);
         fresh.sort_by_key(|r| r.at);
         report.out_of_order = self.apply(fresh).await;
+        if let Some((seq, _)) = logged {
+            self.live.catch_up(Some(seq)).await?;
+        }
         self.count(&report, transport);
         Ok(report)
     }
@@ -363,16 +391,10 @@ impl Ingest {
     }
 
     /// Runs the rules over committed readings in time order; returns how many were too old for
-    /// them.
+    /// them. The live value and level move here at once; the feed and the tiles follow the
+    /// readings change and the alarm changes.
     async fn apply(&self, readings: Vec<Reading>) -> usize {
-        let now = Instant::now();
-        let settings = self.settings();
-        let (feed_every, draw_every) = (
-            std::time::Duration::from_millis(settings.feed_every_ms),
-            std::time::Duration::from_secs(settings.tiles_every_s),
-        );
-        let mut trackers = self.trackers.lock().await;
-        let mut redraw: Vec<AABB<[f64; 2]>> = Vec::new();
+        let mut trackers = self.trackers().await;
         let mut out_of_order = 0;
         for r in readings {
             let Some(t) = trackers.get_mut(&r.sensor) else { continue };
@@ -382,24 +404,11 @@ impl Ingest {
                 continue;
             }
             t.rule = state;
-            let was_stale = {
+            {
                 let mut live = t.live().0.lock();
                 live.at = Some(r.at);
                 live.value = Some(r.value);
                 live.level = state.level;
-                std::mem::replace(&mut live.stale, false)
-            };
-            if t.fed_at.is_none_or(|f| now - f >= feed_every) || change.is_some() {
-                t.fed_at = Some(now);
-                self.live.feed.publish(
-                    "sensor.reading",
-                    &json!({"sensor": r.sensor, "at": secs(r.at), "value": r.value,
-                        "level": state.level.map(Level::as_str), "kind": t.sensor.kind}),
-                );
-            }
-            if was_stale || change.is_some() || t.drawn_at.is_none_or(|d| now - d >= draw_every) {
-                t.drawn_at = Some(now);
-                redraw.push(t.sensor.envelope());
             }
             if let Some(change) = change {
                 if let Err(e) = self.on_change(t, change, &r).await {
@@ -408,11 +417,31 @@ impl Ingest {
                 }
             }
         }
-        drop(trackers);
-        if !redraw.is_empty() {
-            self.live.touched::<Sensor>(&redraw);
-        }
         out_of_order
+    }
+
+    /// Stores an alarm with its change (announced as `event` with the alarm as the API shows it,
+    /// `extra` added; redrawing the sensor when its level moved) and applies the change. Returns
+    /// the alarm's id.
+    async fn log_alarm(
+        &self,
+        a: &Alarm,
+        sensor: &Sensor,
+        event: Option<&str>,
+        extra: &[(&str, Value)],
+        redraw: bool,
+    ) -> Result<i64, StoreError> {
+        let mut data = alarm_json(a, Some(sensor));
+        for (k, v) in extra {
+            data[*k] = v.clone();
+        }
+        let mut row = ChangeRow::record(Collection::Alarms, a.id.to_string(), Op::Upsert, event, Some(data));
+        if redraw {
+            row.bbox = vec![bbox_of(&sensor.envelope())];
+        }
+        let (id, seq) = self.store.save_alarm(a, row.clone()).await?;
+        self.live.commit(vec![events::Change::committed(seq, row.with_id(id), Vec::new())]).await?;
+        Ok(id)
     }
 
     /// Turns one rule change into the stored alarm, its case and the feed events.
@@ -434,13 +463,14 @@ impl Ingest {
                     acked_by: None,
                     case_id: None,
                 };
-                a.id = self.store.save_alarm(&a).await?;
+                // Announced once it carries its case, when it opens one.
+                let opens_case = level >= Level::Yellow;
+                a.id = self.log_alarm(&a, &sensor, (!opens_case).then_some("alarm.raised"), &[], true).await?;
                 self.metrics.alarm(level.as_str()).inc();
-                if level >= Level::Yellow {
+                if opens_case {
                     a.case_id = Some(self.open_case(&sensor, &a).await?);
-                    self.store.save_alarm(&a).await?;
+                    self.log_alarm(&a, &sensor, Some("alarm.raised"), &[], false).await?;
                 }
-                self.live.feed.publish("alarm.raised", &alarm_json(&a, Some(&sensor)));
                 t.alarm = Some(a);
             }
             Change::Escalated { from, to } | Change::DeEscalated { from, to } => {
@@ -458,16 +488,14 @@ impl Ingest {
                     Some(case) => self.note_case(case, action, &sensor, note).await?,
                     None => {}
                 }
-                self.store.save_alarm(&a).await?;
-                let mut body = alarm_json(&a, Some(&sensor));
-                body["from"] = json!(from.as_str());
                 // A more severe level is raised again on the same alarm; a milder one updates it.
+                let from_level = ("from", json!(from.as_str()));
                 if to > from {
                     self.metrics.alarm(to.as_str()).inc();
-                    body["escalated_from"] = json!(from.as_str());
-                    self.live.feed.publish("alarm.raised", &body);
+                    let extra = [from_level, ("escalated_from", json!(from.as_str()))];
+                    self.log_alarm(&a, &sensor, Some("alarm.raised"), &extra, true).await?;
                 } else {
-                    self.live.feed.publish("alarm.updated", &body);
+                    self.log_alarm(&a, &sensor, Some("alarm.updated"), &[from_level], true).await?;
                 }
                 t.alarm = Some(a);
             }
@@ -480,8 +508,7 @@ impl Ingest {
                     let note = format!("告警解除: {} 已恢复, {} {}", from.label(), fmt_value(r.value), unit(&sensor));
                     self.note_case(case, "alarm_cleared", &sensor, note).await?;
                 }
-                self.store.save_alarm(&a).await?;
-                self.live.feed.publish("alarm.cleared", &alarm_json(&a, Some(&sensor)));
+                self.log_alarm(&a, &sensor, Some("alarm.cleared"), &[], true).await?;
             }
         }
         Ok(())
@@ -492,7 +519,7 @@ impl Ingest {
         let component = sensor.component_code.as_ref().and_then(|c| self.live.index.components.read().get(c).cloned());
         let deadlines = self.deadlines.read().clone();
         let (case, first) = alarm_case(sensor, component.as_ref(), alarm, &deadlines, Utc::now());
-        let case = crate::cases::commit_new(&*self.store, &self.live, case, &first).await?;
+        let (case, _) = crate::cases::commit_new(&self.live, case, &first).await?;
         Ok(case.id)
     }
 
@@ -519,7 +546,7 @@ impl Ingest {
                 at: Utc::now(),
                 note: Some(note.clone()),
             };
-            if crate::cases::commit_step(&*self.store, &self.live, &new, case.version, &step).await? {
+            if crate::cases::commit_step(&self.live, &new, case.version, &step).await?.is_some() {
                 return Ok(());
             }
         }
@@ -527,35 +554,44 @@ impl Ingest {
         Ok(())
     }
 
-    /// Marks sensors stale or fresh as time passes; their tiles are redrawn and
-    /// `sensor.stale` goes out for each that changed.
-    pub async fn sweep_stale(&self, now: DateTime<Utc>) -> usize {
-        let trackers = self.trackers.lock().await;
+    /// Marks sensors stale or fresh as time passes, through the log (a touch of the sensors
+    /// that changed): their tiles are redrawn and `sensor.stale` goes out for each. Returns how
+    /// many changed.
+    pub async fn sweep_stale(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let trackers = self.trackers().await;
         let mut changed = Vec::new();
+        let mut areas = Vec::new();
         for t in trackers.values() {
-            let mut live = t.live().0.lock();
+            let live = t.live().get();
             let stale = rules::is_stale(live.at, now, self.stale_after());
             if stale != live.stale {
-                live.stale = stale;
-                changed.push(t.sensor.envelope());
-                self.live.feed.publish(
-                    "sensor.stale",
-                    &json!({"sensor": t.sensor.code, "stale": stale, "last_at": live.at.map(secs)}),
-                );
+                changed.push(json!([t.sensor.code, stale, live.at.map(|a| a.timestamp_millis())]));
+                areas.push(bbox_of(&t.sensor.envelope()));
             }
         }
         drop(trackers);
-        if !changed.is_empty() {
-            self.live.touched::<Sensor>(&changed);
+        if changed.is_empty() {
+            return Ok(0);
         }
-        changed.len()
+        let n = changed.len();
+        let row = ChangeRow {
+            collection: Collection::Sensors,
+            key: None,
+            op: Op::Touch,
+            event: None,
+            data: Some(json!({ "stale": changed })),
+            bbox: events::areas(areas),
+        };
+        let seq = self.store.append_changes(vec![row.clone()]).await?[0];
+        self.live.commit(vec![events::Change::committed(seq, row, Vec::new())]).await?;
+        Ok(n)
     }
 
     /// Alarms as `GET /api/v1/alarms` lists them: the raised ones from memory, or the latest
     /// `limit` of all from the store.
     pub async fn alarms(&self, active: bool, limit: i64) -> Result<Vec<Value>, StoreError> {
         let list = if active {
-            let trackers = self.trackers.lock().await;
+            let trackers = self.trackers().await;
             let mut list: Vec<Alarm> = trackers.values().filter_map(|t| t.alarm.clone()).collect();
             list.sort_by(|a, b| (b.raised_at, b.id).cmp(&(a.raised_at, a.id)));
             list.truncate(limit as usize);
@@ -570,7 +606,7 @@ impl Ingest {
     /// Acknowledges a raised alarm (an operator has seen it); acknowledging again changes
     /// nothing. Announced as `alarm.acked`.
     pub async fn ack(&self, id: i64, by: &str) -> Result<Value, AckError> {
-        let mut trackers = self.trackers.lock().await;
+        let mut trackers = self.trackers().await;
         let t = trackers
             .values_mut()
             .find(|t| t.alarm.as_ref().is_some_and(|a| a.id == id))
@@ -580,9 +616,8 @@ impl Ingest {
             let mut acked = a.clone();
             acked.acked_at = Some(Utc::now());
             acked.acked_by = Some(by.into());
-            self.store.save_alarm(&acked).await?;
+            self.log_alarm(&acked, &t.sensor, Some("alarm.acked"), &[], false).await?;
             *a = acked;
-            self.live.feed.publish("alarm.acked", &alarm_json(a, Some(&t.sensor)));
         }
         Ok(alarm_json(a, Some(&t.sensor)))
     }
@@ -599,7 +634,7 @@ pub enum AckError {
 
 /// A time as the sensor API writes it: RFC 3339, UTC, milliseconds.
 pub(crate) fn secs(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    crate::model::rfc3339_ms(t)
 }
 
 fn fmt_value(v: f64) -> String {
@@ -677,6 +712,7 @@ pub fn alarm_case(
         version: 1,
         geom: sensor.geom,
         milestones: Milestones { warn_at: Some(deadlines.warn_at(now, deadline)), ..Default::default() },
+        light: None,
     };
     let step = CaseStep {
         case_id: 0,
@@ -699,7 +735,9 @@ pub async fn sweep_stale(ingest: Arc<Ingest>, every: std::time::Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        ingest.sweep_stale(Utc::now()).await;
+        if let Err(e) = ingest.sweep_stale(Utc::now()).await {
+            tracing::error!(error = %e, "stale sweep failed");
+        }
     }
 }
 

@@ -12,10 +12,39 @@ use std::sync::LazyLock;
 
 use serde::Deserialize;
 
+use crate::events::{Change, Item, Live, bbox_of};
 use crate::geo::Crs;
-use crate::index::CityIndex;
-use crate::model::{Sensor, Str};
+use crate::index::{CityIndex, Record};
+use crate::model::{Collection, Sensor, Str};
+use crate::store::StoreError;
+use crate::store::log::{ChangeRow, Op};
 use rules::{Direction, Thresholds};
+
+/// A sensor as the API and the feed show it: its live status, effective thresholds and
+/// overrides.
+pub fn to_json(s: &Sensor) -> serde_json::Value {
+    let mut v = serde_json::Value::Object(s.properties());
+    v["lon"] = serde_json::json!(s.geom.x());
+    v["lat"] = serde_json::json!(s.geom.y());
+    v["thresholds"] = serde_json::json!(thresholds_of(s));
+    v["overrides"] = serde_json::json!(s.thresholds);
+    v
+}
+
+/// Stores a newly registered sensor with its change (`sensor.registered`), then applies the
+/// change: the index shows it and the ingest engine takes its readings. Returns the sequence
+/// number.
+pub async fn commit_register(live: &Live, sensor: &Sensor) -> Result<i64, StoreError> {
+    // Not heard from yet.
+    sensor.live.0.lock().stale = true;
+    let row = ChangeRow {
+        bbox: vec![bbox_of(&sensor.envelope())],
+        ..ChangeRow::record(Collection::Sensors, sensor.code.as_str(), Op::Upsert, Some("sensor.registered"), Some(to_json(sensor)))
+    };
+    let seqs = crate::store::insert(&**live.store(), std::slice::from_ref(sensor), vec![row.clone()]).await?;
+    live.commit(vec![Change::committed(seqs[0], row, vec![Item::Sensor(sensor.clone())])]).await?;
+    Ok(seqs[0])
+}
 
 /// What can be wrong with a sensor registration or a readings request.
 #[derive(Debug, thiserror::Error, PartialEq)]

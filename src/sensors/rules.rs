@@ -7,42 +7,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Alarm level, in rising severity (蓝 < 黄 < 橙 < 红).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    Blue,
-    Yellow,
-    Orange,
-    Red,
-}
-
-impl Level {
-    pub const ALL: [Level; 4] = [Level::Blue, Level::Yellow, Level::Orange, Level::Red];
-
-    pub fn parse(s: &str) -> Option<Level> {
-        Level::ALL.into_iter().find(|l| l.as_str() == s)
-    }
-
-    /// The national colour name with its grade (蓝色预警 is grade IV, 红色 grade I).
-    pub fn label(self) -> &'static str {
-        match self {
-            Level::Blue => "蓝色(IV级)",
-            Level::Yellow => "黄色(III级)",
-            Level::Orange => "橙色(II级)",
-            Level::Red => "红色(I级)",
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Blue => "blue",
-            Level::Yellow => "yellow",
-            Level::Orange => "orange",
-            Level::Red => "red",
-        }
-    }
-}
+pub use crate::model::Level;
 
 /// Whether high or low values are dangerous (drain level: above; water-main pressure: below).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

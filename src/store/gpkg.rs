@@ -8,6 +8,7 @@ use geozero::{CoordDimensions, ToGeo, ToWkb};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool};
 
+use super::log::{self, ChangeRow, Logged};
 use super::queue::{StepQueue, StepWrite};
 use super::schema::{self, ColType, Filter, RowReader, RowSink, RowWriter, Table, Val, unsupported_filter};
 use super::{Progress, Store, StoreError};
@@ -137,7 +138,7 @@ impl Store for GpkgStore {
     ) -> Result<i64, StoreError> {
         let _turn = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
-        let seq = super::import_body!(
+        let (_, change) = super::import_body!(
             tx,
             table,
             rows,
@@ -149,34 +150,68 @@ impl Store for GpkgStore {
             },
             GpkgIo { conn: &mut tx }
         );
+        let seqs = log::append!(tx, Sqlite, &[change], None::<&str>);
         tx.commit().await?;
         self.checkpoint().await?;
-        Ok(seq)
+        Ok(seqs[0])
     }
 
-    async fn imports_after(&self, seq: i64) -> Result<Vec<(i64, String)>, StoreError> {
-        Ok(sqlx::query_as(schema::IMPORTS_AFTER_SQL).bind(seq).fetch_all(&self.pool).await?)
-    }
-
-    async fn insert_rows(&self, table: &'static Table, rows: Vec<Vec<Val>>) -> Result<(), StoreError> {
+    async fn insert_rows(
+        &self,
+        table: &'static Table,
+        rows: Vec<Vec<Val>>,
+        changes: Vec<ChangeRow>,
+    ) -> Result<Vec<i64>, StoreError> {
         let _turn = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
         GpkgIo { conn: &mut tx }.insert_rows(table, &rows).await?;
+        let seqs = log::append!(tx, Sqlite, &changes, None::<&str>);
         tx.commit().await?;
-        Ok(())
+        Ok(seqs)
     }
 
-    async fn create_case(&self, case: &Case, first: &CaseStep) -> Result<i64, StoreError> {
+    async fn create_case(&self, case: &Case, first: &CaseStep, change: ChangeRow) -> Result<(i64, i64), StoreError> {
         let _turn = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
         let id = next_case_id(&mut tx).await?;
         schema::write_new_case(&mut GpkgIo { conn: &mut tx }, id, case, first).await?;
+        let seqs = log::append!(tx, Sqlite, &[change.with_id(id)], None::<&str>);
         tx.commit().await?;
-        Ok(id)
+        Ok((id, seqs[0]))
     }
 
-    async fn update_case(&self, case: &Case, expected_version: i32, step: &CaseStep) -> Result<bool, StoreError> {
-        self.steps.submit(StepWrite { case: case.clone(), expected: expected_version, step: step.clone() }).await
+    async fn update_case(
+        &self,
+        case: &Case,
+        expected_version: i32,
+        step: &CaseStep,
+        change: ChangeRow,
+    ) -> Result<Option<i64>, StoreError> {
+        let write = StepWrite { case: case.clone(), expected: expected_version, step: step.clone(), change };
+        self.steps.submit(write).await
+    }
+
+    async fn append_changes(&self, changes: Vec<ChangeRow>) -> Result<Vec<i64>, StoreError> {
+        let _turn = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let seqs = log::append!(tx, Sqlite, &changes, None::<&str>);
+        tx.commit().await?;
+        Ok(seqs)
+    }
+
+    async fn changes_after(&self, seq: i64, limit: i64) -> Result<Vec<Logged>, StoreError> {
+        let rows: Vec<log::RawRow> = sqlx::query_as(log::AFTER_SQL).bind(seq).bind(limit).fetch_all(&self.pool).await?;
+        rows.into_iter().map(log::from_raw).collect()
+    }
+
+    async fn log_bounds(&self) -> Result<(i64, i64), StoreError> {
+        Ok(sqlx::query_as(log::BOUNDS_SQL).fetch_one(&self.pool).await?)
+    }
+
+    async fn prune_changes(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let _turn = self.writer.lock().await;
+        let done = sqlx::query(log::PRUNE_SQL).bind(before.timestamp_millis()).execute(&self.pool).await?;
+        Ok(done.rows_affected())
     }
 
     async fn evaluation_counts(&self, by: By, period: Period) -> Result<Vec<(String, Counts)>, StoreError> {
@@ -191,7 +226,7 @@ impl Store for GpkgStore {
         rows.iter().map(super::counts_row).collect()
     }
 
-    async fn insert_readings(&self, readings: &[Reading]) -> Result<Vec<bool>, StoreError> {
+    async fn insert_readings(&self, readings: &[Reading]) -> Result<(Vec<bool>, Option<i64>), StoreError> {
         // Multi-row inserts that skip stored keys, a statement per 10,000 readings (under
         // SQLite's 32,766 parameters). When every row went in, as usual, that is all; only a
         // chunk with duplicates is redone, from a savepoint, returning the keys it took, since
@@ -224,8 +259,10 @@ impl Store for GpkgStore {
             }
             sqlx::query("RELEASE readings").execute(&mut *tx).await?;
         }
+        let change: Vec<ChangeRow> = log::readings_change(readings, &out).into_iter().collect();
+        let seqs = log::append!(tx, Sqlite, &change, None::<&str>);
         tx.commit().await?;
-        Ok(out)
+        Ok((out, seqs.first().copied()))
     }
 
     async fn count_readings(&self, sensor: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<i64, StoreError> {
@@ -274,9 +311,13 @@ impl Store for GpkgStore {
             .collect()
     }
 
-    async fn save_alarm(&self, a: &Alarm) -> Result<i64, StoreError> {
+    async fn save_alarm(&self, a: &Alarm, change: ChangeRow) -> Result<(i64, i64), StoreError> {
         let _turn = self.writer.lock().await;
-        super::save_alarm_body!(&self.pool, a, |t: DateTime<Utc>| t.format(TIME_FORMAT).to_string())
+        let mut tx = self.pool.begin().await?;
+        let id = super::save_alarm_body!(&mut *tx, a, |t: DateTime<Utc>| t.format(TIME_FORMAT).to_string())?;
+        let seqs = log::append!(tx, Sqlite, &[change.with_id(id)], None::<&str>);
+        tx.commit().await?;
+        Ok((id, seqs[0]))
     }
 
     async fn alarms(&self, active: bool, limit: i64) -> Result<Vec<Alarm>, StoreError> {
@@ -348,7 +389,7 @@ async fn write_steps(
     pool: &SqlitePool,
     writer: &tokio::sync::Mutex<()>,
     batch: Vec<StepWrite>,
-) -> Result<Vec<bool>, StoreError> {
+) -> Result<Vec<Option<i64>>, StoreError> {
     let _turn = writer.lock().await;
     let mut tx = pool.begin().await?;
     let mut applied = Vec::with_capacity(batch.len());
@@ -364,8 +405,11 @@ async fn write_steps(
         }
         applied.push(moved);
     }
+    let changes: Vec<ChangeRow> =
+        batch.iter().zip(&applied).filter(|(_, moved)| **moved).map(|(w, _)| w.change.clone()).collect();
+    let mut seqs = log::append!(tx, Sqlite, &changes, None::<&str>).into_iter();
     tx.commit().await?;
-    Ok(applied)
+    Ok(applied.into_iter().map(|moved| if moved { seqs.next() } else { None }).collect())
 }
 
 struct GpkgIo<'c> {

@@ -7,6 +7,7 @@
 //! the two stores from drifting apart column by column.
 
 pub mod gpkg;
+pub mod log;
 pub mod postgis;
 pub(crate) mod queue;
 pub mod schema;
@@ -18,8 +19,8 @@ use async_trait::async_trait;
 use crate::cases::evaluation::{By, Counts, Period};
 use chrono::{DateTime, Utc};
 
-use crate::model::{Alarm, Case, CaseStep, City, Reading, ReadingBucket};
-use crate::sensors::rules::Level;
+use crate::model::{Alarm, Case, CaseStep, City, Level, Reading, ReadingBucket};
+use log::{ChangeRow, Logged};
 use schema::{Filter, Row, Table, Val};
 
 /// What can go wrong talking to a store.
@@ -76,9 +77,9 @@ pub trait Store: Send + Sync {
     /// codes against without loading ten million geometries.
     async fn keys(&self, table: &'static Table) -> Result<Vec<String>, StoreError>;
 
-    /// Writes imported rows of `table` (cases get new ids and an `import` first step) and a
-    /// record of the import, all in one transaction: all of it or nothing. Returns the import's
-    /// sequence number, which running servers pick up through [`Store::imports_after`].
+    /// Writes imported rows of `table` (cases get new ids and an `import` first step), a record
+    /// of the import and its change (op `import`, with the rows' extent), all in one transaction:
+    /// all of it or nothing. Returns the change's sequence number.
     async fn import(
         &self,
         table: &'static Table,
@@ -87,29 +88,53 @@ pub trait Store: Send + Sync {
         progress: Progress<'_>,
     ) -> Result<i64, StoreError>;
 
-    /// Imports committed after `seq`: (sequence number, collection), oldest first.
-    async fn imports_after(&self, seq: i64) -> Result<Vec<(i64, String)>, StoreError>;
+    /// Inserts rows into `table` and logs `changes`, in one transaction; returns the changes'
+    /// sequence numbers. See [`insert`] for the typed form.
+    async fn insert_rows(
+        &self,
+        table: &'static Table,
+        rows: Vec<Vec<Val>>,
+        changes: Vec<ChangeRow>,
+    ) -> Result<Vec<i64>, StoreError>;
 
-    /// Inserts rows into `table` in one transaction. See [`insert`] for the typed form.
-    async fn insert_rows(&self, table: &'static Table, rows: Vec<Vec<Val>>) -> Result<(), StoreError>;
-
-    /// Stores a new case and the first step of its history in one transaction. The store
-    /// assigns the id (whatever `case.id` and `first.case_id` hold) and returns it.
-    async fn create_case(&self, case: &Case, first: &CaseStep) -> Result<i64, StoreError>;
+    /// Stores a new case, the first step of its history and its change in one transaction. The
+    /// store assigns the id (whatever `case.id` and `first.case_id` hold), names the change after
+    /// it ([`ChangeRow::with_id`]) and returns (id, sequence number).
+    async fn create_case(&self, case: &Case, first: &CaseStep, change: ChangeRow) -> Result<(i64, i64), StoreError>;
 
     /// Applies one workflow step: the case (with its new status and version) replaces the stored
-    /// one if that is still at `expected_version`, and the step joins the history, in one
-    /// transaction. `false`, with nothing written, when another change got there first.
-    async fn update_case(&self, case: &Case, expected_version: i32, step: &CaseStep) -> Result<bool, StoreError>;
+    /// one if that is still at `expected_version`, the step joins the history and the change is
+    /// logged, in one transaction. `None`, with nothing written, when another change got there
+    /// first; else the change's sequence number.
+    async fn update_case(
+        &self,
+        case: &Case,
+        expected_version: i32,
+        step: &CaseStep,
+        change: ChangeRow,
+    ) -> Result<Option<i64>, StoreError>;
+
+    /// Logs changes that no table row carries (a light sweep, sensors going quiet).
+    async fn append_changes(&self, changes: Vec<ChangeRow>) -> Result<Vec<i64>, StoreError>;
+
+    /// Up to `limit` changes after `seq`, in order.
+    async fn changes_after(&self, seq: i64, limit: i64) -> Result<Vec<Logged>, StoreError>;
+
+    /// The oldest retained and the newest sequence number (0, 0 for an empty log).
+    async fn log_bounds(&self) -> Result<(i64, i64), StoreError>;
+
+    /// Forgets changes committed before `before` (never the newest); returns how many.
+    async fn prune_changes(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// The evaluation counts per unit of the cases reported in the period, counted as of its
     /// as-of instant (see [`crate::cases::evaluation`]): one SQL scan in the database.
     async fn evaluation_counts(&self, by: By, period: Period) -> Result<Vec<(String, Counts)>, StoreError>;
 
     /// Stores readings, skipping any already stored for the same sensor and time (a resent
-    /// batch, a device repeating itself). True for each reading that was new; `readings` holds
-    /// no two with the same sensor and time.
-    async fn insert_readings(&self, readings: &[Reading]) -> Result<Vec<bool>, StoreError>;
+    /// batch, a device repeating itself), and logs one change naming each sensor's latest new
+    /// reading ([`log::readings_change`]). True for each reading that was new, and the change's
+    /// sequence number when anything was; `readings` holds no two with the same sensor and time.
+    async fn insert_readings(&self, readings: &[Reading]) -> Result<(Vec<bool>, Option<i64>), StoreError>;
 
     /// How many readings `sensor` has in `[from, to)`.
     async fn count_readings(&self, sensor: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<i64, StoreError>;
@@ -128,8 +153,9 @@ pub trait Store: Send + Sync {
     /// The latest reading of every sensor that has one (to restore the live state at start-up).
     async fn latest_readings(&self) -> Result<Vec<Reading>, StoreError>;
 
-    /// Inserts `alarm` when its id is 0 and returns the new id; otherwise updates it.
-    async fn save_alarm(&self, alarm: &Alarm) -> Result<i64, StoreError>;
+    /// Inserts `alarm` when its id is 0, otherwise updates it, and logs `change` (named after a
+    /// new alarm's id); returns (id, sequence number).
+    async fn save_alarm(&self, alarm: &Alarm, change: ChangeRow) -> Result<(i64, i64), StoreError>;
 
     /// Alarms, the latest raised first, at most `limit`: only those not cleared when `active`.
     async fn alarms(&self, active: bool, limit: i64) -> Result<Vec<Alarm>, StoreError>;
@@ -166,9 +192,9 @@ pub async fn select<T: Row>(store: &dyn Store, filter: Filter) -> Result<Vec<T>,
     store.select(T::table(), filter).await?.into_iter().map(T::from_row).collect()
 }
 
-/// Inserts records of type `T` in one transaction.
-pub async fn insert<T: Row>(store: &dyn Store, items: &[T]) -> Result<(), StoreError> {
-    store.insert_rows(T::table(), items.iter().map(Row::to_row).collect()).await
+/// Inserts records of type `T` and logs `changes` in one transaction.
+pub async fn insert<T: Row>(store: &dyn Store, items: &[T], changes: Vec<ChangeRow>) -> Result<Vec<i64>, StoreError> {
+    store.insert_rows(T::table(), items.iter().map(Row::to_row).collect(), changes).await
 }
 
 /// Reads one row of [`crate::cases::evaluation::counts_sql`]: the unit, then the counts.
@@ -228,11 +254,13 @@ pub(crate) use alarms_body;
 
 /// The body of both stores' `import` inside their open transaction `$tx`: record the import,
 /// allocate case ids with `$ids` (an expression of the row count `$n`), write the rows through
-/// `$io` and prune old keys; evaluates to the import's sequence number. A macro for the same
-/// reason as [`save_alarm_body`]: the two connections are different types.
+/// `$io` and prune old keys; evaluates to the import's number and its change row. A macro for
+/// the same reason as [`save_alarm_body`]: the two connections are different types.
 macro_rules! import_body {
     ($tx:ident, $table:expr, $rows:expr, $source:expr, $progress:expr, |$n:ident| $ids:expr, $io:expr) => {{
         let (table, rows, source) = ($table, $rows, $source);
+        let extent = crate::store::schema::rows_bbox(&rows);
+        let features = rows.len();
         let seq: i64 = sqlx::query_scalar(crate::store::schema::IMPORT_SQL)
             .bind(table.name)
             .bind(rows.len() as i64)
@@ -246,7 +274,17 @@ macro_rules! import_body {
             .bind(seq - crate::store::schema::IMPORTS_KEPT)
             .execute(&mut *$tx)
             .await?;
-        seq
+        let collection = crate::model::Collection::parse(table.name)
+            .ok_or_else(|| StoreError::Value { table: table.name, column: "collection", detail: "not a collection".into() })?;
+        let change = crate::store::log::ChangeRow {
+            collection,
+            key: Some(seq.to_string()),
+            op: crate::store::log::Op::Import,
+            event: None,
+            data: Some(serde_json::json!({"features": features, "source": source})),
+            bbox: extent.into_iter().collect(),
+        };
+        (seq, change)
     }};
 }
 pub(crate) use import_body;

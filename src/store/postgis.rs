@@ -7,6 +7,7 @@ use geozero::{CoordDimensions, ToGeo, ToWkb};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row as _};
 
+use super::log::{self, ChangeRow, Logged};
 use super::queue::{StepQueue, StepWrite};
 use super::schema::{self, ColType, Filter, RowReader, RowSink, RowWriter, Table, Val, unsupported_filter};
 use super::{Progress, Store, StoreError};
@@ -114,7 +115,7 @@ impl Store for PostgisStore {
         progress: Progress<'_>,
     ) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let seq = super::import_body!(
+        let (_, change) = super::import_body!(
             tx,
             table,
             rows,
@@ -126,35 +127,67 @@ impl Store for PostgisStore {
                 .await?,
             PgIo { conn: &mut tx }
         );
+        let seqs = log::append!(tx, Postgres, &[change], Some(LOCK));
         tx.commit().await?;
         if let Err(e) = sqlx::query(&format!("ANALYZE {}", table.name)).execute(&self.pool).await {
             tracing::warn!(error = %e, "ANALYZE after an import failed");
         }
-        Ok(seq)
+        Ok(seqs[0])
     }
 
-    async fn imports_after(&self, seq: i64) -> Result<Vec<(i64, String)>, StoreError> {
-        Ok(sqlx::query_as(schema::IMPORTS_AFTER_SQL).bind(seq).fetch_all(&self.pool).await?)
-    }
-
-    async fn insert_rows(&self, table: &'static Table, rows: Vec<Vec<Val>>) -> Result<(), StoreError> {
+    async fn insert_rows(
+        &self,
+        table: &'static Table,
+        rows: Vec<Vec<Val>>,
+        changes: Vec<ChangeRow>,
+    ) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.pool.begin().await?;
         PgIo { conn: &mut tx }.insert_rows(table, &rows).await?;
+        let seqs = log::append!(tx, Postgres, &changes, Some(LOCK));
         tx.commit().await?;
-        Ok(())
+        Ok(seqs)
     }
 
-    async fn create_case(&self, case: &Case, first: &CaseStep) -> Result<i64, StoreError> {
+    async fn create_case(&self, case: &Case, first: &CaseStep, change: ChangeRow) -> Result<(i64, i64), StoreError> {
         let mut tx = self.pool.begin().await?;
         let id: i64 =
             sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('cases', 'id'))").fetch_one(&mut *tx).await?;
         schema::write_new_case(&mut PgIo { conn: &mut tx }, id, case, first).await?;
+        let seqs = log::append!(tx, Postgres, &[change.with_id(id)], Some(LOCK));
         tx.commit().await?;
-        Ok(id)
+        Ok((id, seqs[0]))
     }
 
-    async fn update_case(&self, case: &Case, expected_version: i32, step: &CaseStep) -> Result<bool, StoreError> {
-        self.steps.submit(StepWrite { case: case.clone(), expected: expected_version, step: step.clone() }).await
+    async fn update_case(
+        &self,
+        case: &Case,
+        expected_version: i32,
+        step: &CaseStep,
+        change: ChangeRow,
+    ) -> Result<Option<i64>, StoreError> {
+        let write = StepWrite { case: case.clone(), expected: expected_version, step: step.clone(), change };
+        self.steps.submit(write).await
+    }
+
+    async fn append_changes(&self, changes: Vec<ChangeRow>) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let seqs = log::append!(tx, Postgres, &changes, Some(LOCK));
+        tx.commit().await?;
+        Ok(seqs)
+    }
+
+    async fn changes_after(&self, seq: i64, limit: i64) -> Result<Vec<Logged>, StoreError> {
+        let rows: Vec<log::RawRow> = sqlx::query_as(log::AFTER_SQL).bind(seq).bind(limit).fetch_all(&self.pool).await?;
+        rows.into_iter().map(log::from_raw).collect()
+    }
+
+    async fn log_bounds(&self) -> Result<(i64, i64), StoreError> {
+        Ok(sqlx::query_as(log::BOUNDS_SQL).fetch_one(&self.pool).await?)
+    }
+
+    async fn prune_changes(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(log::PRUNE_SQL).bind(before.timestamp_millis()).execute(&self.pool).await?;
+        Ok(done.rows_affected())
     }
 
     async fn evaluation_counts(&self, by: By, period: Period) -> Result<Vec<(String, Counts)>, StoreError> {
@@ -176,15 +209,16 @@ impl Store for PostgisStore {
         rows.iter().map(super::counts_row).collect()
     }
 
-    async fn insert_readings(&self, readings: &[Reading]) -> Result<Vec<bool>, StoreError> {
+    async fn insert_readings(&self, readings: &[Reading]) -> Result<(Vec<bool>, Option<i64>), StoreError> {
         if readings.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
         let codes: Vec<&str> = readings.iter().map(|r| r.sensor.as_str()).collect();
         let ats: Vec<DateTime<Utc>> = readings.iter().map(|r| r.at).collect();
         let values: Vec<f64> = readings.iter().map(|r| r.value).collect();
         // One statement: the conflict clause drops readings already stored, RETURNING names the
         // ones that went in.
+        let mut tx = self.pool.begin().await?;
         let new: Vec<i64> = sqlx::query_scalar(
             "WITH input AS (SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::float8[]) \
                  WITH ORDINALITY AS t(sensor_code, at, value, i)), \
@@ -195,13 +229,16 @@ impl Store for PostgisStore {
         .bind(&codes)
         .bind(&ats)
         .bind(&values)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
         let mut out = vec![false; readings.len()];
         for i in new {
             out[i as usize - 1] = true;
         }
-        Ok(out)
+        let change: Vec<ChangeRow> = log::readings_change(readings, &out).into_iter().collect();
+        let seqs = log::append!(tx, Postgres, &change, Some(LOCK));
+        tx.commit().await?;
+        Ok((out, seqs.first().copied()))
     }
 
     async fn count_readings(&self, sensor: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<i64, StoreError> {
@@ -260,8 +297,12 @@ impl Store for PostgisStore {
         Ok(rows.into_iter().map(|(sensor, at, value)| Reading { sensor: sensor.into(), at, value }).collect())
     }
 
-    async fn save_alarm(&self, a: &Alarm) -> Result<i64, StoreError> {
-        super::save_alarm_body!(&self.pool, a, |t: DateTime<Utc>| t)
+    async fn save_alarm(&self, a: &Alarm, change: ChangeRow) -> Result<(i64, i64), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let id = super::save_alarm_body!(&mut *tx, a, |t: DateTime<Utc>| t)?;
+        let seqs = log::append!(tx, Postgres, &[change.with_id(id)], Some(LOCK));
+        tx.commit().await?;
+        Ok((id, seqs[0]))
     }
 
     async fn alarms(&self, active: bool, limit: i64) -> Result<Vec<Alarm>, StoreError> {
@@ -278,7 +319,7 @@ impl Store for PostgisStore {
 /// the batch's values feed a guarded update of the cases, and the history insert takes only the
 /// steps whose case was still at its expected version. The queue puts at most one step per case
 /// in a batch, so every join here is one to one.
-async fn write_steps(pool: &PgPool, batch: Vec<StepWrite>) -> Result<Vec<bool>, StoreError> {
+async fn write_steps(pool: &PgPool, batch: Vec<StepWrite>) -> Result<Vec<Option<i64>>, StoreError> {
     let case_cols: Vec<&str> = schema::CASE_WORKFLOW.cols.iter().map(|c| c.0).collect();
     let step_cols: Vec<&str> = schema::CASE_STEPS.cols.iter().map(|c| c.0).collect();
     let input: Vec<String> = std::iter::once("expected".to_string())
@@ -312,10 +353,18 @@ async fn write_steps(pool: &PgPool, batch: Vec<StepWrite>) -> Result<Vec<bool>, 
         step_cols.join(", "),
         step_values.join(", ")
     ));
+    let mut tx = pool.begin().await?;
     let written: std::collections::HashSet<i64> =
-        qb.build_query_scalar::<i64>().fetch_all(pool).await?.into_iter().collect();
-    Ok(batch.iter().map(|w| written.contains(&w.case.id)).collect())
+        qb.build_query_scalar::<i64>().fetch_all(&mut *tx).await?.into_iter().collect();
+    let changes: Vec<ChangeRow> =
+        batch.iter().filter(|w| written.contains(&w.case.id)).map(|w| w.change.clone()).collect();
+    let mut seqs = log::append!(tx, Postgres, &changes, Some(LOCK)).into_iter();
+    tx.commit().await?;
+    Ok(batch.iter().map(|w| if written.contains(&w.case.id) { seqs.next() } else { None }).collect())
 }
+
+/// Takes the change log's lock to the end of the transaction (see [`log`]); the key spells "onemaplg".
+const LOCK: &str = "SELECT pg_advisory_xact_lock(8029466706108771431)";
 
 fn bind<'a>(
     b: &mut sqlx::query_builder::Separated<'_, 'a, Postgres, &'static str>,

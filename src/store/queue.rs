@@ -9,19 +9,21 @@ use std::future::Future;
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
+use super::log::ChangeRow;
 use crate::model::{Case, CaseStep};
 
 /// One workflow step to write: the case at its new version, the version it must still be at,
-/// and the history step.
+/// the history step and the change that announces it.
 pub struct StepWrite {
     pub case: Case,
     pub expected: i32,
     pub step: CaseStep,
+    pub change: ChangeRow,
 }
 
 struct Pending {
     write: StepWrite,
-    reply: oneshot::Sender<Result<bool, String>>,
+    reply: oneshot::Sender<Result<Option<i64>, String>>,
 }
 
 /// Most steps in one transaction: enough to amortise a commit, small enough that the first
@@ -34,11 +36,12 @@ pub struct StepQueue {
 
 impl StepQueue {
     /// Starts the writer task. `write` stores a batch in one transaction and says, per step,
-    /// whether the case was still at its expected version (the step was applied).
+    /// the sequence number of its change when the case was still at its expected version (the
+    /// step was applied), else None.
     pub fn start<F, Fut>(write: F) -> StepQueue
     where
         F: Fn(Vec<StepWrite>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Vec<bool>, StoreError>> + Send,
+        Fut: Future<Output = Result<Vec<Option<i64>>, StoreError>> + Send,
     {
         let (tx, mut rx) = mpsc::channel::<Pending>(4 * MAX_BATCH);
         tokio::spawn(async move {
@@ -85,7 +88,7 @@ impl StepQueue {
     }
 
     /// Queues one step and waits for the commit that holds it.
-    pub async fn submit(&self, write: StepWrite) -> Result<bool, StoreError> {
+    pub async fn submit(&self, write: StepWrite) -> Result<Option<i64>, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.tx.send(Pending { write, reply }).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?.map_err(StoreError::Batch)

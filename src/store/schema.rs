@@ -621,6 +621,7 @@ impl Row for Case {
                 warn_at: c.time()?,
                 reworks: c.int()? as i32,
             },
+            light: None,
         })
     }
 }
@@ -762,10 +763,18 @@ pub const IMPORTS_KEPT: i64 = 20;
 
 /// The statement recording an import; the same text in both dialects.
 pub const IMPORT_SQL: &str = "INSERT INTO imports (collection, features, source) VALUES ($1, $2, $3) RETURNING seq";
-/// The imports after `$1`, oldest first.
-pub const IMPORTS_AFTER_SQL: &str = "SELECT seq, collection FROM imports WHERE seq > $1 ORDER BY seq";
 /// Forgets the keys of all but the latest imports (`$1`: the oldest sequence number to drop).
 pub const PRUNE_IMPORT_KEYS_SQL: &str = "DELETE FROM import_keys WHERE seq <= $1";
+
+/// The extent of the geometries of `rows`, `[west, south, east, north]`; None without any.
+pub fn rows_bbox(rows: &[Vec<Val>]) -> Option<[f64; 4]> {
+    use geo::BoundingRect;
+    rows.iter()
+        .flatten()
+        .filter_map(|v| if let Val::Geom(g) = v { g.bounding_rect() } else { None })
+        .map(|r| [r.min().x, r.min().y, r.max().x, r.max().y])
+        .reduce(|a, b| [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])])
+}
 
 /// The key (first column) of every row of `table`, as text.
 pub fn keys_sql(table: &Table) -> String {

@@ -140,7 +140,14 @@ async fn analyses_count_what_the_city_holds_on_both_stores() {
             acked_by: None,
             case_id: None,
         };
-        st.store.save_alarm(&alarm).await.unwrap();
+        let change = onemap::store::log::ChangeRow::record(
+            onemap::model::Collection::Alarms,
+            "0",
+            onemap::store::log::Op::Upsert,
+            None,
+            None,
+        );
+        st.store.save_alarm(&alarm, change).await.unwrap();
         let uri = format!(
             "/api/v1/analysis/hotspots?layer=alarms&method=count&unit=grid&level=red&class_code={}",
             sensor.kind

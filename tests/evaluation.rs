@@ -96,6 +96,7 @@ impl Spec {
                 warn_at: None,
                 reworks: self.reworks,
             },
+            light: None,
         }
     }
 }
@@ -237,7 +238,7 @@ async fn evaluation_matches_a_hand_worked_scenario_on_both_stores() {
         let cases: Vec<Case> = specs.iter().map(|s| s.case(if s.grid == g1.code { p1 } else { p2 })).collect();
         // Out of the demo's ids' way.
         let cases: Vec<Case> = cases.into_iter().map(|c| Case { id: c.id + 10_000_000, ..c }).collect();
-        onemap::store::insert(&*st.store, &cases).await.unwrap();
+        onemap::store::insert(&*st.store, &cases, Vec::new()).await.unwrap();
         let app = onemap::app(st.clone());
         let eval = |by: &str| {
             let app = app.clone();

@@ -343,15 +343,28 @@ async fn concurrent_steps_are_batched_without_losing_or_doubling_any() {
                 let s = step(&c, &format!("racer {racer}"));
                 tasks.spawn(async move {
                     let next = onemap::model::Case { version: c.version + 1, ..c.clone() };
-                    (c.id, store.update_case(&next, c.version, &s).await.unwrap())
+                    let change = onemap::store::log::ChangeRow::record(
+                        onemap::model::Collection::Cases,
+                        c.id.to_string(),
+                        onemap::store::log::Op::Upsert,
+                        Some("case.updated"),
+                        None,
+                    );
+                    (c.id, store.update_case(&next, c.version, &s, change).await.unwrap())
                 });
             }
         }
         let mut applied: std::collections::HashMap<i64, usize> = Default::default();
+        let mut seqs = Vec::new();
         while let Some(r) = tasks.join_next().await {
-            let (id, ok) = r.unwrap();
-            *applied.entry(id).or_default() += ok as usize;
+            let (id, seq) = r.unwrap();
+            *applied.entry(id).or_default() += seq.is_some() as usize;
+            seqs.extend(seq);
         }
+        // Every applied step logged exactly one change, numbered without a gap.
+        seqs.sort();
+        let (_, head) = store.log_bounds().await.unwrap();
+        assert_eq!(seqs, ((head - seqs.len() as i64 + 1)..=head).collect::<Vec<_>>(), "{label}");
         for c in &base {
             assert_eq!(applied[&c.id], 1, "{label}: case {} applied once", c.id);
             let steps: Vec<onemap::model::CaseStep> =

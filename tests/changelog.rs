@@ -156,6 +156,8 @@ async fn an_imported_sensor_takes_readings_and_an_imported_grid_is_located_and_d
     let sensor = base.sensors.pop().unwrap();
     base.components.retain(|c| c.grid_code.as_deref() != Some(grid.code.as_str()));
     base.cases.retain(|c| c.grid_code.as_deref() != Some(grid.code.as_str()));
+    let kept: std::collections::HashSet<i64> = base.cases.iter().map(|c| c.id).collect();
+    base.case_steps.retain(|s| kept.contains(&s.case_id));
     base.sensors.retain(|s| s.grid_code.as_deref() != Some(grid.code.as_str()));
     let dir = tempfile::tempdir().unwrap();
     let grid_file = dir.path().join("grid.geojson");

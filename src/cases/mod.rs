@@ -59,7 +59,13 @@ pub async fn commit_step(
     let old = live.index.cases.read().get(&new.id.to_string()).map(|c| c.envelope());
     let row = ChangeRow {
         bbox: moved(old.as_ref(), Some(&new.envelope())),
-        ..ChangeRow::record(Collection::Cases, new.id.to_string(), Op::Upsert, Some("case.updated"), Some(to_json(&new)))
+        ..ChangeRow::record(
+            Collection::Cases,
+            new.id.to_string(),
+            Op::Upsert,
+            Some("case.updated"),
+            Some(to_json(&new)),
+        )
     };
     let Some(seq) = live.store().update_case(&new, expected_version, step, row.clone()).await? else {
         return Ok(None);

@@ -379,7 +379,11 @@ impl Live {
             }
             Op::Remove => {
                 if let Some(key) = &row.key {
-                    let old = with_indexed!(row.collection, |T| T::layer(&self.index).write().remove(key).map(Indexed::item), None);
+                    let old = with_indexed!(
+                        row.collection,
+                        |T| T::layer(&self.index).write().remove(key).map(Indexed::item),
+                        None
+                    );
                     change.old.extend(old);
                 }
             }
@@ -529,7 +533,9 @@ impl Live {
             key: None,
             op: Op::Touch,
             event: None,
-            data: Some(json!({"clock": now.timestamp_millis(), "cases": turned.iter().map(|t| t.0).collect::<Vec<_>>()})),
+            data: Some(
+                json!({"clock": now.timestamp_millis(), "cases": turned.iter().map(|t| t.0).collect::<Vec<_>>()}),
+            ),
             bbox: areas(turned.iter().map(|t| t.1).collect()),
         };
         let seq = self.store.append_changes(vec![row.clone()]).await?[0];
@@ -594,7 +600,10 @@ fn events_of(
         let layers: Vec<&str> = std::iter::once(collection).chain(derived_layers(collection)).collect();
         let zooms: Vec<u8> = (min_zoom(collection)..=MAX_ZOOM).collect();
         let tiles = |bbox: &[f64; 4]| {
-            ("tiles.invalidated".to_string(), json!({"layer": collection, "layers": layers, "bbox": bbox, "zooms": zooms}))
+            (
+                "tiles.invalidated".to_string(),
+                json!({"layer": collection, "layers": layers, "bbox": bbox, "zooms": zooms}),
+            )
         };
         if areas.len() > AREAS_ONE_BY_ONE {
             let union = areas[1..].iter().fold(areas[0], |a, b| union(a, *b));

@@ -63,7 +63,8 @@ async fn changes_of_other_writers_are_read_back_from_the_log_in_order_and_replay
     let seq = store.append_changes(vec![own.clone()]).await.unwrap()[0];
     let mut rx = live.feed.subscribe();
     live.commit(vec![Change::committed(seq, own, Vec::new())]).await.unwrap();
-    let names: Vec<(i64, String)> = std::iter::from_fn(|| rx.try_recv().ok()).map(|e| (e.seq, e.name.clone())).collect();
+    let names: Vec<(i64, String)> =
+        std::iter::from_fn(|| rx.try_recv().ok()).map(|e| (e.seq, e.name.clone())).collect();
     assert_eq!(
         names,
         [(1, "tiles.invalidated".into()), (1, "sensor.registered".into()), (2, "case.updated".into())],

@@ -308,10 +308,9 @@ pub fn summarize<'a>(
 /// `GET /api/v1/cases/summary`: cases today, open, overdue, and this month's closure rate.
 pub async fn summary(State(st): State<AppState>) -> ApiResult<Response> {
     let (index, city, clock) = (st.index.clone(), st.deadlines.calendar.offset(), st.live.clock());
-    let body =
-        tokio::task::spawn_blocking(move || summarize(index.cases.read().iter(), Utc::now(), clock, city))
-            .await
-            .map_err(ApiError::internal)?;
+    let body = tokio::task::spawn_blocking(move || summarize(index.cases.read().iter(), Utc::now(), clock, city))
+        .await
+        .map_err(ApiError::internal)?;
     Ok(axum::Json(body).into_response())
 }
 

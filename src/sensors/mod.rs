@@ -39,7 +39,13 @@ pub async fn commit_register(live: &Live, sensor: &Sensor) -> Result<i64, StoreE
     sensor.live.0.lock().stale = true;
     let row = ChangeRow {
         bbox: vec![bbox_of(&sensor.envelope())],
-        ..ChangeRow::record(Collection::Sensors, sensor.code.as_str(), Op::Upsert, Some("sensor.registered"), Some(to_json(sensor)))
+        ..ChangeRow::record(
+            Collection::Sensors,
+            sensor.code.as_str(),
+            Op::Upsert,
+            Some("sensor.registered"),
+            Some(to_json(sensor)),
+        )
     };
     let seqs = crate::store::insert(&**live.store(), std::slice::from_ref(sensor), vec![row.clone()]).await?;
     live.commit(vec![Change::committed(seqs[0], row, vec![Item::Sensor(sensor.clone())])]).await?;

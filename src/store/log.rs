@@ -66,7 +66,13 @@ pub struct ChangeRow {
 
 impl ChangeRow {
     /// A change of one record, announced as `event` with `data`.
-    pub fn record(collection: Collection, key: impl Into<String>, op: Op, event: Option<&str>, data: Option<Value>) -> Self {
+    pub fn record(
+        collection: Collection,
+        key: impl Into<String>,
+        op: Op,
+        event: Option<&str>,
+        data: Option<Value>,
+    ) -> Self {
         ChangeRow { collection, key: Some(key.into()), op, event: event.map(Into::into), data, bbox: Vec::new() }
     }
 
@@ -94,8 +100,7 @@ pub(crate) const BOUNDS_SQL: &str = "SELECT COALESCE(min(seq), 0), COALESCE(max(
 pub(crate) const AFTER_SQL: &str = "SELECT seq, at_ms, collection, key, op, event, data, bbox FROM changes \
      WHERE seq > $1 ORDER BY seq LIMIT $2";
 /// Keeps the newest row whatever its age, so the head survives a quiet week.
-pub(crate) const PRUNE_SQL: &str =
-    "DELETE FROM changes WHERE at_ms < $1 AND seq < (SELECT max(seq) FROM changes)";
+pub(crate) const PRUNE_SQL: &str = "DELETE FROM changes WHERE at_ms < $1 AND seq < (SELECT max(seq) FROM changes)";
 pub(crate) const INSERT_SQL: &str = "INSERT INTO changes (seq, at_ms, collection, key, op, event, data, bbox) ";
 
 /// One stored row of [`AFTER_SQL`].

@@ -37,6 +37,10 @@ ensure_build_deps() {
         echo "cargo not found: this machine kind ships Rust through rustup" >&2
         exit 1
     fi
+    # scripts/test checks formatting and lints.
+    if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+        rustup component add rustfmt clippy
+    fi
 }
 
 # The big-screen page (web/): Node.js and npm to build it; Debian's Chromium and a CJK font for

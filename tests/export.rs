@@ -255,7 +255,7 @@ async fn the_cli_exports_from_the_store_in_the_format_of_the_extension() {
         .output()
         .unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let want: Vec<_> = city.grids.iter().filter(|g| &g.community_code == community).cloned().collect();
+    let want: Vec<_> = city.grids.iter().filter(|g| g.community_code == community).cloned().collect();
     assert!(String::from_utf8_lossy(&run.stdout).contains(&format!("exported {} grids", want.len())));
     let (feats, srs) = read_all(out.to_str().unwrap());
     assert_eq!(feats.len(), want.len());

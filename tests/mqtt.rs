@@ -28,7 +28,7 @@ impl Broker {
         let conf = std::env::temp_dir().join(format!("onemap-mosquitto-{port}.conf"));
         std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")).unwrap();
         let bin = std::env::var("ONEMAP_TEST_MOSQUITTO").unwrap_or_else(|_| "/usr/sbin/mosquitto".into());
-        let child = Command::new(&bin)
+        let mut child = Command::new(&bin)
             .arg("-c")
             .arg(&conf)
             .stdout(std::process::Stdio::null())
@@ -41,6 +41,8 @@ impl Broker {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("mosquitto did not listen on {port}");
     }
 

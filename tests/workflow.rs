@@ -67,12 +67,12 @@ fn paths() -> Vec<(&'static str, Vec<&'static str>)> {
     while i < out.len() {
         let (status, path) = out[i].clone();
         for &a in ACTIONS {
-            if let Ok(next) = transition(status, a, Role::Admin) {
-                if !out.iter().any(|(s, _)| *s == next) {
-                    let mut p = path.clone();
-                    p.push(a);
-                    out.push((next, p));
-                }
+            if let Ok(next) = transition(status, a, Role::Admin)
+                && !out.iter().any(|(s, _)| *s == next)
+            {
+                let mut p = path.clone();
+                p.push(a);
+                out.push((next, p));
             }
         }
         i += 1;

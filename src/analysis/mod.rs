@@ -172,6 +172,9 @@ pub fn for_each(index: &CityIndex, source: Source, alarms: &[Alarm], filter: &Fi
 }
 
 /// The unit and time of every record that passes the filter, and how many fell in no unit.
+/// A record assigned to a unit: the unit's position and the record's time.
+pub type Assigned = (u32, Option<DateTime<Utc>>);
+
 /// Administrative units go by the record's grid; H3 cells by its point, found in bulk.
 pub fn assign(
     index: &CityIndex,
@@ -179,7 +182,7 @@ pub fn assign(
     source: Source,
     alarms: &[Alarm],
     filter: &Filter,
-) -> (Vec<(u32, Option<DateTime<Utc>>)>, usize) {
+) -> (Vec<Assigned>, usize) {
     let mut out = Vec::new();
     let mut outside = 0;
     if matches!(units.kind, UnitKind::H3(_)) {

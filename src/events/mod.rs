@@ -451,10 +451,10 @@ impl Live {
             Collection::Sensors => {
                 let sensors = self.index.sensors.read();
                 for s in data["stale"].as_array().into_iter().flatten() {
-                    if let (Some(code), Some(stale)) = (s[0].as_str(), s[1].as_bool()) {
-                        if let Some(sensor) = sensors.get(code) {
-                            sensor.live.0.lock().stale = stale;
-                        }
+                    if let (Some(code), Some(stale)) = (s[0].as_str(), s[1].as_bool())
+                        && let Some(sensor) = sensors.get(code)
+                    {
+                        sensor.live.0.lock().stale = stale;
                     }
                 }
             }
@@ -731,10 +731,10 @@ pub fn areas(mut list: Vec<[f64; 4]>) -> Vec<[f64; 4]> {
 /// The areas a record change redraws: where it was and where it is.
 pub fn moved(old: Option<&AABB<[f64; 2]>>, new: Option<&AABB<[f64; 2]>>) -> Vec<[f64; 4]> {
     let mut out: Vec<[f64; 4]> = old.into_iter().map(bbox_of).collect();
-    if let Some(n) = new.map(bbox_of) {
-        if !out.contains(&n) {
-            out.push(n);
-        }
+    if let Some(n) = new.map(bbox_of)
+        && !out.contains(&n)
+    {
+        out.push(n);
     }
     out
 }

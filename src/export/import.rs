@@ -553,10 +553,10 @@ impl Validator<'_> {
         if !known {
             return Err(format!("unknown {kind} class {class_code}"));
         }
-        if let Some(c) = &component_code {
-            if !self.ctx.components.contains(c.as_str()) {
-                return Err(format!("unknown component {c}"));
-            }
+        if let Some(c) = &component_code
+            && !self.ctx.components.contains(c.as_str())
+        {
+            return Err(format!("unknown component {c}"));
         }
         let pick = |v: Option<&str>, options: &[&'static str], default: &'static str, what: &str| -> Check<Str> {
             match v {
@@ -606,10 +606,10 @@ impl Validator<'_> {
             return Err(format!("unknown sensor kind {kind}"));
         }
         let component_code = self.text(f, "component_code");
-        if let Some(c) = &component_code {
-            if !self.ctx.components.contains(c.as_str()) {
-                return Err(format!("unknown component {c}"));
-            }
+        if let Some(c) = &component_code
+            && !self.ctx.components.contains(c.as_str())
+        {
+            return Err(format!("unknown component {c}"));
         }
         let grid_code = self.grid_of(&code, self.text(f, "grid_code"), &point.into())?;
         Ok(Sensor {

@@ -259,11 +259,13 @@ fn source_crs(
             "none in the file; longitude/latitude in China, read as CGCS2000 (EPSG:4490)".into(),
         ));
     }
-    if let (Some(a), Some(b)) = (zone_prefixed_epsg(bbox[0]), zone_prefixed_epsg(bbox[2])) {
-        if a == b && bbox[1] > 0.0 && bbox[3] < 6_500_000.0 {
-            let (f, _) = FromSource::given(&format!("EPSG:{a}"))?;
-            return Ok((f, format!("none in the file; zone-prefixed Gauss-Krüger eastings, read as EPSG:{a}")));
-        }
+    if let (Some(a), Some(b)) = (zone_prefixed_epsg(bbox[0]), zone_prefixed_epsg(bbox[2]))
+        && a == b
+        && bbox[1] > 0.0
+        && bbox[3] < 6_500_000.0
+    {
+        let (f, _) = FromSource::given(&format!("EPSG:{a}"))?;
+        return Ok((f, format!("none in the file; zone-prefixed Gauss-Krüger eastings, read as EPSG:{a}")));
     }
     Err(ExportError::Source(format!(
         "the file declares no CRS and its coordinates ({:.1}, {:.1}) - ({:.1}, {:.1}) are not longitude/latitude in China: \

@@ -41,14 +41,14 @@ fn common(st: &AppState, p: &Params, extra: &[&str]) -> ApiResult<(Source, Filte
     let source = Source::parse(p.get("layer").unwrap_or("cases"))?;
     let from = p.get("from").map(|v| instant("from", v, city, false)).transpose()?;
     let to = p.get("to").map(|v| instant("to", v, city, true)).transpose()?;
-    if let (Some(f), Some(t)) = (from, to) {
-        if f >= t {
-            return Err(AnalysisError::EmptyRange {
-                from: p.get("from").unwrap_or_default().to_string(),
-                to: p.get("to").unwrap_or_default().to_string(),
-            }
-            .into());
+    if let (Some(f), Some(t)) = (from, to)
+        && f >= t
+    {
+        return Err(AnalysisError::EmptyRange {
+            from: p.get("from").unwrap_or_default().to_string(),
+            to: p.get("to").unwrap_or_default().to_string(),
         }
+        .into());
     }
     let text = |k: &str| p.get(k).filter(|v| !v.is_empty()).map(str::to_string);
     let filter = Filter {
@@ -82,10 +82,10 @@ fn common(st: &AppState, p: &Params, extra: &[&str]) -> ApiResult<(Source, Filte
 /// A city date `YYYY-MM-DD` (its start, or with `end` the start of the next day, so `to` is
 /// inclusive) or an RFC 3339 instant.
 fn instant(k: &str, v: &str, city: FixedOffset, end: bool) -> ApiResult<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
-        if (1900..=2999).contains(&t.year()) {
-            return Ok(t.with_timezone(&Utc));
-        }
+    if let Ok(t) = DateTime::parse_from_rfc3339(v)
+        && (1900..=2999).contains(&t.year())
+    {
+        return Ok(t.with_timezone(&Utc));
     }
     let d = city_date(k, v)?;
     Ok(crate::cases::calendar::midnight(if end { d + Duration::days(1) } else { d }, city))

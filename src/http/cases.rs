@@ -148,10 +148,10 @@ pub async fn act(
     };
     let new = st.index.cases.read().get(&id).cloned().unwrap_or(new);
     let mut body = cases::to_json(&new);
-    if next == "filed" {
-        if let Some((code, basis)) = suggestion(&st, &new) {
-            body["suggested_dept"] = json!({"code": code, "basis": basis.as_str()});
-        }
+    if next == "filed"
+        && let Some((code, basis)) = suggestion(&st, &new)
+    {
+        body["suggested_dept"] = json!({"code": code, "basis": basis.as_str()});
     }
     Ok(([(super::SEQ_HEADER, seq.to_string())], axum::Json(body)).into_response())
 }
@@ -208,10 +208,10 @@ pub async fn get_case(
     let mut body = cases::to_json(&case);
     body["deadline"] = body["deadline_at"].clone();
     // Until it is dispatched, a case shows where owner-first routing would send it.
-    if matches!(case.status.as_str(), "reported" | "accepted" | "verified" | "filed") {
-        if let Some((code, basis)) = suggestion(&st, &case) {
-            body["suggested_dept"] = json!({"code": code, "basis": basis.as_str()});
-        }
+    if matches!(case.status.as_str(), "reported" | "accepted" | "verified" | "filed")
+        && let Some((code, basis)) = suggestion(&st, &case)
+    {
+        body["suggested_dept"] = json!({"code": code, "basis": basis.as_str()});
     }
     body["history"] = steps
         .iter()

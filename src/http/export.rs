@@ -164,10 +164,12 @@ pub async fn export_from_store(
         let records: Vec<T> = crate::store::select(store, Filter::All).await?;
         *<T as Indexed>::layer(&index).write() = Layer::bulk(records);
     });
+    let component_classes = crate::store::select(store, Filter::All).await?;
+    let event_classes = crate::store::select(store, Filter::All).await?;
     {
         let mut dict = index.dict.write();
-        dict.component_classes = crate::store::select(store, Filter::All).await?;
-        dict.event_classes = crate::store::select(store, Filter::All).await?;
+        dict.component_classes = component_classes;
+        dict.event_classes = event_classes;
     }
     let out = out.to_path_buf();
     tokio::task::spawn_blocking(move || export_index(&index, collection, &req, &out))

@@ -190,7 +190,7 @@ pub struct ItemQuery {
     pub bbox: Option<[f64; 4]>,
     pub within: Option<Geometry<f64>>,
     pub near: Option<Near>,
-    pub datetime: Option<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)>,
+    pub datetime: Option<TimeRange>,
     pub filters: Vec<(String, String)>,
     pub limit: usize,
     pub offset: usize,
@@ -207,10 +207,10 @@ const MAX_RADIUS_M: f64 = 200_000.0;
 impl ItemQuery {
     pub fn parse(p: &Params, properties: &[&str]) -> ApiResult<Self> {
         let crs = p.crs()?;
-        if let Some(f) = p.get("f") {
-            if !matches!(f, "json" | "geojson") {
-                return Err(ApiError::bad_request("invalid-parameter", format!("f={f:?}: only json is served")));
-            }
+        if let Some(f) = p.get("f")
+            && !matches!(f, "json" | "geojson")
+        {
+            return Err(ApiError::bad_request("invalid-parameter", format!("f={f:?}: only json is served")));
         }
         if let Some(bc) = p.get("bbox-crs") {
             let c: Crs = bc.parse()?;
@@ -284,27 +284,26 @@ impl ItemQuery {
 
     /// The filters that are not the primary spatial search.
     fn keeps<T: Record>(&self, r: &T) -> bool {
-        if self.near.is_some() || self.within.is_some() {
-            if let Some(b) = self.bbox {
-                let rect: Geometry<f64> = geo::Rect::new((b[0], b[1]), (b[2], b[3])).into();
-                if !r.intersects(&rect) {
-                    return false;
-                }
+        if (self.near.is_some() || self.within.is_some())
+            && let Some(b) = self.bbox
+        {
+            let rect: Geometry<f64> = geo::Rect::new((b[0], b[1]), (b[2], b[3])).into();
+            if !r.intersects(&rect) {
+                return false;
             }
         }
-        if self.near.is_some() {
-            if let Some(g) = &self.within {
-                if !r.intersects(g) {
-                    return false;
-                }
-            }
+        if self.near.is_some()
+            && let Some(g) = &self.within
+            && !r.intersects(g)
+        {
+            return false;
         }
         if let Some((from, to)) = self.datetime {
             // Layers without a time dimension are not filtered by datetime (OGC API Features).
-            if let Some(t) = r.time() {
-                if from.is_some_and(|f| t < f) || to.is_some_and(|e| t > e) {
-                    return false;
-                }
+            if let Some(t) = r.time()
+                && (from.is_some_and(|f| t < f) || to.is_some_and(|e| t > e))
+            {
+                return false;
             }
         }
         r.matches(&self.filters)
@@ -371,7 +370,7 @@ pub fn parse_polygon_as(name: &str, v: &str, crs: &Crs) -> ApiResult<Geometry<f6
     }
     use geo::CoordsIter;
     let n = g.coords_count();
-    if n < 4 || n > MAX_POLYGON_VERTICES {
+    if !(4..=MAX_POLYGON_VERTICES).contains(&n) {
         return Err(ApiError::bad_request(
             "invalid-geometry",
             format!("{name}: {n} vertices; 4 to {MAX_POLYGON_VERTICES} allowed"),
@@ -409,8 +408,11 @@ fn parse_near(v: &str, p: &Params, crs: &Crs) -> ApiResult<Near> {
     }
 }
 
+/// An OGC `datetime` interval: open ends are `None`.
+pub type TimeRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// An RFC 3339 instant or an interval `start/end` where either side may be `..` or empty.
-fn parse_datetime(v: &str) -> ApiResult<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+fn parse_datetime(v: &str) -> ApiResult<TimeRange> {
     let one = |s: &str| -> ApiResult<Option<DateTime<Utc>>> {
         if s.is_empty() || s == ".." {
             return Ok(None);
@@ -426,10 +428,10 @@ fn parse_datetime(v: &str) -> ApiResult<(Option<DateTime<Utc>>, Option<DateTime<
     match v.split_once('/') {
         Some((a, b)) => {
             let (from, to) = (one(a)?, one(b)?);
-            if let (Some(f), Some(t)) = (from, to) {
-                if f > t {
-                    return Err(ApiError::bad_request("invalid-datetime", format!("datetime={v:?}: start after end")));
-                }
+            if let (Some(f), Some(t)) = (from, to)
+                && f > t
+            {
+                return Err(ApiError::bad_request("invalid-datetime", format!("datetime={v:?}: start after end")));
             }
             Ok((from, to))
         }

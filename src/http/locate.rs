@@ -108,10 +108,10 @@ fn cached_fragments(index: &CityIndex, codes: &[Option<Str>]) -> Vec<Option<Arc<
             .iter()
             .map(|c| {
                 let hit = c.as_ref().and_then(|c| cache.answers.get(c).cloned());
-                if hit.is_none() {
-                    if let Some(c) = c {
-                        missing.push(c.clone());
-                    }
+                if hit.is_none()
+                    && let Some(c) = c
+                {
+                    missing.push(c.clone());
                 }
                 hit
             })

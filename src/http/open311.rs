@@ -97,8 +97,12 @@ fn as_request(st: &AppState, c: &Case, steps: &[CaseStep]) -> Value {
     let service_name =
         st.index.dict.read().event_classes.iter().find(|e| e.code == c.class_code).map(|e| e.name.to_string());
     let last = steps.last();
-    let notes =
-        steps.iter().filter_map(|s| s.note.as_deref()).last().map(String::from).unwrap_or_else(|| c.status.to_string());
+    let notes = steps
+        .iter()
+        .filter_map(|s| s.note.as_deref())
+        .next_back()
+        .map(String::from)
+        .unwrap_or_else(|| c.status.to_string());
     json!({
         "service_request_id": c.id.to_string(),
         "status": if is_open(c) { "open" } else { "closed" },
@@ -156,7 +160,7 @@ pub async fn get_requests(State(st): State<AppState>, p: Params) -> ApiResult<Re
         .filter(|c| status.is_none_or(|s| (s == "open") == is_open(c)))
         .cloned()
         .collect();
-    picked.sort_by(|a, b| (b.reported_at, b.id).cmp(&(a.reported_at, a.id)));
+    picked.sort_by_key(|c| std::cmp::Reverse((c.reported_at, c.id)));
     picked.truncate(MAX_REQUESTS);
     let list: Vec<Value> = picked.iter().map(|c| as_request(&st, c, &[])).collect();
     Ok(axum::Json(list).into_response())

@@ -261,10 +261,10 @@ impl<T: Record> Layer<T> {
     /// Changes the record with `key` in place. `f` must leave what the tree and the key map rest
     /// on alone (key, envelope, tag): it is for derived state such as a case's light.
     pub fn update_in_place(&mut self, key: &str, f: impl FnOnce(&mut T)) {
-        if let Some(slot) = self.slot_of(key) {
-            if let Some(r) = self.items[slot as usize].as_mut() {
-                f(r);
-            }
+        if let Some(slot) = self.slot_of(key)
+            && let Some(r) = self.items[slot as usize].as_mut()
+        {
+            f(r);
         }
     }
 
@@ -327,10 +327,10 @@ impl<T: Record> Layer<T> {
     /// aggregations, which need neither the list nor the layer's order.
     pub fn for_each_intersecting<'a>(&'a self, g: &Geometry<f64>, mut f: impl FnMut(&'a T)) {
         self.visit_part(g, 0, 1, |e| {
-            if let Some(r) = self.items[e.slot as usize].as_ref() {
-                if r.intersects(g) {
-                    f(r)
-                }
+            if let Some(r) = self.items[e.slot as usize].as_ref()
+                && r.intersects(g)
+            {
+                f(r)
             }
         })
     }

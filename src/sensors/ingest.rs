@@ -410,11 +410,11 @@ impl Ingest {
                 live.value = Some(r.value);
                 live.level = state.level;
             }
-            if let Some(change) = change {
-                if let Err(e) = self.on_change(t, change, &r).await {
-                    tracing::error!(sensor = %r.sensor, error = %e, "storing an alarm change failed");
-                    self.metrics.alarm_errors.inc();
-                }
+            if let Some(change) = change
+                && let Err(e) = self.on_change(t, change, &r).await
+            {
+                tracing::error!(sensor = %r.sensor, error = %e, "storing an alarm change failed");
+                self.metrics.alarm_errors.inc();
             }
         }
         out_of_order
@@ -593,7 +593,7 @@ impl Ingest {
         let list = if active {
             let trackers = self.trackers().await;
             let mut list: Vec<Alarm> = trackers.values().filter_map(|t| t.alarm.clone()).collect();
-            list.sort_by(|a, b| (b.raised_at, b.id).cmp(&(a.raised_at, a.id)));
+            list.sort_by_key(|a| std::cmp::Reverse((a.raised_at, a.id)));
             list.truncate(limit as usize);
             list
         } else {

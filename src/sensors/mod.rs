@@ -220,10 +220,10 @@ pub fn register(req: &NewSensor, index: &CityIndex) -> Result<Sensor, SensorErro
         req.crs.as_deref().unwrap_or("wgs84").parse().map_err(|e: crate::geo::CrsError| invalid(e.to_string()))?;
     crate::geo::check_lon_lat(req.lon, req.lat).map_err(|e| invalid(e.to_string()))?;
     let (lon, lat) = crs.to_cgcs2000(req.lon, req.lat).map_err(|e| invalid(e.to_string()))?;
-    if let Some(c) = &req.component_code {
-        if index.components.read().get(c).is_none() {
-            return Err(SensorError::UnknownComponent(c.clone()));
-        }
+    if let Some(c) = &req.component_code
+        && index.components.read().get(c).is_none()
+    {
+        return Err(SensorError::UnknownComponent(c.clone()));
     }
     let grid = crate::grids::grid_code_at(index, lon, lat).ok_or(SensorError::OutsideCity(req.lon, req.lat))?;
     if index.sensors.read().get(&req.code).is_some() {

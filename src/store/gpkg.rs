@@ -37,10 +37,10 @@ pub struct GpkgStore {
 impl GpkgStore {
     /// Opens the file, creating it and its parent folder when missing, and applies migrations.
     pub async fn open(path: &str) -> Result<Self, StoreError> {
-        if let Some(dir) = std::path::Path::new(path).parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)?;
-            }
+        if let Some(dir) = std::path::Path::new(path).parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)?;
         }
         let opts = SqliteConnectOptions::new()
             .filename(path)
@@ -121,7 +121,12 @@ impl Store for GpkgStore {
 
     async fn select(&self, table: &'static Table, filter: Filter) -> Result<Vec<Vec<Val>>, StoreError> {
         let mut out = Vec::new();
-        GpkgReader { path: self.path.clone() }.select_each(table, filter, &mut |row| Ok(out.push(row))).await?;
+        GpkgReader { path: self.path.clone() }
+            .select_each(table, filter, &mut |row| {
+                let _: () = out.push(row);
+                Ok(())
+            })
+            .await?;
         Ok(out)
     }
 

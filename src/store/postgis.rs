@@ -99,7 +99,12 @@ impl Store for PostgisStore {
     async fn select(&self, table: &'static Table, filter: Filter) -> Result<Vec<Vec<Val>>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         let mut out = Vec::new();
-        PgIo { conn: &mut conn }.select_each(table, filter, &mut |row| Ok(out.push(row))).await?;
+        PgIo { conn: &mut conn }
+            .select_each(table, filter, &mut |row| {
+                let _: () = out.push(row);
+                Ok(())
+            })
+            .await?;
         Ok(out)
     }
 

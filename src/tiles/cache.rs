@@ -218,7 +218,9 @@ impl TileCache {
 
     /// Brings the cache to 3/4 of its budget by dropping the least recently used tiles.
     fn evict(&self) {
-        let mut all: Vec<(u64, u8, (u32, u32), Arc<str>)> = Vec::new();
+        // (last use, zoom, tile, variant)
+        type Use = (u64, u8, (u32, u32), Arc<str>);
+        let mut all: Vec<Use> = Vec::new();
         for (z, level) in self.levels.iter().enumerate() {
             for (k, entries) in level.lock().iter() {
                 all.extend(

@@ -338,7 +338,7 @@ fn to_tile_space(g: Geometry<f64>, [l, b, r, t]: [f64; 4]) -> Option<Geometry<f6
         Geometry::Polygon(p) => poly(&p).map(Geometry::Polygon),
         Geometry::MultiPolygon(mp) => {
             let parts: Vec<Polygon<f64>> = mp.0.iter().filter_map(poly).collect();
-            (!parts.is_empty()).then(|| Geometry::MultiPolygon(MultiPolygon(parts)))
+            (!parts.is_empty()).then_some(Geometry::MultiPolygon(MultiPolygon(parts)))
         }
         other => Some(other),
     }

@@ -121,6 +121,7 @@ pub fn write_layer(
         feat.set_geometry(g.to_gdal().unwrap()).unwrap();
         feat.create(&layer).unwrap();
     }
-    drop(layer);
+    // The layer borrows the dataset: it ends here, before the dataset is closed.
+    let _ = layer;
     ds.close().unwrap();
 }

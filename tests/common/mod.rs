@@ -242,7 +242,7 @@ pub fn owned_point_component(city: &City) -> (&onemap::model::Component, geo::Po
         .iter()
         .find_map(|c| match c.geom {
             onemap::model::Shape::Point(p)
-                if c.owner_dept.as_ref().is_some_and(|d| city.departments.iter().any(|x| &x.code == d)) =>
+                if c.owner_dept.as_ref().is_some_and(|d| city.departments.iter().any(|x| x.code == d)) =>
             {
                 Some((c, p))
             }

@@ -5,6 +5,7 @@
 pub mod analysis;
 pub mod auth;
 pub mod cases;
+pub mod catalog;
 pub mod config;
 pub mod demo;
 pub mod events;
@@ -13,6 +14,7 @@ pub mod geo;
 pub mod grids;
 pub mod http;
 pub mod index;
+pub mod metrics;
 pub mod model;
 pub mod sensors;
 pub mod server;

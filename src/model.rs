@@ -482,3 +482,94 @@ pub struct City {
     pub case_steps: Vec<CaseStep>,
     pub sensors: Vec<Sensor>,
 }
+
+/// Whether high or low values are dangerous (drain level: above; water-main pressure: below).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    #[default]
+    Above,
+    Below,
+}
+
+/// A sensor's thresholds: any level may be absent.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    pub direction: Direction,
+    pub blue: Option<f64>,
+    pub yellow: Option<f64>,
+    pub orange: Option<f64>,
+    pub red: Option<f64>,
+    pub hysteresis: f64,
+    pub min_duration_s: i64,
+}
+
+impl Thresholds {
+    fn threshold(&self, level: Level) -> Option<f64> {
+        match level {
+            Level::Blue => self.blue,
+            Level::Yellow => self.yellow,
+            Level::Orange => self.orange,
+            Level::Red => self.red,
+        }
+    }
+
+    /// `value` is past `threshold` in the dangerous direction, the threshold moved back towards
+    /// safety by `slack` (the hysteresis, for a level already raised).
+    fn past(&self, value: f64, threshold: f64, slack: f64) -> bool {
+        match self.direction {
+            Direction::Above => value >= threshold - slack,
+            Direction::Below => value <= threshold + slack,
+        }
+    }
+
+    /// The most severe level `value` reaches, with no hysteresis.
+    pub fn level_of(&self, value: f64) -> Option<Level> {
+        Level::ALL.into_iter().rev().find(|&l| self.threshold(l).is_some_and(|t| self.past(value, t, 0.0)))
+    }
+
+    /// The level `value` calls for when `current` is raised: a more severe level by its plain
+    /// threshold; `current` and the levels below it as long as the value stays within the
+    /// hysteresis of their thresholds.
+    pub fn target(&self, current: Option<Level>, value: f64) -> Option<Level> {
+        let plain = self.level_of(value);
+        let held = current.and_then(|c| {
+            Level::ALL
+                .into_iter()
+                .rev()
+                .filter(|&l| l <= c)
+                .find(|&l| self.threshold(l).is_some_and(|t| self.past(value, t, self.hysteresis)))
+        });
+        plain.max(held)
+    }
+
+    /// Rejects thresholds that cannot make sense: non-finite values, a negative hysteresis or
+    /// duration, or levels out of order for the direction.
+    pub fn check(&self) -> Result<(), String> {
+        let set: Vec<(Level, f64)> = Level::ALL.into_iter().filter_map(|l| self.threshold(l).map(|t| (l, t))).collect();
+        if set.iter().any(|(_, t)| !t.is_finite()) || !self.hysteresis.is_finite() {
+            return Err("thresholds and hysteresis must be finite numbers".into());
+        }
+        if self.hysteresis < 0.0 || self.min_duration_s < 0 {
+            return Err("hysteresis and min_duration_s must not be negative".into());
+        }
+        for w in set.windows(2) {
+            let ordered = match self.direction {
+                Direction::Above => w[0].1 <= w[1].1,
+                Direction::Below => w[0].1 >= w[1].1,
+            };
+            if !ordered {
+                return Err(format!(
+                    "{} ({}) must not be {} {} ({})",
+                    w[1].0.as_str(),
+                    w[1].1,
+                    if self.direction == Direction::Above { "below" } else { "above" },
+                    w[0].0.as_str(),
+                    w[0].1
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -171,7 +171,7 @@ async fn an_imported_sensor_takes_readings_and_an_imported_grid_is_located_and_d
     for location in [fresh_gpkg("log-import"), fresh_pg("onemap_t_log_import").await] {
         let state = seeded_state(&location, &base).await;
         let app = onemap::app(state.clone());
-        let follower = tokio::spawn(onemap::server::follow(state.live.clone()));
+        // `server::start` (through `seeded_state`) runs the log follower, as `serve` does.
         let device = onemap::auth::create(&*state.store, onemap::auth::Role::Device, None, None).await.unwrap();
         let reading = json!({"readings": [{"sensor": sensor.code.as_str(), "value": 0.1}]}).to_string();
         let r = post_as(&app, "/api/v1/sensors/readings", Some(&device), reading.clone().into_bytes()).await;
@@ -205,7 +205,6 @@ async fn an_imported_sensor_takes_readings_and_an_imported_grid_is_located_and_d
         let tile = onemap::geo::tile::tiles_covering([p.x(), p.y(), p.x(), p.y()], 15).next().unwrap();
         let drawn = get(&app, &format!("/tiles/grids/15/{}/{}", tile.x, tile.y)).await;
         assert_eq!(drawn.status, 200, "{location}: the grid is drawn");
-        follower.abort();
         state.live.feed.close();
         state.store.close().await;
     }

@@ -6,6 +6,7 @@
 pub mod boxstats;
 pub mod density;
 pub mod emerging;
+pub mod overlay;
 pub mod ranking;
 pub mod stats;
 pub mod units;
@@ -353,6 +354,6 @@ pub fn class_name(index: &CityIndex, source: Source, code: &str) -> Option<Str> 
             .find(|c| c.code == code)
             .map(|c| c.name.clone())
             .or_else(|| dict.component_classes.iter().find(|c| c.code == code).map(|c| c.name.clone())),
-        Source::Alarms => crate::sensors::kind(code).map(|k| k.label.clone()),
+        Source::Alarms => crate::catalog::kind(code).map(|k| k.label.clone()),
     }
 }

@@ -3,61 +3,12 @@
 //!
 //! The CSV files are tiny and never quoted: one record per line, `#` starts a comment line.
 
-use crate::model::{ComponentClass, EventClass, Str};
-
-const MAJOR_CLASSES: &str = include_str!("../../data/major_classes.csv");
-const COMPONENT_CLASSES: &str = include_str!("../../data/component_classes.csv");
-const EVENT_CLASSES: &str = include_str!("../../data/event_classes.csv");
 const DEPARTMENTS: &str = include_str!("../../data/departments.csv");
 const COMPONENT_PROFILE: &str = include_str!("../../data/demo_component_profile.csv");
 const EVENT_PROFILE: &str = include_str!("../../data/demo_event_profile.csv");
 
-/// Records of a comment-free, quote-free CSV text, each checked for its column count so a
-/// typo in a dictionary fails the first test run rather than producing odd data.
-fn records<'a>(text: &'a str, file: &'static str, columns: usize) -> impl Iterator<Item = Vec<&'a str>> {
-    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(move |l| {
-        let f: Vec<&str> = l.split(',').map(str::trim).collect();
-        assert_eq!(f.len(), columns, "{file}: bad record {l:?}");
-        f
-    })
-}
-
-/// A major class (大类) of components or events.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MajorClass {
-    /// `component` or `event`.
-    pub kind: Str,
-    pub code: Str,
-    pub name: Str,
-}
-
-/// Major classes from `data/major_classes.csv`.
-pub fn major_classes() -> Vec<MajorClass> {
-    records(MAJOR_CLASSES, "major_classes.csv", 3)
-        .map(|f| MajorClass { kind: f[0].into(), code: f[1].into(), name: f[2].into() })
-        .collect()
-}
-
-/// Component minor classes from `data/component_classes.csv`, in code order, without
-/// departments (those belong to a city, see [`super::generate`]).
-pub fn component_classes() -> Vec<ComponentClass> {
-    records(COMPONENT_CLASSES, "component_classes.csv", 4)
-        .map(|f| ComponentClass {
-            code: f[0].into(),
-            major: f[1].into(),
-            name: f[2].into(),
-            geom_type: f[3].into(),
-            competent_dept: None,
-        })
-        .collect()
-}
-
-/// Event minor classes from `data/event_classes.csv`, in code order, without departments.
-pub fn event_classes() -> Vec<EventClass> {
-    records(EVENT_CLASSES, "event_classes.csv", 3)
-        .map(|f| EventClass { code: f[0].into(), major: f[1].into(), name: f[2].into(), default_dept: None })
-        .collect()
-}
+use crate::catalog::records;
+pub use crate::catalog::{MajorClass, component_classes, event_classes, major_classes};
 
 pub(super) struct DeptSeed {
     pub key: &'static str,

@@ -137,8 +137,8 @@ impl Context {
         let mut event_classes: Vec<EventClass> = select(store, All).await?;
         let classes_stored = !component_classes.is_empty();
         if !classes_stored {
-            component_classes = crate::demo::dict::component_classes();
-            event_classes = crate::demo::dict::event_classes();
+            component_classes = crate::catalog::component_classes();
+            event_classes = crate::catalog::event_classes();
         }
         let components = if needs(&["cases", "sensors"]) {
             store.keys(&schema::COMPONENTS).await?.into_iter().collect()
@@ -602,7 +602,7 @@ impl Validator<'_> {
             return Err(format!("wrong geometry type {}: a sensor is a point", type_name(&geom)));
         };
         let kind = self.required(f, "kind")?;
-        if crate::sensors::kind(&kind).is_none() {
+        if crate::catalog::kind(&kind).is_none() {
             return Err(format!("unknown sensor kind {kind}"));
         }
         let component_code = self.text(f, "component_code");

@@ -584,7 +584,7 @@ pub async fn box_stats(State(st): State<AppState>, JsonBody(req): JsonBody<Stats
 pub async fn hotspots_tile(st: &AppState, coord: crate::geo::TileCoord) -> ApiResult<Option<Vec<u8>>> {
     let latest = st.analysis.latest.read().clone();
     let Some(h) = latest else { return Ok(None) };
-    blocking(move || Ok(crate::tiles::overlay::hotspots(&h, coord))).await
+    blocking(move || Ok(crate::analysis::overlay::hotspots(&h, coord))).await
 }
 
 /// The `density` overlay tile for the density parameters in the query (a grid computed in the
@@ -596,5 +596,5 @@ pub async fn density_tile(st: &AppState, coord: crate::geo::TileCoord, p: &Param
         Some(g) => g,
         None => density_grid(st, params).await?,
     };
-    blocking(move || Ok(crate::tiles::overlay::density(&g, coord))).await
+    blocking(move || Ok(crate::analysis::overlay::density(&g, coord))).await
 }

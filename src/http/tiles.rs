@@ -149,7 +149,7 @@ fn respond(tile: &Rendered, headers: &HeaderMap, hit: bool) -> ApiResult<Respons
 /// The fields of an analysis overlay layer (`hotspots`, `density`), `None` for other layers.
 fn overlay_fields(layers: &str) -> Option<&'static [&'static str]> {
     match layers {
-        "hotspots" => Some(crate::tiles::overlay::HOTSPOT_FIELDS),
+        "hotspots" => Some(crate::analysis::overlay::HOTSPOT_FIELDS),
         "density" => Some(&["density", "weight"]),
         _ => None,
     }

@@ -130,8 +130,8 @@ impl<T: Record> Layer<T> {
             .enumerate()
             .map(|(i, r)| Entry { env: r.envelope(), slot: i as u32, tag: layer.tag_id(r) })
             .collect();
-        layer.counts = crate::tiles::aggregate_below(T::COLLECTION)
-            .map(|below| CountPyramid::build(entries.iter().map(|e| fixed_centre(&e.env)), below));
+        layer.counts =
+            T::AGGREGATE_BELOW.map(|below| CountPyramid::build(entries.iter().map(|e| fixed_centre(&e.env)), below));
         layer.items = records.into_iter().map(Some).collect();
         layer.tree = RTree::bulk_load(entries);
         let Layer { items, keys, hasher, .. } = &mut layer;

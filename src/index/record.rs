@@ -47,6 +47,9 @@ impl PropValue<'_> {
 
 /// A record that can live in a [`super::Layer`].
 pub trait Record: Send + Sync + 'static {
+    /// The zoom below which the layer is drawn as counts per cell rather than single features
+    /// (point layers of millions of records); the index keeps a count pyramid for those.
+    const AGGREGATE_BELOW: Option<u8> = None;
     /// The collection id in the API (`grids`, `components`, ...).
     const COLLECTION: &'static str;
     /// Property names, in output order; `code`/`id` first.
@@ -196,6 +199,7 @@ areal_record!(Grid, "grids", ["community_code" => community_code, "area_m2" => a
 
 impl Record for Component {
     const COLLECTION: &'static str = "components";
+    const AGGREGATE_BELOW: Option<u8> = Some(16);
     const PROPERTIES: &'static [&'static str] = &[
         "code",
         "name",
@@ -266,6 +270,7 @@ impl Record for Component {
 
 impl Record for Case {
     const COLLECTION: &'static str = "cases";
+    const AGGREGATE_BELOW: Option<u8> = Some(15);
     const PROPERTIES: &'static [&'static str] = &[
         "id",
         "class_code",
@@ -334,7 +339,7 @@ impl Record for Sensor {
             "code" => s(&self.code),
             "name" => s(&self.name),
             "kind" => s(&self.kind),
-            "unit" => crate::sensors::kind(&self.kind).map_or(PropValue::Null, |k| PropValue::Str(k.unit.as_str())),
+            "unit" => crate::catalog::kind(&self.kind).map_or(PropValue::Null, |k| PropValue::Str(k.unit.as_str())),
             "component_code" => os(&self.component_code),
             "grid_code" => os(&self.grid_code),
             // The live status: what the latest reading says (see `SensorLive`).

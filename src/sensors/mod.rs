@@ -7,15 +7,12 @@ pub mod mqtt;
 pub mod rules;
 pub mod simulate;
 
-use std::collections::BTreeMap;
-use std::sync::LazyLock;
-
 use serde::Deserialize;
 
 use crate::events::{Change, Item, Live, bbox_of};
 use crate::geo::Crs;
 use crate::index::{CityIndex, Record};
-use crate::model::{Collection, Sensor, Str};
+use crate::model::{Collection, Sensor};
 use crate::store::StoreError;
 use crate::store::log::{ChangeRow, Op};
 use rules::{Direction, Thresholds};
@@ -71,68 +68,7 @@ pub enum SensorError {
     UnknownAlarm(String),
 }
 
-/// One sensor kind of `data/sensor_kinds.csv`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Kind {
-    pub kind: Str,
-    pub unit: Str,
-    /// Chinese label of the measured quantity (积水深度, 可燃气体浓度 ...).
-    pub label: Str,
-    pub thresholds: Thresholds,
-    /// The event class of the case an alarm opens.
-    pub case_class: Str,
-    /// A sensor linked to a component opens a component case of that component's class.
-    pub component_case: bool,
-}
-
-const SENSOR_KINDS: &str = include_str!("../../data/sensor_kinds.csv");
-
-/// The sensor kinds, by kind.
-pub static KINDS: LazyLock<BTreeMap<Str, Kind>> =
-    LazyLock::new(|| parse_kinds(SENSOR_KINDS).expect("data/sensor_kinds.csv is valid"));
-
-/// The kind dictionary's entry for `kind`.
-pub fn kind(kind: &str) -> Option<&'static Kind> {
-    KINDS.get(kind)
-}
-
-fn parse_kinds(text: &str) -> Result<BTreeMap<Str, Kind>, String> {
-    let mut out = BTreeMap::new();
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.starts_with('#') && !l.trim().is_empty()) {
-        let f: Vec<&str> = line.split(',').map(str::trim).collect();
-        let bad = |what: &str| format!("sensor_kinds.csv line {}: {what}", n + 1);
-        if f.len() != 12 {
-            return Err(bad("expected 12 fields"));
-        }
-        let num = |s: &str| s.parse::<f64>().map_err(|_| bad(&format!("{s:?} is not a number")));
-        let opt = |s: &str| if s.is_empty() { Ok(None) } else { num(s).map(Some) };
-        let direction = match f[3] {
-            "above" => Direction::Above,
-            "below" => Direction::Below,
-            d => return Err(bad(&format!("direction {d:?}"))),
-        };
-        let thresholds = Thresholds {
-            direction,
-            blue: opt(f[4])?,
-            yellow: opt(f[5])?,
-            orange: opt(f[6])?,
-            red: opt(f[7])?,
-            hysteresis: num(f[8])?,
-            min_duration_s: f[9].parse().map_err(|_| bad("min_duration_s"))?,
-        };
-        thresholds.check().map_err(|e| bad(&e))?;
-        let kind = Kind {
-            kind: f[0].into(),
-            unit: f[1].into(),
-            label: f[2].into(),
-            thresholds,
-            case_class: f[10].into(),
-            component_case: f[11] == "yes",
-        };
-        out.insert(kind.kind.clone(), kind);
-    }
-    Ok(out)
-}
+pub use crate::catalog::{KINDS, Kind, kind};
 
 /// A sensor's threshold overrides (`thresholds` at registration): any field may be absent and
 /// then comes from the kind.
@@ -251,7 +187,7 @@ mod tests {
         {
             assert!(kind(k).is_some(), "{k}");
         }
-        let classes = crate::demo::dict::event_classes();
+        let classes = crate::catalog::event_classes();
         for k in KINDS.values() {
             k.thresholds.check().unwrap();
             assert!(classes.iter().any(|c| c.code == k.case_class), "{} maps to a known class", k.kind);

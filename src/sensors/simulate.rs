@@ -120,7 +120,7 @@ mod tests {
     #[test]
     fn severities_map_onto_the_thresholds_in_both_directions() {
         for kind in ["water_level", "pressure", "gas_lel"] {
-            let th = crate::sensors::kind(kind).unwrap().thresholds;
+            let th = crate::catalog::kind(kind).unwrap().thresholds;
             assert_eq!(th.level_of(value_at(&th, 0.0)), None, "{kind}: calm");
             assert_eq!(th.level_of(value_at(&th, 0.1)), None, "{kind}: still calm");
             for (s, level) in [(0.3, Level::Blue), (0.6, Level::Yellow), (0.85, Level::Orange), (1.1, Level::Red)] {

@@ -8,11 +8,11 @@ use geozero::{CoordDimensions, ToGeo, ToWkb};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool};
 
+use super::evaluation::{By, Counts, Period, counts_sql};
 use super::log::{self, ChangeRow, Logged};
 use super::queue::{StepQueue, StepWrite};
 use super::schema::{self, ColType, Filter, RowReader, RowSink, RowWriter, Table, Val, unsupported_filter};
 use super::{Progress, Store, StoreError};
-use crate::cases::evaluation::{By, Counts, Period, counts_sql};
 use crate::model::{Alarm, Case, CaseStep, City, Reading, ReadingBucket};
 use schema::Row as _;
 

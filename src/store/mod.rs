@@ -6,6 +6,7 @@
 //! type; each backend only knows how to bind and read those values in its own dialect. That keeps
 //! the two stores from drifting apart column by column.
 
+pub mod evaluation;
 pub mod gpkg;
 pub mod log;
 pub mod postgis;
@@ -16,8 +17,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::cases::evaluation::{By, Counts, Period};
 use chrono::{DateTime, Utc};
+use evaluation::{By, Counts, Period};
 
 use crate::model::{Alarm, Case, CaseStep, City, Level, Reading, ReadingBucket};
 use log::{ChangeRow, Logged};
@@ -197,7 +198,7 @@ pub async fn insert<T: Row>(store: &dyn Store, items: &[T], changes: Vec<ChangeR
     store.insert_rows(T::table(), items.iter().map(Row::to_row).collect(), changes).await
 }
 
-/// Reads one row of [`crate::cases::evaluation::counts_sql`]: the unit, then the counts.
+/// Reads one row of [`evaluation::counts_sql`]: the unit, then the counts.
 pub(crate) fn counts_row<R: sqlx::Row>(row: &R) -> Result<(String, Counts), StoreError>
 where
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,

@@ -7,11 +7,11 @@ use geozero::{CoordDimensions, ToGeo, ToWkb};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row as _};
 
+use super::evaluation::{By, Counts, Period, counts_sql};
 use super::log::{self, ChangeRow, Logged};
 use super::queue::{StepQueue, StepWrite};
 use super::schema::{self, ColType, Filter, RowReader, RowSink, RowWriter, Table, Val, unsupported_filter};
 use super::{Progress, Store, StoreError};
-use crate::cases::evaluation::{By, Counts, Period, counts_sql};
 use chrono::{DateTime, Utc};
 
 use crate::model::{Alarm, Case, CaseStep, City, Reading, ReadingBucket};

@@ -8,7 +8,6 @@ use geozero::ToMvt;
 use geozero::mvt::{Message, TagsBuilder, Tile, TileValue, tile};
 
 pub mod cache;
-pub mod overlay;
 
 use crate::geo::tile::{TileCoord, lonlat_to_mercator, mercator_to_lonlat};
 use crate::index::{COLLECTIONS, CityIndex, Layer, PropValue, Record, pyramid};
@@ -227,9 +226,10 @@ pub const CELL: u32 = 64;
 /// The zoom below which a point layer is drawn as counts per cell instead of single features:
 /// a z10 tile of a ten-million-component city would otherwise carry a million points.
 pub fn aggregate_below(collection: &str) -> Option<u8> {
+    use crate::index::Record;
     match collection {
-        "components" => Some(16),
-        "cases" => Some(15),
+        "components" => crate::model::Component::AGGREGATE_BELOW,
+        "cases" => crate::model::Case::AGGREGATE_BELOW,
         _ => None,
     }
 }

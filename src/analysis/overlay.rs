@@ -4,17 +4,17 @@
 
 use geozero::mvt::TileValue;
 
-use super::{CELL, EXTENT, encode_features, encode_tile};
-use crate::analysis::Hotspots;
-use crate::analysis::density::Grid;
+use super::Hotspots;
+use super::density::Grid;
 use crate::geo::tile::{TileCoord, mercator_to_lonlat};
+use crate::tiles::{CELL, EXTENT, encode_features, encode_tile};
 
 /// The properties the `hotspots` layer carries.
 pub const HOTSPOT_FIELDS: &[&str] = &["code", "name", "count", "z", "p", "bin"];
 
 /// The units of a Gi* result that meet the tile, with `code`, `name`, `count`, `z`, `p`, `bin`.
 pub fn hotspots(h: &Hotspots, tile: TileCoord) -> Option<Vec<u8>> {
-    let (_, ll) = super::buffered_bounds(tile);
+    let (_, ll) = crate::tiles::buffered_bounds(tile);
     let units = &h.units;
     let gi = h.gi.as_ref()?;
     let bins = h.bins.as_ref()?;

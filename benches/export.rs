@@ -50,18 +50,19 @@ fn bench(c: &mut Criterion) {
     // The delivery as a survey institute makes it: in the city's own Gauss-Krüger zone.
     let lon = index.grids.read().bbox().map(|b| (b[0] + b[2]) / 2.0).unwrap();
     let zone = format!("EPSG:{}", onemap::geo::gauss_kruger::GaussKruger::for_lon(lon).epsg().unwrap());
-    let req = ExportRequest::parse("grids", &params(&[("format", "shp"), ("crs", &zone)])).unwrap();
-    export_index(&index, "grids", &req, &shapefile).unwrap();
+    let req =
+        ExportRequest::parse(onemap::model::Collection::Grids, &params(&[("format", "shp"), ("crs", &zone)])).unwrap();
+    export_index(&index, onemap::model::Collection::Grids, &req, &shapefile).unwrap();
 
     let mut g = c.benchmark_group("export");
     g.sample_size(10);
     for format in ["gpkg", "fgb"] {
-        let req = ExportRequest::parse("components", &params(&[("format", format)])).unwrap();
+        let req = ExportRequest::parse(onemap::model::Collection::Components, &params(&[("format", format)])).unwrap();
         let out = dir.path().join(format!("components.{format}"));
         g.bench_function(format!("1M components to {format}"), |b| {
             b.iter(|| {
                 let _ = std::fs::remove_file(&out);
-                assert_eq!(export_index(&index, "components", &req, &out).unwrap(), 1_000_000);
+                assert_eq!(export_index(&index, onemap::model::Collection::Components, &req, &out).unwrap(), 1_000_000);
             })
         });
     }
@@ -87,7 +88,8 @@ fn bench(c: &mut Criterion) {
 
 async fn import_grids(location: String, file: &Path) {
     let store = onemap::store::open(&location).await.unwrap();
-    let r = run(&*store, "grids", file, &ImportOptions::default(), &|_, _, _| {}).await.unwrap();
+    let r =
+        run(&*store, onemap::model::Collection::Grids, file, &ImportOptions::default(), &|_, _, _| {}).await.unwrap();
     assert!(
         r.rejected.is_empty() && r.accepted > 60_000,
         "{}",

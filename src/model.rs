@@ -40,7 +40,7 @@ impl Collection {
         Collection::Sensors,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Collection::Districts => "districts",
             Collection::Streets => "streets",
@@ -57,12 +57,84 @@ impl Collection {
         Self::FEATURES.into_iter().chain([Collection::Alarms]).find(|c| c.as_str() == s)
     }
 
+    /// A feature collection by its API id (`/collections/{id}`): not `alarms`.
+    pub fn feature(s: &str) -> Option<Collection> {
+        Self::FEATURES.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// The title `/collections` shows, Chinese first.
+    pub fn title(self) -> &'static str {
+        match self {
+            Collection::Districts => "区县 Districts",
+            Collection::Streets => "街道 Streets",
+            Collection::Communities => "社区 Communities",
+            Collection::Grids => "单元网格 Unit grids",
+            Collection::Components => "管理部件 Components",
+            Collection::Cases => "案件 Cases",
+            Collection::Sensors => "感知设备 Sensors",
+            Collection::Alarms => "告警 Alarms",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Collection::Districts => "County-level districts (6-digit GB/T 2260 codes)",
+            Collection::Streets => "Streets and towns (9-digit codes)",
+            Collection::Communities => "Communities and villages (12-digit codes)",
+            Collection::Grids => "Unit grids of about 10,000 m² (GB/T 30428.1, 14 or 15 digits)",
+            Collection::Components => "City components (GB/T 30428.2, 16 or 17 digits)",
+            Collection::Cases => "Reported cases and their workflow status",
+            Collection::Sensors => "IoT sensors watching the city's lifelines",
+            Collection::Alarms => "Sensor alarms and their lifecycle",
+        }
+    }
+
     /// The unit grids and the regions above them: a change to any of them moves the hierarchy
     /// that locate answers and analysis units are built from.
     pub fn is_hierarchy(self) -> bool {
         matches!(self, Collection::Districts | Collection::Streets | Collection::Communities | Collection::Grids)
     }
 }
+
+/// Runs `$body` with `$t` bound to the model type of feature collection `$c` (a [`Collection`]),
+/// or evaluates `$other` for `alarms`, which has no feature type. The one place a collection
+/// turns into a type.
+macro_rules! with_model {
+    ($c:expr, |$t:ident| $body:expr, $other:expr) => {
+        match $c {
+            $crate::model::Collection::Districts => {
+                type $t = $crate::model::District;
+                $body
+            }
+            $crate::model::Collection::Streets => {
+                type $t = $crate::model::Street;
+                $body
+            }
+            $crate::model::Collection::Communities => {
+                type $t = $crate::model::Community;
+                $body
+            }
+            $crate::model::Collection::Grids => {
+                type $t = $crate::model::Grid;
+                $body
+            }
+            $crate::model::Collection::Components => {
+                type $t = $crate::model::Component;
+                $body
+            }
+            $crate::model::Collection::Cases => {
+                type $t = $crate::model::Case;
+                $body
+            }
+            $crate::model::Collection::Sensors => {
+                type $t = $crate::model::Sensor;
+                $body
+            }
+            $crate::model::Collection::Alarms => $other,
+        }
+    };
+}
+pub(crate) use with_model;
 
 impl std::fmt::Display for Collection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

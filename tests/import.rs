@@ -42,7 +42,8 @@ async fn open_with(location: &str, city: &City) -> std::sync::Arc<dyn Store> {
 }
 
 async fn import(store: &dyn Store, collection: &'static str, path: &Path, opts: &ImportOptions) -> Report {
-    run(store, collection, path, opts, &|_, _, _| {}).await.unwrap_or_else(|e| panic!("import {collection}: {e}"))
+    let c = onemap::model::Collection::feature(collection).expect("a collection");
+    run(store, c, path, opts, &|_, _, _| {}).await.unwrap_or_else(|e| panic!("import {collection}: {e}"))
 }
 
 fn reasons(r: &Report) -> Vec<String> {
@@ -307,7 +308,9 @@ async fn a_file_without_crs_is_placed_by_its_coordinates_or_refused() {
     let location = fresh_gpkg("import-crs");
     let store = open_with(&location, &admin_only(city)).await;
     // Gauss-Krüger metres without a zone: cannot be placed.
-    let err = run(&*store, "grids", &plain, &ImportOptions::default(), &|_, _, _| {}).await.unwrap_err();
+    let err = run(&*store, onemap::model::Collection::Grids, &plain, &ImportOptions::default(), &|_, _, _| {})
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("declares no CRS") && err.to_string().contains("--crs"), "{err}");
     assert!(select::<Grid>(&*store, Filter::All).await.unwrap().is_empty());
     // The same with --crs.

@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 
 use crate::geo::tile::MAX_ZOOM;
-use crate::index::{CityIndex, Layer, Record};
+use crate::index::{CityIndex, Layered, Record};
+use crate::model::with_model;
 use crate::model::*;
 use crate::store::log::{ChangeRow, Logged, Op};
 use crate::store::schema::{Filter, Row, Val};
@@ -107,20 +108,14 @@ pub enum Item {
     Sensor(Sensor),
 }
 
-/// Which index layer holds records of a model type, and how the type sits in an [`Item`].
-pub trait Indexed: Record + Clone + Sized + crate::store::schema::Row {
-    const KIND: Collection;
-    fn layer(index: &CityIndex) -> &RwLock<Layer<Self>>;
+/// A model type the index holds, and how it sits in an [`Item`].
+pub trait Indexed: Layered + Clone + Row {
     fn item(self) -> Item;
 }
 
 macro_rules! indexed {
-    ($($ty:ident => $field:ident, $kind:ident),*) => {
+    ($($ty:ident),*) => {
         $(impl Indexed for $ty {
-            const KIND: Collection = Collection::$kind;
-            fn layer(index: &CityIndex) -> &RwLock<Layer<Self>> {
-                &index.$field
-            }
             fn item(self) -> Item {
                 Item::$ty(self)
             }
@@ -136,25 +131,9 @@ macro_rules! indexed {
                 match self { $(Item::$ty(r) => $ty::layer(index).write().upsert(r).map(Item::$ty),)* }
             }
         }
-
-        /// Runs `$body` with `$t` bound to the model type of an indexed collection; `$other`
-        /// for one the index does not hold.
-        macro_rules! with_indexed {
-            ($c:expr, |$t:ident| $body:expr, $other:expr) => {
-                match $c {
-                    $(Collection::$kind => {
-                        type $t = $ty;
-                        $body
-                    })*
-                    #[allow(unreachable_patterns)]
-                    _ => $other,
-                }
-            };
-        }
     };
 }
-indexed!(District => districts, Districts, Street => streets, Streets, Community => communities, Communities,
-    Grid => grids, Grids, Component => components, Components, Case => cases, Cases, Sensor => sensors, Sensors);
+indexed!(District, Street, Community, Grid, Component, Case, Sensor);
 
 /// A committed change: its place in the log, its row, and the records before and after.
 #[derive(Debug, Clone)]
@@ -379,7 +358,7 @@ impl Live {
             }
             Op::Remove => {
                 if let Some(key) = &row.key {
-                    let old = with_indexed!(
+                    let old = with_model!(
                         row.collection,
                         |T| T::layer(&self.index).write().remove(key).map(Indexed::item),
                         None
@@ -672,7 +651,7 @@ async fn materialize(store: &dyn Store, logged: Logged) -> Result<Change, StoreE
                 "id" => key.parse().map(|id| Filter::Eq("id", Val::Int(id))).ok(),
                 col => Some(Filter::Eq(col, Val::Text(Some(key.as_str().into())))),
             };
-            with_indexed!(
+            with_model!(
                 row.collection,
                 |T| match filter(T::table().cols[0].0) {
                     Some(f) => crate::store::select::<T>(store, f).await?.into_iter().map(Indexed::item).collect(),
@@ -682,7 +661,7 @@ async fn materialize(store: &dyn Store, logged: Logged) -> Result<Change, StoreE
             )
         }
         Op::Import => match key.parse() {
-            Ok(import) => with_indexed!(
+            Ok(import) => with_model!(
                 row.collection,
                 |T| crate::store::select::<T>(store, Filter::Imported(import))
                     .await?

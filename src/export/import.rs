@@ -70,9 +70,9 @@ pub struct Rejection {
 }
 
 /// What an import found and did.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Report {
-    pub collection: &'static str,
+    pub collection: Collection,
     pub crs: String,
     pub read: usize,
     pub accepted: usize,
@@ -125,14 +125,14 @@ pub struct Context {
 
 impl Context {
     /// Loads what importing `collection` needs from the store, and nothing more.
-    pub async fn load(store: &dyn Store, collection: &str) -> Result<Context, ExportError> {
+    pub async fn load(store: &dyn Store, collection: Collection) -> Result<Context, ExportError> {
+        use Collection::*;
         use schema::Filter::All;
-        let needs = |c: &[&str]| c.contains(&collection);
-        let districts = if needs(&["streets", "components"]) { select(store, All).await? } else { Vec::new() };
-        let streets = if needs(&["communities"]) { select(store, All).await? } else { Vec::new() };
-        let communities = if needs(&["grids"]) { select(store, All).await? } else { Vec::new() };
-        let grids =
-            if needs(&["grids", "components", "cases", "sensors"]) { select(store, All).await? } else { Vec::new() };
+        let needs = |c: &[Collection]| c.contains(&collection);
+        let districts = if needs(&[Streets, Components]) { select(store, All).await? } else { Vec::new() };
+        let streets = if needs(&[Communities]) { select(store, All).await? } else { Vec::new() };
+        let communities = if needs(&[Grids]) { select(store, All).await? } else { Vec::new() };
+        let grids = if needs(&[Grids, Components, Cases, Sensors]) { select(store, All).await? } else { Vec::new() };
         let mut component_classes: Vec<ComponentClass> = select(store, All).await?;
         let mut event_classes: Vec<EventClass> = select(store, All).await?;
         let classes_stored = !component_classes.is_empty();
@@ -140,17 +140,17 @@ impl Context {
             component_classes = crate::catalog::component_classes();
             event_classes = crate::catalog::event_classes();
         }
-        let components = if needs(&["cases", "sensors"]) {
+        let components = if needs(&[Cases, Sensors]) {
             store.keys(&schema::COMPONENTS).await?.into_iter().collect()
         } else {
             HashSet::new()
         };
         let existing = match collection {
-            "cases" | "grids" => HashSet::new(),
+            Cases | Grids => HashSet::new(),
             c => store.keys(table_of(c)).await?.into_iter().collect(),
         };
         Ok(Context {
-            existing: if collection == "grids" {
+            existing: if collection == Grids {
                 grids.iter().map(|g: &Grid| g.code.to_string()).collect()
             } else {
                 existing
@@ -168,16 +168,8 @@ impl Context {
 }
 
 /// The store table of a collection.
-pub fn table_of(collection: &str) -> &'static Table {
-    match collection {
-        "districts" => &schema::DISTRICTS,
-        "streets" => &schema::STREETS,
-        "communities" => &schema::COMMUNITIES,
-        "grids" => &schema::GRIDS,
-        "components" => &schema::COMPONENTS,
-        "cases" => &schema::CASES,
-        _ => &schema::SENSORS,
-    }
+pub fn table_of(collection: Collection) -> &'static Table {
+    super::with_model!(collection, |T| T::table())
 }
 
 /// Properties the store derives rather than reads from a file: ids, deadlines, lights and
@@ -186,7 +178,7 @@ const DERIVED: &[&str] =
     &["id", "deadline_at", "light", "version", "area_m2", "unit", "value", "read_at", "level", "stale"];
 
 /// The columns an import fills from source fields: the collection's properties but the derived.
-fn mapped_columns(collection: &str) -> Vec<&'static str> {
+fn mapped_columns(collection: Collection) -> Vec<&'static str> {
     super::with_model!(collection, |T| <T as Record>::PROPERTIES
         .iter()
         .copied()
@@ -197,7 +189,7 @@ fn mapped_columns(collection: &str) -> Vec<&'static str> {
 /// Validates every feature of `source` as a record of `collection`: the rows to write (in
 /// file order) and the report so far.
 pub fn validate(
-    collection: &'static str,
+    collection: Collection,
     source: &Source,
     ctx: &Context,
     opts: &ImportOptions,
@@ -207,7 +199,9 @@ pub fn validate(
         crs: source.crs.clone(),
         read: source.features.len(),
         warnings: source.warnings.clone(),
-        ..Default::default()
+        accepted: 0,
+        rejected: Vec::new(),
+        seq: None,
     };
     let columns = mapped_columns(collection);
     let (map, problems) = resolve(&columns, &source.fields, &opts.fields);
@@ -222,7 +216,7 @@ pub fn validate(
             Err(reason) => report.rejected.push(Rejection { feature: v.label(f), reason }),
         }
     }
-    if collection == "grids" {
+    if collection == Collection::Grids {
         let grids: Vec<Grid> =
             rows.iter().map(|(_, r)| Grid::from_row(r.clone()).expect("rows built here decode")).collect();
         let refs: Vec<&Grid> = grids.iter().collect();
@@ -249,7 +243,7 @@ pub fn validate(
 /// Reads, validates and (when nothing is rejected, or with `skip_invalid`) writes an import.
 pub async fn run(
     store: &dyn Store,
-    collection: &'static str,
+    collection: Collection,
     path: &std::path::Path,
     opts: &ImportOptions,
     progress: &(dyn Fn(&str, u64, u64) + Send + Sync),
@@ -283,7 +277,7 @@ pub async fn run(
     if rows.is_empty() {
         return Ok(report);
     }
-    if !ctx.classes_stored && matches!(collection, "components" | "cases") {
+    if !ctx.classes_stored && matches!(collection, Collection::Components | Collection::Cases) {
         let classes: Vec<ComponentClass> = ctx.component_classes.values().cloned().collect();
         let events: Vec<EventClass> = ctx.event_classes.values().cloned().collect();
         crate::store::insert(store, &classes, Vec::new()).await?;
@@ -330,7 +324,7 @@ impl Validator<'_> {
         self.text(f, col).ok_or_else(|| format!("no {col} (map a field with --field {col}=FIELD)"))
     }
 
-    fn feature(&mut self, collection: &str, f: &SourceFeature) -> Check<Vec<Val>> {
+    fn feature(&mut self, collection: Collection, f: &SourceFeature) -> Check<Vec<Val>> {
         if has_replacement(f) {
             let field = f.values.iter().position(|v| v.as_deref().is_some_and(|v| v.contains('\u{FFFD}')));
             return Err(format!(
@@ -343,13 +337,13 @@ impl Validator<'_> {
             return Err(format!("invalid geometry: {problem}"));
         }
         let row = match collection {
-            "districts" => self.district(f, geom)?.to_row(),
-            "streets" => self.street(f, geom)?.to_row(),
-            "communities" => self.community(f, geom)?.to_row(),
-            "grids" => self.grid(f, geom)?.to_row(),
-            "components" => self.component(f, geom)?.to_row(),
-            "cases" => return self.case(f, geom).map(|c| c.to_row()),
-            _ => self.sensor(f, geom)?.to_row(),
+            Collection::Districts => self.district(f, geom)?.to_row(),
+            Collection::Streets => self.street(f, geom)?.to_row(),
+            Collection::Communities => self.community(f, geom)?.to_row(),
+            Collection::Grids => self.grid(f, geom)?.to_row(),
+            Collection::Components => self.component(f, geom)?.to_row(),
+            Collection::Cases => return self.case(f, geom).map(|c| c.to_row()),
+            Collection::Sensors | Collection::Alarms => self.sensor(f, geom)?.to_row(),
         };
         // Duplicates last, so a feature rejected for another reason does not claim its code.
         let Val::Text(Some(code)) = &row[0] else { unreachable!("keys are text") };

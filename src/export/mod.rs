@@ -15,6 +15,7 @@ pub mod rtree;
 pub mod topology;
 pub mod write;
 
+use crate::model::Collection;
 use crate::store::StoreError;
 
 pub use crs::OutCrs;
@@ -49,52 +50,19 @@ pub enum ExportError {
     Busy,
 }
 
-/// The collections import and export know, in the order a city is imported (parents first).
-pub const COLLECTIONS: [&str; 7] = ["districts", "streets", "communities", "grids", "components", "cases", "sensors"];
-
-/// Checks a collection id, naming the known ones when it is not one.
-pub fn collection(id: &str) -> Result<&'static str, ExportError> {
-    COLLECTIONS
-        .iter()
-        .copied()
-        .find(|c| *c == id)
-        .ok_or_else(|| ExportError::Param(format!("no collection {id:?}; collections are {}", COLLECTIONS.join(", "))))
+/// Checks a collection id for import and export (any feature collection; parents first in
+/// [`Collection::FEATURES`]), naming the known ones when it is not one.
+pub fn collection(id: &str) -> Result<Collection, ExportError> {
+    Collection::feature(id).ok_or_else(|| {
+        let known: Vec<&str> = Collection::FEATURES.iter().map(|c| c.as_str()).collect();
+        ExportError::Param(format!("no collection {id:?}; collections are {}", known.join(", ")))
+    })
 }
 
-/// Runs `$body` with `$ty` bound to the model type of collection `$id` (a checked id).
+/// Runs `$body` with `$ty` bound to the model type of a checked feature collection.
 macro_rules! with_model {
-    ($id:expr, |$ty:ident| $body:expr) => {
-        match $id {
-            "districts" => {
-                type $ty = $crate::model::District;
-                $body
-            }
-            "streets" => {
-                type $ty = $crate::model::Street;
-                $body
-            }
-            "communities" => {
-                type $ty = $crate::model::Community;
-                $body
-            }
-            "grids" => {
-                type $ty = $crate::model::Grid;
-                $body
-            }
-            "components" => {
-                type $ty = $crate::model::Component;
-                $body
-            }
-            "cases" => {
-                type $ty = $crate::model::Case;
-                $body
-            }
-            "sensors" => {
-                type $ty = $crate::model::Sensor;
-                $body
-            }
-            other => unreachable!("collection {other} was checked"),
-        }
+    ($c:expr, |$ty:ident| $body:expr) => {
+        $crate::model::with_model!($c, |$ty| $body, unreachable!("a feature collection"))
     };
 }
 pub(crate) use with_model;

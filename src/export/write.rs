@@ -1,6 +1,7 @@
 //! Writing a collection to a file with GDAL, chunk by chunk, so an export never needs the whole
 //! layer copied out of the index at once.
 
+use crate::model::Collection;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -122,7 +123,7 @@ impl ExportSpec {
     }
 
     /// The file name a download gets: `grids-cgcs2000.gpkg`.
-    pub fn file_name(&self, collection: &str) -> String {
+    pub fn file_name(&self, collection: Collection) -> String {
         format!("{collection}-{}.{}", self.crs.name(), self.format.extension())
     }
 }
@@ -186,11 +187,12 @@ fn kind_of(g: &Geometry<f64>) -> Kind {
 }
 
 /// The layer's geometry type in the file.
-fn layer_type(collection: &str, kind: Option<Kind>) -> OGRwkbGeometryType::Type {
+fn layer_type(collection: Collection, kind: Option<Kind>) -> OGRwkbGeometryType::Type {
+    use Collection::*;
     match (collection, kind) {
-        (_, Some(Kind::Point)) | ("cases" | "sensors", _) => OGRwkbGeometryType::wkbPoint,
+        (_, Some(Kind::Point)) | (Cases | Sensors, _) => OGRwkbGeometryType::wkbPoint,
         (_, Some(Kind::Line)) => OGRwkbGeometryType::wkbMultiLineString,
-        (_, Some(Kind::Polygon)) | ("districts" | "streets" | "communities" | "grids", _) => {
+        (_, Some(Kind::Polygon)) | (Districts | Streets | Communities | Grids, _) => {
             OGRwkbGeometryType::wkbMultiPolygon
         }
         _ => OGRwkbGeometryType::wkbUnknown,
@@ -263,10 +265,10 @@ fn write_dataset<T: Record>(
     // Only a Shapefile of components splits by geometry kind, creating its layers as kinds
     // appear; everything else has its one layer from the start (GeoPackage wants it created
     // outside the transaction that fills it).
-    let split = spec.format == Format::Shp && T::COLLECTION == "components";
+    let split = spec.format == Format::Shp && T::KIND == Collection::Components;
     let mut layers = Layers { index: HashMap::new() };
     if !split {
-        create_layer(spec, &mut ds, stem, &srs, layer_type(T::COLLECTION, None), &names, &types)?;
+        create_layer(spec, &mut ds, stem, &srs, layer_type(T::KIND, None), &names, &types)?;
         layers.index.insert(None, last_layer(&ds, &names, spec.format == Format::Dxf)?);
         // GeoPackage defers creating the table; make it exist before the transaction starts.
         ds.flush_cache()?;
@@ -287,7 +289,7 @@ fn write_dataset<T: Record>(
     };
     if w.layers.index.is_empty() {
         // An empty export is still a valid file with the layer's schema.
-        create_layer(spec, &mut ds, stem, &srs, layer_type(T::COLLECTION, None), &names, &types)?;
+        create_layer(spec, &mut ds, stem, &srs, layer_type(T::KIND, None), &names, &types)?;
     }
     ds.close()?;
     if let Some(boxes) = w.boxes {
@@ -331,15 +333,7 @@ impl Fill<'_> {
                             Some(Kind::Line) => format!("{}_line", self.stem),
                             Some(Kind::Polygon) => format!("{}_polygon", self.stem),
                         };
-                        create_layer(
-                            spec,
-                            ds,
-                            &name,
-                            self.srs,
-                            layer_type(T::COLLECTION, kind),
-                            self.names,
-                            self.types,
-                        )?;
+                        create_layer(spec, ds, &name, self.srs, layer_type(T::KIND, kind), self.names, self.types)?;
                         let l = last_layer(ds, self.names, false)?;
                         self.layers.index.entry(kind).or_insert(l)
                     }
@@ -359,7 +353,7 @@ impl Fill<'_> {
                             set_value(&mut f, fields[i], self.types[i], v)?;
                         }
                     }
-                    let g = promote(g, layer_type(T::COLLECTION, kind))?;
+                    let g = promote(g, layer_type(T::KIND, kind))?;
                     let env = (self.boxes.is_some() && !g.is_empty()).then(|| g.envelope());
                     f.set_geometry(g)?;
                     f.create(&layer)?;
@@ -467,11 +461,8 @@ fn dxf_layer_name<T: Record>(r: &T, class_names: &HashMap<String, String>) -> St
             Some(name) => format!("{c} {name}"),
             None => c,
         },
-        None => crate::index::COLLECTIONS
-            .iter()
-            .find(|c| c.0 == T::COLLECTION)
-            .map(|c| c.1.split(' ').next().unwrap_or(c.0).to_string())
-            .unwrap_or_else(|| T::COLLECTION.to_string()),
+        // The Chinese part of the collection's title (单元网格).
+        None => T::KIND.title().split(' ').next().unwrap_or(T::COLLECTION).to_string(),
     }
 }
 

@@ -18,6 +18,7 @@ use super::params::{Params, PathParams};
 use crate::events::Indexed;
 use crate::export::{ExportError, ExportSpec, Format, OutCrs, write};
 use crate::index::{CityIndex, Layer, Record};
+use crate::model::Collection;
 use crate::{AppState, export};
 
 /// Records cloned out of the index per short read lock.
@@ -38,7 +39,7 @@ pub struct ExportRequest {
 impl ExportRequest {
     /// `format` (default gpkg), `crs` (the output CRS, default cgcs2000) and the filters of
     /// the features API (`bbox`, `within`, `datetime`, property equality).
-    pub fn parse(collection: &str, p: &Params) -> ApiResult<ExportRequest> {
+    pub fn parse(collection: Collection, p: &Params) -> ApiResult<ExportRequest> {
         let format = Format::parse(p.get("format").unwrap_or("gpkg"))?;
         let crs = OutCrs::parse(p.get("crs").unwrap_or("cgcs2000"))?;
         let spec = ExportSpec::new(format, crs)?;
@@ -48,7 +49,6 @@ impl ExportRequest {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         );
-        let collection = export::collection(collection).map_err(|_| super::features::unknown_collection(collection))?;
         let props = crate::export::with_model!(collection, |T| <T as Record>::PROPERTIES);
         let query = ItemQuery::parse(&filters, props)?;
         if query.near.is_some() {
@@ -59,23 +59,19 @@ impl ExportRequest {
 }
 
 /// Writes the matching records of `collection` from the index to `out`; blocking.
-pub fn export_index(index: &CityIndex, collection: &str, req: &ExportRequest, out: &Path) -> Result<u64, ExportError> {
-    use crate::model::*;
+pub fn export_index(
+    index: &CityIndex,
+    collection: Collection,
+    req: &ExportRequest,
+    out: &Path,
+) -> Result<u64, ExportError> {
     let mut spec = req.spec.clone();
     spec.class_names =
         index.dict.read().component_classes.iter().map(|c| (c.code.to_string(), c.name.to_string())).collect();
     for c in index.dict.read().event_classes.iter() {
         spec.class_names.entry(c.code.to_string()).or_insert_with(|| c.name.to_string());
     }
-    match collection {
-        "districts" => export_layer::<District>(index, &spec, &req.query, out),
-        "streets" => export_layer::<Street>(index, &spec, &req.query, out),
-        "communities" => export_layer::<Community>(index, &spec, &req.query, out),
-        "grids" => export_layer::<Grid>(index, &spec, &req.query, out),
-        "components" => export_layer::<Component>(index, &spec, &req.query, out),
-        "cases" => export_layer::<Case>(index, &spec, &req.query, out),
-        _ => export_layer::<Sensor>(index, &spec, &req.query, out),
-    }
+    crate::export::with_model!(collection, |T| export_layer::<T>(index, &spec, &req.query, out))
 }
 
 /// Notes the slots of the matches under one read lock, then clones them out chunk by chunk
@@ -162,7 +158,7 @@ pub async fn export_from_store(
     let index = CityIndex::default();
     crate::export::with_model!(collection, |T| {
         let records: Vec<T> = crate::store::select(store, Filter::All).await?;
-        *<T as Indexed>::layer(&index).write() = Layer::bulk(records);
+        *<T as crate::index::Layered>::layer(&index).write() = Layer::bulk(records);
     });
     let component_classes = crate::store::select(store, Filter::All).await?;
     let event_classes = crate::store::select(store, Filter::All).await?;

@@ -20,21 +20,24 @@ use crate::index::{Layer, Record};
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 10_000;
 
-pub use crate::index::COLLECTIONS;
+use crate::model::Collection;
 
-/// [`crate::index::with_layer`] with unknown collections answered by a 404 problem.
+/// [`crate::index::with_layer`] for a collection id from a URL, unknown ones answered by a 404
+/// problem.
 macro_rules! with_collection {
-    ($index:expr, $id:expr, |$layer:ident| $body:expr) => {
-        $crate::index::with_layer!($index, $id, |$layer| $body, |other| Err(
-            $crate::http::features::unknown_collection(other)
-        ))
-    };
+    ($index:expr, $id:expr, |$layer:ident| $body:expr) => {{
+        let id: &str = $id;
+        match $crate::model::Collection::feature(id) {
+            Some(c) => $crate::index::with_layer!($index, c, |$layer| $body, unreachable!("a feature collection")),
+            None => Err($crate::http::features::unknown_collection(id)),
+        }
+    }};
 }
 
 pub(crate) use with_collection;
 
 pub fn unknown_collection(id: &str) -> ApiError {
-    let known: Vec<&str> = COLLECTIONS.iter().map(|c| c.0).collect();
+    let known: Vec<&str> = Collection::FEATURES.iter().map(|c| c.as_str()).collect();
     ApiError::not_found("unknown-collection", format!("no collection {id:?}; collections are {}", known.join(", ")))
 }
 
@@ -128,7 +131,7 @@ pub async fn openapi(headers: HeaderMap) -> Response {
             "bbox": {"name": "bbox", "in": "query", "required": false, "style": "form", "explode": false,
                 "schema": {"type": "array", "minItems": 4, "maxItems": 6, "items": {"type": "number"}}},
             "collectionId": {"name": "collectionId", "in": "path", "required": true,
-                "schema": {"type": "string", "enum": COLLECTIONS.iter().map(|c| c.0).collect::<Vec<_>>()}},
+                "schema": {"type": "string", "enum": Collection::FEATURES.iter().map(|c| c.as_str()).collect::<Vec<_>>()}},
         }},
     });
     body["info"]["description"] =
@@ -158,9 +161,9 @@ fn collection_json(st: &AppState, base: &str, id: &str, title: &str, description
 
 pub async fn collections(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     let base = base_url(&headers);
-    let cols = COLLECTIONS
+    let cols = Collection::FEATURES
         .iter()
-        .map(|(id, title, desc)| collection_json(&st, &base, id, title, desc))
+        .map(|c| collection_json(&st, &base, c.as_str(), c.title(), c.description()))
         .collect::<ApiResult<Vec<_>>>()?;
     Ok(json_response(json!({
         "links": [{"href": format!("{base}/collections"), "rel": "self", "type": "application/json"}],
@@ -173,8 +176,8 @@ pub async fn collection(
     headers: HeaderMap,
     PathParams(id): PathParams<String>,
 ) -> ApiResult<Response> {
-    let (cid, title, desc) = COLLECTIONS.iter().find(|c| c.0 == id).ok_or_else(|| unknown_collection(&id))?;
-    Ok(json_response(collection_json(&st, &base_url(&headers), cid, title, desc)?))
+    let c = Collection::feature(&id).ok_or_else(|| unknown_collection(&id))?;
+    Ok(json_response(collection_json(&st, &base_url(&headers), c.as_str(), c.title(), c.description())?))
 }
 
 /// `near=lon,lat` with either `radius` (metres) or `k` (count).

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::model::*;
 
-use super::Layer;
+use super::{Layer, Record};
 
 /// Departments, responsibilities and class dictionaries, indexed for lookups by code.
 #[derive(Default)]
@@ -122,3 +122,20 @@ impl CityIndex {
         ]
     }
 }
+
+/// Which layer of the index holds records of a model type.
+pub trait Layered: Record + Sized {
+    fn layer(index: &CityIndex) -> &RwLock<Layer<Self>>;
+}
+
+macro_rules! layered {
+    ($($ty:ty => $field:ident),*) => {
+        $(impl Layered for $ty {
+            fn layer(index: &CityIndex) -> &RwLock<Layer<Self>> {
+                &index.$field
+            }
+        })*
+    };
+}
+layered!(District => districts, Street => streets, Community => communities, Grid => grids,
+    Component => components, Case => cases, Sensor => sensors);

@@ -7,56 +7,20 @@ mod record;
 
 pub use record::{PropValue, Record};
 
-/// The collections the index holds: ids with their titles and descriptions, in the order
-/// `/collections` lists them.
-pub const COLLECTIONS: &[(&str, &str, &str)] = &[
-    ("districts", "区县 Districts", "County-level districts (6-digit GB/T 2260 codes)"),
-    ("streets", "街道 Streets", "Streets and towns (9-digit codes)"),
-    ("communities", "社区 Communities", "Communities and villages (12-digit codes)"),
-    ("grids", "单元网格 Unit grids", "Unit grids of about 10,000 m² (GB/T 30428.1, 14 or 15 digits)"),
-    ("components", "管理部件 Components", "City components (GB/T 30428.2, 16 or 17 digits)"),
-    ("cases", "案件 Cases", "Reported cases and their workflow status"),
-    ("sensors", "感知设备 Sensors", "IoT sensors watching the city's lifelines"),
-];
-
-/// Runs `$body` with `$layer` bound to the read-locked layer of collection `$id`, or
-/// `$fallback` with `$other` bound to an unknown id.
+/// Runs `$body` with `$layer` bound to the read-locked layer of feature collection `$c` (a
+/// [`crate::model::Collection`]), or evaluates `$other` for one the index does not hold.
 macro_rules! with_layer {
-    ($index:expr, $id:expr, |$layer:ident| $body:expr, |$other:ident| $fallback:expr) => {
-        match $id {
-            "districts" => {
-                let $layer = &*$index.districts.read();
+    ($index:expr, $c:expr, |$layer:ident| $body:expr, $other:expr) => {
+        $crate::model::with_model!(
+            $c,
+            |T| {
+                let $layer = &*<T as $crate::index::Layered>::layer(&$index).read();
                 $body
-            }
-            "streets" => {
-                let $layer = &*$index.streets.read();
-                $body
-            }
-            "communities" => {
-                let $layer = &*$index.communities.read();
-                $body
-            }
-            "grids" => {
-                let $layer = &*$index.grids.read();
-                $body
-            }
-            "components" => {
-                let $layer = &*$index.components.read();
-                $body
-            }
-            "cases" => {
-                let $layer = &*$index.cases.read();
-                $body
-            }
-            "sensors" => {
-                let $layer = &*$index.sensors.read();
-                $body
-            }
-            $other => $fallback,
-        }
+            },
+            $other
+        )
     };
 }
-
 pub(crate) use with_layer;
 
 use std::hash::BuildHasher;
@@ -559,4 +523,4 @@ mod tests {
 }
 
 mod city;
-pub use city::{CityIndex, Dictionaries};
+pub use city::{CityIndex, Dictionaries, Layered};

@@ -47,6 +47,8 @@ impl PropValue<'_> {
 
 /// A record that can live in a [`super::Layer`].
 pub trait Record: Send + Sync + 'static {
+    /// The collection the records belong to.
+    const KIND: crate::model::Collection;
     /// The zoom below which the layer is drawn as counts per cell rather than single features
     /// (point layers of millions of records); the index keeps a count pyramid for those.
     const AGGREGATE_BELOW: Option<u8> = None;
@@ -130,9 +132,10 @@ fn geom_distance_m(g: &Geometry<f64>, lon: f64, lat: f64) -> f64 {
 
 /// The parts every areal administrative layer shares: code, name, one parent code, a geometry.
 macro_rules! areal_record {
-    ($ty:ty, $coll:literal, [$($pname:literal => $field:ident),*], $geom:ident) => {
+    ($ty:ty, $kind:ident, [$($pname:literal => $field:ident),*], $geom:ident) => {
         impl Record for $ty {
-            const COLLECTION: &'static str = $coll;
+            const KIND: crate::model::Collection = crate::model::Collection::$kind;
+            const COLLECTION: &'static str = Self::KIND.as_str();
             const PROPERTIES: &'static [&'static str] = &["code", "name" $(, $pname)*];
             fn key(&self) -> Str { self.code.clone() }
             fn has_key(&self, k: &str) -> bool { self.code == k }
@@ -192,13 +195,14 @@ fn record_value<T: ToProp>(v: &T) -> PropValue<'_> {
     v.to_prop()
 }
 
-areal_record!(District, "districts", [], geom);
-areal_record!(Street, "streets", ["district_code" => district_code], geom);
-areal_record!(Community, "communities", ["street_code" => street_code], geom);
-areal_record!(Grid, "grids", ["community_code" => community_code, "area_m2" => area_m2], geom);
+areal_record!(District, Districts, [], geom);
+areal_record!(Street, Streets, ["district_code" => district_code], geom);
+areal_record!(Community, Communities, ["street_code" => street_code], geom);
+areal_record!(Grid, Grids, ["community_code" => community_code, "area_m2" => area_m2], geom);
 
 impl Record for Component {
-    const COLLECTION: &'static str = "components";
+    const KIND: crate::model::Collection = crate::model::Collection::Components;
+    const COLLECTION: &'static str = Self::KIND.as_str();
     const AGGREGATE_BELOW: Option<u8> = Some(16);
     const PROPERTIES: &'static [&'static str] = &[
         "code",
@@ -269,7 +273,8 @@ impl Record for Component {
 }
 
 impl Record for Case {
-    const COLLECTION: &'static str = "cases";
+    const KIND: crate::model::Collection = crate::model::Collection::Cases;
+    const COLLECTION: &'static str = Self::KIND.as_str();
     const AGGREGATE_BELOW: Option<u8> = Some(15);
     const PROPERTIES: &'static [&'static str] = &[
         "id",
@@ -324,7 +329,8 @@ impl Record for Case {
 }
 
 impl Record for Sensor {
-    const COLLECTION: &'static str = "sensors";
+    const KIND: crate::model::Collection = crate::model::Collection::Sensors;
+    const COLLECTION: &'static str = Self::KIND.as_str();
     const PROPERTIES: &'static [&'static str] =
         &["code", "name", "kind", "unit", "component_code", "grid_code", "value", "read_at", "level", "stale"];
     fn key(&self) -> Str {

@@ -10,7 +10,8 @@ use geozero::mvt::{Message, TagsBuilder, Tile, TileValue, tile};
 pub mod cache;
 
 use crate::geo::tile::{TileCoord, lonlat_to_mercator, mercator_to_lonlat};
-use crate::index::{COLLECTIONS, CityIndex, Layer, PropValue, Record, pyramid};
+use crate::index::{CityIndex, Layer, PropValue, Record, pyramid};
+use crate::model::Collection;
 
 /// Tile coordinate space, as MapLibre expects.
 pub const EXTENT: u32 = 4096;
@@ -128,7 +129,12 @@ pub struct TileLayer {
 
 impl TileLayer {
     pub fn find(id: &str) -> Option<TileLayer> {
-        let collections = COLLECTIONS.iter().map(|c| TileLayer { id: c.0, source: c.0, title: c.1, derived: false });
+        let collections = Collection::FEATURES.iter().map(|c| TileLayer {
+            id: c.as_str(),
+            source: c.as_str(),
+            title: c.title(),
+            derived: false,
+        });
         let derived = DERIVED.iter().map(|d| TileLayer { id: d.0, source: d.1, title: d.2, derived: true });
         collections.chain(derived).find(|l| l.id == id)
     }
@@ -162,9 +168,11 @@ fn render_within(
     let mut out: Vec<(usize, tile::Layer, bool)> = Vec::new();
     let draw = |i: usize, as_counts: bool| {
         let (tl, filters) = (&ids[i], &filters[i]);
+        // Layers are parsed into known ones before rendering.
+        let source = Collection::feature(tl.source)?;
         crate::index::with_layer!(
             index,
-            tl.source,
+            source,
             |layer| {
                 if as_counts {
                     encode_counts(layer, coord, tl.id, filters)
@@ -172,8 +180,7 @@ fn render_within(
                     encode_layer(layer, coord, |r: &_| Record::matches(r, filters))
                 }
             },
-            // Layers are parsed into known ones before rendering.
-            |_unknown| None
+            None
         )
     };
     for (i, tl) in ids.iter().enumerate() {

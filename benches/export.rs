@@ -10,13 +10,13 @@ use std::path::Path;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use onemap::demo::{DemoParams, generate};
 use onemap::export::import::{ImportOptions, run};
-use onemap::http::export::{ExportRequest, export_index};
-use onemap::http::params::Params;
+use onemap::export::{ExportRequest, export_index};
 use onemap::index::CityIndex;
+use onemap::index::query::Params;
 use onemap::model::City;
 
 fn params(pairs: &[(&str, &str)]) -> Params {
-    Params(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 fn bench(c: &mut Criterion) {

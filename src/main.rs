@@ -91,10 +91,8 @@ async fn main() -> anyhow::Result<()> {
                 ProgressBar::new_spinner().with_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}")?);
             spinner.enable_steady_tick(std::time::Duration::from_millis(200));
             spinner.set_message(format!("exporting {}", args.collection));
-            let params = onemap::http::params::Params(params);
-            let n = onemap::http::export::export_from_store(&*store, &args.collection, &params, &args.file)
-                .await
-                .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+            let collection = onemap::export::collection(&args.collection)?;
+            let n = onemap::export::export_from_store(&*store, collection, &params, &args.file).await?;
             spinner.finish_and_clear();
             store.close().await;
             println!("exported {n} {} to {}", args.collection, args.file.display());

@@ -51,10 +51,9 @@ fn reasons(r: &Report) -> Vec<String> {
 }
 
 async fn export(store: &dyn Store, collection: &str, path: &Path, query: &[(&str, &str)]) {
-    let params = onemap::http::params::Params(query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
-    onemap::http::export::export_from_store(store, collection, &params, path)
-        .await
-        .unwrap_or_else(|e| panic!("{}", e.detail));
+    let params = query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let c = onemap::export::collection(collection).unwrap();
+    onemap::export::export_from_store(store, c, &params, path).await.unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@ pub mod crs;
 pub mod fields;
 pub mod import;
 pub mod read;
+pub mod request;
 pub mod rtree;
 pub mod topology;
 pub mod write;
@@ -19,6 +20,7 @@ use crate::model::Collection;
 use crate::store::StoreError;
 
 pub use crs::OutCrs;
+pub use request::{ExportRequest, export_from_store, export_index};
 pub use write::{ExportSpec, Format};
 
 /// What can go wrong importing or exporting.
@@ -30,6 +32,8 @@ pub enum ExportError {
     Crs(String),
     #[error("{0}")]
     Param(String),
+    #[error(transparent)]
+    Query(#[from] crate::index::query::QueryError),
     #[error("cannot read {path}: {detail}")]
     Open { path: String, detail: String },
     #[error("{0}")]

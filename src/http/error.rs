@@ -77,12 +77,19 @@ impl From<ExportError> for ApiError {
             ExportError::UnknownFormat(_) => ApiError::bad_request("invalid-format", e.to_string()),
             ExportError::Crs(_) => ApiError::bad_request("invalid-crs", e.to_string()),
             ExportError::Param(_) => ApiError::bad_request("invalid-parameter", e.to_string()),
+            ExportError::Query(q) => q.into(),
             ExportError::Busy => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", "Too many requests", e.to_string())
             }
             ExportError::Store(e) => e.into(),
             other => ApiError::internal(other),
         }
+    }
+}
+
+impl From<crate::index::query::QueryError> for ApiError {
+    fn from(e: crate::index::query::QueryError) -> Self {
+        ApiError::bad_request(e.kind, e.detail)
     }
 }
 

@@ -57,7 +57,8 @@ pub async fn post_locate(State(st): State<AppState>, JsonBody(req): JsonBody<Bat
             .iter()
             .enumerate()
             .map(|(i, &[lon, lat])| {
-                to_storage(&crs, lon, lat).map_err(|e| ApiError { detail: format!("points[{i}]: {}", e.detail), ..e })
+                to_storage(&crs, lon, lat)
+                    .map_err(|e| ApiError::bad_request(e.kind, format!("points[{i}]: {}", e.detail)))
             })
             .collect::<ApiResult<Vec<_>>>()?;
         Ok::<_, ApiError>(render_batch(&index, &crs, &req.points, &storage))

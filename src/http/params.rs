@@ -8,7 +8,8 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use crate::geo::{Crs, check_lon_lat};
+use crate::geo::Crs;
+use crate::index::query;
 
 /// The query string as ordered key/value pairs; a repeated key is a 400.
 #[derive(Debug, Default)]
@@ -41,42 +42,20 @@ impl Params {
 
     /// A finite number, or a 400 naming the parameter.
     pub fn f64(&self, k: &str) -> Result<Option<f64>, ApiError> {
-        self.get(k).map(|v| parse_f64(k, v)).transpose()
+        Ok(query::f64_of(&self.0, k)?)
     }
 
     pub fn usize(&self, k: &str) -> Result<Option<usize>, ApiError> {
-        self.get(k)
-            .map(|v| {
-                v.trim().parse::<usize>().map_err(|_| {
-                    ApiError::bad_request("invalid-parameter", format!("{k}={v:?} is not a non-negative integer"))
-                })
-            })
-            .transpose()
+        Ok(query::usize_of(&self.0, k)?)
     }
 
     /// The `crs` parameter, WGS84 when absent.
     pub fn crs(&self) -> Result<Crs, ApiError> {
-        Ok(self.get("crs").map(str::parse::<Crs>).transpose()?.unwrap_or(Crs::Wgs84))
+        Ok(query::crs_of(&self.0)?)
     }
 }
 
-pub fn parse_f64(k: &str, v: &str) -> Result<f64, ApiError> {
-    match v.trim().parse::<f64>() {
-        Ok(x) if x.is_finite() => Ok(x),
-        _ => Err(ApiError::bad_request("invalid-parameter", format!("{k}={v:?} is not a finite number"))),
-    }
-}
-
-/// Converts a lon/lat in `crs` to storage CGCS2000, checking range first.
-pub fn to_storage(crs: &Crs, lon: f64, lat: f64) -> Result<(f64, f64), ApiError> {
-    check_lon_lat(lon, lat)?;
-    Ok(crs.to_cgcs2000(lon, lat)?)
-}
-
-/// A comma-separated list of numbers such as `bbox` or `near`.
-pub fn parse_numbers(k: &str, v: &str) -> Result<Vec<f64>, ApiError> {
-    v.split(',').map(|p| parse_f64(k, p)).collect()
-}
+pub use crate::index::query::{parse_f64, parse_numbers, to_storage};
 
 /// A JSON body whose rejection is a problem response.
 pub struct JsonBody<T>(pub T);

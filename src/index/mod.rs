@@ -3,6 +3,7 @@
 //! envelope search in the tree followed by exact refinement with `geo`.
 
 pub mod pyramid;
+pub mod query;
 mod record;
 
 pub use record::{PropValue, Record};

@@ -166,9 +166,9 @@ impl Light {
 /// case closed late stays red); none without a deadline or once voided or rejected.
 pub fn light(case: &Case, now: DateTime<Utc>) -> Option<Light> {
     let deadline = case.deadline_at?;
-    let end = match case.status.as_str() {
-        "closed" => case.closed_at.unwrap_or(now),
-        "voided" | "rejected" => return None,
+    let end = match case.status {
+        Status::Closed => case.closed_at.unwrap_or(now),
+        Status::Voided | Status::Rejected => return None,
         _ => now,
     };
     // Cases stored before warning instants were kept: 80% of the calendar time.
@@ -182,12 +182,93 @@ pub fn light(case: &Case, now: DateTime<Utc>) -> Option<Light> {
     })
 }
 
-/// The workflow's final statuses: a case in one no longer runs against its deadline.
-pub const FINISHED: &[&str] = &["rejected", "voided", "closed"];
+/// Declares an enum of names as the API and the stores spell them, with `ALL`, `as_str`,
+/// `parse` and `Display`, so the names live in one list.
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
+        }
 
-pub fn is_finished(status: &str) -> bool {
-    FINISHED.contains(&status)
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<$name> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
 }
+
+named_enum!(
+    /// Where a case stands in the workflow (案件状态).
+    Status {
+        Reported => "reported",
+        Accepted => "accepted",
+        Rejected => "rejected",
+        Verified => "verified",
+        Filed => "filed",
+        Voided => "voided",
+        Dispatched => "dispatched",
+        ReturnRequested => "return_requested",
+        PostponeRequested => "postpone_requested",
+        Hung => "hung",
+        Handled => "handled",
+        Checked => "checked",
+        Closed => "closed",
+    }
+);
+
+impl Status {
+    /// The workflow's final statuses: a case in one no longer runs against its deadline.
+    pub const FINISHED: &'static [Status] = &[Status::Rejected, Status::Voided, Status::Closed];
+
+    pub fn is_finished(self) -> bool {
+        Self::FINISHED.contains(&self)
+    }
+}
+
+named_enum!(
+    /// A workflow action of the API contract (`POST /api/v1/cases/{id}/actions`).
+    Action {
+        Accept => "accept",
+        Reject => "reject",
+        Verify => "verify",
+        File => "file",
+        Void => "void",
+        Dispatch => "dispatch",
+        Handle => "handle",
+        CheckPass => "check_pass",
+        CheckFail => "check_fail",
+        Return => "return",
+        ApproveReturn => "approve_return",
+        RequestPostpone => "request_postpone",
+        ApprovePostpone => "approve_postpone",
+        Hang => "hang",
+        Resume => "resume",
+        Close => "close",
+    }
+);
 
 /// A time as the APIs write it: RFC 3339, UTC, milliseconds.
 pub fn rfc3339_ms(t: DateTime<Utc>) -> String {
@@ -379,7 +460,7 @@ pub struct Case {
     pub description: String,
     /// `supervisor`, `public`, `hotline`, `video`, `sensor`.
     pub source: Str,
-    pub status: Str,
+    pub status: Status,
     pub urgency: Str,
     pub grid_code: Option<Str>,
     pub reported_at: DateTime<Utc>,
@@ -431,8 +512,8 @@ pub struct CaseStep {
     pub actor: Str,
     pub role: Str,
     pub dept_code: Option<Str>,
-    pub status_from: Option<Str>,
-    pub status_to: Str,
+    pub status_from: Option<Status>,
+    pub status_to: Status,
     pub at: DateTime<Utc>,
     pub note: Option<String>,
 }

@@ -95,7 +95,8 @@ async fn analyses_count_what_the_city_holds_on_both_stores() {
             city.cases.iter().filter(|c| c.class_code.starts_with("01") && c.reported_at >= from && c.reported_at < to);
         assert_eq!(total(&fc), expected.count() as f64, "{store}");
         let fc = get(&app, "/api/v1/analysis/hotspots?method=count&status=closed&source=public").await.json();
-        let expected = city.cases.iter().filter(|c| c.status == "closed" && c.source == "public").count();
+        let expected =
+            city.cases.iter().filter(|c| c.status == onemap::model::Status::Closed && c.source == "public").count();
         assert_eq!(total(&fc), expected as f64);
         assert!(expected > 0, "the filter keeps some cases");
 

@@ -78,7 +78,7 @@ impl Spec {
             component_code: None,
             description: format!("评价场景 {}", self.id),
             source: self.source.into(),
-            status: self.status.into(),
+            status: onemap::model::Status::parse(self.status).expect("a status"),
             urgency: "normal".into(),
             grid_code: Some(self.grid.clone()),
             reported_at: self.reported,

@@ -183,7 +183,8 @@ async fn every_format_round_trips_on_both_stores() {
                 &format!("{label}-cases.{ext}"),
             )
             .await;
-            let dispatched: Vec<_> = city.cases.iter().filter(|c| c.status == "dispatched").cloned().collect();
+            let dispatched: Vec<_> =
+                city.cases.iter().filter(|c| c.status == onemap::model::Status::Dispatched).cloned().collect();
             check_file(&path, format, crs, &all(&dispatched));
         }
     }

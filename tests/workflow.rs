@@ -9,7 +9,7 @@ use axum::Router;
 use common::*;
 use geo::InteriorPoint;
 use onemap::auth::{Role, create};
-use onemap::cases::workflow::{ACTIONS, STATUSES, replay, transition};
+use onemap::cases::workflow::{Action, Status, replay, transition};
 use serde_json::{Value, json};
 
 struct Ctx {
@@ -52,7 +52,7 @@ impl Ctx {
         let steps = full["history"].as_array().unwrap();
         assert_eq!(steps[0]["action"], "report");
         let actions: Vec<&str> = steps[1..].iter().map(|s| s["action"].as_str().unwrap()).collect();
-        assert_eq!(replay(actions.iter().copied()).unwrap(), full["status"].as_str().unwrap(), "{full}");
+        assert_eq!(replay(actions.iter().copied()).unwrap().as_str(), full["status"].as_str().unwrap(), "{full}");
         assert_eq!(steps.len() as i64, full["version"].as_i64().unwrap(), "one step per version");
         for (i, s) in steps.iter().enumerate() {
             assert_eq!(s["seq"], i + 1);
@@ -61,23 +61,23 @@ impl Ctx {
 }
 
 /// The shortest action path from `reported` to every status, found through the workflow itself.
-fn paths() -> Vec<(&'static str, Vec<&'static str>)> {
-    let mut out: Vec<(&'static str, Vec<&'static str>)> = vec![("reported", vec![])];
+fn paths() -> Vec<(Status, Vec<&'static str>)> {
+    let mut out: Vec<(Status, Vec<&'static str>)> = vec![(Status::Reported, vec![])];
     let mut i = 0;
     while i < out.len() {
         let (status, path) = out[i].clone();
-        for &a in ACTIONS {
+        for &a in Action::ALL {
             if let Ok(next) = transition(status, a, Role::Admin)
                 && !out.iter().any(|(s, _)| *s == next)
             {
                 let mut p = path.clone();
-                p.push(a);
+                p.push(a.as_str());
                 out.push((next, p));
             }
         }
         i += 1;
     }
-    assert_eq!(out.len(), STATUSES.len());
+    assert_eq!(out.len(), Status::ALL.len());
     out
 }
 
@@ -168,18 +168,18 @@ async fn the_workflow_on_both_stores() {
         // Every action from every status: the new status, or 422, nothing else.
         for (status, path) in paths() {
             let mut stuck = ctx.case_at(&path).await;
-            assert_eq!(stuck["status"], status);
-            for &action in ACTIONS {
+            assert_eq!(stuck["status"], status.as_str());
+            for &action in Action::ALL {
                 match transition(status, action, Role::Admin) {
                     Ok(next) => {
                         let fresh = ctx.case_at(&path).await;
-                        let r = ctx.act(&ctx.admin, &fresh, action).await;
+                        let r = ctx.act(&ctx.admin, &fresh, action.as_str()).await;
                         assert_eq!(r.status, 200, "{label} {status} --{action}: {}", String::from_utf8_lossy(&r.body));
-                        assert_eq!(r.json()["status"], next, "{label} {status} --{action}");
+                        assert_eq!(r.json()["status"], next.as_str(), "{label} {status} --{action}");
                         ctx.history_replays(&fresh["id"]).await;
                     }
                     Err(_) => {
-                        ctx.act(&ctx.admin, &stuck, action).await.problem(422);
+                        ctx.act(&ctx.admin, &stuck, action.as_str()).await.problem(422);
                     }
                 }
             }
@@ -330,8 +330,8 @@ async fn concurrent_steps_are_batched_without_losing_or_doubling_any() {
             actor: actor.into(),
             role: "admin".into(),
             dept_code: None,
-            status_from: Some(c.status.clone()),
-            status_to: c.status.clone(),
+            status_from: Some(c.status),
+            status_to: c.status,
             at: chrono::Utc::now(),
             note: None,
         };

@@ -131,7 +131,7 @@ pub fn for_each(index: &CityIndex, source: Source, alarms: &[Alarm], filter: &Fi
                     grid: c.grid_code.as_deref(),
                     at: Some(c.reported_at),
                     class: &c.class_code,
-                    status: &c.status,
+                    status: c.status.as_str(),
                     source: &c.source,
                     level: None,
                 });

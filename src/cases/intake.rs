@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::auth::Principal;
 use crate::geo::Crs;
 use crate::index::CityIndex;
-use crate::model::{Case, CaseStep, Milestones, Str};
+use crate::model::{Case, CaseStep, Milestones, Status, Str};
 
 /// Where reports come from (`domain.md`): patrollers, the public (随手拍 app), the 12345
 /// hotline, video AI and sensor alarms.
@@ -94,7 +94,7 @@ pub fn take_in(
         component_code: req.component_code.as_deref().map(Into::into),
         description: description.to_string(),
         source: source.into(),
-        status: "reported".into(),
+        status: Status::Reported,
         urgency: urgency.into(),
         grid_code: Some(grid_code),
         reported_at: now,
@@ -114,7 +114,7 @@ pub fn take_in(
         role: who.role.as_str().into(),
         dept_code: who.dept_code.clone(),
         status_from: None,
-        status_to: "reported".into(),
+        status_to: Status::Reported,
         at: now,
         note: None,
     };

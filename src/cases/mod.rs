@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::events::{Change, Item, Live, bbox_of, moved};
 use crate::index::Record;
-use crate::model::{Case, CaseStep, Collection, Str};
+use crate::model::{Action, Case, CaseStep, Collection, Status, Str};
 use crate::store::StoreError;
 use crate::store::log::{ChangeRow, Op};
 
@@ -26,9 +26,6 @@ pub fn to_json(case: &Case) -> Value {
 }
 
 pub use crate::model::{Light, light};
-
-/// Statuses in which a case no longer runs against its deadline: the workflow's final ones.
-pub const FINISHED: &[&str] = workflow::TERMINAL;
 
 /// Stores a new case with its first step and its change (`case.created`), then applies the
 /// change to the live view: the one path every report takes, from the API, Open311 and sensor
@@ -75,7 +72,7 @@ pub async fn commit_step(
 }
 
 pub fn is_open(case: &Case) -> bool {
-    !FINISHED.contains(&case.status.as_str())
+    !case.status.is_finished()
 }
 
 /// Working hours a filed case has to be dispatched in (派遣时限), unless configured.
@@ -121,38 +118,38 @@ impl Deadlines {
 /// `approve_postpone` grants.
 pub fn apply(
     case: &mut Case,
-    action: &str,
-    to: &str,
+    action: Action,
+    to: Status,
     at: DateTime<Utc>,
     dept: Option<Str>,
     hours: Option<f64>,
     deadlines: &Deadlines,
 ) {
-    case.status = to.into();
+    case.status = to;
     case.version += 1;
     let m = &mut case.milestones;
     match action {
-        "file" => {
+        Action::File => {
             m.filed_at.get_or_insert(at);
             m.dispatch_due_at.get_or_insert_with(|| deadlines.calendar.add_work_hours(at, deadlines.dispatch_hours));
         }
-        "void" => m.voided_at = Some(at),
-        "dispatch" => {
+        Action::Void => m.voided_at = Some(at),
+        Action::Dispatch => {
             case.dept_code = dept;
             m.dispatched_at.get_or_insert(at);
         }
         // Back to dispatch: the next department is chosen anew.
-        "approve_return" => case.dept_code = None,
-        "approve_postpone" => {
+        Action::ApproveReturn => case.dept_code = None,
+        Action::ApprovePostpone => {
             if let (Some(deadline), Some(h)) = (case.deadline_at, hours) {
                 let later = deadlines.calendar.add_work_hours(deadline, h);
                 case.deadline_at = Some(later);
                 m.warn_at = Some(deadlines.warn_at(case.reported_at, later));
             }
         }
-        "handle" => m.handled_at = Some(at),
-        "check_fail" => m.reworks += 1,
-        "close" => case.closed_at = Some(at),
+        Action::Handle => m.handled_at = Some(at),
+        Action::CheckFail => m.reworks += 1,
+        Action::Close => case.closed_at = Some(at),
         _ => {}
     }
 }
@@ -184,7 +181,7 @@ pub(crate) fn sample(id: i64, status: &str, reported_at: DateTime<Utc>, limit_h:
         component_code: None,
         description: String::new(),
         source: "supervisor".into(),
-        status: status.into(),
+        status: Status::parse(status).expect("a status"),
         urgency: "normal".into(),
         grid_code: None,
         reported_at,
@@ -225,9 +222,9 @@ mod tests {
         assert_eq!(light(&c, now), Some(Light::Green));
         c.closed_at = Some(c.reported_at + Duration::hours(11));
         assert_eq!(light(&c, now), Some(Light::Red));
-        c.status = "voided".into();
+        c.status = Status::Voided;
         assert_eq!(light(&c, now), None);
-        c.status = "filed".into();
+        c.status = Status::Filed;
         c.deadline_at = None;
         assert_eq!(light(&c, now), None);
     }
@@ -240,19 +237,20 @@ mod tests {
         let mut c = sample(1, "reported", t0, 30);
         let h = |n: i64| t0 + Duration::hours(n);
         let dept: Str = "D".into();
-        for (n, action) in ["accept", "file", "dispatch", "handle", "check_fail", "handle"].iter().enumerate() {
-            let to = workflow::transition(&c.status, action, crate::auth::Role::Admin).unwrap();
+        use Action::*;
+        for (n, action) in [Accept, File, Dispatch, Handle, CheckFail, Handle].into_iter().enumerate() {
+            let to = workflow::transition(c.status, action, crate::auth::Role::Admin).unwrap();
             apply(&mut c, action, to, h(n as i64), Some(dept.clone()), None, &d);
         }
         let m = &c.milestones;
-        assert_eq!((c.status.as_str(), c.version), ("handled", 7));
+        assert_eq!((c.status, c.version), (Status::Handled, 7));
         assert_eq!((m.filed_at, m.dispatched_at, m.handled_at, m.reworks), (Some(h(1)), Some(h(2)), Some(h(5)), 1));
         // One working hour after filing at 11:00.
         assert_eq!(m.dispatch_due_at, Some(h(2)));
         assert_eq!(c.dept_code, Some(dept));
         // A granted postponement moves the deadline by working hours and the warning with it.
         let before = c.deadline_at.unwrap();
-        apply(&mut c, "approve_postpone", "dispatched", h(7), None, Some(8.5), &d);
+        apply(&mut c, ApprovePostpone, Status::Dispatched, h(7), None, Some(8.5), &d);
         assert_eq!(c.deadline_at, Some(d.calendar.add_work_hours(before, 8.5)));
         assert_eq!(c.milestones.warn_at, Some(d.warn_at(c.reported_at, c.deadline_at.unwrap())));
         // Yellow after 80% of the working time: 8 of 10 working hours, across the night.

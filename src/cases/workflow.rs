@@ -11,79 +11,43 @@
 
 use crate::auth::Role;
 
-/// Every status a case can be in.
-pub const STATUSES: &[&str] = &[
-    "reported",
-    "accepted",
-    "rejected",
-    "verified",
-    "filed",
-    "voided",
-    "dispatched",
-    "return_requested",
-    "postpone_requested",
-    "hung",
-    "handled",
-    "checked",
-    "closed",
-];
-
-/// Statuses no action leaves.
-pub const TERMINAL: &[&str] = crate::model::FINISHED;
-
-/// The actions of the API contract.
-pub const ACTIONS: &[&str] = &[
-    "accept",
-    "reject",
-    "verify",
-    "file",
-    "void",
-    "dispatch",
-    "handle",
-    "check_pass",
-    "check_fail",
-    "return",
-    "approve_return",
-    "request_postpone",
-    "approve_postpone",
-    "hang",
-    "resume",
-    "close",
-];
+pub use crate::model::{Action, Status};
 
 /// One rule: `action` takes a case from any of `from` to `to`, by any of `roles` (and admin).
 struct Rule {
-    action: &'static str,
-    from: &'static [&'static str],
-    to: &'static str,
+    action: Action,
+    from: &'static [Status],
+    to: Status,
     roles: &'static [Role],
 }
 
+use Action as A;
 use Role::*;
+use Status as S;
 
 const RULES: &[Rule] = &[
     // 受理员 accepts or rejects what was reported.
-    Rule { action: "accept", from: &["reported"], to: "accepted", roles: &[Acceptor] },
-    Rule { action: "reject", from: &["reported"], to: "rejected", roles: &[Acceptor] },
+    Rule { action: A::Accept, from: &[S::Reported], to: S::Accepted, roles: &[Acceptor] },
+    Rule { action: A::Reject, from: &[S::Reported], to: S::Rejected, roles: &[Acceptor] },
     // 监督员 verifies on site (optional) and re-inspects after handling.
-    Rule { action: "verify", from: &["accepted"], to: "verified", roles: &[Supervisor] },
+    Rule { action: A::Verify, from: &[S::Accepted], to: S::Verified, roles: &[Supervisor] },
     // 值班长 files (立案) or voids, and closes.
-    Rule { action: "file", from: &["accepted", "verified"], to: "filed", roles: &[ShiftLeader] },
-    Rule { action: "void", from: &["accepted", "verified", "filed"], to: "voided", roles: &[ShiftLeader] },
+    Rule { action: A::File, from: &[S::Accepted, S::Verified], to: S::Filed, roles: &[ShiftLeader] },
+    Rule { action: A::Void, from: &[S::Accepted, S::Verified, S::Filed], to: S::Voided, roles: &[ShiftLeader] },
     // 派遣员 dispatches to one department and decides on its requests.
-    Rule { action: "dispatch", from: &["filed"], to: "dispatched", roles: &[Dispatcher] },
-    Rule { action: "approve_return", from: &["return_requested"], to: "filed", roles: &[Dispatcher] },
-    Rule { action: "approve_postpone", from: &["postpone_requested"], to: "dispatched", roles: &[Dispatcher] },
-    Rule { action: "hang", from: &["filed", "dispatched"], to: "hung", roles: &[Dispatcher] },
-    Rule { action: "resume", from: &["hung"], to: "filed", roles: &[Dispatcher] },
+    Rule { action: A::Dispatch, from: &[S::Filed], to: S::Dispatched, roles: &[Dispatcher] },
+    Rule { action: A::ApproveReturn, from: &[S::ReturnRequested], to: S::Filed, roles: &[Dispatcher] },
+    Rule { action: A::ApprovePostpone, from: &[S::PostponeRequested], to: S::Dispatched, roles: &[Dispatcher] },
+    Rule { action: A::Hang, from: &[S::Filed, S::Dispatched], to: S::Hung, roles: &[Dispatcher] },
+    Rule { action: A::Resume, from: &[S::Hung], to: S::Filed, roles: &[Dispatcher] },
     // 专业部门 handles its own cases, or asks to return (not ours) or to postpone.
-    Rule { action: "handle", from: &["dispatched", "postpone_requested"], to: "handled", roles: &[Department] },
-    Rule { action: "return", from: &["dispatched"], to: "return_requested", roles: &[Department] },
-    Rule { action: "request_postpone", from: &["dispatched"], to: "postpone_requested", roles: &[Department] },
+    Rule { action: A::Handle, from: &[S::Dispatched, S::PostponeRequested], to: S::Handled, roles: &[Department] },
+    Rule { action: A::Return, from: &[S::Dispatched], to: S::ReturnRequested, roles: &[Department] },
+    Rule { action: A::RequestPostpone, from: &[S::Dispatched], to: S::PostponeRequested, roles: &[Department] },
     // 监督员 checks the result: pass, or rework by the same department (返工).
-    Rule { action: "check_pass", from: &["handled"], to: "checked", roles: &[Supervisor] },
-    Rule { action: "check_fail", from: &["handled"], to: "dispatched", roles: &[Supervisor] },
-    Rule { action: "close", from: &["checked"], to: "closed", roles: &[ShiftLeader] },
+    Rule { action: A::CheckPass, from: &[S::Handled], to: S::Checked, roles: &[Supervisor] },
+    Rule { action: A::CheckFail, from: &[S::Handled], to: S::Dispatched, roles: &[Supervisor] },
+    Rule { action: A::Close, from: &[S::Checked], to: S::Closed, roles: &[ShiftLeader] },
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,31 +66,36 @@ pub enum WorkflowError {
 ///
 /// A role that may never take the action is refused (403) whatever the status; a role that may
 /// take it, from a status it does not apply to, is an illegal transition (422).
-pub fn transition(status: &str, action: &str, role: Role) -> Result<&'static str, WorkflowError> {
-    let rule = RULES.iter().find(|r| r.action == action).ok_or_else(|| WorkflowError::UnknownAction(action.into()))?;
+pub fn transition(status: Status, action: Action, role: Role) -> Result<Status, WorkflowError> {
+    let rule = RULES.iter().find(|r| r.action == action).expect("every action has a rule");
     if role != Admin && !rule.roles.contains(&role) {
-        return Err(WorkflowError::Forbidden { role: role.as_str(), action: rule.action });
+        return Err(WorkflowError::Forbidden { role: role.as_str(), action: rule.action.as_str() });
     }
     if !rule.from.contains(&status) {
-        let allowed: Vec<&str> = RULES.iter().filter(|r| r.from.contains(&status)).map(|r| r.action).collect();
+        let allowed: Vec<&str> = RULES.iter().filter(|r| r.from.contains(&status)).map(|r| r.action.as_str()).collect();
         return Err(WorkflowError::Illegal {
             status: status.to_string(),
-            action: rule.action,
+            action: rule.action.as_str(),
             allowed: if allowed.is_empty() { "nothing more (it is finished)".into() } else { allowed.join(", ") },
         });
     }
     Ok(rule.to)
 }
 
-/// The roles (besides admin) that may take `action`; none for an unknown action.
-pub fn roles(action: &str) -> &'static [Role] {
+/// An action by its API name: an unknown one is refused.
+pub fn action(name: &str) -> Result<Action, WorkflowError> {
+    Action::parse(name).ok_or_else(|| WorkflowError::UnknownAction(name.into()))
+}
+
+/// The roles (besides admin) that may take `action`.
+pub fn roles(action: Action) -> &'static [Role] {
     RULES.iter().find(|r| r.action == action).map_or(&[], |r| r.roles)
 }
 
 /// Replays a history of actions from `reported`: the status it ends in, or the first step that
 /// does not apply. Every stored history must replay to its case's status.
-pub fn replay<'a>(actions: impl IntoIterator<Item = &'a str>) -> Result<&'static str, WorkflowError> {
-    actions.into_iter().try_fold("reported", |status, action| transition(status, action, Admin))
+pub fn replay<'a>(actions: impl IntoIterator<Item = &'a str>) -> Result<Status, WorkflowError> {
+    actions.into_iter().try_fold(Status::Reported, |status, name| transition(status, action(name)?, Admin))
 }
 
 #[cfg(test)]
@@ -137,15 +106,15 @@ mod tests {
     #[test]
     fn the_happy_path_closes_a_case() {
         let path = [
-            ("accept", Acceptor, "accepted"),
-            ("verify", Supervisor, "verified"),
-            ("file", ShiftLeader, "filed"),
-            ("dispatch", Dispatcher, "dispatched"),
-            ("handle", Department, "handled"),
-            ("check_pass", Supervisor, "checked"),
-            ("close", ShiftLeader, "closed"),
+            (A::Accept, Acceptor, S::Accepted),
+            (A::Verify, Supervisor, S::Verified),
+            (A::File, ShiftLeader, S::Filed),
+            (A::Dispatch, Dispatcher, S::Dispatched),
+            (A::Handle, Department, S::Handled),
+            (A::CheckPass, Supervisor, S::Checked),
+            (A::Close, ShiftLeader, S::Closed),
         ];
-        let mut status = "reported";
+        let mut status = S::Reported;
         for (action, role, want) in path {
             status = transition(status, action, role).unwrap();
             assert_eq!(status, want);
@@ -154,8 +123,8 @@ mod tests {
 
     #[test]
     fn every_action_from_every_status_moves_by_the_table_or_is_illegal() {
-        for &status in STATUSES {
-            for &action in ACTIONS {
+        for &status in Status::ALL {
+            for &action in Action::ALL {
                 let rule = RULES.iter().find(|r| r.action == action).unwrap();
                 let got = transition(status, action, Admin);
                 if rule.from.contains(&status) {
@@ -165,8 +134,8 @@ mod tests {
                 }
             }
         }
-        for &t in TERMINAL {
-            assert!(ACTIONS.iter().all(|a| transition(t, a, Admin).is_err()), "{t} is terminal");
+        for &t in Status::FINISHED {
+            assert!(Action::ALL.iter().all(|&a| transition(t, a, Admin).is_err()), "{t} is terminal");
         }
     }
 
@@ -183,12 +152,13 @@ mod tests {
                 }
             }
         }
-        assert!(matches!(transition("reported", "teleport", Admin), Err(WorkflowError::UnknownAction(_))));
+        assert!(matches!(action("teleport"), Err(WorkflowError::UnknownAction(_))));
+        assert!(matches!(replay(["accept", "teleport"]), Err(WorkflowError::UnknownAction(_))));
     }
 
     #[test]
     fn every_status_is_reachable_and_no_status_is_a_dead_end() {
-        let mut seen = vec!["reported"];
+        let mut seen = vec![S::Reported];
         let mut i = 0;
         while i < seen.len() {
             let here = seen[i];
@@ -199,11 +169,11 @@ mod tests {
             }
             i += 1;
         }
-        let mut all = STATUSES.to_vec();
+        let mut all = Status::ALL.to_vec();
         all.sort();
         seen.sort();
         assert_eq!(seen, all);
-        for &s in STATUSES.iter().filter(|s| !TERMINAL.contains(s)) {
+        for &s in Status::ALL.iter().filter(|s| !s.is_finished()) {
             assert!(RULES.iter().any(|r| r.from.contains(&s)), "{s} has a way out");
         }
     }
@@ -215,16 +185,16 @@ mod tests {
         let roles = [Admin, Supervisor, Acceptor, ShiftLeader, Dispatcher, Department, Viewer];
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
         for _ in 0..2_000 {
-            let mut status = "reported";
+            let mut status = S::Reported;
             let mut history = Vec::new();
             for _ in 0..rng.random_range(1..40) {
-                let action = ACTIONS[rng.random_range(0..ACTIONS.len())];
+                let action = Action::ALL[rng.random_range(0..Action::ALL.len())];
                 let role = roles[rng.random_range(0..roles.len())];
                 if let Ok(next) = transition(status, action, role) {
                     status = next;
-                    history.push(action);
+                    history.push(action.as_str());
                 }
-                assert!(STATUSES.contains(&status));
+                assert!(Status::ALL.contains(&status));
             }
             assert_eq!(replay(history.iter().copied()), Ok(status));
         }

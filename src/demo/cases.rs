@@ -12,7 +12,7 @@ use super::planar::P;
 use super::{DEMO_NOW, World, date_before_now};
 use crate::auth::Role;
 use crate::cases::workflow;
-use crate::model::{Case, CaseStep, Component, ComponentClass, EventClass, Milestones, Str};
+use crate::model::{Action, Case, CaseStep, Component, ComponentClass, EventClass, Milestones, Status, Str};
 
 const DAYS: i64 = 730;
 
@@ -180,15 +180,15 @@ pub(super) fn play(
     steps: &mut Vec<CaseStep>,
 ) {
     let reporter = if matches!(case.source.as_str(), "public" | "hotline") { Role::Public } else { Role::Supervisor };
-    let step = |case: &Case, action: &str, role: Role, from: Option<&str>, at: DateTime<Utc>| CaseStep {
+    let step = |case: &Case, action: &str, role: Role, from: Option<Status>, at: DateTime<Utc>| CaseStep {
         case_id: case.id,
         seq: case.version,
         action: action.into(),
         actor: role.as_str().into(),
         role: role.as_str().into(),
         dept_code: (role == Role::Department || action == "dispatch").then(|| case.dept_code.clone()).flatten(),
-        status_from: from.map(Into::into),
-        status_to: case.status.clone(),
+        status_from: from,
+        status_to: case.status,
         at,
         note: (action == "approve_postpone").then(|| format!("{POSTPONE_HOURS} h")),
     };
@@ -197,12 +197,14 @@ pub(super) fn play(
         if ts >= DEMO_NOW || (action == "dispatch" && dept.is_none()) {
             break;
         }
+        let name = action;
+        let action = workflow::action(name).expect("demo scripts name workflow actions");
         let role = workflow::roles(action)[0];
-        let to = workflow::transition(&case.status, action, role).expect("demo scripts follow the workflow");
-        let from = case.status.clone();
-        let hours = (action == "approve_postpone").then_some(POSTPONE_HOURS);
+        let to = workflow::transition(case.status, action, role).expect("demo scripts follow the workflow");
+        let from = case.status;
+        let hours = (action == Action::ApprovePostpone).then_some(POSTPONE_HOURS);
         crate::cases::apply(case, action, to, at(ts), dept.clone(), hours, deadlines);
-        steps.push(step(case, action, role, Some(&from), at(ts)));
+        steps.push(step(case, name, role, Some(from), at(ts)));
     }
 }
 
@@ -312,7 +314,7 @@ pub(super) fn cases(
             component_code,
             description,
             source: source.into(),
-            status: "reported".into(),
+            status: Status::Reported,
             urgency: if urgent { "urgent" } else { "normal" }.into(),
             grid_code: Some(world.grid_codes[g as usize].clone()),
             reported_at: at(ts),

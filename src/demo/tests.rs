@@ -405,7 +405,7 @@ fn cases_have_rhythm() {
         assert!(history.iter().enumerate().all(|(k, t)| t.seq == k as i32 + 1));
         assert!(history.windows(2).all(|w| w[0].at <= w[1].at) && history.last().unwrap().at < demo_now());
         let replayed = crate::cases::workflow::replay(history[1..].iter().map(|t| t.action.as_str()));
-        assert_eq!(replayed.unwrap(), s.status.as_str(), "case {}", s.id);
+        assert_eq!(replayed.unwrap(), s.status, "case {}", s.id);
         // Milestones in workflow order.
         let m = &s.milestones;
         let order = [Some(s.reported_at), m.filed_at, m.dispatched_at, m.handled_at, s.closed_at];
@@ -433,7 +433,7 @@ fn cases_have_rhythm() {
             }
             other => panic!("kind {other}"),
         }
-        if s.status == "closed" {
+        if s.status == crate::model::Status::Closed {
             closed += 1;
             let t = s.closed_at.unwrap();
             assert!(t > s.reported_at && t <= demo_now());

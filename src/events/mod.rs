@@ -500,7 +500,7 @@ impl Live {
                 .cases
                 .read()
                 .iter()
-                .filter(|c| !crate::model::is_finished(&c.status) && light(c, now) != c.light)
+                .filter(|c| !c.status.is_finished() && light(c, now) != c.light)
                 .map(|c| (c.id, bbox_of(&c.envelope())))
                 .collect::<Vec<_>>()
         })

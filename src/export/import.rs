@@ -562,7 +562,9 @@ impl Validator<'_> {
                     .ok_or_else(|| format!("{what} {v:?}: one of {options:?}")),
             }
         };
-        let status = pick(self.get(f, "status"), crate::cases::workflow::STATUSES, "reported", "status")?;
+        let statuses: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+        let status = pick(self.get(f, "status"), &statuses, "reported", "status")?;
+        let status = Status::parse(&status).expect("picked from the statuses");
         let urgency = pick(self.get(f, "urgency"), crate::cases::intake::URGENCIES, "normal", "urgency")?;
         let source = pick(self.get(f, "source"), crate::cases::intake::SOURCES, "supervisor", "source")?;
         let reported_at = parse_time("reported_at", self.get(f, "reported_at").ok_or("no reported_at")?)?;

@@ -18,7 +18,7 @@ use crate::cases::intake::{self, NewCase, take_in};
 use crate::cases::{self, Light, is_open};
 use crate::cases::{routing, workflow};
 use crate::index::Record;
-use crate::model::{Case, CaseStep};
+use crate::model::{Action, Case, CaseStep, Status};
 use crate::store::{self, schema::Val};
 
 /// Roles that may report a case.
@@ -81,7 +81,8 @@ pub async fn act(
         .cloned()
         .ok_or_else(|| ApiError::not_found("unknown-case", format!("no case {id:?}")))?;
     confine(&who, &case, "act on")?;
-    let next = workflow::transition(&case.status, &req.action, who.role)?;
+    let action = workflow::action(&req.action)?;
+    let next = workflow::transition(case.status, action, who.role)?;
     if req.expected_version != case.version {
         return Err(stale(case.version, req.expected_version));
     }
@@ -93,8 +94,8 @@ pub async fn act(
         ));
     }
     let now = Utc::now();
-    let hours = match req.action.as_str() {
-        "request_postpone" | "approve_postpone" => {
+    let hours = match action {
+        Action::RequestPostpone | Action::ApprovePostpone => {
             Some(req.hours.filter(|h| h.is_finite() && *h > 0.0 && *h <= MAX_POSTPONE_HOURS).ok_or_else(|| {
                 ApiError::bad_request(
                     "invalid-action",
@@ -104,8 +105,8 @@ pub async fn act(
         }
         _ => None,
     };
-    let dept = match req.action.as_str() {
-        "dispatch" => {
+    let dept = match action {
+        Action::Dispatch => {
             let dept = match &req.dept_code {
                 Some(d) => d.as_str().into(),
                 None => suggestion(&st, &case).map(|s| s.0).ok_or_else(|| {
@@ -120,9 +121,9 @@ pub async fn act(
         _ => None,
     };
     let mut new = case.clone();
-    cases::apply(&mut new, &req.action, next, now, dept, hours, &st.deadlines);
-    let step_note = match (req.action.as_str(), req.hours) {
-        ("request_postpone" | "approve_postpone", Some(h)) => {
+    cases::apply(&mut new, action, next, now, dept, hours, &st.deadlines);
+    let step_note = match (action, req.hours) {
+        (Action::RequestPostpone | Action::ApprovePostpone, Some(h)) => {
             Some(format!("{h} h{}", note.map(|n| format!(": {n}")).unwrap_or_default()))
         }
         _ => note.map(String::from),
@@ -130,15 +131,15 @@ pub async fn act(
     let step = CaseStep {
         case_id: case.id,
         seq: new.version,
-        action: req.action.as_str().into(),
+        action: action.as_str().into(),
         actor: who.actor.clone(),
         role: who.role.as_str().into(),
         dept_code: who
             .dept_code
             .clone()
-            .or_else(|| (req.action == "dispatch").then(|| new.dept_code.clone()).flatten()),
-        status_from: Some(case.status.clone()),
-        status_to: next.into(),
+            .or_else(|| (action == Action::Dispatch).then(|| new.dept_code.clone()).flatten()),
+        status_from: Some(case.status),
+        status_to: next,
         at: now,
         note: step_note,
     };
@@ -148,7 +149,7 @@ pub async fn act(
     };
     let new = st.index.cases.read().get(&id).cloned().unwrap_or(new);
     let mut body = cases::to_json(&new);
-    if next == "filed"
+    if next == Status::Filed
         && let Some((code, basis)) = suggestion(&st, &new)
     {
         body["suggested_dept"] = json!({"code": code, "basis": basis.as_str()});
@@ -208,7 +209,7 @@ pub async fn get_case(
     let mut body = cases::to_json(&case);
     body["deadline"] = body["deadline_at"].clone();
     // Until it is dispatched, a case shows where owner-first routing would send it.
-    if matches!(case.status.as_str(), "reported" | "accepted" | "verified" | "filed")
+    if matches!(case.status, Status::Reported | Status::Accepted | Status::Verified | Status::Filed)
         && let Some((code, basis)) = suggestion(&st, &case)
     {
         body["suggested_dept"] = json!({"code": code, "basis": basis.as_str()});
@@ -292,9 +293,9 @@ pub fn summarize<'a>(
             }
         }
         // Due to close this month: this month's reports that were not rejected or voided.
-        if c.reported_at >= month_start && !matches!(c.status.as_str(), "voided" | "rejected") {
+        if c.reported_at >= month_start && !matches!(c.status, Status::Voided | Status::Rejected) {
             due_month += 1;
-            if c.status == "closed" {
+            if c.status == Status::Closed {
                 closed_month += 1;
             }
         }

@@ -313,7 +313,7 @@ impl Record for Case {
             "component_code" => os(&self.component_code),
             "description" => PropValue::Str(&self.description),
             "source" => s(&self.source),
-            "status" => s(&self.status),
+            "status" => PropValue::Str(self.status.as_str()),
             "urgency" => s(&self.urgency),
             "grid_code" => os(&self.grid_code),
             "reported_at" => time(Some(self.reported_at)),

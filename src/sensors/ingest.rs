@@ -529,7 +529,7 @@ impl Ingest {
     async fn note_case(&self, id: i64, action: &str, sensor: &Sensor, note: String) -> Result<(), StoreError> {
         for _ in 0..5 {
             let Some(case) = self.live.index.cases.read().get(&id.to_string()).cloned() else { return Ok(()) };
-            if crate::cases::workflow::TERMINAL.contains(&case.status.as_str()) {
+            if case.status.is_finished() {
                 return Ok(());
             }
             let mut new = case.clone();
@@ -541,8 +541,8 @@ impl Ingest {
                 actor: format!("sensor:{}", sensor.code).into(),
                 role: "device".into(),
                 dept_code: None,
-                status_from: Some(case.status.clone()),
-                status_to: case.status.clone(),
+                status_from: Some(case.status),
+                status_to: case.status,
                 at: Utc::now(),
                 note: Some(note.clone()),
             };
@@ -702,7 +702,7 @@ pub fn alarm_case(
         component_code: component.map(|c| c.code.clone()),
         description,
         source: "sensor".into(),
-        status: "reported".into(),
+        status: crate::model::Status::Reported,
         urgency: urgency.into(),
         grid_code: sensor.grid_code.clone(),
         reported_at: now,
@@ -722,7 +722,7 @@ pub fn alarm_case(
         role: "device".into(),
         dept_code: None,
         status_from: None,
-        status_to: "reported".into(),
+        status_to: crate::model::Status::Reported,
         at: now,
         note: Some(format!("告警 {} {}", alarm.id, alarm.level.label())),
     };

@@ -332,6 +332,18 @@ impl Cells {
             (i, _) => Err(self.bad(i, "text")),
         }
     }
+    /// A case status, or none in a nullable column.
+    fn opt_status(&mut self) -> Result<Option<Status>, StoreError> {
+        match self.next() {
+            (_, Val::Text(None)) => Ok(None),
+            (i, Val::Text(Some(t))) => Status::parse(&t).map(Some).ok_or_else(|| self.bad(i, "a case status")),
+            (i, _) => Err(self.bad(i, "text")),
+        }
+    }
+    fn status(&mut self) -> Result<Status, StoreError> {
+        let i = self.table.cols.len() - self.it.len();
+        self.opt_status()?.ok_or_else(|| self.bad(i, "a case status"))
+    }
     fn text(&mut self) -> Result<Str, StoreError> {
         match self.next() {
             (_, Val::Text(Some(t))) => Ok(t),
@@ -400,6 +412,11 @@ impl Cells {
             _ => Err(StoreError::Geometry { table: self.table.name, detail: "expected a point".into() }),
         }
     }
+}
+
+/// A name from one of the model's enums.
+fn name(s: Status) -> Val {
+    Val::Text(Some(s.as_str().into()))
 }
 
 fn t(s: &Str) -> Val {
@@ -576,7 +593,7 @@ impl Row for Case {
             ot(&self.component_code),
             Val::Text(Some(self.description.as_str().into())),
             t(&self.source),
-            t(&self.status),
+            name(self.status),
             t(&self.urgency),
             ot(&self.grid_code),
             Val::Time(Some(self.reported_at)),
@@ -603,7 +620,7 @@ impl Row for Case {
             component_code: c.opt_text()?,
             description: c.text()?.into(),
             source: c.text()?,
-            status: c.text()?,
+            status: c.status()?,
             urgency: c.text()?,
             grid_code: c.opt_text()?,
             reported_at: c.required_time()?,
@@ -638,8 +655,8 @@ impl Row for CaseStep {
             t(&self.actor),
             t(&self.role),
             ot(&self.dept_code),
-            ot(&self.status_from),
-            t(&self.status_to),
+            Val::Text(self.status_from.map(|s| s.as_str().into())),
+            name(self.status_to),
             Val::Time(Some(self.at)),
             Val::Text(self.note.as_deref().map(Into::into)),
         ]
@@ -653,8 +670,8 @@ impl Row for CaseStep {
             actor: c.text()?,
             role: c.text()?,
             dept_code: c.opt_text()?,
-            status_from: c.opt_text()?,
-            status_to: c.text()?,
+            status_from: c.opt_status()?,
+            status_to: c.status()?,
             at: c.required_time()?,
             note: c.opt_text()?.map(Into::into),
         })
@@ -842,7 +859,7 @@ fn import_step(c: &Case, source: &str) -> CaseStep {
         role: "admin".into(),
         dept_code: c.dept_code.clone(),
         status_from: None,
-        status_to: c.status.clone(),
+        status_to: c.status,
         at: c.reported_at,
         note: Some(format!("imported from {source}")),
     }

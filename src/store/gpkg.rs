@@ -319,14 +319,14 @@ impl Store for GpkgStore {
     async fn save_alarm(&self, a: &Alarm, change: ChangeRow) -> Result<(i64, i64), StoreError> {
         let _turn = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
-        let id = super::save_alarm_body!(&mut *tx, a, |t: DateTime<Utc>| t.format(TIME_FORMAT).to_string())?;
+        let id = super::alarms::save_alarm_body!(&mut *tx, a, |t: DateTime<Utc>| t.format(TIME_FORMAT).to_string())?;
         let seqs = log::append!(tx, Sqlite, &[change.with_id(id)], None::<&str>);
         tx.commit().await?;
         Ok((id, seqs[0]))
     }
 
     async fn alarms(&self, active: bool, limit: i64) -> Result<Vec<Alarm>, StoreError> {
-        super::alarms_body!(&self.pool, active, limit, String, |t: String| parse_time("alarms", "time", &t))
+        super::alarms::alarms_body!(&self.pool, active, limit, String, |t: String| parse_time("alarms", "time", &t))
     }
 
     async fn close(&self) {

@@ -6,6 +6,7 @@
 //! type; each backend only knows how to bind and read those values in its own dialect. That keeps
 //! the two stores from drifting apart column by column.
 
+pub(crate) mod alarms;
 pub mod evaluation;
 pub mod gpkg;
 pub mod log;
@@ -20,7 +21,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use evaluation::{By, Counts, Period};
 
-use crate::model::{Alarm, Case, CaseStep, City, Level, Reading, ReadingBucket};
+use crate::model::{Alarm, Case, CaseStep, City, Reading, ReadingBucket};
 use log::{ChangeRow, Logged};
 use schema::{Filter, Row, Table, Val};
 
@@ -209,50 +210,6 @@ where
     Ok((row.try_get(0)?, Counts::from_slice(&counts)))
 }
 
-/// The body of both stores' `save_alarm`, which differ only in how a time is bound (`$time`: a
-/// time to the value bound) and in taking turns to write (`$turn`). A macro rather than a generic
-/// function: the sqlx bounds for "any database that encodes these types" would dwarf the body.
-macro_rules! save_alarm_body {
-    ($exec:expr, $a:expr, $time:expr) => {{
-        let (a, t) = ($a, $time);
-        let mut q = sqlx::query_scalar(crate::store::alarm_sql(a.id == 0))
-            .bind(a.sensor_code.as_str())
-            .bind(a.level.as_str())
-            .bind(a.peak_level.as_str())
-            .bind(t(a.raised_at))
-            .bind(a.value)
-            .bind(t(a.updated_at))
-            .bind(a.last_value)
-            .bind(a.cleared_at.map(t))
-            .bind(a.acked_at.map(t))
-            .bind(a.acked_by.as_deref())
-            .bind(a.case_id);
-        if a.id != 0 {
-            q = q.bind(a.id);
-        }
-        let id: Option<i64> = q.fetch_optional($exec).await?;
-        id.ok_or_else(|| StoreError::Value { table: "alarms", column: "id", detail: format!("no alarm {}", a.id) })
-    }};
-}
-pub(crate) use save_alarm_body;
-
-/// The body of both stores' `alarms`; `$read` turns a stored time column (of type `$ty`) back
-/// into a time.
-macro_rules! alarms_body {
-    ($exec:expr, $active:expr, $limit:expr, $ty:ty, $read:expr) => {{
-        let filter = if $active { "WHERE cleared_at IS NULL" } else { "" };
-        let rows = sqlx::query(&format!(
-            "SELECT {} FROM alarms {filter} ORDER BY raised_at DESC, id DESC LIMIT $1",
-            crate::store::ALARM_COLUMNS
-        ))
-        .bind($limit)
-        .fetch_all($exec)
-        .await?;
-        rows.iter().map(|r| crate::store::alarm_row(r, |t: $ty| $read(t))).collect()
-    }};
-}
-pub(crate) use alarms_body;
-
 /// The body of both stores' `import` inside their open transaction `$tx`: record the import,
 /// allocate case ids with `$ids` (an expression of the row count `$n`), write the rows through
 /// `$io` and prune old keys; evaluates to the import's number and its change row. A macro for
@@ -289,57 +246,3 @@ macro_rules! import_body {
     }};
 }
 pub(crate) use import_body;
-
-/// The alarm columns in the order both stores select them.
-pub(crate) const ALARM_COLUMNS: &str = "id, sensor_code, level, peak_level, raised_at, value, updated_at, last_value, \
-     cleared_at, acked_at, acked_by, case_id";
-
-/// The statement that inserts an alarm (the store gives the id) or, with `$12` = id, updates
-/// one; the same text in both dialects.
-pub(crate) fn alarm_sql(insert: bool) -> &'static str {
-    if insert {
-        "INSERT INTO alarms (sensor_code, level, peak_level, raised_at, value, updated_at, last_value, \
-         cleared_at, acked_at, acked_by, case_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id"
-    } else {
-        "UPDATE alarms SET sensor_code = $1, level = $2, peak_level = $3, raised_at = $4, value = $5, \
-         updated_at = $6, last_value = $7, cleared_at = $8, acked_at = $9, acked_by = $10, case_id = $11 \
-         WHERE id = $12 RETURNING id"
-    }
-}
-
-/// A stored level name back to the level.
-pub(crate) fn parse_level(s: &str) -> Result<Level, StoreError> {
-    Level::parse(s).ok_or_else(|| StoreError::Value { table: "alarms", column: "level", detail: format!("{s:?}") })
-}
-
-/// Reads one row of [`ALARM_COLUMNS`] whose times decode as `T` (timestamps or text), turned
-/// into UTC by `time`.
-pub(crate) fn alarm_row<R: sqlx::Row, T>(
-    row: &R,
-    time: impl Fn(T) -> Result<DateTime<Utc>, StoreError>,
-) -> Result<Alarm, StoreError>
-where
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> T: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    usize: sqlx::ColumnIndex<R>,
-{
-    let opt_time = |i: usize| -> Result<Option<DateTime<Utc>>, StoreError> {
-        row.try_get::<Option<T>, _>(i)?.map(&time).transpose()
-    };
-    Ok(Alarm {
-        id: row.try_get(0)?,
-        sensor_code: row.try_get::<String, _>(1)?.into(),
-        level: parse_level(&row.try_get::<String, _>(2)?)?,
-        peak_level: parse_level(&row.try_get::<String, _>(3)?)?,
-        raised_at: time(row.try_get(4)?)?,
-        value: row.try_get(5)?,
-        updated_at: time(row.try_get(6)?)?,
-        last_value: row.try_get(7)?,
-        cleared_at: opt_time(8)?,
-        acked_at: opt_time(9)?,
-        acked_by: row.try_get::<Option<String>, _>(10)?.map(Into::into),
-        case_id: row.try_get(11)?,
-    })
-}

@@ -304,14 +304,14 @@ impl Store for PostgisStore {
 
     async fn save_alarm(&self, a: &Alarm, change: ChangeRow) -> Result<(i64, i64), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let id = super::save_alarm_body!(&mut *tx, a, |t: DateTime<Utc>| t)?;
+        let id = super::alarms::save_alarm_body!(&mut *tx, a, |t: DateTime<Utc>| t)?;
         let seqs = log::append!(tx, Postgres, &[change.with_id(id)], Some(LOCK));
         tx.commit().await?;
         Ok((id, seqs[0]))
     }
 
     async fn alarms(&self, active: bool, limit: i64) -> Result<Vec<Alarm>, StoreError> {
-        super::alarms_body!(&self.pool, active, limit, DateTime<Utc>, |t: DateTime<Utc>| Ok(t))
+        super::alarms::alarms_body!(&self.pool, active, limit, DateTime<Utc>, |t: DateTime<Utc>| Ok(t))
     }
 
     async fn close(&self) {

@@ -1,5 +1,5 @@
 //! The dictionaries compiled in from `data/` (the national class tables, the sensor kinds with
-//! their default four-colour thresholds), so a demo city, an import and the alarm rules need no
+//! their default four-colour thresholds, the filing standard), so a demo city, an import and the alarm rules need no
 //! files at run time. Low in the layers: the index, the engines and the importers all read it.
 //!
 //! The CSV files are tiny and never quoted: one record per line, `#` starts a comment line.
@@ -12,6 +12,11 @@ use crate::model::{ComponentClass, Direction, EventClass, Str, Thresholds};
 const MAJOR_CLASSES: &str = include_str!("../data/major_classes.csv");
 const COMPONENT_CLASSES: &str = include_str!("../data/component_classes.csv");
 const EVENT_CLASSES: &str = include_str!("../data/event_classes.csv");
+
+/// The national filing standard (立案标准): class or major class or `*`, urgency, and the time
+/// limit in working hours or days. Parsed by `cases::calendar::FilingStandard`, since a city may
+/// give its own.
+pub const FILING_STANDARDS: &str = include_str!("../data/filing_standards.csv");
 
 /// Records of a comment-free, quote-free CSV text, each checked for its column count so a
 /// typo in a dictionary fails the first test run rather than producing odd data.

@@ -156,11 +156,9 @@ pub struct FilingStandard {
     rows: Vec<(String, String, Limit)>,
 }
 
-const DEFAULT_STANDARD: &str = include_str!("../../data/filing_standards.csv");
-
 impl Default for FilingStandard {
     fn default() -> Self {
-        FilingStandard::parse(DEFAULT_STANDARD).expect("data/filing_standards.csv is valid")
+        FilingStandard::parse(crate::catalog::FILING_STANDARDS).expect("data/filing_standards.csv is valid")
     }
 }
 

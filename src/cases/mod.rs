@@ -36,9 +36,10 @@ pub async fn commit_new(live: &Live, mut case: Case, first: &CaseStep) -> Result
         bbox: vec![bbox_of(&case.envelope())],
         ..ChangeRow::record(Collection::Cases, "0", Op::Upsert, Some("case.created"), Some(to_json(&case)))
     };
+    let in_flight = live.in_flight();
     let (id, seq) = live.store().create_case(&case, first, row.clone()).await?;
     case.id = id;
-    live.commit(vec![Change::committed(seq, row.with_id(id), vec![Item::Case(case.clone())])]).await?;
+    live.commit(vec![Change::committed(seq, row.with_id(id), vec![Item::Case(case.clone())])], in_flight).await?;
     Ok((case, seq))
 }
 
@@ -64,10 +65,11 @@ pub async fn commit_step(
             Some(to_json(&new)),
         )
     };
+    let in_flight = live.in_flight();
     let Some(seq) = live.store().update_case(&new, expected_version, step, row.clone()).await? else {
         return Ok(None);
     };
-    live.commit(vec![Change::committed(seq, row, vec![Item::Case(new)])]).await?;
+    live.commit(vec![Change::committed(seq, row, vec![Item::Case(new)])], in_flight).await?;
     Ok(Some(seq))
 }
 

@@ -29,8 +29,7 @@ use crate::tiles::{derived_layers, min_zoom};
 /// One event of the live feed, serialised once for every subscriber.
 #[derive(Debug)]
 pub struct Event {
-    /// The change it comes from: its SSE `id`, so a reconnecting client resumes after it. Zero
-    /// for an event no change carries (an analysis result), which goes out without an id.
+    /// The change it comes from: its SSE `id`, so a reconnecting client resumes after it.
     pub seq: i64,
     /// Whether this is the change's last event: only that one carries the id, so a client cut
     /// off between two events of one change gets the whole change again.
@@ -65,11 +64,6 @@ impl Feed {
         for (i, (name, data)) in events.into_iter().enumerate() {
             let _ = self.tx.send(Arc::new(Event { seq, last: i + 1 == n, name, data: data.to_string() }));
         }
-    }
-
-    /// Sends an event that no change carries (it has no id and is not replayed).
-    pub fn publish_unlogged(&self, name: &str, data: &Value) {
-        self.send(0, vec![(name.to_string(), data.clone())]);
     }
 
     /// A receiver of every event from now on.
@@ -187,6 +181,10 @@ pub struct Live {
     turn: tokio::sync::Mutex<()>,
     /// Changes this process committed and has not applied yet, by sequence number.
     pending: Mutex<BTreeMap<i64, Change>>,
+    /// Commits of this process between their store write and their deposit (see
+    /// [`Live::in_flight`]), and a wake-up for each deposit or end of one.
+    in_flight: AtomicI64,
+    deposited: tokio::sync::Notify,
     followers: RwLock<Vec<Arc<dyn Follower>>>,
     pacing: RwLock<Pacing>,
     /// When each sensor's tiles were last redrawn for a new value (reading time, ms).
@@ -209,6 +207,8 @@ impl Live {
             applied: watch::channel(head).0,
             turn: Default::default(),
             pending: Default::default(),
+            in_flight: AtomicI64::new(0),
+            deposited: Default::default(),
             followers: Default::default(),
             pacing: RwLock::new(Pacing { feed_every_ms: 1000, draw_every_ms: 10_000 }),
             drawn: Default::default(),
@@ -248,21 +248,34 @@ impl Live {
         tokio::time::timeout(timeout, rx.wait_for(|a| *a >= seq)).await.is_ok_and(|r| r.is_ok())
     }
 
-    /// Applies changes this process just committed, after any earlier ones (from the log), so
-    /// the caller's answer reflects them.
-    pub async fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+    /// Applies changes this process just committed (under `in_flight`, taken before the store
+    /// write), after any earlier ones (from the log), so the caller's answer reflects them.
+    pub async fn commit(&self, changes: Vec<Change>, in_flight: InFlight<'_>) -> Result<(), StoreError> {
         let Some(upto) = changes.iter().map(|c| c.seq).max() else { return Ok(()) };
         self.deposit(changes);
+        drop(in_flight);
         self.catch_up(Some(upto)).await
     }
 
     /// Notes committed changes to be applied in their turn (by [`Live::catch_up`]).
     pub fn deposit(&self, changes: Vec<Change>) {
         let applied = self.applied();
-        let mut pending = self.pending.lock();
-        for c in changes.into_iter().filter(|c| c.seq > applied) {
-            pending.insert(c.seq, c);
+        {
+            let mut pending = self.pending.lock();
+            for c in changes.into_iter().filter(|c| c.seq > applied) {
+                pending.insert(c.seq, c);
+            }
         }
+        self.deposited.notify_waiters();
+    }
+
+    /// Marks a commit of this process as under way until the guard drops (after its deposit):
+    /// an applier that meets a gap in the numbers meanwhile waits for the deposit rather than
+    /// reading the change back from the store. Group commit answers a batch's writers in any
+    /// order, so without this most of a batch would be reloaded record by record.
+    pub fn in_flight(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self)
     }
 
     /// Applies every change after the last applied one, up to `upto` (or to the log's head), in
@@ -277,6 +290,9 @@ impl Live {
             let next = self.pending.lock().remove(&(applied + 1));
             if let Some(change) = next {
                 self.apply(change);
+                continue;
+            }
+            if self.await_deposit(applied + 1).await {
                 continue;
             }
             let page = self.store.changes_after(applied, PAGE).await?;
@@ -302,6 +318,26 @@ impl Live {
                 if upto.is_some_and(|u| seq >= u) {
                     return Ok(());
                 }
+            }
+        }
+    }
+
+    /// While commits of this process are under way, waits (at most [`IN_FLIGHT_WAIT`]) for
+    /// change `seq` to be deposited: most likely it is one of ours, a moment from its deposit.
+    /// False when it did not come, and it must be read from the log.
+    async fn await_deposit(&self, seq: i64) -> bool {
+        let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
+        loop {
+            let deposited = self.deposited.notified();
+            tokio::pin!(deposited);
+            deposited.as_mut().enable();
+            if self.pending.lock().contains_key(&seq) {
+                return true;
+            }
+            if self.in_flight.load(Ordering::Acquire) == 0
+                || tokio::time::timeout_at(deadline, deposited).await.is_err()
+            {
+                return false;
             }
         }
     }
@@ -506,20 +542,46 @@ impl Live {
         })
         .await
         .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
-        let n = turned.len();
+        let ids: Vec<i64> = turned.iter().map(|t| t.0).collect();
+        let data = json!({"clock": now.timestamp_millis(), "cases": ids});
+        self.touch_logged(Collection::Cases, data, turned.iter().map(|t| t.1).collect()).await?;
+        Ok(ids.len())
+    }
+
+    /// Logs and applies a touch of `collection`: records whose look changed with time alone
+    /// (`data` says how), redrawing `areas`. Returns its sequence number.
+    pub async fn touch_logged(
+        &self,
+        collection: Collection,
+        data: Value,
+        areas: Vec<[f64; 4]>,
+    ) -> Result<i64, StoreError> {
         let row = ChangeRow {
-            collection: Collection::Cases,
+            collection,
             key: None,
             op: Op::Touch,
             event: None,
-            data: Some(
-                json!({"clock": now.timestamp_millis(), "cases": turned.iter().map(|t| t.0).collect::<Vec<_>>()}),
-            ),
-            bbox: areas(turned.iter().map(|t| t.1).collect()),
+            data: Some(data),
+            bbox: self::areas(areas),
         };
+        let in_flight = self.in_flight();
         let seq = self.store.append_changes(vec![row.clone()]).await?[0];
-        self.commit(vec![Change::committed(seq, row, Vec::new())]).await?;
-        Ok(n)
+        self.commit(vec![Change::committed(seq, row, Vec::new())], in_flight).await?;
+        Ok(seq)
+    }
+}
+
+/// How long an applier waits for a commit of this process to deposit its change before it
+/// reads the change from the store.
+const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// A commit of this process under way (see [`Live::in_flight`]).
+pub struct InFlight<'a>(&'a Live);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.deposited.notify_waiters();
     }
 }
 
@@ -758,7 +820,7 @@ mod tests {
         let r = row(Collection::Components, &a.code, None, super::moved(Some(&a.envelope()), Some(&moved.envelope())));
         let seq = live.store().append_changes(vec![r.clone()]).await.unwrap()[0];
         assert_eq!(seq, 1, "the first change of a new store");
-        live.commit(vec![Change::committed(seq, r, vec![moved.clone().item()])]).await.unwrap();
+        live.commit(vec![Change::committed(seq, r, vec![moved.clone().item()])], live.in_flight()).await.unwrap();
         assert_eq!(live.applied(), 1);
         assert!(live.tiles.get(from, "components").is_none(), "old place dropped");
         assert!(live.tiles.get(to, "components").is_none(), "new place dropped");
@@ -784,7 +846,7 @@ mod tests {
         let own = row(Collection::Cases, "1", Some("case.updated"), Vec::new());
         let seq = store.append_changes(vec![own.clone()]).await.unwrap()[0];
         let mut rx = live.feed.subscribe();
-        live.commit(vec![Change::committed(seq, own, Vec::new())]).await.unwrap();
+        live.commit(vec![Change::committed(seq, own, Vec::new())], live.in_flight()).await.unwrap();
         let names: Vec<(i64, String)> =
             std::iter::from_fn(|| rx.try_recv().ok()).map(|e| (e.seq, e.name.clone())).collect();
         assert_eq!(
@@ -813,7 +875,7 @@ mod tests {
         case.geom = city.cases[0].geom;
         let r = row(Collection::Cases, "999999", Some("case.created"), Vec::new());
         let seq = live.store().append_changes(vec![r.clone()]).await.unwrap()[0];
-        live.commit(vec![Change::committed(seq, r, vec![case.clone().item()])]).await.unwrap();
+        live.commit(vec![Change::committed(seq, r, vec![case.clone().item()])], live.in_flight()).await.unwrap();
         let light_now = || live.index.cases.read().get("999999").unwrap().light;
         assert_eq!(light_now(), Some(Light::Yellow));
         let mut rx = live.feed.subscribe();

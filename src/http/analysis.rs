@@ -145,14 +145,9 @@ pub async fn hotspots(State(st): State<AppState>, p: Params) -> ApiResult<Respon
     })
     .await?;
     if method == Method::GiStar {
+        // The overlay draws this server's latest result (a cache of answers, not city state):
+        // nothing is announced, so a GET changes nothing others see; the caller redraws.
         *st.analysis.latest.write() = Some(h.clone());
-        let zooms: Vec<u8> = (0..=crate::geo::MAX_ZOOM).collect();
-        if let Some(bbox) = h.units.bbox() {
-            st.live.feed.publish_unlogged(
-                "tiles.invalidated",
-                &json!({"layer": "hotspots", "layers": ["hotspots"], "bbox": bbox, "zooms": zooms}),
-            );
-        }
     }
     let body = blocking(move || Ok(hotspots_json(&h, geometry))).await?;
     Ok(json_response(body, "application/geo+json"))

@@ -93,13 +93,10 @@ impl From<crate::index::query::QueryError> for ApiError {
     }
 }
 
+/// A CRS problem is a query problem wherever it arises (one mapping of its kinds).
 impl From<CrsError> for ApiError {
     fn from(e: CrsError) -> Self {
-        let kind = match e {
-            CrsError::OutOfRange { .. } => "coordinates-out-of-range",
-            _ => "invalid-crs",
-        };
-        ApiError::bad_request(kind, e.to_string())
+        crate::index::query::QueryError::from(e).into()
     }
 }
 

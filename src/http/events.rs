@@ -20,7 +20,7 @@ use crate::events::{Event, Live};
 
 fn to_sse(e: &Event) -> SseEvent {
     let ev = SseEvent::default().event(&e.name).data(&e.data);
-    if e.last && e.seq > 0 { ev.id(e.seq.to_string()) } else { ev }
+    if e.last { ev.id(e.seq.to_string()) } else { ev }
 }
 
 fn resync(live: &Live) -> SseEvent {
@@ -35,7 +35,8 @@ pub async fn events(State(st): State<AppState>, headers: HeaderMap) -> ApiResult
     // is dropped from the live tail by its id.
     let rx = live.feed.subscribe();
     let mut head: Vec<SseEvent> = Vec::new();
-    let mut replayed = live.applied();
+    // What the replay sent, which the live tail then skips (nothing without a replay).
+    let mut replayed = 0;
     match last_id {
         None => {}
         // An id that is not a number can only be stale.
@@ -60,7 +61,7 @@ pub async fn events(State(st): State<AppState>, headers: HeaderMap) -> ApiResult
     let tail_live = live.clone();
     let tail = BroadcastStream::new(rx).filter_map(move |r| {
         let out = match r {
-            Ok(e) if e.seq > 0 && e.seq <= replayed => None,
+            Ok(e) if e.seq <= replayed => None,
             Ok(e) => Some(to_sse(&e)),
             // The client could not keep up and events were dropped for it.
             Err(_) => Some(resync(&tail_live)),

@@ -361,12 +361,14 @@ impl Ingest {
                 }
             }
         }
+        let in_flight = self.live.in_flight();
         let (new, seq) = self.store.insert_readings(&good).await?;
         // The same change the store logged, applied in its turn (before any alarm it causes).
         let logged = seq.zip(readings_change(&good, &new));
         if let Some((seq, row)) = &logged {
             self.live.deposit(vec![events::Change::committed(*seq, row.clone(), Vec::new())]);
         }
+        drop(in_flight);
         let stored = good.len();
         let mut fresh: Vec<Reading> = good.into_iter().zip(new).filter(|(_, n)| *n).map(|(r, _)| r).collect();
         report.accepted = fresh.len();
@@ -439,8 +441,9 @@ impl Ingest {
         if redraw {
             row.bbox = vec![bbox_of(&sensor.envelope())];
         }
+        let in_flight = self.live.in_flight();
         let (id, seq) = self.store.save_alarm(a, row.clone()).await?;
-        self.live.commit(vec![events::Change::committed(seq, row.with_id(id), Vec::new())]).await?;
+        self.live.commit(vec![events::Change::committed(seq, row.with_id(id), Vec::new())], in_flight).await?;
         Ok(id)
     }
 
@@ -574,16 +577,7 @@ impl Ingest {
             return Ok(0);
         }
         let n = changed.len();
-        let row = ChangeRow {
-            collection: Collection::Sensors,
-            key: None,
-            op: Op::Touch,
-            event: None,
-            data: Some(json!({ "stale": changed })),
-            bbox: events::areas(areas),
-        };
-        let seq = self.store.append_changes(vec![row.clone()]).await?[0];
-        self.live.commit(vec![events::Change::committed(seq, row, Vec::new())]).await?;
+        self.live.touch_logged(Collection::Sensors, json!({ "stale": changed }), areas).await?;
         Ok(n)
     }
 

@@ -44,8 +44,9 @@ pub async fn commit_register(live: &Live, sensor: &Sensor) -> Result<i64, StoreE
             Some(to_json(sensor)),
         )
     };
+    let in_flight = live.in_flight();
     let seqs = crate::store::insert(&**live.store(), std::slice::from_ref(sensor), vec![row.clone()]).await?;
-    live.commit(vec![Change::committed(seqs[0], row, vec![Item::Sensor(sensor.clone())])]).await?;
+    live.commit(vec![Change::committed(seqs[0], row, vec![Item::Sensor(sensor.clone())])], in_flight).await?;
     Ok(seqs[0])
 }
 

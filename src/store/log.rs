@@ -95,13 +95,18 @@ pub struct Logged {
     pub row: ChangeRow,
 }
 
-pub(crate) const HEAD_SQL: &str = "SELECT COALESCE(max(seq), 0) FROM changes";
 pub(crate) const BOUNDS_SQL: &str = "SELECT COALESCE(min(seq), 0), COALESCE(max(seq), 0) FROM changes";
 pub(crate) const AFTER_SQL: &str = "SELECT seq, at_ms, collection, key, op, event, data, bbox FROM changes \
      WHERE seq > $1 ORDER BY seq LIMIT $2";
 /// Keeps the newest row whatever its age, so the head survives a quiet week.
 pub(crate) const PRUNE_SQL: &str = "DELETE FROM changes WHERE at_ms < $1 AND seq < (SELECT max(seq) FROM changes)";
-pub(crate) const INSERT_SQL: &str = "INSERT INTO changes (seq, at_ms, collection, key, op, event, data, bbox) ";
+/// Numbers and inserts a chunk of rows in one statement (one round trip under the log's lock):
+/// the head is read by the statement itself, which on PostgreSQL starts after the lock was
+/// granted, so it sees every change committed before. The rows follow as `VALUES`.
+pub(crate) const INSERT_SQL: &str = "WITH v (ord, at_ms, collection, key, op, event, data, bbox) AS (";
+pub(crate) const INSERT_TAIL: &str = ") INSERT INTO changes (seq, at_ms, collection, key, op, event, data, bbox) \
+     SELECT (SELECT COALESCE(max(seq), 0) FROM changes) + ord, at_ms, collection, key, op, event, data, bbox FROM v \
+     RETURNING seq";
 
 /// One stored row of [`AFTER_SQL`].
 pub(crate) type RawRow = (i64, i64, String, Option<String>, String, Option<String>, Option<String>, Option<String>);
@@ -154,20 +159,21 @@ macro_rules! append {
             if let Some(lock) = $lock {
                 sqlx::query(lock).execute(&mut *$tx).await?;
             }
-            let head: i64 = sqlx::query_scalar(crate::store::log::HEAD_SQL).fetch_one(&mut *$tx).await?;
             let at = chrono::Utc::now().timestamp_millis();
-            seqs.extend((1..=rows.len() as i64).map(|i| head + i));
             let raws: Vec<[Option<String>; 6]> = rows.iter().map(crate::store::log::to_raw).collect();
             // 8 parameters a row: 2,000 rows stay far below either database's limit.
-            for (chunk, first) in raws.chunks(2_000).zip((0..).step_by(2_000)) {
+            for chunk in raws.chunks(2_000) {
                 let mut qb = sqlx::QueryBuilder::<$db>::new(crate::store::log::INSERT_SQL);
                 qb.push_values(chunk.iter().enumerate(), |mut b, (i, raw)| {
-                    b.push_bind(seqs[first + i]).push_bind(at);
+                    b.push_bind(i as i64 + 1).push_bind(at);
                     for v in raw {
                         b.push_bind(v.clone());
                     }
                 });
-                qb.build().execute(&mut *$tx).await?;
+                qb.push(crate::store::log::INSERT_TAIL);
+                let mut got: Vec<i64> = qb.build_query_scalar().fetch_all(&mut *$tx).await?;
+                got.sort_unstable();
+                seqs.extend(got);
             }
         }
         seqs

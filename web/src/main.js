@@ -144,8 +144,8 @@ for (const s of switches) s.addEventListener('change', () => { if (mapReady) app
 
 // ---------------------------------------------------------------------------------------------
 // Hotspot analysis: Gi* of the last year's cases by unit grid. The overlay (the `hotspots`
-// tile layer) shows the latest analysis whoever ran it; the server announces a new one as
-// `tiles.invalidated` for the layer, which refreshes the tiles like any other change.
+// tile layer) shows the server's latest analysis. Running one is a read, so the server
+// announces nothing: the page that ran it redraws the layer's tiles itself.
 
 const hotspotButton = document.getElementById('hotspot-run');
 const hotspotStatus = document.getElementById('hotspot-status');
@@ -159,6 +159,7 @@ hotspotButton.addEventListener('click', async () => {
     const r = await getJson(`/api/v1/analysis/hotspots?unit=grid&method=gi_star&geometry=false&from=${day(from)}&to=${day(to)}`);
     const hot = r.features.filter((f) => f.properties.bin >= 2).length;
     hotspotStatus.textContent = `热点网格 ${fmt.format(hot)}`;
+    invalidate({ layer: 'hotspots', layers: ['hotspots'] });
   } catch (e) {
     recordError('hotspot analysis', e);
     hotspotStatus.textContent = '分析失败';

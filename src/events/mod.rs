@@ -556,14 +556,8 @@ impl Live {
         data: Value,
         areas: Vec<[f64; 4]>,
     ) -> Result<i64, StoreError> {
-        let row = ChangeRow {
-            collection,
-            key: None,
-            op: Op::Touch,
-            event: None,
-            data: Some(data),
-            bbox: self::areas(areas),
-        };
+        let row =
+            ChangeRow { collection, key: None, op: Op::Touch, event: None, data: Some(data), bbox: self::areas(areas) };
         let in_flight = self.in_flight();
         let seq = self.store.append_changes(vec![row.clone()]).await?[0];
         self.commit(vec![Change::committed(seq, row, Vec::new())], in_flight).await?;

@@ -10,7 +10,7 @@ use sqlx::{Sqlite, SqlitePool};
 
 use super::evaluation::{By, Counts, Period, counts_sql};
 use super::log::{self, ChangeRow, Logged};
-use super::queue::{StepQueue, StepWrite};
+use super::queue::{CaseQueue, NewCase, StepQueue, StepWrite};
 use super::schema::{self, ColType, Filter, RowReader, RowSink, RowWriter, Table, Val, unsupported_filter};
 use super::{Progress, Store, StoreError};
 use crate::model::{Alarm, Case, CaseStep, City, Reading, ReadingBucket};
@@ -30,8 +30,9 @@ pub struct GpkgStore {
     /// insert" safe, since a deferred transaction that read before another committed could not
     /// upgrade to a write.
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
-    /// Workflow steps, written in group-committed batches (one fsync per batch).
+    /// Workflow steps and new cases, written in group-committed batches (one fsync per batch).
     steps: StepQueue,
+    cases: CaseQueue,
 }
 
 impl GpkgStore {
@@ -63,7 +64,12 @@ impl GpkgStore {
             let (pool, writer) = (batch_pool.clone(), batch_writer.clone());
             async move { write_steps(&pool, &writer, batch).await }
         });
-        let store = GpkgStore { pool, path: path.to_string(), writer, steps };
+        let (batch_pool, batch_writer) = (pool.clone(), writer.clone());
+        let cases = CaseQueue::start(move |batch: Vec<NewCase>| {
+            let (pool, writer) = (batch_pool.clone(), batch_writer.clone());
+            async move { write_cases(&pool, &writer, batch).await }
+        });
+        let store = GpkgStore { pool, path: path.to_string(), writer, steps, cases };
         store.checkpoint().await?;
         Ok(store)
     }
@@ -176,13 +182,7 @@ impl Store for GpkgStore {
     }
 
     async fn create_case(&self, case: &Case, first: &CaseStep, change: ChangeRow) -> Result<(i64, i64), StoreError> {
-        let _turn = self.writer.lock().await;
-        let mut tx = self.pool.begin().await?;
-        let id = next_case_id(&mut tx).await?;
-        schema::write_new_case(&mut GpkgIo { conn: &mut tx }, id, case, first).await?;
-        let seqs = log::append!(tx, Sqlite, &[change.with_id(id)], None::<&str>);
-        tx.commit().await?;
-        Ok((id, seqs[0]))
+        self.cases.submit(NewCase { case: case.clone(), first: first.clone(), change }).await
     }
 
     async fn update_case(
@@ -415,6 +415,22 @@ async fn write_steps(
     let mut seqs = log::append!(tx, Sqlite, &changes, None::<&str>).into_iter();
     tx.commit().await?;
     Ok(applied.into_iter().map(|moved| if moved { seqs.next() } else { None }).collect())
+}
+
+/// Writes a batch of new cases in one transaction: ids, rows, first steps and changes.
+async fn write_cases(
+    pool: &SqlitePool,
+    writer: &tokio::sync::Mutex<()>,
+    batch: Vec<NewCase>,
+) -> Result<Vec<(i64, i64)>, StoreError> {
+    let _turn = writer.lock().await;
+    let mut tx = pool.begin().await?;
+    let first = next_case_id(&mut tx).await?;
+    let ids: Vec<i64> = (first..first + batch.len() as i64).collect();
+    let changes = schema::write_new_cases(&mut GpkgIo { conn: &mut tx }, &ids, &batch).await?;
+    let seqs = log::append!(tx, Sqlite, &changes, None::<&str>);
+    tx.commit().await?;
+    Ok(ids.into_iter().zip(seqs).collect())
 }
 
 struct GpkgIo<'c> {

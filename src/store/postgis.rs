@@ -9,7 +9,7 @@ use sqlx::{Postgres, Row as _};
 
 use super::evaluation::{By, Counts, Period, counts_sql};
 use super::log::{self, ChangeRow, Logged};
-use super::queue::{StepQueue, StepWrite};
+use super::queue::{CaseQueue, NewCase, StepQueue, StepWrite};
 use super::schema::{self, ColType, Filter, RowReader, RowSink, RowWriter, Table, Val, unsupported_filter};
 use super::{Progress, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -19,8 +19,10 @@ use schema::Row;
 
 pub struct PostgisStore {
     pool: PgPool,
-    /// Workflow steps, written in group-committed batches.
+    /// Workflow steps and new cases, written in group-committed batches (one turn at the
+    /// change log's lock per batch).
     steps: StepQueue,
+    cases: CaseQueue,
 }
 
 impl PostgisStore {
@@ -36,7 +38,12 @@ impl PostgisStore {
             let pool = writer.clone();
             async move { write_steps(&pool, batch).await }
         });
-        Ok(PostgisStore { pool, steps })
+        let writer = pool.clone();
+        let cases = CaseQueue::start(move |batch| {
+            let pool = writer.clone();
+            async move { write_cases(&pool, batch).await }
+        });
+        Ok(PostgisStore { pool, steps, cases })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -154,13 +161,7 @@ impl Store for PostgisStore {
     }
 
     async fn create_case(&self, case: &Case, first: &CaseStep, change: ChangeRow) -> Result<(i64, i64), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let id: i64 =
-            sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('cases', 'id'))").fetch_one(&mut *tx).await?;
-        schema::write_new_case(&mut PgIo { conn: &mut tx }, id, case, first).await?;
-        let seqs = log::append!(tx, Postgres, &[change.with_id(id)], Some(LOCK));
-        tx.commit().await?;
-        Ok((id, seqs[0]))
+        self.cases.submit(NewCase { case: case.clone(), first: first.clone(), change }).await
     }
 
     async fn update_case(
@@ -366,6 +367,20 @@ async fn write_steps(pool: &PgPool, batch: Vec<StepWrite>) -> Result<Vec<Option<
     let mut seqs = log::append!(tx, Postgres, &changes, Some(LOCK)).into_iter();
     tx.commit().await?;
     Ok(batch.iter().map(|w| if written.contains(&w.case.id) { seqs.next() } else { None }).collect())
+}
+
+/// Writes a batch of new cases in one transaction: ids, rows, first steps and changes.
+async fn write_cases(pool: &PgPool, batch: Vec<NewCase>) -> Result<Vec<(i64, i64)>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('cases', 'id')) FROM generate_series(1, $1)")
+            .bind(batch.len() as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+    let changes = schema::write_new_cases(&mut PgIo { conn: &mut tx }, &ids, &batch).await?;
+    let seqs = log::append!(tx, Postgres, &changes, Some(LOCK));
+    tx.commit().await?;
+    Ok(ids.into_iter().zip(seqs).collect())
 }
 
 /// Takes the change log's lock to the end of the transaction (see [`log`]); the key spells "onemaplg".

@@ -1,7 +1,7 @@
-//! Group commit for workflow steps. Concurrent `update_case` calls queue here and one task writes
-//! whatever has queued in one transaction, so a burst of N steps costs one commit (one fsync,
-//! one round of transaction bookkeeping) instead of N. Each caller is answered only after the
-//! commit that holds its step, so nothing is acknowledged before it is durable.
+//! Group commit. Concurrent writes of one kind (workflow steps, new cases) queue here and one
+//! task writes whatever has queued in one transaction, so a burst of N writes costs one commit
+//! (one fsync, one turn at the change log's lock) instead of N. Each caller is answered only
+//! after the commit that holds its write, so nothing is acknowledged before it is durable.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -21,31 +21,67 @@ pub struct StepWrite {
     pub change: ChangeRow,
 }
 
-struct Pending {
-    write: StepWrite,
-    reply: oneshot::Sender<Result<Option<i64>, String>>,
+/// One new case to write: the case, its first history step and its change (the store gives
+/// the id and names the change after it).
+pub struct NewCase {
+    pub case: Case,
+    pub first: CaseStep,
+    pub change: ChangeRow,
 }
 
-/// Most steps in one transaction: enough to amortise a commit, small enough that the first
+/// A write the queue takes, and the one key a batch may hold once (a second write with the
+/// same key goes in the next batch, so it is checked against the first one's outcome).
+pub trait Batched: Send + 'static {
+    /// What the caller is answered.
+    type Out: Send + 'static;
+    fn key(&self) -> Option<i64>;
+}
+
+impl Batched for StepWrite {
+    /// The sequence number of the step's change, or None when the case had moved on.
+    type Out = Option<i64>;
+    fn key(&self) -> Option<i64> {
+        Some(self.case.id)
+    }
+}
+
+impl Batched for NewCase {
+    /// The new case's id and the sequence number of its change.
+    type Out = (i64, i64);
+    fn key(&self) -> Option<i64> {
+        None
+    }
+}
+
+struct Pending<W: Batched> {
+    write: W,
+    reply: oneshot::Sender<Result<W::Out, String>>,
+}
+
+/// Most writes in one transaction: enough to amortise a commit, small enough that the first
 /// caller in a batch does not wait long for the last.
 const MAX_BATCH: usize = 256;
 
-pub struct StepQueue {
-    tx: mpsc::Sender<Pending>,
+pub struct Queue<W: Batched> {
+    tx: mpsc::Sender<Pending<W>>,
 }
 
-impl StepQueue {
-    /// Starts the writer task. `write` stores a batch in one transaction and says, per step,
-    /// the sequence number of its change when the case was still at its expected version (the
-    /// step was applied), else None.
-    pub fn start<F, Fut>(write: F) -> StepQueue
+/// The group commit of workflow steps.
+pub type StepQueue = Queue<StepWrite>;
+/// The group commit of new cases.
+pub type CaseQueue = Queue<NewCase>;
+
+impl<W: Batched> Queue<W> {
+    /// Starts the writer task. `write` stores a batch in one transaction and answers each write
+    /// in order.
+    pub fn start<F, Fut>(write: F) -> Queue<W>
     where
-        F: Fn(Vec<StepWrite>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Vec<Option<i64>>, StoreError>> + Send,
+        F: Fn(Vec<W>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Vec<W::Out>, StoreError>> + Send,
     {
-        let (tx, mut rx) = mpsc::channel::<Pending>(4 * MAX_BATCH);
+        let (tx, mut rx) = mpsc::channel::<Pending<W>>(4 * MAX_BATCH);
         tokio::spawn(async move {
-            let mut waiting: Vec<Pending> = Vec::new();
+            let mut waiting: Vec<Pending<W>> = Vec::new();
             loop {
                 if waiting.is_empty() {
                     match rx.recv().await {
@@ -59,22 +95,20 @@ impl StepQueue {
                         Err(_) => break,
                     }
                 }
-                // One step per case in a batch: a second step on the same case goes in the next
-                // one, so it is checked against the first one's outcome, as if written alone.
-                let mut cases = HashSet::new();
-                let (batch, later): (Vec<Pending>, Vec<Pending>) =
-                    waiting.drain(..).partition(|p| cases.insert(p.write.case.id));
+                let mut keys = HashSet::new();
+                let (batch, later): (Vec<Pending<W>>, Vec<Pending<W>>) =
+                    waiting.drain(..).partition(|p| p.write.key().is_none_or(|k| keys.insert(k)));
                 waiting = later;
-                let (writes, replies): (Vec<StepWrite>, Vec<_>) = batch.into_iter().map(|p| (p.write, p.reply)).unzip();
+                let (writes, replies): (Vec<W>, Vec<_>) = batch.into_iter().map(|p| (p.write, p.reply)).unzip();
                 let n = writes.len();
                 match write(writes).await {
-                    Ok(applied) if applied.len() == n => {
-                        for (reply, ok) in replies.into_iter().zip(applied) {
-                            let _ = reply.send(Ok(ok));
+                    Ok(outs) if outs.len() == n => {
+                        for (reply, out) in replies.into_iter().zip(outs) {
+                            let _ = reply.send(Ok(out));
                         }
                     }
-                    Ok(applied) => {
-                        let e = format!("a batch of {n} steps reported {} outcomes", applied.len());
+                    Ok(outs) => {
+                        let e = format!("a batch of {n} writes reported {} outcomes", outs.len());
                         replies.into_iter().for_each(|r| drop(r.send(Err(e.clone()))));
                     }
                     Err(e) => {
@@ -84,11 +118,11 @@ impl StepQueue {
                 }
             }
         });
-        StepQueue { tx }
+        Queue { tx }
     }
 
-    /// Queues one step and waits for the commit that holds it.
-    pub async fn submit(&self, write: StepWrite) -> Result<Option<i64>, StoreError> {
+    /// Queues one write and waits for the commit that holds it.
+    pub async fn submit(&self, write: W) -> Result<W::Out, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.tx.send(Pending { write, reply }).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?.map_err(StoreError::Batch)

@@ -38,6 +38,25 @@ pub async fn write_new_case(
     io.insert_rows(&CASE_STEPS, &[first.to_row()]).await
 }
 
+/// Writes a batch of new cases under the ids the backend allocated (one per case, in order) with
+/// their first history steps, a statement per table; returns their changes, named after the ids.
+pub async fn write_new_cases(
+    io: &mut (dyn RowWriter + Send),
+    ids: &[i64],
+    batch: &[crate::store::queue::NewCase],
+) -> Result<Vec<crate::store::log::ChangeRow>, StoreError> {
+    let cases: Vec<Vec<Val>> = batch.iter().zip(ids).map(|(n, &id)| Case { id, ..n.case.clone() }.to_row()).collect();
+    let steps: Vec<Vec<Val>> =
+        batch.iter().zip(ids).map(|(n, &id)| CaseStep { case_id: id, ..n.first.clone() }.to_row()).collect();
+    for chunk in cases.chunks(crate::store::batch_rows(&CASES)) {
+        io.insert_rows(&CASES, chunk).await?;
+    }
+    for chunk in steps.chunks(crate::store::batch_rows(&CASE_STEPS)) {
+        io.insert_rows(&CASE_STEPS, chunk).await?;
+    }
+    Ok(batch.iter().zip(ids).map(|(n, &id)| n.change.clone().with_id(id)).collect())
+}
+
 /// How many imports keep their keys for running servers to pick up.
 pub const IMPORTS_KEPT: i64 = 20;
 

@@ -885,4 +885,23 @@ mod tests {
         assert!(updated.iter().any(|c| c["id"] == 999_999 && c["light"] == "red"), "{updated:?}");
         assert_eq!(live.sweep_lights(later).await.unwrap(), 0, "nothing turns twice");
     }
+
+    #[tokio::test]
+    async fn a_follower_behind_the_retained_log_reloads_the_city_and_says_resync() {
+        // The index holds a city the store does not: a reload is seen in the layer counts.
+        let (live, _) = live_over_empty_store("reload", 0.02).await;
+        assert!(live.index.grids.read().len() > 0);
+        let store = live.store().clone();
+        let rows = (0..3).map(|i| row(Collection::Cases, &i.to_string(), Some("case.updated"), Vec::new())).collect();
+        assert_eq!(store.append_changes(rows).await.unwrap(), [1, 2, 3]);
+        assert_eq!(store.prune_changes(Utc::now() + chrono::Duration::days(1)).await.unwrap(), 2);
+        let mut rx = live.feed.subscribe();
+        live.catch_up(None).await.unwrap();
+        assert_eq!(live.index.grids.read().len(), 0, "the layers are the store's now");
+        let first = rx.try_recv().unwrap();
+        assert_eq!((first.name.as_str(), first.seq), ("resync", 2), "told to resynchronise from the pruned head");
+        let next = rx.try_recv().unwrap();
+        assert_eq!((next.name.as_str(), next.seq), ("case.updated", 3), "then the retained change");
+        assert_eq!(live.applied(), 3);
+    }
 }

@@ -890,7 +890,7 @@ mod tests {
     async fn a_follower_behind_the_retained_log_reloads_the_city_and_says_resync() {
         // The index holds a city the store does not: a reload is seen in the layer counts.
         let (live, _) = live_over_empty_store("reload", 0.02).await;
-        assert!(live.index.grids.read().len() > 0);
+        assert!(!live.index.grids.read().is_empty());
         let store = live.store().clone();
         let rows = (0..3).map(|i| row(Collection::Cases, &i.to_string(), Some("case.updated"), Vec::new())).collect();
         assert_eq!(store.append_changes(rows).await.unwrap(), [1, 2, 3]);

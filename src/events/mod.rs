@@ -292,7 +292,10 @@ impl Live {
                 self.apply(change);
                 continue;
             }
-            if self.await_deposit(applied + 1).await {
+            // A committer waiting for its own change waits for ours in flight below it; the
+            // follower does not (under steady load it would hold the turn, and everyone's
+            // answers, for the wait): it reads the log, at worst reloading one of ours.
+            if upto.is_some() && self.await_deposit(applied + 1).await {
                 continue;
             }
             let page = self.store.changes_after(applied, PAGE).await?;

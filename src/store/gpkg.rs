@@ -10,7 +10,7 @@ use sqlx::{Sqlite, SqlitePool};
 
 use super::evaluation::{By, Counts, Period, counts_sql};
 use super::log::{self, ChangeRow, Logged};
-use super::queue::{CaseQueue, NewCase, StepQueue, StepWrite};
+use super::queue::{CaseWrites, NewCase, StepWrite};
 use super::schema::{self, ColType, Filter, RowReader, RowSink, RowWriter, Table, Val, unsupported_filter};
 use super::{Progress, Store, StoreError};
 use crate::model::{Alarm, Case, CaseStep, City, Reading, ReadingBucket};
@@ -31,8 +31,7 @@ pub struct GpkgStore {
     /// upgrade to a write.
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Workflow steps and new cases, written in group-committed batches (one fsync per batch).
-    steps: StepQueue,
-    cases: CaseQueue,
+    writes: CaseWrites,
 }
 
 impl GpkgStore {
@@ -60,16 +59,18 @@ impl GpkgStore {
         sqlx::migrate!("migrations/gpkg").run(&pool).await?;
         let writer = std::sync::Arc::new(tokio::sync::Mutex::new(()));
         let (batch_pool, batch_writer) = (pool.clone(), writer.clone());
-        let steps = StepQueue::start(move |batch: Vec<StepWrite>| {
-            let (pool, writer) = (batch_pool.clone(), batch_writer.clone());
-            async move { write_steps(&pool, &writer, batch).await }
-        });
-        let (batch_pool, batch_writer) = (pool.clone(), writer.clone());
-        let cases = CaseQueue::start(move |batch: Vec<NewCase>| {
-            let (pool, writer) = (batch_pool.clone(), batch_writer.clone());
-            async move { write_cases(&pool, &writer, batch).await }
-        });
-        let store = GpkgStore { pool, path: path.to_string(), writer, steps, cases };
+        let (cases_pool, cases_writer) = (pool.clone(), writer.clone());
+        let writes = CaseWrites::start(
+            move |batch: Vec<StepWrite>| {
+                let (pool, writer) = (batch_pool.clone(), batch_writer.clone());
+                async move { write_steps(&pool, &writer, batch).await }
+            },
+            move |batch: Vec<NewCase>| {
+                let (pool, writer) = (cases_pool.clone(), cases_writer.clone());
+                async move { write_cases(&pool, &writer, batch).await }
+            },
+        );
+        let store = GpkgStore { pool, path: path.to_string(), writer, writes };
         store.checkpoint().await?;
         Ok(store)
     }
@@ -182,7 +183,7 @@ impl Store for GpkgStore {
     }
 
     async fn create_case(&self, case: &Case, first: &CaseStep, change: ChangeRow) -> Result<(i64, i64), StoreError> {
-        self.cases.submit(NewCase { case: case.clone(), first: first.clone(), change }).await
+        self.writes.create(case, first, change).await
     }
 
     async fn update_case(
@@ -192,8 +193,7 @@ impl Store for GpkgStore {
         step: &CaseStep,
         change: ChangeRow,
     ) -> Result<Option<i64>, StoreError> {
-        let write = StepWrite { case: case.clone(), expected: expected_version, step: step.clone(), change };
-        self.steps.submit(write).await
+        self.writes.step(case, expected_version, step, change).await
     }
 
     async fn append_changes(&self, changes: Vec<ChangeRow>) -> Result<Vec<i64>, StoreError> {

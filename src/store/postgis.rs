@@ -9,7 +9,7 @@ use sqlx::{Postgres, Row as _};
 
 use super::evaluation::{By, Counts, Period, counts_sql};
 use super::log::{self, ChangeRow, Logged};
-use super::queue::{CaseQueue, NewCase, StepQueue, StepWrite};
+use super::queue::{CaseWrites, NewCase, StepWrite};
 use super::schema::{self, ColType, Filter, RowReader, RowSink, RowWriter, Table, Val, unsupported_filter};
 use super::{Progress, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -21,8 +21,7 @@ pub struct PostgisStore {
     pool: PgPool,
     /// Workflow steps and new cases, written in group-committed batches (one turn at the
     /// change log's lock per batch).
-    steps: StepQueue,
-    cases: CaseQueue,
+    writes: CaseWrites,
 }
 
 impl PostgisStore {
@@ -33,17 +32,18 @@ impl PostgisStore {
             .connect(url)
             .await?;
         sqlx::migrate!("migrations/postgis").run(&pool).await?;
-        let writer = pool.clone();
-        let steps = StepQueue::start(move |batch| {
-            let pool = writer.clone();
-            async move { write_steps(&pool, batch).await }
-        });
-        let writer = pool.clone();
-        let cases = CaseQueue::start(move |batch| {
-            let pool = writer.clone();
-            async move { write_cases(&pool, batch).await }
-        });
-        Ok(PostgisStore { pool, steps, cases })
+        let (steps_pool, cases_pool) = (pool.clone(), pool.clone());
+        let writes = CaseWrites::start(
+            move |batch| {
+                let pool = steps_pool.clone();
+                async move { write_steps(&pool, batch).await }
+            },
+            move |batch| {
+                let pool = cases_pool.clone();
+                async move { write_cases(&pool, batch).await }
+            },
+        );
+        Ok(PostgisStore { pool, writes })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -161,7 +161,7 @@ impl Store for PostgisStore {
     }
 
     async fn create_case(&self, case: &Case, first: &CaseStep, change: ChangeRow) -> Result<(i64, i64), StoreError> {
-        self.cases.submit(NewCase { case: case.clone(), first: first.clone(), change }).await
+        self.writes.create(case, first, change).await
     }
 
     async fn update_case(
@@ -171,8 +171,7 @@ impl Store for PostgisStore {
         step: &CaseStep,
         change: ChangeRow,
     ) -> Result<Option<i64>, StoreError> {
-        let write = StepWrite { case: case.clone(), expected: expected_version, step: step.clone(), change };
-        self.steps.submit(write).await
+        self.writes.step(case, expected_version, step, change).await
     }
 
     async fn append_changes(&self, changes: Vec<ChangeRow>) -> Result<Vec<i64>, StoreError> {

@@ -66,10 +66,41 @@ pub struct Queue<W: Batched> {
     tx: mpsc::Sender<Pending<W>>,
 }
 
-/// The group commit of workflow steps.
-pub type StepQueue = Queue<StepWrite>;
-/// The group commit of new cases.
-pub type CaseQueue = Queue<NewCase>;
+/// The group commits of a store's case writes: workflow steps and new cases, each in its
+/// batches, so both backends answer `create_case` and `update_case` the same way.
+pub struct CaseWrites {
+    steps: Queue<StepWrite>,
+    cases: Queue<NewCase>,
+}
+
+impl CaseWrites {
+    /// Starts both writer tasks over the backend's batch writers.
+    pub fn start<S, SF, C, CF>(steps: S, cases: C) -> CaseWrites
+    where
+        S: Fn(Vec<StepWrite>) -> SF + Send + 'static,
+        SF: Future<Output = Result<Vec<Option<i64>>, StoreError>> + Send,
+        C: Fn(Vec<NewCase>) -> CF + Send + 'static,
+        CF: Future<Output = Result<Vec<(i64, i64)>, StoreError>> + Send,
+    {
+        CaseWrites { steps: Queue::start(steps), cases: Queue::start(cases) }
+    }
+
+    /// See `Store::create_case`.
+    pub async fn create(&self, case: &Case, first: &CaseStep, change: ChangeRow) -> Result<(i64, i64), StoreError> {
+        self.cases.submit(NewCase { case: case.clone(), first: first.clone(), change }).await
+    }
+
+    /// See `Store::update_case`.
+    pub async fn step(
+        &self,
+        case: &Case,
+        expected: i32,
+        step: &CaseStep,
+        change: ChangeRow,
+    ) -> Result<Option<i64>, StoreError> {
+        self.steps.submit(StepWrite { case: case.clone(), expected, step: step.clone(), change }).await
+    }
+}
 
 impl<W: Batched> Queue<W> {
     /// Starts the writer task. `write` stores a batch in one transaction and answers each write

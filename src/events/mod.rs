@@ -116,10 +116,6 @@ macro_rules! indexed {
         })*
 
         impl Item {
-            pub fn envelope(&self) -> AABB<[f64; 2]> {
-                match self { $(Item::$ty(r) => r.envelope(),)* }
-            }
-
             /// Puts the record into the index; returns the one it replaced.
             fn upsert_into(self, index: &CityIndex) -> Option<Item> {
                 match self { $(Item::$ty(r) => $ty::layer(index).write().upsert(r).map(Item::$ty),)* }
@@ -240,12 +236,6 @@ impl Live {
     /// The sequence number of the last change applied here.
     pub fn applied(&self) -> i64 {
         *self.applied.borrow()
-    }
-
-    /// Waits until change `seq` is applied here, at most `timeout`; whether it was.
-    pub async fn wait_applied(&self, seq: i64, timeout: std::time::Duration) -> bool {
-        let mut rx = self.applied.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|a| *a >= seq)).await.is_ok_and(|r| r.is_ok())
     }
 
     /// Applies changes this process just committed (under `in_flight`, taken before the store
@@ -644,8 +634,7 @@ fn events_of(
             )
         };
         if areas.len() > AREAS_ONE_BY_ONE {
-            let union = areas[1..].iter().fold(areas[0], |a, b| union(a, *b));
-            out.push(tiles(&union));
+            out.push(tiles(&union_all(areas)));
         } else {
             out.extend(areas.iter().map(tiles));
         }
@@ -750,20 +739,16 @@ pub fn bbox_of(env: &AABB<[f64; 2]>) -> [f64; 4] {
     [env.lower()[0], env.lower()[1], env.upper()[0], env.upper()[1]]
 }
 
-fn union(a: [f64; 4], b: [f64; 4]) -> [f64; 4] {
-    [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])]
+/// The box around all of `list` (not empty).
+fn union_all(list: &[[f64; 4]]) -> [f64; 4] {
+    list[1..].iter().fold(list[0], |a, b| [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])])
 }
 
 /// The areas a change redraws, without repeats, as one when there are many (a light sweep at
 /// start-up can turn thousands of cases).
 pub fn areas(mut list: Vec<[f64; 4]>) -> Vec<[f64; 4]> {
     list.dedup();
-    if list.len() > AREAS_ONE_BY_ONE {
-        let u = list[1..].iter().fold(list[0], |a, b| union(a, *b));
-        vec![u]
-    } else {
-        list
-    }
+    if list.len() > AREAS_ONE_BY_ONE { vec![union_all(&list)] } else { list }
 }
 
 /// The areas a record change redraws: where it was and where it is.

@@ -25,19 +25,6 @@ pub trait RowReader {
     -> Result<(), StoreError>;
 }
 
-/// Writes a new case under the id the backend allocated, and its first history step.
-pub async fn write_new_case(
-    io: &mut (dyn RowWriter + Send),
-    id: i64,
-    case: &Case,
-    first: &CaseStep,
-) -> Result<(), StoreError> {
-    let case = Case { id, ..case.clone() };
-    let first = CaseStep { case_id: id, ..first.clone() };
-    io.insert_rows(&CASES, &[case.to_row()]).await?;
-    io.insert_rows(&CASE_STEPS, &[first.to_row()]).await
-}
-
 /// Writes a batch of new cases under the ids the backend allocated (one per case, in order) with
 /// their first history steps, a statement per table; returns their changes, named after the ids.
 pub async fn write_new_cases(

@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 
 const PATH: &[&str] = &["accept", "file", "dispatch", "handle", "check_pass", "close"];
 
+mod common;
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -24,23 +26,7 @@ async fn main() {
 
     // Report points at the centres of 500 unit grids (reports spread over the city as they do in
     // life, rather than piling up on one spot), and a class to report, from the server itself.
-    let grids: Value =
-        client.get(format!("{url}/collections/grids/items?limit=500")).send().await.unwrap().json().await.unwrap();
-    let points: Vec<(f64, f64)> = grids["features"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            let ring = f["geometry"]["coordinates"][0].as_array().unwrap();
-            let n = ring.len() - 1;
-            let x = ring[..n].iter().map(|p| p[0].as_f64().unwrap()).sum::<f64>() / n as f64;
-            let y = ring[..n].iter().map(|p| p[1].as_f64().unwrap()).sum::<f64>() / n as f64;
-            (x, y)
-        })
-        .collect();
-    let services: Value =
-        client.get(format!("{url}/open311/v2/services.json")).send().await.unwrap().json().await.unwrap();
-    let class = services[0]["service_code"].as_str().unwrap().to_string();
+    let (points, class) = common::report_targets(&client, &url, 500).await;
     let points = Arc::new(points);
     let next_point = Arc::new(AtomicU64::new(0));
 

@@ -126,6 +126,12 @@ ensure_mosquitto() {
     export ONEMAP_TEST_MOSQUITTO="${ONEMAP_TEST_MOSQUITTO:-/usr/sbin/mosquitto}"
 }
 
+# HAProxy, the load balancer in front of the replicas of scripts/cluster (and tests/cluster.rs).
+ensure_haproxy() {
+    apt_install haproxy
+    export ONEMAP_TEST_HAPROXY="${ONEMAP_TEST_HAPROXY:-/usr/sbin/haproxy}"
+}
+
 # The analysis peer (scripts/peer/analysis.py): PySAL (esda, libpysal), h3-py, pymannkendall,
 # scipy and pyproj from PyPI in a virtual environment under var/, which tests/analysis_peer.rs
 # runs to compute the values onemap's statistics must match. Rebuilt when the pins change.

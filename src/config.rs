@@ -156,6 +156,10 @@ pub struct ServeArgs {
     /// raises an alarm (for trying onemap out; never on a real city).
     #[arg(long)]
     pub simulate_sensors: bool,
+    /// Serve reads only, following the change log of a store another process writes (a second
+    /// process on the same GeoPackage file, or a PostgreSQL hot standby). Writes get 405.
+    #[arg(long)]
+    pub read_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -170,6 +174,9 @@ pub struct DemoArgs {
     /// Random seed; the same seed always gives the same city.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Leave a store that already holds a city alone (and succeed) instead of refusing it.
+    #[arg(long)]
+    pub if_empty: bool,
 }
 
 /// The optional TOML file.
@@ -235,6 +242,7 @@ pub struct ServeConfig {
     pub sensors: crate::sensors::ingest::Settings,
     pub simulate_sensors: bool,
     pub log_retention: chrono::Duration,
+    pub read_only: bool,
 }
 
 /// How long the change log keeps changes unless configured.
@@ -257,7 +265,14 @@ impl ServeConfig {
         if !(1..=3650).contains(&retention_days) {
             return Err(ConfigError::Invalid(format!("log_retention_days must be 1 to 3650, not {retention_days}")));
         }
+        if args.read_only && (args.demo || args.simulate_sensors || mqtt.is_some()) {
+            return Err(ConfigError::Invalid(
+                "--read-only serves reads only: it cannot seed --demo, --simulate-sensors or take --mqtt readings"
+                    .into(),
+            ));
+        }
         Ok(ServeConfig {
+            read_only: args.read_only,
             log_retention: chrono::Duration::days(retention_days),
             simulate_sensors: args.simulate_sensors,
             mqtt,

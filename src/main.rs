@@ -21,8 +21,12 @@ async fn main() -> anyhow::Result<()> {
             let cfg = ServeConfig::resolve(&args, file)?;
             let listener =
                 tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
-            let state = onemap::server::start(&cfg.store, cfg.demo, cfg.tile_cache_mb)
-                .await
+            let state = if cfg.read_only {
+                onemap::server::start_read_only(&cfg.store, cfg.tile_cache_mb).await
+            } else {
+                onemap::server::start(&cfg.store, cfg.demo, cfg.tile_cache_mb).await
+            };
+            let state = state
                 .with_context(|| format!("opening store {}", cfg.store))?
                 .with_web_dir(cfg.web_dir.clone())
                 .with_rules(cfg.deadlines.clone(), cfg.scoring)
@@ -31,19 +35,18 @@ async fn main() -> anyhow::Result<()> {
             // Readings from the broker, reconnecting for as long as the server runs.
             let _mqtt = cfg.mqtt.clone().map(|url| onemap::sensors::mqtt::spawn(url, state.sensors.clone()));
             if cfg.simulate_sensors {
-                let sensors = state
-                    .index
-                    .sensors
-                    .read()
-                    .iter()
-                    .map(|s| (s.code.clone(), onemap::sensors::thresholds_of(s)))
-                    .collect();
-                let sim = onemap::sensors::simulate::Simulation::new(sensors, rand::random());
-                tokio::spawn(onemap::sensors::simulate::run(
-                    state.sensors.clone(),
-                    sim,
-                    std::time::Duration::from_secs(60),
-                ));
+                let (ingest, index) = (state.sensors.clone(), state.index.clone());
+                // One replica simulates (the lease holder), as it runs the other periodic jobs.
+                onemap::server::spawn_singleton(&*state.store, "sensor simulation", move || {
+                    let sensors = index
+                        .sensors
+                        .read()
+                        .iter()
+                        .map(|s| (s.code.clone(), onemap::sensors::thresholds_of(s)))
+                        .collect();
+                    let sim = onemap::sensors::simulate::Simulation::new(sensors, rand::random());
+                    onemap::sensors::simulate::run(ingest.clone(), sim, std::time::Duration::from_secs(60))
+                });
                 tracing::info!("simulating sensor readings once a minute");
             }
             let addr = listener.local_addr()?;
@@ -114,6 +117,11 @@ async fn main() -> anyhow::Result<()> {
                 params.seed = seed;
             }
             let store = onemap::store::open(&location).await?;
+            if args.if_empty && !store.is_empty().await? {
+                println!("store {location} already holds a city; left as it is");
+                store.close().await;
+                return Ok(());
+            }
             anyhow::ensure!(
                 store.is_empty().await?,
                 "store {location} already holds a city; use a new file or database"

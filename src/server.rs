@@ -18,6 +18,16 @@ pub async fn start(location: &str, demo: bool, tile_cache_mb: usize) -> Result<A
     if demo && store.is_empty().await? {
         seed(&*store, &DemoParams::shigatse()).await?;
     }
+    start_on(store, tile_cache_mb).await
+}
+
+/// Starts a replica that only serves reads, following the log of a store another process
+/// writes (`serve --read-only`).
+pub async fn start_read_only(location: &str, tile_cache_mb: usize) -> Result<AppState, StoreError> {
+    Ok(start_on(store::open_with(location, true).await?, tile_cache_mb).await?.read_only())
+}
+
+async fn start_on(store: Arc<dyn Store>, tile_cache_mb: usize) -> Result<AppState, StoreError> {
     // The log's head before the load: every change after it is applied again by the follower
     // (re-applying one the load already saw changes nothing), so none falls in between.
     let (_, head) = store.log_bounds().await?;
@@ -33,24 +43,71 @@ pub async fn start(location: &str, demo: bool, tile_cache_mb: usize) -> Result<A
     Ok(state)
 }
 
-/// How often a server reads the change log for what other processes (`onemap import`, other
-/// servers on the same store) committed.
+/// How often a server reads the change log even when nothing announced a change (a missed
+/// notification, a store that cannot announce).
 const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Applies the changes other processes commit, until shutdown: the store is all they share.
+/// Applies the changes other processes commit (`onemap import`, other replicas on the same
+/// store), until shutdown: woken by the store's announcements, by a reader waiting for a change,
+/// or every [`FOLLOW_EVERY`]. The log is the truth; an announcement is only a hint.
 pub async fn follow(live: Arc<Live>) {
     let closed = live.feed.closed();
     tokio::pin!(closed);
+    let mut announced = live.store().announcements();
     loop {
-        tokio::select! {
+        let hinted = tokio::select! {
             _ = &mut closed => return,
-            _ = tokio::time::sleep(FOLLOW_EVERY) => {}
+            _ = tokio::time::sleep(FOLLOW_EVERY) => None,
+            _ = live.nudged() => None,
+            seq = next_announcement(&mut announced) => Some(seq),
+        };
+        if let Some(seq) = hinted
+            && live.applied_soon(seq).await
+        {
+            continue;
         }
         if let Err(e) = live.catch_up(None).await {
             // Retried on the next round: nothing is marked applied that was not.
             tracing::warn!(error = %e, "following the change log failed");
         }
     }
+}
+
+/// The next sequence number the store announces; never, for a store that does not.
+async fn next_announcement(rx: &mut Option<tokio::sync::watch::Receiver<i64>>) -> i64 {
+    if let Some(r) = rx
+        && r.changed().await.is_ok()
+    {
+        return *r.borrow_and_update();
+    }
+    std::future::pending().await
+}
+
+/// Runs the job `make` starts while this process holds the store's singleton lease (see
+/// [`Store::leadership`]): started when the lease is granted, stopped when it is lost, started
+/// again when it comes back. Every job's effects go through the log, so a job that moves to
+/// another replica picks up where the log says, not where this process's memory does.
+pub fn spawn_singleton<F, Fut>(store: &dyn Store, name: &'static str, make: F) -> tokio::task::JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut leader = store.leadership();
+    tokio::spawn(async move {
+        loop {
+            if leader.wait_for(|held| *held).await.is_err() {
+                return;
+            }
+            tracing::debug!(job = name, "singleton job started");
+            let job = tokio::spawn(make());
+            let lost = leader.wait_for(|held| !*held).await.is_ok();
+            job.abort();
+            tracing::debug!(job = name, "singleton job stopped");
+            if !lost {
+                return;
+            }
+        }
+    })
 }
 
 /// Forgets changes older than `retention` once an hour; a follower further behind reloads the
@@ -104,9 +161,16 @@ pub async fn seed(store: &dyn Store, params: &DemoParams) -> Result<(), StoreErr
 pub async fn serve(state: AppState, listener: TcpListener) -> std::io::Result<()> {
     let store: Arc<dyn Store> = state.store.clone();
     let live = state.live.clone();
-    let sweeper = tokio::spawn(crate::cases::sweep_lights(live.clone(), crate::cases::SWEEP_EVERY));
-    let stale = tokio::spawn(crate::sensors::ingest::sweep_stale(state.sensors.clone(), crate::cases::SWEEP_EVERY));
-    let prune = tokio::spawn(prune_log(store.clone(), state.log_retention));
+    // The periodic jobs run on one replica only: the holder of the store's singleton lease.
+    let (sweep_live, ingest, retention) = (live.clone(), state.sensors.clone(), state.log_retention);
+    let sweeper = spawn_singleton(&*store, "light sweep", move || {
+        crate::cases::sweep_lights(sweep_live.clone(), crate::cases::SWEEP_EVERY)
+    });
+    let stale = spawn_singleton(&*store, "stale-sensor sweep", move || {
+        crate::sensors::ingest::sweep_stale(ingest.clone(), crate::cases::SWEEP_EVERY)
+    });
+    let prune_store = store.clone();
+    let prune = spawn_singleton(&*store, "change-log pruning", move || prune_log(prune_store.clone(), retention));
     // The unit grids and their neighbour graph, built in the background so the first hotspot
     // analysis does not wait for them (about 0.7 s at Chongqing scale).
     let (analysis, index) = (state.analysis.clone(), state.index.clone());

@@ -181,6 +181,8 @@ pub struct Live {
     /// [`Live::in_flight`]), and a wake-up for each deposit or end of one.
     in_flight: AtomicI64,
     deposited: tokio::sync::Notify,
+    /// Wakes the log follower at once (a reader waits for a change it has not applied).
+    nudge: tokio::sync::Notify,
     followers: RwLock<Vec<Arc<dyn Follower>>>,
     pacing: RwLock<Pacing>,
     /// When each sensor's tiles were last redrawn for a new value (reading time, ms).
@@ -205,6 +207,7 @@ impl Live {
             pending: Default::default(),
             in_flight: AtomicI64::new(0),
             deposited: Default::default(),
+            nudge: Default::default(),
             followers: Default::default(),
             pacing: RwLock::new(Pacing { feed_every_ms: 1000, draw_every_ms: 10_000 }),
             drawn: Default::default(),
@@ -236,6 +239,51 @@ impl Live {
     /// The sequence number of the last change applied here.
     pub fn applied(&self) -> i64 {
         *self.applied.borrow()
+    }
+
+    /// Waits until change `seq` is applied here (a client reading its own write on another
+    /// replica, `Onemap-Min-Seq`), at most `within`, waking the follower at once. False when it
+    /// was not applied in time.
+    pub async fn wait_applied(&self, seq: i64, within: std::time::Duration) -> bool {
+        if self.applied() >= seq {
+            return true;
+        }
+        self.nudge.notify_one();
+        let mut rx = self.applied.subscribe();
+        tokio::time::timeout(within, rx.wait_for(|&a| a >= seq)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// Resolves when a reader asks the follower to look at the log now.
+    pub async fn nudged(&self) {
+        self.nudge.notified().await
+    }
+
+    /// Whether change `seq` is applied here, after giving this process's commits in flight a
+    /// moment to apply their own. A store announces every commit, ours included: on a busy
+    /// replica most announcements are changes their committers are applying already, which the
+    /// follower should not read back from the store.
+    pub async fn applied_soon(&self, seq: i64) -> bool {
+        if self.applied() >= seq {
+            return true;
+        }
+        if self.in_flight.load(Ordering::Acquire) == 0 && !self.pending.lock().contains_key(&seq) {
+            return false;
+        }
+        let mut rx = self.applied.subscribe();
+        tokio::time::timeout(IN_FLIGHT_WAIT, rx.wait_for(|&a| a >= seq)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// How far this process is behind the log: (head, time since the oldest change it has not
+    /// applied was committed; zero when none).
+    pub async fn lag(&self) -> Result<(i64, chrono::Duration), StoreError> {
+        let (_, head) = self.store.log_bounds().await?;
+        let applied = self.applied();
+        if applied >= head {
+            return Ok((head, chrono::Duration::zero()));
+        }
+        let next = self.store.changes_after(applied, 1).await?;
+        let lag = next.first().map_or(chrono::Duration::zero(), |c| (Utc::now() - c.at).max(chrono::Duration::zero()));
+        Ok((head, lag))
     }
 
     /// Applies changes this process just committed (under `in_flight`, taken before the store

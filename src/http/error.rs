@@ -42,6 +42,10 @@ impl ApiError {
     pub fn not_found(kind: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, kind, "Not found", detail)
     }
+    /// Try again in a moment (answered with `Retry-After`).
+    pub fn unavailable(kind: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, kind, "Service unavailable", detail)
+    }
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         // Logged in full here; the client only learns that it was our fault.
         tracing::error!(error = %detail, "internal error");
@@ -64,6 +68,9 @@ impl IntoResponse for ApiError {
         });
         let mut resp = (self.status, body.to_string()).into_response();
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -212,6 +219,11 @@ impl From<AnalysisError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
+            // Nothing was acknowledged: the client retries, here or on another replica.
+            tracing::warn!(error = %e, "the store is unavailable");
+            return ApiError::unavailable("store-unavailable", "the store cannot be reached; retry shortly");
+        }
         ApiError::internal(e)
     }
 }

@@ -12,6 +12,7 @@ pub mod health;
 pub mod locate;
 pub mod open311;
 pub mod params;
+pub mod replica;
 pub mod sensors;
 pub mod tiles;
 pub mod web;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub exports: Arc<tokio::sync::Semaphore>,
     /// How long the change log keeps changes (pruned by `serve`).
     pub log_retention: chrono::Duration,
+    /// A replica that only serves reads (`serve --read-only`): writes get 405.
+    pub read_only: bool,
 }
 
 impl AppState {
@@ -78,7 +81,14 @@ impl AppState {
             analysis: Default::default(),
             exports: Arc::new(tokio::sync::Semaphore::new(export::CONCURRENT)),
             log_retention: chrono::Duration::days(crate::config::DEFAULT_LOG_RETENTION_DAYS),
+            read_only: false,
         }
+    }
+
+    /// Serves reads only.
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
     }
 
     /// How long the change log keeps changes.
@@ -113,6 +123,7 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health::health))
+        .route("/ready", get(replica::ready))
         .route("/metrics", get(health::metrics))
         .route("/api/v1/locate", get(locate::get_locate).post(locate::post_locate))
         .route("/", get(features::landing))
@@ -149,6 +160,7 @@ pub fn app(state: AppState) -> Router {
         .merge(web::routes())
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), replica::consistency))
         .layer(axum::middleware::from_fn_with_state(state.clone(), health::track))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Fastest gzip: big JSON answers shrink several-fold for little CPU.

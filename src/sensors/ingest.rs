@@ -18,7 +18,7 @@ use crate::index::Record;
 use crate::metrics::Metrics;
 use crate::model::{Alarm, Case, CaseStep, Collection, Milestones, Reading, Sensor, SensorLive};
 use crate::store::log::{ChangeRow, Op, readings_change};
-use crate::store::{Store, StoreError};
+use crate::store::{AlarmSaved, Store, StoreError};
 
 /// How readings and alarms behave (`[sensors]` in the config file).
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
@@ -229,11 +229,20 @@ pub struct Ingest {
     /// Sensors the live view has indexed since the trackers last looked (registered here, by
     /// another process or by an import), taken in before the next use of the trackers.
     inbox: parking_lot::Mutex<Vec<Sensor>>,
+    /// Alarms logged since the trackers last looked, by this process or another replica, so
+    /// each tracker goes on with the sensor's one active alarm whoever raised it.
+    alarm_inbox: parking_lot::Mutex<Vec<Alarm>>,
 }
 
 /// The engine hears of every sensor the live view indexes, whoever committed it.
 impl Follower for Ingest {
     fn applied(&self, change: &events::Change) {
+        if change.row.collection == Collection::Alarms {
+            if let Some(a) = change.row.data.as_ref().and_then(alarm_from_json) {
+                self.alarm_inbox.lock().push(a);
+            }
+            return;
+        }
         if change.row.collection != Collection::Sensors {
             return;
         }
@@ -262,6 +271,7 @@ impl Ingest {
             settings: Default::default(),
             trackers: tokio::sync::Mutex::new(trackers),
             inbox: Default::default(),
+            alarm_inbox: Default::default(),
         }
     }
 
@@ -278,6 +288,15 @@ impl Ingest {
                 None => {
                     trackers.insert(sensor.code.clone(), Tracker::new(sensor));
                 }
+            }
+        }
+        // In log order, so the last word on each alarm wins; ids only grow, so a late word on
+        // an alarm that was replaced does not bring it back.
+        for a in std::mem::take(&mut *self.alarm_inbox.lock()) {
+            if let Some(t) = trackers.get_mut(&a.sensor_code)
+                && t.alarm.as_ref().is_none_or(|mine| a.id >= mine.id)
+            {
+                t.alarm = a.cleared_at.is_none().then_some(a);
             }
         }
         trackers
@@ -424,7 +443,7 @@ impl Ingest {
 
     /// Stores an alarm with its change (announced as `event` with the alarm as the API shows it,
     /// `extra` added; redrawing the sensor when its level moved) and applies the change. Returns
-    /// the alarm's id.
+    /// the alarm's id, or the sensor's active alarm that another replica raised meanwhile.
     async fn log_alarm(
         &self,
         a: &Alarm,
@@ -432,7 +451,7 @@ impl Ingest {
         event: Option<&str>,
         extra: &[(&str, Value)],
         redraw: bool,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<Result<i64, Alarm>, StoreError> {
         let mut data = alarm_json(a, Some(sensor));
         for (k, v) in extra {
             data[*k] = v.clone();
@@ -442,9 +461,26 @@ impl Ingest {
             row.bbox = vec![bbox_of(&sensor.envelope())];
         }
         let in_flight = self.live.in_flight();
-        let (id, seq) = self.store.save_alarm(a, row.clone()).await?;
-        self.live.commit(vec![events::Change::committed(seq, row.with_id(id), Vec::new())], in_flight).await?;
-        Ok(id)
+        match self.store.save_alarm(a, row.clone()).await? {
+            AlarmSaved::Saved { id, seq } => {
+                self.live.commit(vec![events::Change::committed(seq, row.with_id(id), Vec::new())], in_flight).await?;
+                Ok(Ok(id))
+            }
+            AlarmSaved::Active(other) => Ok(Err(other)),
+        }
+    }
+
+    /// Stores a change of a stored alarm (an update never meets another active alarm).
+    async fn update_alarm(
+        &self,
+        a: &Alarm,
+        sensor: &Sensor,
+        event: Option<&str>,
+        extra: &[(&str, Value)],
+        redraw: bool,
+    ) -> Result<(), StoreError> {
+        debug_assert!(a.id != 0, "an update of a stored alarm");
+        self.log_alarm(a, sensor, event, extra, redraw).await.map(drop)
     }
 
     /// Turns one rule change into the stored alarm, its case and the feed events.
@@ -468,11 +504,19 @@ impl Ingest {
                 };
                 // Announced once it carries its case, when it opens one.
                 let opens_case = level >= Level::Yellow;
-                a.id = self.log_alarm(&a, &sensor, (!opens_case).then_some("alarm.raised"), &[], true).await?;
+                a.id = match self.log_alarm(&a, &sensor, (!opens_case).then_some("alarm.raised"), &[], true).await? {
+                    Ok(id) => id,
+                    Err(other) => {
+                        // Another replica's rules raised it first (they saw other readings of
+                        // this sensor): go on with that one, which opens its own case.
+                        t.alarm = Some(other);
+                        return Ok(());
+                    }
+                };
                 self.metrics.alarm(level.as_str()).inc();
                 if opens_case {
                     a.case_id = Some(self.open_case(&sensor, &a).await?);
-                    self.log_alarm(&a, &sensor, Some("alarm.raised"), &[], false).await?;
+                    self.update_alarm(&a, &sensor, Some("alarm.raised"), &[], false).await?;
                 }
                 t.alarm = Some(a);
             }
@@ -496,9 +540,9 @@ impl Ingest {
                 if to > from {
                     self.metrics.alarm(to.as_str()).inc();
                     let extra = [from_level, ("escalated_from", json!(from.as_str()))];
-                    self.log_alarm(&a, &sensor, Some("alarm.raised"), &extra, true).await?;
+                    self.update_alarm(&a, &sensor, Some("alarm.raised"), &extra, true).await?;
                 } else {
-                    self.log_alarm(&a, &sensor, Some("alarm.updated"), &[from_level], true).await?;
+                    self.update_alarm(&a, &sensor, Some("alarm.updated"), &[from_level], true).await?;
                 }
                 t.alarm = Some(a);
             }
@@ -511,7 +555,7 @@ impl Ingest {
                     let note = format!("告警解除: {} 已恢复, {} {}", from.label(), fmt_value(r.value), unit(&sensor));
                     self.note_case(case, "alarm_cleared", &sensor, note).await?;
                 }
-                self.log_alarm(&a, &sensor, Some("alarm.cleared"), &[], true).await?;
+                self.update_alarm(&a, &sensor, Some("alarm.cleared"), &[], true).await?;
             }
         }
         Ok(())
@@ -610,7 +654,7 @@ impl Ingest {
             let mut acked = a.clone();
             acked.acked_at = Some(Utc::now());
             acked.acked_by = Some(by.into());
-            self.log_alarm(&acked, &t.sensor, Some("alarm.acked"), &[], false).await?;
+            self.update_alarm(&acked, &t.sensor, Some("alarm.acked"), &[], false).await?;
             *a = acked;
         }
         Ok(alarm_json(a, Some(&t.sensor)))
@@ -659,6 +703,27 @@ pub fn alarm_json(a: &Alarm, sensor: Option<&Sensor>) -> Value {
         v["component_code"] = json!(s.component_code);
     }
     v
+}
+
+/// An alarm back from the change that logged it ([`alarm_json`]), as another replica's engine
+/// takes it in; None for data that is not one.
+fn alarm_from_json(v: &Value) -> Option<Alarm> {
+    let time =
+        |k: &str| v[k].as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|t| t.with_timezone(&Utc));
+    Some(Alarm {
+        id: v["id"].as_i64()?,
+        sensor_code: v["sensor"].as_str()?.into(),
+        level: Level::parse(v["level"].as_str()?)?,
+        peak_level: Level::parse(v["peak_level"].as_str()?)?,
+        raised_at: time("raised_at")?,
+        value: v["value"].as_f64()?,
+        updated_at: time("updated_at")?,
+        last_value: v["last_value"].as_f64()?,
+        cleared_at: time("cleared_at"),
+        acked_at: time("acked_at"),
+        acked_by: v["acked_by"].as_str().map(Into::into),
+        case_id: v["case_id"].as_i64(),
+    })
 }
 
 /// The case an alarm opens: an event case of the class its kind maps to, linked to the sensor's

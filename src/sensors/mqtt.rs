@@ -17,6 +17,10 @@ use crate::model::Reading;
 
 /// The topic filter readings arrive on.
 pub const TOPIC: &str = "onemap/sensors/+/readings";
+/// The same filter as a shared subscription of the group `onemap` (MQTT 5, and Mosquitto 2 for
+/// MQTT 3.1.1 clients): with several replicas subscribed, the broker hands each message to one
+/// of them, so every reading is ingested once. Each replica needs its own `client_id`.
+pub const SHARED_TOPIC: &str = "$share/onemap/onemap/sensors/+/readings";
 
 /// Most messages ingested in one batch (one store transaction).
 const BATCH: usize = 4096;
@@ -95,13 +99,20 @@ pub fn spawn(url: BrokerUrl, ingest: Arc<Ingest>) -> tokio::task::JoinHandle<()>
     let (tx, rx) = mpsc::unbounded_channel::<Publish>();
     tokio::spawn(ingest_loop(rx, client.clone(), ingest.clone()));
     tokio::spawn(async move {
-        tracing::info!(host = %url.host, port = url.port, topic = TOPIC, "MQTT ingest starting");
+        tracing::info!(host = %url.host, port = url.port, topic = SHARED_TOPIC, "MQTT ingest starting");
         loop {
             match events.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     ingest.metrics().mqtt_connects.inc();
                     tracing::info!(session_present = ack.session_present, "MQTT connected");
-                    if let Err(e) = client.try_subscribe(TOPIC, QoS::AtLeastOnce) {
+                    // A session kept from a version that subscribed to the plain filter would get
+                    // every message a second time through it.
+                    if ack.session_present
+                        && let Err(e) = client.try_unsubscribe(TOPIC)
+                    {
+                        tracing::warn!(error = %e, "MQTT unsubscribe of the plain filter failed");
+                    }
+                    if let Err(e) = client.try_subscribe(SHARED_TOPIC, QoS::AtLeastOnce) {
                         tracing::error!(error = %e, "MQTT subscribe failed");
                     }
                 }

@@ -27,10 +27,42 @@ macro_rules! save_alarm_body {
             q = q.bind(a.id);
         }
         let id: Option<i64> = q.fetch_optional($exec).await?;
-        id.ok_or_else(|| StoreError::Value { table: "alarms", column: "id", detail: format!("no alarm {}", a.id) })
+        match id {
+            None if a.id != 0 => {
+                return Err(StoreError::Value { table: "alarms", column: "id", detail: format!("no alarm {}", a.id) });
+            }
+            id => id,
+        }
     }};
 }
 pub(crate) use save_alarm_body;
+
+/// Both stores' `save_alarm` around [`save_alarm_body`]: a new alarm that meets the sensor's
+/// active one (raised meanwhile by another replica's rules) is not stored and that one is
+/// returned instead; otherwise the change is logged and the transaction committed.
+macro_rules! save_alarm_tx {
+    ($tx:expr, $db:ty, $pg:expr, $a:expr, $change:expr, $time:expr, $ty:ty, $read:expr) => {{
+        let a: &crate::model::Alarm = $a;
+        match crate::store::alarms::save_alarm_body!(&mut *$tx, a, $time) {
+            Some(id) => {
+                let seqs = crate::store::log::append!($tx, $db, &[$change.with_id(id)], $pg);
+                $tx.commit().await?;
+                Ok(crate::store::AlarmSaved::Saved { id, seq: seqs[0] })
+            }
+            None => {
+                let row = sqlx::query(&format!(
+                    "SELECT {} FROM alarms WHERE sensor_code = $1 AND cleared_at IS NULL",
+                    crate::store::alarms::ALARM_COLUMNS
+                ))
+                .bind(a.sensor_code.as_str())
+                .fetch_one(&mut *$tx)
+                .await?;
+                Ok(crate::store::AlarmSaved::Active(crate::store::alarms::alarm_row(&row, |t: $ty| $read(t))?))
+            }
+        }
+    }};
+}
+pub(crate) use save_alarm_tx;
 
 /// The body of both stores' `alarms`; `$read` turns a stored time column (of type `$ty`) back
 /// into a time.
@@ -58,7 +90,8 @@ pub(crate) const ALARM_COLUMNS: &str = "id, sensor_code, level, peak_level, rais
 pub(crate) fn alarm_sql(insert: bool) -> &'static str {
     if insert {
         "INSERT INTO alarms (sensor_code, level, peak_level, raised_at, value, updated_at, last_value, \
-         cleared_at, acked_at, acked_by, case_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id"
+         cleared_at, acked_at, acked_by, case_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (sensor_code) WHERE cleared_at IS NULL DO NOTHING RETURNING id"
     } else {
         "UPDATE alarms SET sensor_code = $1, level = $2, peak_level = $3, raised_at = $4, value = $5, \
          updated_at = $6, last_value = $7, cleared_at = $8, acked_at = $9, acked_by = $10, case_id = $11 \

@@ -12,7 +12,7 @@ use super::evaluation::{By, Counts, Period, counts_sql};
 use super::log::{self, ChangeRow, Logged};
 use super::queue::{CaseWrites, NewCase, StepWrite};
 use super::schema::{self, ColType, Filter, RowReader, RowSink, RowWriter, Table, Val, unsupported_filter};
-use super::{Progress, Store, StoreError};
+use super::{AlarmSaved, Progress, Store, StoreError};
 use crate::model::{Alarm, Case, CaseStep, City, Reading, ReadingBucket};
 use schema::Row as _;
 
@@ -32,11 +32,19 @@ pub struct GpkgStore {
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Workflow steps and new cases, written in group-committed batches (one fsync per batch).
     writes: CaseWrites,
+    /// The writer holds the singleton lease for good; a read-only process never does.
+    leader: tokio::sync::watch::Sender<bool>,
 }
 
 impl GpkgStore {
     /// Opens the file, creating it and its parent folder when missing, and applies migrations.
     pub async fn open(path: &str) -> Result<Self, StoreError> {
+        Self::open_with(path, false).await
+    }
+
+    /// Opens the file `read_only` for a second process beside its writer (`serve --read-only`):
+    /// no migration, no checkpoint, and any write fails in SQLite itself.
+    pub async fn open_with(path: &str, read_only: bool) -> Result<Self, StoreError> {
         if let Some(dir) = std::path::Path::new(path).parent()
             && !dir.as_os_str().is_empty()
         {
@@ -44,7 +52,8 @@ impl GpkgStore {
         }
         let opts = SqliteConnectOptions::new()
             .filename(path)
-            .create_if_missing(true)
+            .create_if_missing(!read_only)
+            .read_only(read_only)
             // WAL keeps readers off the writer's back; FULL sync makes every acknowledged commit
             // survive a power cut, not just a killed process.
             .journal_mode(SqliteJournalMode::Wal)
@@ -56,7 +65,9 @@ impl GpkgStore {
             // push the insert path out to disk.
             .pragma("cache_size", "-65536");
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
-        sqlx::migrate!("migrations/gpkg").run(&pool).await?;
+        if !read_only {
+            sqlx::migrate!("migrations/gpkg").run(&pool).await?;
+        }
         let writer = std::sync::Arc::new(tokio::sync::Mutex::new(()));
         let (batch_pool, batch_writer) = (pool.clone(), writer.clone());
         let (cases_pool, cases_writer) = (pool.clone(), writer.clone());
@@ -70,8 +81,11 @@ impl GpkgStore {
                 async move { write_cases(&pool, &writer, batch).await }
             },
         );
-        let store = GpkgStore { pool, path: path.to_string(), writer, writes };
-        store.checkpoint().await?;
+        let leader = tokio::sync::watch::channel(!read_only).0;
+        let store = GpkgStore { pool, path: path.to_string(), writer, writes, leader };
+        if !read_only {
+            store.checkpoint().await?;
+        }
         Ok(store)
     }
 
@@ -162,7 +176,7 @@ impl Store for GpkgStore {
             },
             GpkgIo { conn: &mut tx }
         );
-        let seqs = log::append!(tx, Sqlite, &[change], None::<&str>);
+        let seqs = log::append!(tx, Sqlite, &[change], false);
         tx.commit().await?;
         self.checkpoint().await?;
         Ok(seqs[0])
@@ -177,7 +191,7 @@ impl Store for GpkgStore {
         let _turn = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
         GpkgIo { conn: &mut tx }.insert_rows(table, &rows).await?;
-        let seqs = log::append!(tx, Sqlite, &changes, None::<&str>);
+        let seqs = log::append!(tx, Sqlite, &changes, false);
         tx.commit().await?;
         Ok(seqs)
     }
@@ -199,7 +213,7 @@ impl Store for GpkgStore {
     async fn append_changes(&self, changes: Vec<ChangeRow>) -> Result<Vec<i64>, StoreError> {
         let _turn = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
-        let seqs = log::append!(tx, Sqlite, &changes, None::<&str>);
+        let seqs = log::append!(tx, Sqlite, &changes, false);
         tx.commit().await?;
         Ok(seqs)
     }
@@ -265,7 +279,7 @@ impl Store for GpkgStore {
             sqlx::query("RELEASE readings").execute(&mut *tx).await?;
         }
         let change: Vec<ChangeRow> = log::readings_change(readings, &out).into_iter().collect();
-        let seqs = log::append!(tx, Sqlite, &change, None::<&str>);
+        let seqs = log::append!(tx, Sqlite, &change, false);
         tx.commit().await?;
         Ok((out, seqs.first().copied()))
     }
@@ -316,17 +330,25 @@ impl Store for GpkgStore {
             .collect()
     }
 
-    async fn save_alarm(&self, a: &Alarm, change: ChangeRow) -> Result<(i64, i64), StoreError> {
+    async fn save_alarm(&self, a: &Alarm, change: ChangeRow) -> Result<AlarmSaved, StoreError> {
         let _turn = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
-        let id = super::alarms::save_alarm_body!(&mut *tx, a, |t: DateTime<Utc>| t.format(TIME_FORMAT).to_string())?;
-        let seqs = log::append!(tx, Sqlite, &[change.with_id(id)], None::<&str>);
-        tx.commit().await?;
-        Ok((id, seqs[0]))
+        let time = |t: DateTime<Utc>| t.format(TIME_FORMAT).to_string();
+        let read = |t: String| parse_time("alarms", "time", &t);
+        super::alarms::save_alarm_tx!(tx, Sqlite, false, a, change, time, String, read)
     }
 
     async fn alarms(&self, active: bool, limit: i64) -> Result<Vec<Alarm>, StoreError> {
         super::alarms::alarms_body!(&self.pool, active, limit, String, |t: String| parse_time("alarms", "time", &t))
+    }
+
+    fn leadership(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.leader.subscribe()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     async fn close(&self) {
@@ -412,7 +434,7 @@ async fn write_steps(
     }
     let changes: Vec<ChangeRow> =
         batch.iter().zip(&applied).filter(|(_, moved)| **moved).map(|(w, _)| w.change.clone()).collect();
-    let mut seqs = log::append!(tx, Sqlite, &changes, None::<&str>).into_iter();
+    let mut seqs = log::append!(tx, Sqlite, &changes, false).into_iter();
     tx.commit().await?;
     Ok(applied.into_iter().map(|moved| if moved { seqs.next() } else { None }).collect())
 }
@@ -428,7 +450,7 @@ async fn write_cases(
     let first = next_case_id(&mut tx).await?;
     let ids: Vec<i64> = (first..first + batch.len() as i64).collect();
     let changes = schema::write_new_cases(&mut GpkgIo { conn: &mut tx }, &ids, &batch).await?;
-    let seqs = log::append!(tx, Sqlite, &changes, None::<&str>);
+    let seqs = log::append!(tx, Sqlite, &changes, false);
     tx.commit().await?;
     Ok(ids.into_iter().zip(seqs).collect())
 }

@@ -148,16 +148,25 @@ pub(crate) fn to_raw(row: &ChangeRow) -> [Option<String>; 6] {
     ]
 }
 
-/// Numbers and inserts `rows` inside the open transaction `$tx` (a `&mut` connection), after
-/// `$lock` (PostgreSQL's advisory lock statement, or nothing); evaluates to their sequence
-/// numbers. A macro because the two stores' connections are different types.
+/// The PostgreSQL channel a commit notifies with its last sequence number. Only a hint that
+/// wakes the other processes' followers at once (they read the log, which is the truth, and poll
+/// it anyway); a notification is delivered at commit, never for a rolled-back write.
+pub const CHANNEL: &str = "onemap_changes";
+/// PostgreSQL's turn at the log: a transaction-level advisory lock held to the commit (the key
+/// spells "onemaplg").
+pub(crate) const PG_LOCK: &str = "SELECT pg_advisory_xact_lock(8029466706108771431)";
+pub(crate) const PG_NOTIFY: &str = "SELECT pg_notify('onemap_changes', $1::text)";
+
+/// Numbers and inserts `rows` inside the open transaction `$tx` (a `&mut` connection); on
+/// PostgreSQL (`$pg`) it first takes the log's lock and last notifies the followers. Evaluates
+/// to their sequence numbers. A macro because the two stores' connections are different types.
 macro_rules! append {
-    ($tx:expr, $db:ty, $rows:expr, $lock:expr) => {{
+    ($tx:expr, $db:ty, $rows:expr, $pg:expr) => {{
         let rows: &[crate::store::log::ChangeRow] = $rows;
         let mut seqs: Vec<i64> = Vec::with_capacity(rows.len());
         if !rows.is_empty() {
-            if let Some(lock) = $lock {
-                sqlx::query(lock).execute(&mut *$tx).await?;
+            if $pg {
+                sqlx::query(crate::store::log::PG_LOCK).execute(&mut *$tx).await?;
             }
             let at = chrono::Utc::now().timestamp_millis();
             let raws: Vec<[Option<String>; 6]> = rows.iter().map(crate::store::log::to_raw).collect();
@@ -174,6 +183,9 @@ macro_rules! append {
                 let mut got: Vec<i64> = qb.build_query_scalar().fetch_all(&mut *$tx).await?;
                 got.sort_unstable();
                 seqs.extend(got);
+            }
+            if $pg && let Some(last) = seqs.last() {
+                sqlx::query(crate::store::log::PG_NOTIFY).bind(last.to_string()).execute(&mut *$tx).await?;
             }
         }
         seqs

@@ -7,6 +7,7 @@
 //! the two stores from drifting apart column by column.
 
 pub(crate) mod alarms;
+pub(crate) mod cluster;
 pub mod evaluation;
 pub mod gpkg;
 pub mod log;
@@ -44,8 +45,40 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("the store is closed")]
     Closed,
-    #[error("writing a batch of workflow steps failed: {0}")]
-    Batch(String),
+    #[error("writing a batch of workflow steps failed: {detail}")]
+    Batch { detail: String, unavailable: bool },
+}
+
+impl StoreError {
+    /// Whether the store could not be reached (a restart, a failover, a lost connection, no
+    /// free connection in time) rather than refusing the request: the client may retry, and
+    /// nothing was acknowledged.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Db(e) => match e {
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
+                sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+                // Class 08 (connection exception), 57P01-57P03 (shutting down, starting up),
+                // 25006 (a read-only transaction: a standby not yet promoted).
+                sqlx::Error::Database(d) => d
+                    .code()
+                    .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03" | "25006")),
+                _ => false,
+            },
+            StoreError::Closed => true,
+            StoreError::Batch { unavailable, .. } => *unavailable,
+            _ => false,
+        }
+    }
+}
+
+/// What [`Store::save_alarm`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlarmSaved {
+    /// Stored and logged: the alarm's id and the change's sequence number.
+    Saved { id: i64, seq: i64 },
+    /// Not stored: the sensor already has this active alarm.
+    Active(Alarm),
 }
 
 /// Progress callback for long writes and loads: (table, rows done so far).
@@ -156,11 +189,27 @@ pub trait Store: Send + Sync {
     async fn latest_readings(&self) -> Result<Vec<Reading>, StoreError>;
 
     /// Inserts `alarm` when its id is 0, otherwise updates it, and logs `change` (named after a
-    /// new alarm's id); returns (id, sequence number).
-    async fn save_alarm(&self, alarm: &Alarm, change: ChangeRow) -> Result<(i64, i64), StoreError>;
+    /// new alarm's id). A sensor has at most one active alarm, whichever process raised it: a
+    /// new one meeting it is not stored, and the active one comes back instead.
+    async fn save_alarm(&self, alarm: &Alarm, change: ChangeRow) -> Result<AlarmSaved, StoreError>;
 
     /// Alarms, the latest raised first, at most `limit`: only those not cleared when `active`.
     async fn alarms(&self, active: bool, limit: i64) -> Result<Vec<Alarm>, StoreError>;
+
+    /// The highest sequence number other commits announced, a hint that wakes a follower at
+    /// once (PostgreSQL's `NOTIFY`); None where nothing announces (the GeoPackage file, which
+    /// followers poll).
+    fn announcements(&self) -> Option<tokio::sync::watch::Receiver<i64>> {
+        None
+    }
+
+    /// Whether this process holds the singleton lease, and so runs the periodic jobs (light
+    /// and stale sweeps, simulators, pruning): on PostgreSQL one process of all that share the
+    /// database; the GeoPackage file has only one writer, which always holds it.
+    fn leadership(&self) -> tokio::sync::watch::Receiver<bool>;
+
+    /// Checks the store answers (for `/ready`).
+    async fn ping(&self) -> Result<(), StoreError>;
 
     /// Waits for in-flight work and closes the connections.
     async fn close(&self);
@@ -169,10 +218,16 @@ pub trait Store: Send + Sync {
 /// Opens (creating and migrating where needed) the store at `location`: a `.gpkg` path or a
 /// `postgres://` / `postgresql://` URL.
 pub async fn open(location: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(location, false).await
+}
+
+/// Opens the store at `location`, `read_only` for a process that only serves reads and follows
+/// the log (`serve --read-only`): it migrates nothing and never holds the singleton lease.
+pub async fn open_with(location: &str, read_only: bool) -> Result<Arc<dyn Store>, StoreError> {
     if location.starts_with("postgres://") || location.starts_with("postgresql://") {
-        Ok(Arc::new(postgis::PostgisStore::open(location).await?))
+        Ok(Arc::new(postgis::PostgisStore::open_with(location, read_only).await?))
     } else if location.ends_with(".gpkg") {
-        Ok(Arc::new(gpkg::GpkgStore::open(location).await?))
+        Ok(Arc::new(gpkg::GpkgStore::open_with(location, read_only).await?))
     } else {
         Err(StoreError::Location(location.to_string()))
     }

@@ -4,14 +4,16 @@
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use geozero::{CoordDimensions, ToGeo, ToWkb};
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row as _};
+use tokio::sync::watch;
 
+use super::cluster::{self, Tasks};
 use super::evaluation::{By, Counts, Period, counts_sql};
 use super::log::{self, ChangeRow, Logged};
 use super::queue::{CaseWrites, NewCase, StepWrite};
 use super::schema::{self, ColType, Filter, RowReader, RowSink, RowWriter, Table, Val, unsupported_filter};
-use super::{Progress, Store, StoreError};
+use super::{AlarmSaved, Progress, Store, StoreError};
 use chrono::{DateTime, Utc};
 
 use crate::model::{Alarm, Case, CaseStep, City, Reading, ReadingBucket};
@@ -19,6 +21,13 @@ use schema::Row;
 
 pub struct PostgisStore {
     pool: PgPool,
+    /// Where the lease's own connection goes.
+    opts: PgConnectOptions,
+    /// The listener and the lease, started on first use (a CLI command needs neither).
+    tasks: Tasks,
+    announced: std::sync::OnceLock<watch::Receiver<i64>>,
+    leader: std::sync::OnceLock<watch::Receiver<bool>>,
+    read_only: bool,
     /// Workflow steps and new cases, written in group-committed batches (one turn at the
     /// change log's lock per batch).
     writes: CaseWrites,
@@ -26,12 +35,23 @@ pub struct PostgisStore {
 
 impl PostgisStore {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, false).await
+    }
+
+    /// Opens the database `read_only` (a process that only serves reads, possibly from a hot
+    /// standby): no migration, and it never takes the singleton lease.
+    pub async fn open_with(url: &str, read_only: bool) -> Result<Self, StoreError> {
+        let opts: PgConnectOptions = url.parse()?;
+        // A short wait for a connection: while PostgreSQL restarts, a request fails fast with
+        // 503 rather than holding its client for half a minute.
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(std::time::Duration::from_secs(30))
-            .connect(url)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect_with(opts.clone())
             .await?;
-        sqlx::migrate!("migrations/postgis").run(&pool).await?;
+        if !read_only {
+            sqlx::migrate!("migrations/postgis").run(&pool).await?;
+        }
         let (steps_pool, cases_pool) = (pool.clone(), pool.clone());
         let writes = CaseWrites::start(
             move |batch| {
@@ -43,7 +63,15 @@ impl PostgisStore {
                 async move { write_cases(&pool, batch).await }
             },
         );
-        Ok(PostgisStore { pool, writes })
+        Ok(PostgisStore {
+            pool,
+            opts,
+            writes,
+            tasks: Tasks::default(),
+            announced: Default::default(),
+            leader: Default::default(),
+            read_only,
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -139,7 +167,7 @@ impl Store for PostgisStore {
                 .await?,
             PgIo { conn: &mut tx }
         );
-        let seqs = log::append!(tx, Postgres, &[change], Some(LOCK));
+        let seqs = log::append!(tx, Postgres, &[change], true);
         tx.commit().await?;
         if let Err(e) = sqlx::query(&format!("ANALYZE {}", table.name)).execute(&self.pool).await {
             tracing::warn!(error = %e, "ANALYZE after an import failed");
@@ -155,7 +183,7 @@ impl Store for PostgisStore {
     ) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.pool.begin().await?;
         PgIo { conn: &mut tx }.insert_rows(table, &rows).await?;
-        let seqs = log::append!(tx, Postgres, &changes, Some(LOCK));
+        let seqs = log::append!(tx, Postgres, &changes, true);
         tx.commit().await?;
         Ok(seqs)
     }
@@ -176,7 +204,7 @@ impl Store for PostgisStore {
 
     async fn append_changes(&self, changes: Vec<ChangeRow>) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let seqs = log::append!(tx, Postgres, &changes, Some(LOCK));
+        let seqs = log::append!(tx, Postgres, &changes, true);
         tx.commit().await?;
         Ok(seqs)
     }
@@ -241,7 +269,7 @@ impl Store for PostgisStore {
             out[i as usize - 1] = true;
         }
         let change: Vec<ChangeRow> = log::readings_change(readings, &out).into_iter().collect();
-        let seqs = log::append!(tx, Postgres, &change, Some(LOCK));
+        let seqs = log::append!(tx, Postgres, &change, true);
         tx.commit().await?;
         Ok((out, seqs.first().copied()))
     }
@@ -302,19 +330,53 @@ impl Store for PostgisStore {
         Ok(rows.into_iter().map(|(sensor, at, value)| Reading { sensor: sensor.into(), at, value }).collect())
     }
 
-    async fn save_alarm(&self, a: &Alarm, change: ChangeRow) -> Result<(i64, i64), StoreError> {
+    async fn save_alarm(&self, a: &Alarm, change: ChangeRow) -> Result<AlarmSaved, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let id = super::alarms::save_alarm_body!(&mut *tx, a, |t: DateTime<Utc>| t)?;
-        let seqs = log::append!(tx, Postgres, &[change.with_id(id)], Some(LOCK));
-        tx.commit().await?;
-        Ok((id, seqs[0]))
+        let read = |t: DateTime<Utc>| Ok::<_, StoreError>(t);
+        super::alarms::save_alarm_tx!(tx, Postgres, true, a, change, |t: DateTime<Utc>| t, DateTime<Utc>, read)
     }
 
     async fn alarms(&self, active: bool, limit: i64) -> Result<Vec<Alarm>, StoreError> {
         super::alarms::alarms_body!(&self.pool, active, limit, DateTime<Utc>, |t: DateTime<Utc>| Ok(t))
     }
 
+    fn announcements(&self) -> Option<watch::Receiver<i64>> {
+        let rx = self.announced.get_or_init(|| {
+            let tx = std::sync::Arc::new(watch::channel(0).0);
+            let rx = tx.subscribe();
+            self.tasks.spawn(cluster::listen(self.pool.clone(), tx));
+            rx
+        });
+        Some(rx.clone())
+    }
+
+    fn leadership(&self) -> watch::Receiver<bool> {
+        self.leader
+            .get_or_init(|| {
+                let tx = std::sync::Arc::new(watch::channel(false).0);
+                let rx = tx.subscribe();
+                if self.read_only {
+                    // Kept alive so the value stays readable; it never turns true.
+                    self.tasks.spawn(async move {
+                        std::future::pending::<()>().await;
+                        drop(tx)
+                    });
+                } else {
+                    self.tasks.spawn(cluster::lease(self.opts.clone(), tx));
+                }
+                rx
+            })
+            .clone()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn close(&self) {
+        // Ending the lease's session hands the singletons to another replica at once.
+        self.tasks.stop();
         self.pool.close().await;
     }
 }
@@ -363,7 +425,7 @@ async fn write_steps(pool: &PgPool, batch: Vec<StepWrite>) -> Result<Vec<Option<
         qb.build_query_scalar::<i64>().fetch_all(&mut *tx).await?.into_iter().collect();
     let changes: Vec<ChangeRow> =
         batch.iter().filter(|w| written.contains(&w.case.id)).map(|w| w.change.clone()).collect();
-    let mut seqs = log::append!(tx, Postgres, &changes, Some(LOCK)).into_iter();
+    let mut seqs = log::append!(tx, Postgres, &changes, true).into_iter();
     tx.commit().await?;
     Ok(batch.iter().map(|w| if written.contains(&w.case.id) { seqs.next() } else { None }).collect())
 }
@@ -377,13 +439,10 @@ async fn write_cases(pool: &PgPool, batch: Vec<NewCase>) -> Result<Vec<(i64, i64
             .fetch_all(&mut *tx)
             .await?;
     let changes = schema::write_new_cases(&mut PgIo { conn: &mut tx }, &ids, &batch).await?;
-    let seqs = log::append!(tx, Postgres, &changes, Some(LOCK));
+    let seqs = log::append!(tx, Postgres, &changes, true);
     tx.commit().await?;
     Ok(ids.into_iter().zip(seqs).collect())
 }
-
-/// Takes the change log's lock to the end of the transaction (see [`log`]); the key spells "onemaplg".
-const LOCK: &str = "SELECT pg_advisory_xact_lock(8029466706108771431)";
 
 fn bind<'a>(
     b: &mut sqlx::query_builder::Separated<'_, 'a, Postgres, &'static str>,

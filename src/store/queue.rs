@@ -53,9 +53,16 @@ impl Batched for NewCase {
     }
 }
 
+/// Why a batch failed, as each of its writers hears it.
+#[derive(Clone)]
+struct BatchFailure {
+    detail: String,
+    unavailable: bool,
+}
+
 struct Pending<W: Batched> {
     write: W,
-    reply: oneshot::Sender<Result<W::Out, String>>,
+    reply: oneshot::Sender<Result<W::Out, BatchFailure>>,
 }
 
 /// Most writes in one transaction: enough to amortise a commit, small enough that the first
@@ -139,11 +146,12 @@ impl<W: Batched> Queue<W> {
                         }
                     }
                     Ok(outs) => {
-                        let e = format!("a batch of {n} writes reported {} outcomes", outs.len());
+                        let detail = format!("a batch of {n} writes reported {} outcomes", outs.len());
+                        let e = BatchFailure { detail, unavailable: false };
                         replies.into_iter().for_each(|r| drop(r.send(Err(e.clone()))));
                     }
                     Err(e) => {
-                        let e = e.to_string();
+                        let e = BatchFailure { detail: e.to_string(), unavailable: e.is_unavailable() };
                         replies.into_iter().for_each(|r| drop(r.send(Err(e.clone()))));
                     }
                 }
@@ -156,6 +164,9 @@ impl<W: Batched> Queue<W> {
     pub async fn submit(&self, write: W) -> Result<W::Out, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.tx.send(Pending { write, reply }).await.map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?.map_err(StoreError::Batch)
+        answer
+            .await
+            .map_err(|_| StoreError::Closed)?
+            .map_err(|f| StoreError::Batch { detail: f.detail, unavailable: f.unavailable })
     }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod files;
+pub mod remote;
 
 use std::sync::OnceLock;
 

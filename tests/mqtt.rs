@@ -2,6 +2,7 @@
 //! restarted mid-test), on both stores: a published reading crosses a threshold, the alarm is
 //! raised, a case is opened and routed owner first, the SSE feed says so; malformed payloads are
 //! rejected and counted without stopping the loop; after the broker restarts, ingest resumes.
+//! Two replicas on one database share the subscription and take each reading once.
 
 mod common;
 
@@ -188,4 +189,83 @@ async fn published_readings_raise_alarms_and_open_cases_and_survive_a_broker_res
         drop(broker);
         st.store.close().await;
     }
+}
+
+/// Two replicas on one PostgreSQL subscribed to one broker: the shared subscription hands each
+/// message to one of them, so every reading is taken in once, and both see the sensor's value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_the_subscription_and_take_each_reading_once() {
+    let city = small_city();
+    let (comp, p) = owned_point_component(city);
+    let location = fresh_pg("onemap_t_mqtt_shared").await;
+    let port = free_port();
+    let _broker = Broker::start(port);
+    let a = seeded_state(&location, city).await;
+    let b = onemap::server::start(&location, false, 16).await.expect("second replica");
+    let app = onemap::app(a.clone());
+    let admin = onemap::auth::create(&*a.store, Role::Admin, None, None).await.unwrap();
+    let body = json!({"code": CODE, "kind": "water_level", "lon": p.x(), "lat": p.y(), "crs": "cgcs2000",
+        "component_code": comp.code});
+    let r = post_as(&app, "/api/v1/sensors", Some(&admin), body.to_string().into_bytes()).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let seq: i64 = r.headers["onemap-seq"].to_str().unwrap().parse().unwrap();
+    assert!(b.live.wait_applied(seq, Duration::from_secs(5)).await, "the second replica learns of the sensor");
+
+    let mut ingests = Vec::new();
+    for (i, st) in [&a, &b].into_iter().enumerate() {
+        let url: onemap::sensors::mqtt::BrokerUrl =
+            format!("mqtt://127.0.0.1:{port}?client_id=onemap-replica-{i}").parse().unwrap();
+        ingests.push(onemap::sensors::mqtt::spawn(url, st.sensors.clone()));
+    }
+    // Both connected and subscribed (a SUBACK follows the CONNACK within milliseconds).
+    for _ in 0..100 {
+        if a.metrics.mqtt_connects.get() >= 1 && b.metrics.mqtt_connects.get() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let client = publisher(port, "pub-shared");
+    let n = 60;
+    let t0 = Utc::now() - chrono::Duration::minutes(10);
+    for i in 0..n {
+        let at = t0 + chrono::Duration::seconds(i);
+        publish(&client, &topic(CODE), json!({"at": at.to_rfc3339(), "value": 0.01 + i as f64 / 1000.0}).to_string()).await;
+    }
+    let taken = |st: &onemap::AppState| {
+        (st.metrics.reading("mqtt", "accepted").get(), st.metrics.reading("mqtt", "duplicate").get())
+    };
+    let mut got = (0, 0);
+    for _ in 0..200 {
+        let (ta, tb) = (taken(&a), taken(&b));
+        got = (ta.0 + tb.0, ta.1 + tb.1);
+        if got.0 >= n as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (ta, tb) = (taken(&a), taken(&b));
+    assert_eq!((ta.0 + tb.0, ta.1 + tb.1), (n as u64, 0), "every message once, none twice (was {got:?})");
+    assert!(ta.0 > 0 && tb.0 > 0, "the broker shared the messages: {ta:?} {tb:?}");
+    let stored = a.store.count_readings(CODE, t0, t0 + chrono::Duration::seconds(n)).await.unwrap();
+    assert_eq!(stored, n);
+    // Both replicas show the newest value, whichever took it in.
+    let last = 0.01 + (n - 1) as f64 / 1000.0;
+    for st in [&a, &b] {
+        let mut value = None;
+        for _ in 0..100 {
+            value = st.index.sensors.read().get(CODE).and_then(|s| s.live.0.lock().value);
+            if value == Some(last) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(value, Some(last));
+    }
+    for i in ingests {
+        i.abort();
+    }
+    a.store.close().await;
+    b.store.close().await;
 }

@@ -426,9 +426,13 @@ impl Ingest {
             }
             t.rule = state;
             {
+                // Never back in time: a newer reading another replica took in may have been
+                // applied from the log since this batch was committed.
                 let mut live = t.live().0.lock();
-                live.at = Some(r.at);
-                live.value = Some(r.value);
+                if live.at.is_none_or(|a| a <= r.at) {
+                    live.at = Some(r.at);
+                    live.value = Some(r.value);
+                }
                 live.level = state.level;
             }
             if let Some(change) = change

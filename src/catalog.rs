@@ -77,6 +77,8 @@ pub struct Kind {
     pub case_class: Str,
     /// A sensor linked to a component opens a component case of that component's class.
     pub component_case: bool,
+    /// The plausible range of a reading; outside it a reading is refused.
+    pub range: (f64, f64),
 }
 
 const SENSOR_KINDS: &str = include_str!("../data/sensor_kinds.csv");
@@ -95,8 +97,8 @@ fn parse_kinds(text: &str) -> Result<BTreeMap<Str, Kind>, String> {
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.starts_with('#') && !l.trim().is_empty()) {
         let f: Vec<&str> = line.split(',').map(str::trim).collect();
         let bad = |what: &str| format!("sensor_kinds.csv line {}: {what}", n + 1);
-        if f.len() != 12 {
-            return Err(bad("expected 12 fields"));
+        if f.len() != 14 {
+            return Err(bad("expected 14 fields"));
         }
         let num = |s: &str| s.parse::<f64>().map_err(|_| bad(&format!("{s:?} is not a number")));
         let opt = |s: &str| if s.is_empty() { Ok(None) } else { num(s).map(Some) };
@@ -122,7 +124,11 @@ fn parse_kinds(text: &str) -> Result<BTreeMap<Str, Kind>, String> {
             thresholds,
             case_class: f[10].into(),
             component_case: f[11] == "yes",
+            range: (num(f[12])?, num(f[13])?),
         };
+        if kind.range.0 >= kind.range.1 {
+            return Err(bad("min must be below max"));
+        }
         out.insert(kind.kind.clone(), kind);
     }
     Ok(out)

@@ -270,9 +270,43 @@ named_enum!(
     }
 );
 
+/// The city's clock: China Standard Time (UTC+8, no daylight saving). City days, months and
+/// working hours are counted on it.
+pub fn city_tz() -> chrono::FixedOffset {
+    chrono::FixedOffset::east_opt(8 * 3600).expect("a valid offset")
+}
+
 /// A time as the APIs write it: RFC 3339, UTC, milliseconds.
 pub fn rfc3339_ms(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Whether `c` may stand in stored free text: every control character but tab, newline and
+/// carriage return is refused. A NUL cannot cross into GDAL's C strings (every export failed on
+/// one), and the C0 controls make XML (KML) ill-formed.
+fn allowed_in_text(c: char) -> bool {
+    !c.is_control() || matches!(c, '\t' | '\n' | '\r')
+}
+
+/// Checks free text a client sends (a description, a note, a name): an error naming `field`
+/// and the first control character, for a 400.
+pub fn check_text(field: &str, s: &str) -> Result<(), String> {
+    match s.chars().find(|&c| !allowed_in_text(c)) {
+        Some(c) => {
+            Err(format!("{field} holds the control character U+{:04X}; text may not hold control characters", c as u32))
+        }
+        None => Ok(()),
+    }
+}
+
+/// `s` without the control characters [`check_text`] refuses: what an export writes, whatever
+/// older versions stored.
+pub fn strip_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.chars().all(allowed_in_text) {
+        std::borrow::Cow::Borrowed(s)
+    } else {
+        std::borrow::Cow::Owned(s.chars().filter(|&c| allowed_in_text(c)).collect())
+    }
 }
 
 /// Alarm level, in rising severity (蓝 < 黄 < 橙 < 红).

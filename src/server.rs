@@ -99,15 +99,24 @@ where
                 return;
             }
             tracing::debug!(job = name, "singleton job started");
-            let job = tokio::spawn(make());
+            // Stopped with the lease, and with this task when it is aborted at shutdown.
+            let job = AbortOnDrop(tokio::spawn(make()));
             let lost = leader.wait_for(|held| !*held).await.is_ok();
-            job.abort();
+            drop(job);
             tracing::debug!(job = name, "singleton job stopped");
             if !lost {
                 return;
             }
         }
     })
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Forgets changes older than `retention` once an hour; a follower further behind reloads the
@@ -185,6 +194,14 @@ pub async fn serve(state: AppState, listener: TcpListener) -> std::io::Result<()
         shutdown_signal().await;
         live.feed.close();
     };
+    // No Nagle: a live-feed event or a small answer goes out at once instead of waiting for
+    // the client's delayed acknowledgement of the previous segment (tens of milliseconds).
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await?;
     sweeper.abort();
     stale.abort();

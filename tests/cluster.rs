@@ -345,8 +345,9 @@ async fn three_replicas_behind_haproxy_converge_and_survive_failures() {
     let th: Value =
         http.get(format!("{}/api/v1/sensors/{code}", c.balancer)).send().await.unwrap().json().await.unwrap();
     let th = &th["thresholds"];
-    let red =
-        if th["direction"] == "below" { th["red"].as_f64().unwrap() - 1.0 } else { th["red"].as_f64().unwrap() + 1.0 };
+    // Past red by the orange-red step: well inside the kind's plausible range either way.
+    let (r, o) = (th["red"].as_f64().unwrap(), th["orange"].as_f64().unwrap());
+    let red = if th["direction"] == "below" { r - (r - o).abs() } else { r + (r - o).abs() };
     let hold = th["min_duration_s"].as_i64().unwrap() + 1;
     let now = chrono::Utc::now();
     let sends = (0..2).map(|k| {

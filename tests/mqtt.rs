@@ -9,7 +9,7 @@ mod common;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use common::*;
 use onemap::auth::Role;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
@@ -227,10 +227,12 @@ async fn two_replicas_share_the_subscription_and_take_each_reading_once() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let client = publisher(port, "pub-shared");
     let n = 60;
-    let t0 = Utc::now() - chrono::Duration::minutes(10);
+    // Whole seconds: readings are kept to the millisecond, and the count below starts at t0.
+    let t0 = (Utc::now() - chrono::Duration::minutes(10)).trunc_subsecs(0);
     for i in 0..n {
         let at = t0 + chrono::Duration::seconds(i);
-        publish(&client, &topic(CODE), json!({"at": at.to_rfc3339(), "value": 0.01 + i as f64 / 1000.0}).to_string()).await;
+        publish(&client, &topic(CODE), json!({"at": at.to_rfc3339(), "value": 0.01 + i as f64 / 1000.0}).to_string())
+            .await;
     }
     let taken = |st: &onemap::AppState| {
         (st.metrics.reading("mqtt", "accepted").get(), st.metrics.reading("mqtt", "duplicate").get())

@@ -210,7 +210,7 @@ mod tests {
 
     #[test]
     fn steps_are_aligned_city_periods() {
-        let city = FixedOffset::east_opt(8 * 3600).unwrap();
+        let city = crate::model::city_tz();
         let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
         let months = Steps::new(Step::Month, d("2026-01-15"), d("2026-03-02"), city);
         assert_eq!(months.len(), 3);

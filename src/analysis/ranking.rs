@@ -142,7 +142,7 @@ mod tests {
 
     #[test]
     fn peak_profile_in_city_time() {
-        let beijing = FixedOffset::east_opt(8 * 3600).unwrap();
+        let beijing = crate::model::city_tz();
         // Sunday 1 November 2026 23:30 UTC is Monday 07:30 in Beijing.
         let it = item("0110", Utc.with_ymd_and_hms(2026, 11, 1, 23, 30, 0).unwrap());
         let m = peak_profile(beijing, |f| f(&it));

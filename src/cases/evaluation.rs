@@ -252,7 +252,7 @@ mod tests {
 
     #[test]
     fn periods_are_whole_local_days_counted_as_of_their_end() {
-        let bj = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+        let bj = crate::model::city_tz();
         let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
         let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
         let now = t("2026-11-25T02:00:00Z");

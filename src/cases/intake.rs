@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::auth::Principal;
 use crate::geo::Crs;
 use crate::index::CityIndex;
-use crate::model::{Case, CaseStep, Milestones, Status, Str};
+use crate::model::{Case, CaseStep, Milestones, Status, Str, check_text};
 
 /// Where reports come from (`domain.md`): patrollers, the public (随手拍 app), the 12345
 /// hotline, video AI and sensor alarms.
@@ -59,12 +59,14 @@ pub fn take_in(
     let invalid = |m: String| IntakeError::Invalid(m);
     let source =
         pick(SOURCES, &req.source).ok_or_else(|| invalid(format!("source {:?}: one of {SOURCES:?}", req.source)))?;
-    let urgency = pick(URGENCIES, req.urgency.as_deref().unwrap_or("normal"))
-        .ok_or_else(|| invalid(format!("urgency {:?}: one of {URGENCIES:?}", req.urgency)))?;
+    let urgency = pick(URGENCIES, req.urgency.as_deref().unwrap_or("normal")).ok_or_else(|| {
+        invalid(format!("urgency {:?}: one of {}", req.urgency.as_deref().unwrap_or(""), URGENCIES.join(", ")))
+    })?;
     let description = req.description.trim();
     if description.is_empty() || description.chars().count() > MAX_DESCRIPTION {
         return Err(invalid(format!("description must have 1 to {MAX_DESCRIPTION} characters")));
     }
+    check_text("description", description).map_err(invalid)?;
     let crs: Crs =
         req.crs.as_deref().unwrap_or("wgs84").parse().map_err(|e: crate::geo::CrsError| invalid(e.to_string()))?;
     crate::geo::check_lon_lat(req.lon, req.lat).map_err(|e| invalid(e.to_string()))?;

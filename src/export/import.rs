@@ -666,7 +666,7 @@ fn parse_time(col: &str, s: &str) -> Check<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
-    let cst = chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset");
+    let cst = crate::model::city_tz();
     ["%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
         .iter()
         .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())

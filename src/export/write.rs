@@ -443,7 +443,7 @@ fn set_value(f: &mut Feature<'_>, i: usize, ty: OGRFieldType::Type, v: PropValue
         (_, PropValue::Num(x)) => f.set_field_double(i, *x)?,
         (_, PropValue::Int(x)) => f.set_field_integer64(i, *x)?,
         (_, PropValue::Bool(b)) => f.set_field_integer(i, *b as i32)?,
-        (_, v) => f.set_field_string(i, &text(v).unwrap_or_default())?,
+        (_, v) => f.set_field_string(i, &crate::model::strip_controls(&text(v).unwrap_or_default()))?,
     }
     Ok(())
 }

@@ -82,16 +82,23 @@ pub async fn act(
         .ok_or_else(|| ApiError::not_found("unknown-case", format!("no case {id:?}")))?;
     confine(&who, &case, "act on")?;
     let action = workflow::action(&req.action)?;
-    let next = workflow::transition(case.status, action, who.role)?;
-    if req.expected_version != case.version {
+    // A role that may never act is refused (403) whatever the version; otherwise the version
+    // comes first: a step raced by another answers 409 (reload and retry), not 422 for a status
+    // the client never saw.
+    let next = workflow::transition(case.status, action, who.role);
+    if req.expected_version != case.version && !matches!(next, Err(workflow::WorkflowError::Forbidden { .. })) {
         return Err(stale(case.version, req.expected_version));
     }
+    let next = next?;
     let note = req.note.as_deref().map(str::trim).filter(|n| !n.is_empty());
     if note.is_some_and(|n| n.chars().count() > intake::MAX_DESCRIPTION) {
         return Err(ApiError::bad_request(
             "invalid-action",
             format!("note longer than {} characters", intake::MAX_DESCRIPTION),
         ));
+    }
+    if let Some(n) = note {
+        crate::model::check_text("note", n).map_err(|e| ApiError::bad_request("invalid-action", e))?;
     }
     let now = Utc::now();
     let hours = match action {
@@ -390,7 +397,7 @@ mod tests {
             case(5, "closed", "2026-10-31T23:00:00Z", 72),
             case(6, "closed", "2026-10-31T15:00:00Z", 72),
         ];
-        let beijing = FixedOffset::east_opt(8 * 3600).unwrap();
+        let beijing = crate::model::city_tz();
         let s = summarize(cases.iter(), now, now, beijing);
         assert_eq!(s["today"], 1);
         assert_eq!(s["open"], 2);

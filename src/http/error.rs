@@ -68,7 +68,7 @@ impl IntoResponse for ApiError {
         });
         let mut resp = (self.status, body.to_string()).into_response();
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if self.status == StatusCode::SERVICE_UNAVAILABLE || self.status == StatusCode::TOO_MANY_REQUESTS {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if self.status == StatusCode::UNAUTHORIZED {
@@ -245,3 +245,46 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Most of a plain error body kept as a problem's detail.
+const MAX_DETAIL_BYTES: usize = 4096;
+
+/// Turns every error answer that is not a problem yet (the framework's own rejections: a body
+/// over the limit, a path that does not parse, a method not routed) into
+/// `application/problem+json`, so a client parses every 4xx and 5xx one way.
+pub async fn problems(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    // Problems pass, and so do deliberate JSON documents (`/ready` says why it is not ready);
+    // what is left is the plain text of the framework's own rejections.
+    let is_json = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.starts_with(b"application/") && (v.ends_with(b"json") || v.windows(5).any(|w| w == b"json;"))
+    });
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let detail = match axum::body::to_bytes(body, MAX_DETAIL_BYTES).await {
+        Ok(b) if !b.is_empty() => String::from_utf8_lossy(&b).into_owned(),
+        _ => status.canonical_reason().unwrap_or("error").to_string(),
+    };
+    let kind = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+        StatusCode::NOT_FOUND => "unknown-path",
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::REQUEST_TIMEOUT => "request-timeout",
+        s if s.is_server_error() => "internal",
+        _ => "bad-request",
+    };
+    let title = status.canonical_reason().unwrap_or("Error");
+    let mut out = ApiError { status, kind, title, detail }.into_response();
+    // Keep what the original said beyond its body (Allow, Retry-After, ...).
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}

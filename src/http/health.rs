@@ -18,7 +18,12 @@ use crate::metrics::{LayerLabels, RouteLabels};
 pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let route =
         req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    // A client may send any token as a method: only the standard ones become label values.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS") => m,
+        _ => "other",
+    }
+    .to_string();
     let start = Instant::now();
     let resp = next.run(req).await;
     let labels = RouteLabels { route, method, status: resp.status().as_u16() };

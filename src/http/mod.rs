@@ -163,6 +163,7 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), replica::consistency))
         .layer(axum::middleware::from_fn_with_state(state.clone(), health::track))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(error::problems))
         // Fastest gzip: big JSON answers shrink several-fold for little CPU.
         .layer(CompressionLayer::new().quality(CompressionLevel::Fastest))
         .with_state(state)

@@ -3,7 +3,7 @@
 //! reported through the same intake as `POST /api/v1/cases`; requests report `open` or `closed`
 //! with the latest workflow note.
 
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -47,15 +47,15 @@ pub struct PostRequest {
 }
 
 /// `POST /open311/v2/requests.json`: needs the `api_key` of a `public` (or admin) token.
-pub async fn post_request(State(st): State<AppState>, req: Request) -> ApiResult<Response> {
-    let is_json = req
-        .headers()
+pub async fn post_request(
+    State(st): State<AppState>,
+    headers: axum::http::HeaderMap,
+    bytes: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    let bytes = axum::body::to_bytes(req.into_body(), super::MAX_BODY_BYTES)
-        .await
-        .map_err(|e| ApiError::bad_request("malformed-request", e.to_string()))?;
     let body: PostRequest = if is_json {
         serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("malformed-request", e.to_string()))?
     } else {
@@ -66,6 +66,11 @@ pub async fn post_request(State(st): State<AppState>, req: Request) -> ApiResult
     who.require(&[Role::Public], "post Open311 requests")?;
     if !st.index.dict.read().event_classes.iter().any(|c| c.code == body.service_code) {
         return Err(ApiError::bad_request("unknown-service", format!("no service {:?}", body.service_code)));
+    }
+    for (field, text) in [("description", &body.description), ("address_string", &body.address_string)] {
+        if let Some(t) = text {
+            crate::model::check_text(field, t).map_err(|e| ApiError::bad_request("invalid-request", e))?;
+        }
     }
     let description = match (body.description.as_deref().map(str::trim), body.address_string.as_deref()) {
         (Some(d), Some(a)) if !d.is_empty() => format!("{d}（{a}）"),

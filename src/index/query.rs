@@ -71,7 +71,12 @@ pub fn usize_of(p: &Params, k: &str) -> Result<Option<usize>, QueryError> {
 
 /// The `crs` parameter, WGS84 when absent.
 pub fn crs_of(p: &Params) -> Result<Crs, QueryError> {
-    Ok(get(p, "crs").map(str::parse::<Crs>).transpose()?.unwrap_or(Crs::Wgs84))
+    let crs = get(p, "crs").map(str::parse::<Crs>).transpose()?.unwrap_or(Crs::Wgs84);
+    // Honoured or refused: a projected CRS (EPSG:3857) would otherwise be answered in degrees.
+    if let Crs::Epsg(code) = crs.canonical() {
+        return Err(crate::geo::CrsError::Unsupported(code).into());
+    }
+    Ok(crs)
 }
 
 /// Converts a lon/lat in `crs` to storage CGCS2000, checking range first.
@@ -292,7 +297,15 @@ pub fn parse_polygon_as(name: &str, v: &str, crs: &Crs) -> Result<Geometry<f64>,
     if let Some(problem) = g.validation_errors().into_iter().next() {
         return Err(QueryError::new("invalid-geometry", format!("{name}: invalid polygon: {problem}")));
     }
-    Ok(g)
+    // Either ring orientation is valid OGC (a Shapefile winds its outer rings clockwise);
+    // geodesic areas read a clockwise ring as the rest of the globe, so every polygon is wound
+    // the one way here: outer rings counter-clockwise, holes clockwise.
+    use geo::orient::{Direction, Orient};
+    Ok(match g {
+        Geometry::Polygon(p) => Geometry::Polygon(p.orient(Direction::Default)),
+        Geometry::MultiPolygon(m) => Geometry::MultiPolygon(m.orient(Direction::Default)),
+        other => other,
+    })
 }
 
 fn parse_near(v: &str, p: &Params, crs: &Crs) -> Result<Near, QueryError> {
@@ -300,7 +313,15 @@ fn parse_near(v: &str, p: &Params, crs: &Crs) -> Result<Near, QueryError> {
     let [lon, lat] = n.as_slice() else {
         return Err(QueryError::new("invalid-parameter", format!("near={v:?}: two numbers lon,lat")));
     };
-    let (lon, lat) = to_storage(crs, *lon, *lat)?;
+    if !(-90.0..=90.0).contains(lat) || !lon.is_finite() {
+        return Err(QueryError::new(
+            "invalid-parameter",
+            format!("near={v:?}: latitude -90 to 90, a finite longitude"),
+        ));
+    }
+    // Longitudes wrap: 190 is -170.
+    let lon = (lon + 180.0).rem_euclid(360.0) - 180.0;
+    let (lon, lat) = to_storage(crs, lon, *lat)?;
     match (f64_of(p, "radius")?, usize_of(p, "k")?) {
         (Some(m), None) if m > 0.0 && m <= MAX_RADIUS_M => Ok(Near::Radius { lon, lat, m }),
         (Some(m), None) => Err(QueryError::new(
@@ -316,23 +337,31 @@ fn parse_near(v: &str, p: &Params, crs: &Crs) -> Result<Near, QueryError> {
 /// An OGC `datetime` interval: open ends are `None`.
 pub type TimeRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
-/// An RFC 3339 instant or an interval `start/end` where either side may be `..` or empty.
+/// An RFC 3339 instant or an interval `start/end` where either side may be `..` or empty; both
+/// ends are inclusive. A bare date `YYYY-MM-DD` is a whole city day (China Standard Time, as
+/// the analyses and the evaluation count days): from its first instant as a start, to its last
+/// as an end, so `2026-10-01/2026-10-31` holds all of October.
 fn parse_datetime(v: &str) -> Result<TimeRange, QueryError> {
-    let one = |s: &str| -> Result<Option<DateTime<Utc>>, QueryError> {
+    let one = |s: &str, end: bool| -> Result<Option<DateTime<Utc>>, QueryError> {
         if s.is_empty() || s == ".." {
             return Ok(None);
         }
         if let Ok(t) = DateTime::parse_from_rfc3339(s) {
             return Ok(Some(t.with_timezone(&Utc)));
         }
-        // A bare date means the whole day, UTC.
-        chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-            .map(|d| Some(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()))
-            .map_err(|_| QueryError::new("invalid-datetime", format!("datetime {s:?}: RFC 3339 or YYYY-MM-DD")))
+        let day = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .map_err(|_| QueryError::new("invalid-datetime", format!("datetime {s:?}: RFC 3339 or YYYY-MM-DD")))?;
+        let day = if end { day.succ_opt().unwrap_or(day) } else { day };
+        let midnight = day
+            .and_hms_opt(0, 0, 0)
+            .and_then(|t| t.and_local_timezone(crate::model::city_tz()).single())
+            .ok_or_else(|| QueryError::new("invalid-datetime", format!("datetime {s:?}: out of range")))?
+            .with_timezone(&Utc);
+        Ok(Some(if end { midnight - chrono::Duration::nanoseconds(1) } else { midnight }))
     };
     match v.split_once('/') {
         Some((a, b)) => {
-            let (from, to) = (one(a)?, one(b)?);
+            let (from, to) = (one(a, false)?, one(b, true)?);
             if let (Some(f), Some(t)) = (from, to)
                 && f > t
             {
@@ -341,16 +370,11 @@ fn parse_datetime(v: &str) -> Result<TimeRange, QueryError> {
             Ok((from, to))
         }
         None => {
-            let t = one(v)?;
-            if t.is_none() {
+            let (from, to) = (one(v, false)?, one(v, true)?);
+            if from.is_none() {
                 return Err(QueryError::new("invalid-datetime", "datetime: an instant or an interval"));
             }
-            let end = if v.len() == 10 {
-                t.map(|t| t + chrono::Duration::days(1) - chrono::Duration::nanoseconds(1))
-            } else {
-                t
-            };
-            Ok((t, end))
+            Ok((from, to))
         }
     }
 }

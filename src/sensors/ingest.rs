@@ -36,7 +36,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { stale_after_min: 30, future_slack_s: 300, feed_every_ms: 1000, tiles_every_s: 10 }
+        Settings { stale_after_min: 30, future_slack_s: 30, feed_every_ms: 1000, tiles_every_s: 10 }
     }
 }
 
@@ -82,16 +82,19 @@ pub enum Reject {
     Future,
     /// A time that is not RFC 3339 or epoch milliseconds, or before 2000.
     BadTime,
+    /// A value outside the sensor kind's plausible range (`data/sensor_kinds.csv`).
+    Implausible,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 6] = [
+    pub const ALL: [Reject; 7] = [
         Reject::Malformed,
         Reject::UnknownSensor,
         Reject::NotANumber,
         Reject::NotFinite,
         Reject::Future,
         Reject::BadTime,
+        Reject::Implausible,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +105,7 @@ impl Reject {
             Reject::NotFinite => "not_finite",
             Reject::Future => "future",
             Reject::BadTime => "bad_time",
+            Reject::Implausible => "implausible",
         }
     }
 }
@@ -166,6 +170,9 @@ pub fn parse_reading(
             .ok_or_else(|| reject(Reject::BadTime, format!("at {n} is not epoch milliseconds")))?,
         Some(other) => return Err(reject(Reject::BadTime, format!("at {other} is not a time"))),
     };
+    // Stored to the millisecond: two readings within one are the same reading (a duplicate),
+    // not two accepted of which one is silently dropped.
+    let at = DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at);
     if at > now + future_slack {
         return Err(reject(Reject::Future, format!("at {at} is ahead of the server's clock ({now})")));
     }
@@ -173,6 +180,12 @@ pub fn parse_reading(
         return Err(reject(Reject::BadTime, format!("at {at} is before 2000")));
     }
     Ok(Reading { sensor: sensor.into(), at, value })
+}
+
+/// The plausible range of `sensor`'s kind when `value` lies outside it.
+fn implausible(sensor: &Sensor, value: f64) -> Option<(f64, f64)> {
+    let (lo, hi) = kind(&sensor.kind)?.range;
+    (!(lo..=hi).contains(&value)).then_some((lo, hi))
 }
 
 /// What became of a batch.
@@ -375,6 +388,9 @@ impl Ingest {
                     Ok(r) if !trackers.contains_key(&r.sensor) => {
                         report.rejected.push((i, reject(Reject::UnknownSensor, format!("no sensor {:?}", r.sensor))))
                     }
+                    Ok(r) if let Some((lo, hi)) = implausible(&trackers[&r.sensor].sensor, r.value) => report
+                        .rejected
+                        .push((i, reject(Reject::Implausible, format!("value {} outside {lo} to {hi}", r.value)))),
                     Ok(r) if !seen.insert((r.sensor.as_str(), r.at)) => dup_in_batch += 1,
                     Ok(r) => good.push(r.clone()),
                 }
@@ -417,10 +433,15 @@ impl Ingest {
     async fn apply(&self, readings: Vec<Reading>) -> usize {
         let mut trackers = self.trackers().await;
         let mut out_of_order = 0;
+        // A reading stamped ahead of the clock (within the slack) counts as taken now: a device
+        // clock running early must not make the next real readings look older than it and go
+        // unruled (a red sensor raising no alarm). Clamping keeps the batch's order.
+        let now = Utc::now();
         for r in readings {
             let Some(t) = trackers.get_mut(&r.sensor) else { continue };
-            let (state, change) = rules::step(&t.thresholds, t.rule, r.at, r.value);
-            if state.last_at != Some(r.at) {
+            let at = r.at.min(now);
+            let (state, change) = rules::step(&t.thresholds, t.rule, at, r.value);
+            if state.last_at != Some(at) {
                 out_of_order += 1;
                 continue;
             }

@@ -153,6 +153,7 @@ pub fn register(req: &NewSensor, index: &CityIndex) -> Result<Sensor, SensorErro
     if name.chars().count() > 200 {
         return Err(invalid("name longer than 200 characters".into()));
     }
+    crate::model::check_text("name", name).map_err(invalid)?;
     let crs: Crs =
         req.crs.as_deref().unwrap_or("wgs84").parse().map_err(|e: crate::geo::CrsError| invalid(e.to_string()))?;
     crate::geo::check_lon_lat(req.lon, req.lat).map_err(|e| invalid(e.to_string()))?;

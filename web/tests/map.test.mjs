@@ -202,7 +202,9 @@ async function main() {
   const sensor = (await api('/collections/sensors/items?limit=1')).features[0];
   const code = sensor.properties.code;
   const th = (await api(`/api/v1/sensors/${encodeURIComponent(code)}`)).thresholds;
-  const red = th.direction === 'below' ? th.red - 1 : th.red + 1;
+  // Past red by the orange-red step: well inside the kind's plausible range either way.
+  const step = Math.abs(th.red - th.orange);
+  const red = th.direction === 'below' ? th.red - step : th.red + step;
   await jump(page, { center: sensor.geometry.coordinates, zoom: 17 });
   // Two readings the minimum duration apart, so the level holds long enough to be raised.
   const now = Date.now();

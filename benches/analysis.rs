@@ -95,13 +95,13 @@ fn bench(c: &mut Criterion) {
         })
     });
     let sel = square(&index, 5.0);
-    let s = boxstats::stats(&index, &sel, boxstats::check(&sel, &index).unwrap());
+    let s = boxstats::stats(&index, &sel, boxstats::check(&sel, &index).unwrap(), &Default::default());
     eprintln!(
         "box-select 5 km²: {} components, {} cases, {} grids",
         s["components"]["total"], s["cases"]["total"], s["grids"]["count"]
     );
     g.bench_function("box_select_5km2", |b| {
-        b.iter(|| black_box(boxstats::stats(&index, &sel, boxstats::check(&sel, &index).unwrap())))
+        b.iter(|| black_box(boxstats::stats(&index, &sel, boxstats::check(&sel, &index).unwrap(), &Default::default())))
     });
     g.finish();
 
@@ -113,7 +113,7 @@ fn bench(c: &mut Criterion) {
         let index = Arc::try_unwrap(index).ok().expect("the benches above are done with the index");
         onemap::AppState::new(store, index, 0, 0)
     });
-    let app = onemap::app(state);
+    let app = onemap::app(state.with_public_read());
     let mut g = c.benchmark_group("analysis_http");
     g.sample_size(10);
     for (name, uri) in [

@@ -72,7 +72,7 @@ fn bench(c: &mut Criterion) {
                 assert_eq!(n, EVENTS);
             })
         });
-        let app = onemap::app(st.clone());
+        let app = onemap::app(st.clone().with_public_read());
         group.bench_function(format!("{label}/sse_over_http"), |b| {
             b.to_async(&rt).iter(|| async {
                 let req = Request::get("/api/v1/events").header("last-event-id", "0").body(Body::empty()).unwrap();

@@ -55,7 +55,7 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     // A cache hit through the router: routing, metrics, cache lookup and the pre-gzipped body.
-    let app = onemap::app(st.clone());
+    let app = onemap::app(st.clone().with_public_read());
     let t = tiles_covering([p[0], p[1], p[0], p[1]], 14).next().unwrap();
     let uri = format!("/tiles/components/{}/{}/{}", t.z, t.x, t.y);
     let request = || Request::get(&uri).header("accept-encoding", "gzip").body(Body::empty()).unwrap();

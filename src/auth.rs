@@ -1,17 +1,19 @@
-//! Who may write: bearer tokens with a role (and a department for department tokens), stored
-//! only as SHA-256 hashes, created by `onemap token create` and checked on every write.
+//! Who may read and write: bearer tokens with a role (a department for department tokens, an
+//! area, a device's sensors, an expiry), stored only as SHA-256 hashes, created by `onemap token
+//! create`, revoked through the change log, and checked on every request.
 
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::model::{ApiToken, Str};
-use crate::store::schema::Val;
+use crate::model::{ApiToken, CaseScope, Collection, Str, TokenRevocation};
+use crate::store::log::{ChangeRow, Op};
+use crate::store::schema::{Filter, Val};
 use crate::store::{self, Store, StoreError};
 
 /// The roles of the workflow (`domain.md`), plus administrators, read-only viewers and the
@@ -29,6 +31,8 @@ pub enum Role {
     Dispatcher,
     /// 专业部门: handles its own cases.
     Department,
+    /// 分析员: reads everything and publishes analysis overlays to the big screens.
+    Analyst,
     Viewer,
     /// The key of a public reporting channel (Open311).
     Public,
@@ -43,6 +47,7 @@ pub const ROLES: &[(&str, Role)] = &[
     ("shift_leader", Role::ShiftLeader),
     ("dispatcher", Role::Dispatcher),
     ("department", Role::Department),
+    ("analyst", Role::Analyst),
     ("viewer", Role::Viewer),
     ("public", Role::Public),
     ("device", Role::Device),
@@ -67,14 +72,22 @@ pub enum AuthError {
     Missing,
     #[error("the bearer token is not valid")]
     Invalid,
+    #[error("the bearer token expired at {0}")]
+    Expired(String),
+    #[error("the bearer token was revoked")]
+    Revoked,
     #[error("role {role} may not {action}")]
     Forbidden { role: &'static str, action: String },
     #[error(
-        "unknown role {0:?}; one of admin, supervisor, acceptor, shift_leader, dispatcher, department, viewer, public, device"
+        "unknown role {0:?}; one of admin, supervisor, acceptor, shift_leader, dispatcher, department, analyst, viewer, public, device"
     )]
     UnknownRole(String),
     #[error("{0}")]
     BadDepartment(String),
+    #[error("{0}")]
+    BadScope(String),
+    #[error("no token {0:?} (give the token or the id that `onemap token list` shows)")]
+    UnknownToken(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -84,8 +97,16 @@ pub enum AuthError {
 pub struct Principal {
     pub role: Role,
     pub dept_code: Option<Str>,
-    /// The token's label, or the role's name: recorded as the actor of workflow steps.
+    /// The token's label, or the role's name: recorded as the actor of workflow steps. A public
+    /// key's actor carries its id, so it can find the requests it reported.
     pub actor: Str,
+    /// The district or street the holder works in (两级指挥); `None`: the whole city.
+    pub area: Option<Str>,
+    /// A device token's sensor code prefix.
+    pub sensors: Option<Str>,
+    /// The token's public id (see [`id_of`]).
+    pub id: Str,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl Principal {
@@ -97,6 +118,39 @@ impl Principal {
             Err(AuthError::Forbidden { role: self.role.as_str(), action: action.to_string() })
         }
     }
+
+    /// The cases this caller may see and act on: a department its own, an area token its area,
+    /// a public key and a device none (a public key reads its own requests through Open311).
+    pub fn case_scope(&self) -> CaseScope {
+        match self.role {
+            Role::Public | Role::Device => CaseScope::nothing(),
+            // A department token always names its department (`create` refuses one without).
+            Role::Department => CaseScope {
+                dept: Some(self.dept_code.clone().unwrap_or_default()),
+                area: self.area.clone(),
+                nothing: false,
+            },
+            _ => CaseScope { dept: None, area: self.area.clone(), nothing: false },
+        }
+    }
+
+    /// Whether a device token may post readings of sensor `code`.
+    pub fn may_feed(&self, code: &str) -> bool {
+        self.sensors.as_deref().is_none_or(|p| code.starts_with(p))
+    }
+
+    /// A principal for tests and internal callers: `role`, no department, area or expiry.
+    pub fn of_role(role: Role) -> Principal {
+        Principal {
+            role,
+            dept_code: None,
+            actor: role.as_str().into(),
+            area: None,
+            sensors: None,
+            id: Str::default(),
+            expires_at: None,
+        }
+    }
 }
 
 /// Lower-case hex SHA-256 of a token. Tokens carry 256 random bits, so a plain hash is as
@@ -104,6 +158,14 @@ impl Principal {
 pub fn hash(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
 }
+
+/// A token's public id: the first 12 hex digits of its hash. Shown by `token list`, accepted by
+/// `token revoke`, and safe to log (the hash cannot be turned back into the token).
+pub fn id_of(hash: &str) -> &str {
+    hash.get(..ID_LEN).unwrap_or(hash)
+}
+
+const ID_LEN: usize = 12;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -116,6 +178,20 @@ pub fn generate() -> String {
     format!("om_{}", hex(&bytes))
 }
 
+/// What a new token may do beyond its role.
+#[derive(Debug, Clone, Default)]
+pub struct TokenSpec {
+    /// The department a `department` token acts for.
+    pub dept_code: Option<String>,
+    pub label: Option<String>,
+    /// A district (6 digits) or street (9 digits) code.
+    pub area_code: Option<String>,
+    /// A device token's sensor code prefix.
+    pub sensors_prefix: Option<String>,
+    /// How long the token lives.
+    pub expires_in: Option<std::time::Duration>,
+}
+
 /// Creates a token with `role` (and the department a department token acts for), stores its
 /// hash and returns the token itself, which is never stored.
 pub async fn create(
@@ -124,7 +200,13 @@ pub async fn create(
     dept_code: Option<&str>,
     label: Option<&str>,
 ) -> Result<String, AuthError> {
-    match (role, dept_code) {
+    let spec = TokenSpec { dept_code: dept_code.map(Into::into), label: label.map(Into::into), ..TokenSpec::default() };
+    create_with(store, role, &spec).await
+}
+
+/// Creates a token as `spec` says, after checking the department and area exist.
+pub async fn create_with(store: &dyn Store, role: Role, spec: &TokenSpec) -> Result<String, AuthError> {
+    match (role, spec.dept_code.as_deref()) {
         (Role::Department, None) => {
             return Err(AuthError::BadDepartment("a department token needs --dept CODE".into()));
         }
@@ -137,23 +219,95 @@ pub async fn create(
         (_, Some(_)) => return Err(AuthError::BadDepartment("only department tokens take --dept".into())),
         (_, None) => {}
     }
+    if let Some(area) = spec.area_code.as_deref() {
+        let known = match area.len() {
+            6 => !store::find::<crate::model::District>(store, "code", Val::Text(Some(area.into()))).await?.is_empty(),
+            9 => !store::find::<crate::model::Street>(store, "code", Val::Text(Some(area.into()))).await?.is_empty(),
+            _ => false,
+        };
+        if !known {
+            return Err(AuthError::BadScope(format!("no district (6 digits) or street (9 digits) with code {area:?}")));
+        }
+        if matches!(role, Role::Public | Role::Device) {
+            return Err(AuthError::BadScope("public and device tokens take no area".into()));
+        }
+    }
+    if spec.sensors_prefix.is_some() && role != Role::Device {
+        return Err(AuthError::BadScope("only device tokens take --sensors".into()));
+    }
+    let now = Utc::now();
+    let expires_at = spec
+        .expires_in
+        .map(|d| chrono::Duration::from_std(d).ok().and_then(|d| now.checked_add_signed(d)))
+        .map(|t| t.ok_or_else(|| AuthError::BadScope("--expires is too far ahead".into())))
+        .transpose()?;
     let token = generate();
     let record = ApiToken {
         hash: hash(&token).into(),
         role: role.as_str().into(),
-        dept_code: dept_code.map(Into::into),
-        label: label.map(Into::into),
-        created_at: Utc::now(),
+        dept_code: spec.dept_code.as_deref().map(Into::into),
+        label: spec.label.as_deref().map(Into::into),
+        created_at: now,
+        area_code: spec.area_code.as_deref().map(Into::into),
+        sensors_prefix: spec.sensors_prefix.as_deref().map(Into::into),
+        expires_at,
     };
     store::insert(store, &[record], Vec::new()).await?;
     Ok(token)
 }
 
+/// A token as `token list` shows it.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub id: String,
+    pub token: ApiToken,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Every token of the store, oldest first, with its revocation.
+pub async fn list(store: &dyn Store) -> Result<Vec<Listed>, AuthError> {
+    let revoked: HashMap<Str, DateTime<Utc>> = store::select::<TokenRevocation>(store, Filter::All)
+        .await?
+        .into_iter()
+        .map(|r| (r.hash, r.revoked_at))
+        .collect();
+    let mut tokens: Vec<ApiToken> = store::select(store, Filter::All).await?;
+    tokens.sort_by(|a, b| (a.created_at, &a.hash).cmp(&(b.created_at, &b.hash)));
+    Ok(tokens
+        .into_iter()
+        .map(|t| Listed { id: id_of(&t.hash).to_string(), revoked_at: revoked.get(&t.hash).copied(), token: t })
+        .collect())
+}
+
+/// Revokes a token given as itself or as its id, logging the revocation so every server of the
+/// store drops it from its cache; returns the token's id. Revoking twice is harmless.
+pub async fn revoke(store: &dyn Store, token_or_id: &str) -> Result<String, AuthError> {
+    let wanted = token_or_id.trim();
+    let all = list(store).await?;
+    let by_hash = hash(wanted);
+    let found: Vec<&Listed> = all
+        .iter()
+        .filter(|l| *l.token.hash == by_hash || (wanted.len() >= ID_LEN && l.token.hash.starts_with(wanted)))
+        .collect();
+    let [one] = found.as_slice() else { return Err(AuthError::UnknownToken(wanted.into())) };
+    if one.revoked_at.is_none() {
+        let r = TokenRevocation { hash: one.token.hash.clone(), revoked_at: Utc::now() };
+        let change = ChangeRow::record(Collection::Tokens, one.token.hash.to_string(), Op::Remove, None, None);
+        store::insert(store, &[r], vec![change]).await?;
+    }
+    Ok(one.id.clone())
+}
+
+/// How long a remembered token is trusted without asking the store again. Revocations arrive
+/// through the change log at once; this bounds what a missed notice could cost.
+const REMEMBER: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Token checks with the known tokens remembered. Unknown hashes are looked up in the store
-/// every time, so a token created while the server runs works at once.
+/// every time, so a token created while the server runs works at once; a revocation logged by
+/// any server (or `onemap token revoke`) makes every follower [`Tokens::forget`] it.
 pub struct Tokens {
     store: Arc<dyn Store>,
-    known: RwLock<HashMap<String, Principal>>,
+    known: RwLock<HashMap<String, (Principal, std::time::Instant)>>,
 }
 
 impl Tokens {
@@ -163,15 +317,47 @@ impl Tokens {
 
     pub async fn check(&self, token: &str) -> Result<Principal, AuthError> {
         let h = hash(token);
-        if let Some(p) = self.known.read().get(&h) {
-            return Ok(p.clone());
+        let remembered = self.known.read().get(&h).filter(|(_, at)| at.elapsed() < REMEMBER).map(|(p, _)| p.clone());
+        let p = match remembered {
+            Some(p) => p,
+            None => {
+                let p = self.load(&h).await?;
+                self.known.write().insert(h, (p.clone(), std::time::Instant::now()));
+                p
+            }
+        };
+        if let Some(at) = p.expires_at
+            && at <= Utc::now()
+        {
+            return Err(AuthError::Expired(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
         }
-        let found: Vec<ApiToken> = store::find(&*self.store, "hash", Val::Text(Some(h.as_str().into()))).await?;
-        let t = found.into_iter().next().ok_or(AuthError::Invalid)?;
-        let role: Role = t.role.parse()?;
-        let p = Principal { role, actor: t.label.unwrap_or_else(|| role.as_str().into()), dept_code: t.dept_code };
-        self.known.write().insert(h, p.clone());
         Ok(p)
+    }
+
+    async fn load(&self, h: &str) -> Result<Principal, AuthError> {
+        let text = || Val::Text(Some(h.into()));
+        let found: Vec<ApiToken> = store::find(&*self.store, "hash", text()).await?;
+        let t = found.into_iter().next().ok_or(AuthError::Invalid)?;
+        if !store::find::<TokenRevocation>(&*self.store, "hash", text()).await?.is_empty() {
+            return Err(AuthError::Revoked);
+        }
+        let role: Role = t.role.parse()?;
+        let id: Str = id_of(h).into();
+        let name = t.label.clone().unwrap_or_else(|| role.as_str().into());
+        Ok(Principal {
+            role,
+            actor: if role == Role::Public { format!("{name}#{id}").into() } else { name },
+            dept_code: t.dept_code,
+            area: t.area_code,
+            sensors: t.sensors_prefix,
+            id,
+            expires_at: t.expires_at,
+        })
+    }
+
+    /// Drops a token (by hash) from the cache: the next request with it asks the store.
+    pub fn forget(&self, hash: &str) {
+        self.known.write().remove(hash);
     }
 }
 
@@ -191,7 +377,7 @@ mod tests {
     fn roles_parse_and_admin_may_do_anything() {
         assert_eq!("shift_leader".parse::<Role>().unwrap(), Role::ShiftLeader);
         assert!("boss".parse::<Role>().is_err());
-        let p = |role| Principal { role, dept_code: None, actor: "x".into() };
+        let p = Principal::of_role;
         assert!(p(Role::Admin).require(&[Role::Supervisor], "report").is_ok());
         assert!(p(Role::Viewer).require(&[Role::Supervisor], "report").is_err());
     }

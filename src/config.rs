@@ -113,6 +113,26 @@ pub struct ExportArgs {
 pub enum TokenCommand {
     /// Create a token and print it once, as the last line of the output.
     Create(TokenCreateArgs),
+    /// List the tokens (id, role, scope, label, created, expires, revoked); never the tokens.
+    List(StoreArg),
+    /// Revoke a token, given as itself or as its id: every server of the store refuses it
+    /// within a second.
+    Revoke(TokenRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StoreArg {
+    /// A path ending in .gpkg or a postgres:// URL [default: var/onemap.gpkg].
+    #[arg(long, env = "ONEMAP_STORE")]
+    pub store: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    /// The token, or the id `onemap token list` shows.
+    pub token: String,
+    #[command(flatten)]
+    pub store: StoreArg,
 }
 
 #[derive(Debug, Args)]
@@ -126,6 +146,18 @@ pub struct TokenCreateArgs {
     /// Who holds the token; recorded as the actor of their workflow steps.
     #[arg(long)]
     pub label: Option<String>,
+    /// A district command centre's token: its cases, alarms and evaluation only (6 digits).
+    #[arg(long, conflicts_with = "street")]
+    pub district: Option<String>,
+    /// A street's token: its cases, alarms and evaluation only (9 digits).
+    #[arg(long)]
+    pub street: Option<String>,
+    /// A device token for these sensors only: the prefix of their codes.
+    #[arg(long)]
+    pub sensors: Option<String>,
+    /// How long the token lives: 90d, 12h, 30m (humantime).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub expires: Option<std::time::Duration>,
     /// A path ending in .gpkg or a postgres:// URL [default: var/onemap.gpkg].
     #[arg(long, env = "ONEMAP_STORE")]
     pub store: Option<String>,
@@ -160,6 +192,10 @@ pub struct ServeArgs {
     /// process on the same GeoPackage file, or a PostgreSQL hot standby). Writes get 405.
     #[arg(long)]
     pub read_only: bool,
+    /// Let anonymous clients read (the demo). Without it every read needs a token (viewer or
+    /// above); writes always do.
+    #[arg(long)]
+    pub public_read: bool,
 }
 
 #[derive(Debug, Args)]
@@ -201,6 +237,27 @@ pub struct FileConfig {
     /// Days the change log keeps changes [default: 7]: the live feed can be resumed that far
     /// back, and a server stopped longer reloads the city when it starts following again.
     pub log_retention_days: Option<i64>,
+    /// Per-client rate limits of the expensive routes (`[rate_limits]`).
+    pub rate_limits: Option<RateQuotas>,
+    /// What one analysis may cost (`[cost_limits]`: `density_work`, `answer_bytes`).
+    pub cost_limits: Option<crate::analysis::CostLimits>,
+}
+
+/// Requests a client may make at once (burst) and then per second, on the analysis and export
+/// routes (heavy) and on density tiles; 0 turns a limit off (a benchmark, a trusted network).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateQuotas {
+    pub heavy_burst: u32,
+    pub heavy_per_s: u32,
+    pub density_burst: u32,
+    pub density_per_s: u32,
+}
+
+impl Default for RateQuotas {
+    fn default() -> Self {
+        RateQuotas { heavy_burst: 30, heavy_per_s: 2, density_burst: 200, density_per_s: 40 }
+    }
 }
 
 impl FileConfig {
@@ -243,6 +300,9 @@ pub struct ServeConfig {
     pub simulate_sensors: bool,
     pub log_retention: chrono::Duration,
     pub read_only: bool,
+    pub public_read: bool,
+    pub rate_limits: RateQuotas,
+    pub cost_limits: crate::analysis::CostLimits,
 }
 
 /// How long the change log keeps changes unless configured.
@@ -273,6 +333,9 @@ impl ServeConfig {
         }
         Ok(ServeConfig {
             read_only: args.read_only,
+            public_read: args.public_read,
+            rate_limits: file.rate_limits.unwrap_or_default(),
+            cost_limits: file.cost_limits.unwrap_or_default(),
             log_retention: chrono::Duration::days(retention_days),
             simulate_sensors: args.simulate_sensors,
             mqtt,

@@ -32,8 +32,15 @@ async fn main() -> anyhow::Result<()> {
                 .with_rules(cfg.deadlines.clone(), cfg.scoring)
                 .with_sensor_settings(cfg.sensors)
                 .with_log_retention(cfg.log_retention);
+            let state = state.with_rate_limits(cfg.rate_limits).with_cost_limits(cfg.cost_limits);
+            let state = if cfg.public_read { state.with_public_read() } else { state };
             // Readings from the broker, reconnecting for as long as the server runs.
-            let _mqtt = cfg.mqtt.clone().map(|url| onemap::sensors::mqtt::spawn(url, state.sensors.clone()));
+            let _mqtt = cfg
+                .mqtt
+                .clone()
+                .map(|url| onemap::sensors::mqtt::spawn(url, state.sensors.clone()))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
             if cfg.simulate_sensors {
                 let (ingest, index) = (state.sensors.clone(), state.index.clone());
                 // One replica simulates (the lease holder), as it runs the other periodic jobs.
@@ -60,10 +67,57 @@ async fn main() -> anyhow::Result<()> {
             validate_store(&location)?;
             let role: onemap::auth::Role = args.role.parse()?;
             let store = onemap::store::open(&location).await?;
-            let token = onemap::auth::create(&*store, role, args.dept.as_deref(), args.label.as_deref()).await?;
+            let spec = onemap::auth::TokenSpec {
+                dept_code: args.dept.clone(),
+                label: args.label.clone(),
+                area_code: args.district.clone().or(args.street.clone()),
+                sensors_prefix: args.sensors.clone(),
+                expires_in: args.expires,
+            };
+            let token = onemap::auth::create_with(&*store, role, &spec).await;
             store.close().await;
-            println!("created a {} token in {location}; it is shown once:", role.as_str());
+            let token = token?;
+            println!(
+                "created a {} token {} in {location}; it is shown once:",
+                role.as_str(),
+                onemap::auth::id_of(&onemap::auth::hash(&token))
+            );
             println!("{token}");
+        }
+        Command::Token(TokenCommand::List(args)) => {
+            let location = args.store.clone().or(file.store).unwrap_or_else(|| DEFAULT_STORE.into());
+            validate_store(&location)?;
+            let store = onemap::store::open(&location).await?;
+            let list = onemap::auth::list(&*store).await;
+            store.close().await;
+            let secs = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            println!("id\trole\tscope\tlabel\tcreated\texpires\trevoked");
+            for l in list? {
+                let t = &l.token;
+                let scope = [t.dept_code.as_deref(), t.area_code.as_deref(), t.sensors_prefix.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(",");
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    l.id,
+                    t.role,
+                    if scope.is_empty() { "-".into() } else { scope },
+                    t.label.as_deref().unwrap_or("-"),
+                    secs(t.created_at),
+                    t.expires_at.map(secs).unwrap_or_else(|| "-".into()),
+                    l.revoked_at.map(secs).unwrap_or_else(|| "-".into()),
+                );
+            }
+        }
+        Command::Token(TokenCommand::Revoke(args)) => {
+            let location = args.store.store.clone().or(file.store).unwrap_or_else(|| DEFAULT_STORE.into());
+            validate_store(&location)?;
+            let store = onemap::store::open(&location).await?;
+            let id = onemap::auth::revoke(&*store, &args.token).await;
+            store.close().await;
+            println!("revoked token {} in {location}", id?);
         }
         Command::Import(args) => import(args, file).await?,
         Command::Export(args) => {

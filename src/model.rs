@@ -26,6 +26,10 @@ pub enum Collection {
     Sensors,
     /// Sensor alarms: not an index layer, but logged so every process and the feed hear of them.
     Alarms,
+    /// API tokens: logged when one is revoked, so every server refuses it within a second.
+    Tokens,
+    /// Analysis overlays published to the big screens (the 热点 hotspot layer).
+    Overlays,
 }
 
 impl Collection {
@@ -50,11 +54,16 @@ impl Collection {
             Collection::Cases => "cases",
             Collection::Sensors => "sensors",
             Collection::Alarms => "alarms",
+            Collection::Tokens => "tokens",
+            Collection::Overlays => "overlays",
         }
     }
 
     pub fn parse(s: &str) -> Option<Collection> {
-        Self::FEATURES.into_iter().chain([Collection::Alarms]).find(|c| c.as_str() == s)
+        Self::FEATURES
+            .into_iter()
+            .chain([Collection::Alarms, Collection::Tokens, Collection::Overlays])
+            .find(|c| c.as_str() == s)
     }
 
     /// A feature collection by its API id (`/collections/{id}`): not `alarms`.
@@ -73,6 +82,8 @@ impl Collection {
             Collection::Cases => "案件 Cases",
             Collection::Sensors => "感知设备 Sensors",
             Collection::Alarms => "告警 Alarms",
+            Collection::Tokens => "令牌 API tokens",
+            Collection::Overlays => "分析图层 Analysis overlays",
         }
     }
 
@@ -86,6 +97,8 @@ impl Collection {
             Collection::Cases => "Reported cases and their workflow status",
             Collection::Sensors => "IoT sensors watching the city's lifelines",
             Collection::Alarms => "Sensor alarms and their lifecycle",
+            Collection::Tokens => "API bearer tokens (their hashes)",
+            Collection::Overlays => "Analysis results published to the big screens",
         }
     }
 
@@ -97,7 +110,7 @@ impl Collection {
 }
 
 /// Runs `$body` with `$t` bound to the model type of feature collection `$c` (a [`Collection`]),
-/// or evaluates `$other` for `alarms`, which has no feature type. The one place a collection
+/// or evaluates `$other` for `alarms`, `tokens` and `overlays`, which have no feature type. The one place a collection
 /// turns into a type.
 macro_rules! with_model {
     ($c:expr, |$t:ident| $body:expr, $other:expr) => {
@@ -130,7 +143,9 @@ macro_rules! with_model {
                 type $t = $crate::model::Sensor;
                 $body
             }
-            $crate::model::Collection::Alarms => $other,
+            $crate::model::Collection::Alarms
+            | $crate::model::Collection::Tokens
+            | $crate::model::Collection::Overlays => $other,
         }
     };
 }
@@ -274,6 +289,74 @@ named_enum!(
 /// working hours are counted on it.
 pub fn city_tz() -> chrono::FixedOffset {
     chrono::FixedOffset::east_opt(8 * 3600).expect("a valid offset")
+}
+
+/// Which cases a caller may see and act on (the token's department and area). Every path that
+/// reveals cases applies the same scope: by [`CaseScope::sees`] on one case, or by
+/// [`CaseScope::filters`], property filters the index and the tiles already understand.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct CaseScope {
+    /// Only cases dispatched to this department (a `department` token).
+    pub dept: Option<Str>,
+    /// Only cases in this district (6-digit code) or street (9 digits): the leading digits of
+    /// the case's grid code (两级指挥: a district command centre sees its own area).
+    pub area: Option<Str>,
+    /// No case at all (a public reporting key or a device outside the Open311 paths).
+    pub nothing: bool,
+}
+
+impl CaseScope {
+    /// Every case: the city command centre.
+    pub fn all() -> CaseScope {
+        CaseScope::default()
+    }
+
+    /// No case.
+    pub fn nothing() -> CaseScope {
+        CaseScope { nothing: true, ..CaseScope::default() }
+    }
+
+    pub fn is_all(&self) -> bool {
+        *self == CaseScope::default()
+    }
+
+    /// Whether a case dispatched to `dept` in grid `grid` is in scope.
+    pub fn sees_parts(&self, dept: Option<&str>, grid: Option<&str>) -> bool {
+        !self.nothing && self.dept.as_deref().is_none_or(|d| dept == Some(d)) && self.in_area(grid)
+    }
+
+    /// Whether a place in grid `grid` (a sensor's, a case's) lies in the area.
+    pub fn in_area(&self, grid: Option<&str>) -> bool {
+        self.area.as_deref().is_none_or(|a| grid.is_some_and(|g| g.starts_with(a)))
+    }
+
+    pub fn sees(&self, case: &Case) -> bool {
+        self.sees_parts(case.dept_code.as_deref(), case.grid_code.as_deref())
+    }
+
+    /// Whether a unit code (district, street, community, grid) lies in the area, or the area in
+    /// it: what an area-scoped evaluation may show.
+    pub fn covers_unit(&self, code: &str) -> bool {
+        self.area.as_deref().is_none_or(|a| code.starts_with(a))
+    }
+
+    /// The scope as equality filters on case properties (`dept_code`, and the derived
+    /// `district_code` or `street_code`), added to whatever the caller asked for; `id = -1`
+    /// matches nothing.
+    pub fn filters(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if self.nothing {
+            out.push(("id".into(), "-1".into()));
+        }
+        if let Some(d) = &self.dept {
+            out.push(("dept_code".into(), d.to_string()));
+        }
+        if let Some(a) = &self.area {
+            let level = if a.len() <= 6 { "district_code" } else { "street_code" };
+            out.push((level.into(), a.to_string()));
+        }
+        out
+    }
 }
 
 /// A time as the APIs write it: RFC 3339, UTC, milliseconds.
@@ -562,6 +645,20 @@ pub struct ApiToken {
     pub dept_code: Option<Str>,
     pub label: Option<Str>,
     pub created_at: DateTime<Utc>,
+    /// The district (6 digits) or street (9 digits) the holder works in; `None`: the whole city.
+    pub area_code: Option<Str>,
+    /// A device token's sensors: the prefix of the codes it may post readings for.
+    pub sensors_prefix: Option<Str>,
+    /// After this instant the token is refused.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A revoked token (its hash), kept so every server of the store refuses it; logged as a change
+/// of `tokens` so they hear of it at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenRevocation {
+    pub hash: Str,
+    pub revoked_at: DateTime<Utc>,
 }
 
 /// An IoT sensor watching a lifeline (城市生命线): a water level, gas, pressure, strain ... gauge.

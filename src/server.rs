@@ -2,7 +2,7 @@
 //! serve until SIGINT or SIGTERM, then drain in-flight requests and close the store.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
@@ -194,20 +194,66 @@ pub async fn serve(state: AppState, listener: TcpListener) -> std::io::Result<()
         shutdown_signal().await;
         live.feed.close();
     };
-    // No Nagle: a live-feed event or a small answer goes out at once instead of waiting for
-    // the client's delayed acknowledgement of the previous segment (tens of milliseconds).
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-    });
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await?;
+    serve_connections(listener, app(state), shutdown).await;
     sweeper.abort();
     stale.abort();
     prune.abort();
     store.close().await;
     Ok(())
+}
+
+/// How long a client may take to send a request's headers: a connection that trickles them
+/// (slowloris) is closed rather than held open.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a graceful shutdown waits for answers under way.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Accepts connections until `shutdown` and serves each with hyper, as `axum::serve` does, plus
+/// what it cannot set: a header read timeout, no Nagle (a live-feed event or a small answer goes
+/// out at once instead of waiting for the client's delayed acknowledgement, tens of
+/// milliseconds), and the peer's address for per-client rate limits.
+async fn serve_connections(listener: TcpListener, app: axum::Router, shutdown: impl Future<Output = ()>) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use tower::ServiceExt;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    let builder = Arc::new(builder);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            app.clone().oneshot(req.map(axum::body::Body::new))
+        });
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
+        tracing::warn!("answers still under way after {} s; stopping anyway", DRAIN.as_secs());
+    }
 }
 
 async fn shutdown_signal() {

@@ -7,7 +7,7 @@
 mod common;
 
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, TimeZone, Timelike, Utc};
-use common::{both_stores, get, get_with, post_json, post_raw, small_city};
+use common::{both_stores, get, get_with, post_as, post_json, post_raw, small_city};
 use geo::{Contains, GeodesicArea, Intersects, Polygon};
 use geozero::mvt::{Message, Tile};
 use onemap::model::{Alarm, City};
@@ -47,7 +47,7 @@ async fn analyses_count_what_the_city_holds_on_both_stores() {
     let city = small_city();
     assert!(city.communities.len() < 4 && city.grids.len() > 100, "the checks below assume a small city");
     for (store, st) in both_stores("analysis", city).await {
-        let app = onemap::app(st.clone());
+        let app = onemap::app(st.clone().with_public_read());
 
         // Gi* by unit grid: one feature per grid, every case counted in its grid.
         let r = get(&app, "/api/v1/analysis/hotspots?layer=cases&unit=grid&method=gi_star").await;
@@ -232,7 +232,7 @@ async fn analyses_count_what_the_city_holds_on_both_stores() {
 async fn density_grid_geojson_and_heat_tiles() {
     let city = small_city();
     let st = common::seeded_state(&common::fresh_gpkg("analysis-density"), city).await;
-    let app = onemap::app(st);
+    let app = onemap::app(st.with_public_read());
     let r = get(&app, "/api/v1/analysis/density?cell_m=100&bandwidth_m=400").await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let g = r.json();
@@ -269,7 +269,8 @@ async fn density_grid_geojson_and_heat_tiles() {
 async fn hotspot_tiles_and_emerging_hotspots() {
     let city = small_city();
     let st = common::seeded_state(&common::fresh_gpkg("analysis-emerging"), city).await;
-    let app = onemap::app(st);
+    let analyst = onemap::auth::create(&*st.store, onemap::auth::Role::Analyst, None, None).await.unwrap();
+    let app = onemap::app(st.with_public_read());
     let c = &city.cases[0].geom;
     let t = onemap::geo::tiles_covering([c.x(), c.y(), c.x(), c.y()], 13).next().unwrap();
     let path = format!("/tiles/hotspots/{}/{}/{}", t.z, t.x, t.y);
@@ -279,6 +280,12 @@ async fn hotspot_tiles_and_emerging_hotspots() {
     // A GET changes nothing shared: the feed stays quiet (the caller redraws its overlay).
     assert_eq!(events.next(std::time::Duration::from_secs(2)).await.map(|e| e.0), Some("ready".into()));
     assert!(events.next(std::time::Duration::from_millis(500)).await.is_none(), "no event for a GET");
+    assert_eq!(get(&app, &path).await.status, 204, "a GET publishes no overlay");
+    // Publishing is a POST, announced to every screen.
+    let published =
+        post_as(&app, "/api/v1/analysis/hotspots?unit=grid&geometry=false", Some(&analyst), Vec::new()).await;
+    assert_eq!(published.status, 200, "{}", String::from_utf8_lossy(&published.body));
+    events.wait_for("hotspots.published", |_| true).await;
     let r = get_with(&app, &path, &[]).await;
     assert_eq!(r.status, 200);
     let tile = Tile::decode(&r.body[..]).unwrap();
@@ -330,7 +337,7 @@ async fn hotspot_tiles_and_emerging_hotspots() {
 async fn bad_analysis_requests_are_problems() {
     let city = small_city();
     let st = common::seeded_state(&common::fresh_gpkg("analysis-bad"), city).await;
-    let app = onemap::app(st);
+    let app = onemap::app(st.with_public_read());
     let cases = [
         ("/api/v1/analysis/hotspots?unit=county", 400, "unknown-unit"),
         ("/api/v1/analysis/hotspots?unit=h3:16", 400, "invalid-h3-resolution"),

@@ -63,12 +63,14 @@ fn big_screen_page_in_headless_chromium() {
     // Created while the server runs: a token works at once.
     let token = token_cli(&store, "supervisor");
     let device = token_cli(&store, "device");
+    // The page logs in as a shift leader, who may publish the hotspot overlay.
+    let leader = token_cli(&store, "shift_leader");
 
     // A hang guard, not a timing check: coreutils' timeout kills a browser run that never ends.
     let status = Command::new("timeout")
         .args(["300", "node"])
         .arg(web.join("tests/map.test.mjs"))
-        .args([&base, &token, &device])
+        .args([&base, &token, &device, &leader])
         .env("CHROMIUM", &chromium)
         .current_dir(root)
         .status()

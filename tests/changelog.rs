@@ -26,7 +26,7 @@ async fn the_feed_resumes_across_a_sigkill_from_the_log_on_both_stores() {
         let p = city.grids[3].geom.interior_point().unwrap();
         let class = city.event_classes[0].code.to_string();
 
-        let (mut child, base) = serve(&["--store", &location]);
+        let (mut child, base) = serve(&["--store", &location, "--public-read"]);
         let mut feed = RemoteEvents::open(&base, None).await;
         let (first, seq) = report(&base, &token, p.x(), p.y(), &class).await;
         let seen = feed.until("case.created", |d| d["id"] == first).await;
@@ -37,7 +37,7 @@ async fn the_feed_resumes_across_a_sigkill_from_the_log_on_both_stores() {
         child.kill().unwrap();
         child.wait().unwrap();
 
-        let (mut child, base) = serve(&["--store", &location]);
+        let (mut child, base) = serve(&["--store", &location, "--public-read"]);
         // Resumes from id 0 of this store: the whole log is replayed, ids increasing.
         let mut all = RemoteEvents::open(&base, Some("0")).await;
         let replayed = all.until("case.created", |d| d["id"] == first).await;
@@ -95,7 +95,7 @@ async fn an_imported_sensor_takes_readings_and_an_imported_grid_is_located_and_d
     files::write_layer(sensor_file.to_str().unwrap(), "GeoJSON", Some(4490), &[], &fields, &[(row, sensor.geometry())]);
     for location in [fresh_gpkg("log-import"), fresh_pg("onemap_t_log_import").await] {
         let state = seeded_state(&location, &base).await;
-        let app = onemap::app(state.clone());
+        let app = onemap::app(state.clone().with_public_read());
         // `server::start` (through `seeded_state`) runs the log follower, as `serve` does.
         let device = onemap::auth::create(&*state.store, onemap::auth::Role::Device, None, None).await.unwrap();
         let reading = json!({"readings": [{"sensor": sensor.code.as_str(), "value": 0.1}]}).to_string();

@@ -35,7 +35,7 @@ async fn demo_subcommand_then_serve_then_sigterm() {
     let again = Command::new(BIN).args(["demo", "--scale", "0.05", "--store", &path]).output().unwrap();
     assert!(!again.status.success());
 
-    let (child, url) = serve(&["--store", &path]);
+    let (child, url) = serve(&["--store", &path, "--public-read"]);
     let health: serde_json::Value = reqwest::get(format!("{url}/health")).await.unwrap().json().await.unwrap();
     assert_eq!(health["store"], "gpkg");
     let expected = onemap::demo::generate(&onemap::demo::DemoParams::scaled(0.05));
@@ -75,7 +75,7 @@ async fn demo_subcommand_then_serve_then_sigterm() {
 #[tokio::test]
 async fn serve_demo_seeds_an_empty_store_once() {
     let path = common::fresh_gpkg("cli-serve-demo");
-    let (child, url) = serve(&["--store", &path, "--demo"]);
+    let (child, url) = serve(&["--store", &path, "--demo", "--public-read"]);
     let health: serde_json::Value = reqwest::get(format!("{url}/health")).await.unwrap().json().await.unwrap();
     assert_eq!(health["layers"]["districts"], 4);
     assert_eq!(health["layers"]["communities"], 43);
@@ -83,7 +83,7 @@ async fn serve_demo_seeds_an_empty_store_once() {
     assert!((6_000..7_000).contains(&grids), "{grids}");
     terminate(child);
     // Restarting with --demo on the now full store keeps the same city (no second seeding).
-    let (child, url) = serve(&["--store", &path, "--demo"]);
+    let (child, url) = serve(&["--store", &path, "--demo", "--public-read"]);
     let again: serde_json::Value = reqwest::get(format!("{url}/health")).await.unwrap().json().await.unwrap();
     assert_eq!(again["layers"], health["layers"]);
     terminate(child);
@@ -96,4 +96,63 @@ fn bad_arguments_fail_clearly() {
     assert!(String::from_utf8_lossy(&out.stderr).contains(".gpkg"));
     let out = Command::new(BIN).args(["demo", "--scale", "huge", "--store", "/tmp/x.gpkg"]).output().unwrap();
     assert!(!out.status.success());
+}
+
+/// `onemap token create|list|revoke` against a running server that does not allow anonymous
+/// reads: a token created with a scope and an expiry reads at once, is listed (never shown
+/// again), and once revoked by its id gets 401 within a second.
+#[tokio::test]
+async fn tokens_are_created_listed_and_revoked_from_the_command_line() {
+    let path = common::fresh_gpkg("cli-tokens");
+    let out = Command::new(BIN).args(["demo", "--scale", "0.02", "--store", &path]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (child, url) = serve(&["--store", &path]);
+    let client = reqwest::Client::new();
+    let read = |token: Option<String>| {
+        let mut req = client.get(format!("{url}/collections/grids/items?limit=1"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(read(None).await, 401, "closed without --public-read");
+
+    let district = {
+        let store = onemap::store::open(&path).await.unwrap();
+        let d: Vec<onemap::model::District> =
+            onemap::store::select(&*store, onemap::store::schema::Filter::All).await.unwrap();
+        store.close().await;
+        d[0].code.to_string()
+    };
+    let created = Command::new(BIN)
+        .args(["token", "create", "--role", "viewer", "--district", &district, "--expires", "2h"])
+        .args(["--label", "区指挥中心", "--store", &path])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let stdout = String::from_utf8_lossy(&created.stdout).to_string();
+    let token = stdout.lines().last().unwrap().trim().to_string();
+    assert_eq!(read(Some(token.clone())).await, 200);
+
+    let list = Command::new(BIN).args(["token", "list", "--store", &path]).output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout).to_string();
+    let row = list.lines().find(|l| l.contains("区指挥中心")).unwrap_or_else(|| panic!("not listed: {list}"));
+    let cols: Vec<&str> = row.split('\t').collect();
+    assert_eq!((cols[1], cols[2], cols[6]), ("viewer", district.as_str(), "-"), "{row}");
+    assert_ne!(cols[5], "-", "an expiry is listed: {row}");
+    assert!(!list.contains(&token), "the token itself is never shown again");
+
+    let revoked = Command::new(BIN).args(["token", "revoke", cols[0], "--store", &path]).output().unwrap();
+    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    let t = Instant::now();
+    while read(Some(token.clone())).await != 401 {
+        assert!(t.elapsed() < Duration::from_secs(1), "a revoked token still reads after 1 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let bad = Command::new(BIN)
+        .args(["token", "create", "--role", "viewer", "--street", "1", "--store", &path])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success(), "an unknown street is refused");
+    terminate(child);
 }

@@ -122,6 +122,8 @@ impl Cluster {
             .arg(Path::new(ROOT).join("scripts/cluster"))
             .args(["--detach", "--pg", pg, "--port", &port.to_string(), "--bin", BIN, "--scale", "0.05", "--dir"])
             .arg(dir)
+            // The test reads through the balancer without a token, as the demo does.
+            .args(["--", "--public-read"])
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -464,8 +466,8 @@ async fn a_read_only_process_follows_the_geopackage_writer() {
     let store = fresh_gpkg("read-only");
     common::remote::seed(&store);
     let token = token_cli(&store, "supervisor");
-    let (mut writer, w) = serve(&["--store", &store]);
-    let (mut reader, r) = serve(&["--store", &store, "--read-only"]);
+    let (mut writer, w) = serve(&["--store", &store, "--public-read"]);
+    let (mut reader, r) = serve(&["--store", &store, "--read-only", "--public-read"]);
     let city = small_city();
     let p = city.grids[3].geom.interior_point().unwrap();
     let class = city.event_classes[0].code.to_string();

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 async fn core_api_on_both_stores() {
     let city = shigatse();
     for (label, state) in both_stores("core", city).await {
-        let router = app(state.clone());
+        let router = app(state.clone().with_public_read());
         health(&router, label, city).await;
         locate_every_grid(&router, label, city).await;
         shared_edges_resolve_deterministically(&router, city).await;

@@ -55,7 +55,7 @@ async fn acknowledged_writes_survive_sigkill() {
         s.write_city(city, &|_, _| {}).await.unwrap();
         s.close().await;
         let admin = token_cli(&store, "admin");
-        let (mut child, url) = serve(&["--store", &store]);
+        let (mut child, url) = serve(&["--store", &store, "--public-read"]);
         let p = city.grids[5].geom.interior_point().unwrap();
         let body = json!({"class_code": city.event_classes[0].code.as_str(), "lon": p.x(), "lat": p.y(),
             "crs": "cgcs2000", "description": "断电测试", "source": "hotline"});
@@ -72,7 +72,7 @@ async fn acknowledged_writes_survive_sigkill() {
         let acked = acked.lock().unwrap().clone();
         assert!(acked.len() > 20, "{store}: the burst was too small to mean anything ({})", acked.len());
 
-        let (mut child, url) = serve(&["--store", &store]);
+        let (mut child, url) = serve(&["--store", &store, "--public-read"]);
         let client = reqwest::Client::new();
         let mut latest = std::collections::HashMap::new();
         for (id, version) in &acked {

@@ -239,7 +239,7 @@ async fn evaluation_matches_a_hand_worked_scenario_on_both_stores() {
         // Out of the demo's ids' way.
         let cases: Vec<Case> = cases.into_iter().map(|c| Case { id: c.id + 10_000_000, ..c }).collect();
         onemap::store::insert(&*st.store, &cases, Vec::new()).await.unwrap();
-        let app = onemap::app(st.clone());
+        let app = onemap::app(st.clone().with_public_read());
         let eval = |by: &str| {
             let app = app.clone();
             let uri = format!("/api/v1/evaluation?from=2026-11-02&to=2026-11-15&by={by}");
@@ -286,7 +286,7 @@ async fn evaluation_matches_a_hand_worked_scenario_on_both_stores() {
             },
             ..Default::default()
         };
-        let weighted = onemap::app(st.clone().with_rules(Default::default(), closure_only));
+        let weighted = onemap::app(st.clone().with_rules(Default::default(), closure_only).with_public_read());
         let body = get(&weighted, "/api/v1/evaluation?from=2026-11-02&to=2026-11-15&by=dept").await.json();
         assert!((body["rows"][0]["score"].as_f64().unwrap() - 200.0 / 3.0).abs() < 1e-9, "{body}");
         assert_eq!(body["rows"][0]["grade"], "C");
@@ -302,7 +302,7 @@ async fn evaluation_matches_a_hand_worked_scenario_on_both_stores() {
 async fn the_workflow_api_writes_what_evaluation_counts() {
     let city = small_city();
     for (label, st) in both_stores("evaluation_live", city).await {
-        let app = onemap::app(st.clone());
+        let app = onemap::app(st.clone().with_public_read());
         let admin = create(&*st.store, Role::Admin, None, None).await.unwrap();
         let g = city.grids[5].geom.interior_point().unwrap();
         let dept = city.departments[2].code.to_string();
@@ -339,7 +339,7 @@ async fn the_workflow_api_writes_what_evaluation_counts() {
 async fn bad_evaluation_parameters_are_problems() {
     let city = small_city();
     let st = seeded_state(&fresh_gpkg("evaluation_bad"), city).await;
-    let app = onemap::app(st);
+    let app = onemap::app(st.with_public_read());
     for uri in [
         "/api/v1/evaluation?to=2026-11-30&by=dept",
         "/api/v1/evaluation?from=2026-11-01&by=dept",
@@ -394,7 +394,7 @@ async fn store_counts_match_the_definitions_on_the_demo_city() {
     let start = t("2026-04-30T16:00:00Z");
     let end = t("2026-10-31T16:00:00Z");
     for (label, st) in both_stores("evaluation_oracle", city).await {
-        let app = onemap::app(st.clone());
+        let app = onemap::app(st.clone().with_public_read());
         for (by, key) in [("dept", 0), ("grid", 1)] {
             let mut want: std::collections::BTreeMap<String, [i64; 15]> = Default::default();
             for c in city.cases.iter().filter(|c| c.reported_at >= start && c.reported_at < end) {

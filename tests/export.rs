@@ -147,7 +147,7 @@ async fn every_format_round_trips_on_both_stores() {
     let city = small_city();
     let dir = tempfile::tempdir().unwrap();
     for (label, state) in both_stores("export_rt", city).await {
-        let app = onemap::app(state);
+        let app = onemap::app(state.with_public_read());
         for (format, crs) in CASES {
             let ext = if *format == "shp" { "zip" } else { format };
             // Grids (polygons, areas), components (points, lines and polygons: the Shapefile
@@ -194,7 +194,7 @@ async fn every_format_round_trips_on_both_stores() {
 async fn exports_take_the_features_filters_and_say_what_they_are() {
     let city = small_city();
     let state = seeded_state(&fresh_gpkg("export-filters"), city).await;
-    let app = onemap::app(state);
+    let app = onemap::app(state.with_public_read());
     let g = &city.grids[city.grids.len() / 2];
     let e = g.envelope();
     let bbox = format!("{},{},{},{}", e.lower()[0], e.lower()[1], e.upper()[0], e.upper()[1]);
@@ -223,7 +223,7 @@ async fn exports_take_the_features_filters_and_say_what_they_are() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_export_requests_are_4xx_problems() {
     let state = seeded_state(&fresh_gpkg("export-bad"), small_city()).await;
-    let app = onemap::app(state);
+    let app = onemap::app(state.with_public_read());
     for (uri, status) in [
         ("/api/v1/export/grids?format=xls", 400),
         ("/api/v1/export/grids?crs=EPSG:2385", 400),
@@ -291,7 +291,7 @@ async fn a_geopackage_export_carries_a_spatial_index_that_gdal_uses_and_edits_ke
     use geo::Intersects;
     let city = small_city();
     let state = seeded_state(&fresh_gpkg("export-rtree"), city).await;
-    let app = onemap::app(state);
+    let app = onemap::app(state.with_public_read());
     let dir = tempfile::tempdir().unwrap();
     let path = export_to_file(&app, "/api/v1/export/components?format=gpkg", dir.path(), "components.gpkg").await;
     // The index is SQLite's own R-tree, sound by SQLite's check, one entry per feature.

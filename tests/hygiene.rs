@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 async fn hostile_input_is_refused_and_exports_stay_well_formed() {
     let city = small_city();
     for (label, st) in both_stores("hygiene", city).await {
-        let app = onemap::app(st.clone());
+        let app = onemap::app(st.clone().with_public_read());
         let admin = onemap::auth::create(&*st.store, Role::Admin, None, None).await.unwrap();
         let public = onemap::auth::create(&*st.store, Role::Public, None, None).await.unwrap();
         let p = city.grids[3].geom.interior_point().unwrap();
@@ -175,4 +175,52 @@ async fn hostile_input_is_refused_and_exports_stay_well_formed() {
         assert!(!m.contains("BREW"), "{label}");
         st.store.close().await;
     }
+}
+
+/// Postponements are bounded: positive hours of at least half an hour, never more granted than
+/// asked (approval defaults to what was asked), and at most three per case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postponements_are_bounded() {
+    let city = small_city();
+    let st = seeded_state(&fresh_gpkg("hygiene-postpone"), city).await;
+    let app = onemap::app(st.clone());
+    let admin = onemap::auth::create(&*st.store, Role::Admin, None, None).await.unwrap();
+    let dept = city.departments[0].code.to_string();
+    let p = city.grids[5].geom.interior_point().unwrap();
+    let body = json!({"class_code": city.event_classes[0].code, "lon": p.x(), "lat": p.y(), "crs": "cgcs2000",
+        "description": "延期测试", "source": "supervisor"});
+    let mut case = post_as(&app, "/api/v1/cases", Some(&admin), body.to_string().into_bytes()).await.json();
+    let act = |case: &Value, action: &str, hours: Option<f64>| {
+        let mut body = json!({"action": action, "expected_version": case["version"], "dept_code": dept});
+        if let Some(h) = hours {
+            body["hours"] = json!(h);
+        }
+        let uri = format!("/api/v1/cases/{}/actions", case["id"]);
+        let (app, admin) = (app.clone(), admin.clone());
+        async move { post_as(&app, &uri, Some(&admin), body.to_string().into_bytes()).await }
+    };
+    for a in ["accept", "file", "dispatch"] {
+        let r = act(&case, a, None).await;
+        assert_eq!(r.status, 200, "{a}: {}", String::from_utf8_lossy(&r.body));
+        case = r.json();
+    }
+    for bad in [1e-300, 0.0, -4.0, 1e9] {
+        let v = act(&case, "request_postpone", Some(bad)).await.problem(400);
+        assert!(v["detail"].as_str().unwrap().contains("between 0.5 and 720"), "{bad}: {v}");
+    }
+    for round in 0..3 {
+        let r = act(&case, "request_postpone", Some(8.0)).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        case = r.json();
+        let v = act(&case, "approve_postpone", Some(10.0)).await.problem(422);
+        assert!(v["detail"].as_str().unwrap().contains("more than the 8 h asked"), "{v}");
+        let before = case["deadline_at"].as_str().unwrap().to_string();
+        // Without hours, what was asked is granted.
+        let r = act(&case, "approve_postpone", None).await;
+        assert_eq!(r.status, 200, "round {round}: {}", String::from_utf8_lossy(&r.body));
+        case = r.json();
+        assert!(case["deadline_at"].as_str().unwrap() > before.as_str(), "the deadline moved");
+    }
+    let v = act(&case, "request_postpone", Some(8.0)).await.problem(422);
+    assert!(v["detail"].as_str().unwrap().contains("3 times"), "{v}");
 }

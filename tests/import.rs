@@ -431,7 +431,7 @@ async fn a_running_server_follows_an_import() {
     write_layer(file.to_str().unwrap(), "GeoJSON", Some(4326), &[], &fields, &features);
     for location in [fresh_gpkg("import-live"), fresh_pg("onemap_t_import_live").await] {
         let state = seeded_state(&location, &base).await;
-        let app = onemap::app(state.clone());
+        let app = onemap::app(state.clone().with_public_read());
         let mut events = EventStream::open(&app).await;
         let before = state.index.components.read().len();
         let out = Command::new(BIN)

@@ -31,7 +31,7 @@ async fn probe(app: &axum::Router, layers: &str, t: TileCoord) -> (String, Strin
 async fn a_new_case_invalidates_exactly_its_tiles_and_is_announced() {
     let city = small_city();
     for (label, st) in both_stores("live_case", city).await {
-        let app = onemap::app(st.clone());
+        let app = onemap::app(st.clone().with_public_read());
         let token = create(&*st.store, Role::Supervisor, None, Some("张三")).await.unwrap();
         // A point well inside a grid in the middle of the city.
         let grid = &city.grids[city.grids.len() / 2];
@@ -96,9 +96,13 @@ async fn a_new_case_invalidates_exactly_its_tiles_and_is_announced() {
         assert_eq!(changed, 9 * 3);
 
         // The case is there to read, with its history, in the list and in the counters.
-        let r = get(&app, &format!("/api/v1/cases/{id}")).await;
+        let r = get_as(&app, &format!("/api/v1/cases/{id}"), &token).await;
         assert_eq!(r.status, 200);
         let full = r.json();
+        // An anonymous reader of a public server sees the steps, not who took them.
+        let anonymous = get(&app, &format!("/api/v1/cases/{id}")).await.json();
+        assert_eq!(anonymous["history"][0]["action"], "report");
+        assert!(anonymous["history"][0]["actor"].is_null() && anonymous["history"][0]["note"].is_null());
         assert_eq!(full["history"][0]["action"], "report");
         assert_eq!(full["history"][0]["actor"], "张三");
         assert_eq!(full["history"][0]["to"], "reported");
@@ -123,7 +127,7 @@ async fn a_new_case_invalidates_exactly_its_tiles_and_is_announced() {
 async fn bad_reports_are_refused_and_change_nothing() {
     let city = small_city();
     for (label, st) in both_stores("live_bad", city).await {
-        let app = onemap::app(st.clone());
+        let app = onemap::app(st.clone().with_public_read());
         let supervisor = create(&*st.store, Role::Supervisor, None, None).await.unwrap();
         let viewer = create(&*st.store, Role::Viewer, None, None).await.unwrap();
         let g = city.grids[0].geom.interior_point().unwrap();
@@ -176,7 +180,7 @@ async fn bad_reports_are_refused_and_change_nothing() {
 async fn the_light_sweeper_announces_lights_that_turn() {
     let city = small_city();
     let st = seeded_state(&fresh_gpkg("live_sweep"), city).await;
-    let app = onemap::app(st.clone());
+    let app = onemap::app(st.clone().with_public_read());
     let token = create(&*st.store, Role::Supervisor, None, None).await.unwrap();
     let g = city.grids[1].geom.interior_point().unwrap();
     let body = json!({"class_code": city.event_classes[0].code.as_str(), "lon": g.x(), "lat": g.y(),

@@ -26,8 +26,13 @@ struct Broker {
 
 impl Broker {
     fn start(port: u16) -> Broker {
+        Broker::start_with(port, "allow_anonymous true\n")
+    }
+
+    /// A broker on `port` with `settings` for its listener (TLS, passwords, an ACL).
+    fn start_with(port: u16, settings: &str) -> Broker {
         let conf = std::env::temp_dir().join(format!("onemap-mosquitto-{port}.conf"));
-        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")).unwrap();
+        std::fs::write(&conf, format!("listener {port} 127.0.0.1\n{settings}persistence false\n")).unwrap();
         let bin = std::env::var("ONEMAP_TEST_MOSQUITTO").unwrap_or_else(|_| "/usr/sbin/mosquitto".into());
         let mut child = Command::new(&bin)
             .arg("-c")
@@ -113,7 +118,7 @@ async fn published_readings_raise_alarms_and_open_cases_and_survive_a_broker_res
         let port = free_port();
         let mut broker = Broker::start(port);
         let st = seeded_state(&location, city).await;
-        let app = onemap::app(st.clone());
+        let app = onemap::app(st.clone().with_public_read());
         let admin = onemap::auth::create(&*st.store, Role::Admin, None, None).await.unwrap();
         let body = json!({"code": CODE, "kind": "water_level", "lon": p.x(), "lat": p.y(), "crs": "cgcs2000",
             "component_code": comp.code, "thresholds": {"min_duration_s": 0}});
@@ -122,7 +127,7 @@ async fn published_readings_raise_alarms_and_open_cases_and_survive_a_broker_res
 
         let url: onemap::sensors::mqtt::BrokerUrl =
             format!("mqtt://127.0.0.1:{port}?client_id=onemap-test-{label}").parse().unwrap();
-        let ingest = onemap::sensors::mqtt::spawn(url, st.sensors.clone());
+        let ingest = onemap::sensors::mqtt::spawn(url, st.sensors.clone()).unwrap();
         let mut feed = EventStream::open(&app).await;
         let client = publisher(port, &format!("pub-{label}-1"));
 
@@ -202,7 +207,7 @@ async fn two_replicas_share_the_subscription_and_take_each_reading_once() {
     let _broker = Broker::start(port);
     let a = seeded_state(&location, city).await;
     let b = onemap::server::start(&location, false, 16).await.expect("second replica");
-    let app = onemap::app(a.clone());
+    let app = onemap::app(a.clone().with_public_read());
     let admin = onemap::auth::create(&*a.store, Role::Admin, None, None).await.unwrap();
     let body = json!({"code": CODE, "kind": "water_level", "lon": p.x(), "lat": p.y(), "crs": "cgcs2000",
         "component_code": comp.code});
@@ -215,7 +220,7 @@ async fn two_replicas_share_the_subscription_and_take_each_reading_once() {
     for (i, st) in [&a, &b].into_iter().enumerate() {
         let url: onemap::sensors::mqtt::BrokerUrl =
             format!("mqtt://127.0.0.1:{port}?client_id=onemap-replica-{i}").parse().unwrap();
-        ingests.push(onemap::sensors::mqtt::spawn(url, st.sensors.clone()));
+        ingests.push(onemap::sensors::mqtt::spawn(url, st.sensors.clone()).unwrap());
     }
     // Both connected and subscribed (a SUBACK follows the CONNACK within milliseconds).
     for _ in 0..100 {
@@ -270,4 +275,143 @@ async fn two_replicas_share_the_subscription_and_take_each_reading_once() {
     }
     a.store.close().await;
     b.store.close().await;
+}
+
+/// Runs a command, failing the test with its output when it fails.
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA and a server certificate for 127.0.0.1 made with openssl, a password file and an ACL
+/// like `scripts/mosquitto/onemap.acl.example`: onemap's ingest user reads every sensor's
+/// readings; a gateway writes its own sensor's topic only.
+fn tls_broker_files(dir: &std::path::Path) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let f = |name: &str| dir.join(name).display().to_string();
+    run(Command::new("openssl").args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]).args([
+        "-keyout",
+        &f("ca.key"),
+        "-out",
+        &f("ca.pem"),
+        "-subj",
+        "/CN=onemap test CA",
+    ]));
+    run(Command::new("openssl").args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1"]).args([
+        "-keyout",
+        &f("server.key"),
+        "-out",
+        &f("server.csr"),
+    ]));
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(Command::new("openssl").args(["x509", "-req", "-days", "2", "-CAcreateserial"]).args([
+        "-in",
+        &f("server.csr"),
+        "-CA",
+        &f("ca.pem"),
+        "-CAkey",
+        &f("ca.key"),
+        "-out",
+        &f("server.pem"),
+        "-extfile",
+        &f("san.ext"),
+    ]));
+    run(Command::new("mosquitto_passwd").args(["-c", "-b", &f("passwd"), "onemap", "ingest-secret"]));
+    run(Command::new("mosquitto_passwd").args(["-b", &f("passwd"), "gw-1", "gw-secret"]));
+    std::fs::write(
+        dir.join("acl"),
+        "user onemap\ntopic read onemap/sensors/+/readings\n\nuser gw-1\ntopic write onemap/sensors/TLS-1/readings\n",
+    )
+    .unwrap();
+    // The broker may drop root for its own user: everything readable.
+    for entry in std::fs::read_dir(dir).unwrap() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(entry.unwrap().path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    format!(
+        "cafile {}\ncertfile {}\nkeyfile {}\nallow_anonymous false\npassword_file {}\nacl_file {}\n",
+        f("ca.pem"),
+        f("server.pem"),
+        f("server.key"),
+        f("passwd"),
+        f("acl")
+    )
+}
+
+/// Over TLS with passwords and an ACL: onemap connects with its credentials and checks the
+/// broker's certificate against the given CA; a gateway's reading on its own topic is taken in,
+/// one on another sensor's topic never reaches onemap; a client without credentials is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_over_tls_with_passwords_and_an_acl() {
+    let city = small_city();
+    let (comp, p) = owned_point_component(city);
+    let dir = std::env::temp_dir().join(format!("onemap-mqtt-tls-{}", std::process::id()));
+    let port = free_port();
+    let _broker = Broker::start_with(port, &tls_broker_files(&dir));
+    let st = seeded_state(&fresh_gpkg("mqtt-tls"), city).await;
+    let app = onemap::app(st.clone());
+    let admin = onemap::auth::create(&*st.store, Role::Admin, None, None).await.unwrap();
+    for code in ["TLS-1", "TLS-2"] {
+        let body = json!({"code": code, "kind": "water_level", "lon": p.x(), "lat": p.y(), "crs": "cgcs2000",
+            "component_code": comp.code});
+        let r = post_as(&app, "/api/v1/sensors", Some(&admin), body.to_string().into_bytes()).await;
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let ca = dir.join("ca.pem").display().to_string();
+    let url: onemap::sensors::mqtt::BrokerUrl =
+        format!("mqtts://onemap:ingest-secret@127.0.0.1:{port}?client_id=onemap-tls&ca={ca}").parse().unwrap();
+    let _ingest = onemap::sensors::mqtt::spawn(url, st.sensors.clone()).unwrap();
+    for _ in 0..100 {
+        if st.metrics.mqtt_connects.get() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(st.metrics.mqtt_connects.get() >= 1, "onemap connected over TLS with its password");
+
+    // The gateway, over TLS with its own password.
+    let tls = onemap::sensors::mqtt::tls_config(&std::fs::read(dir.join("ca.pem")).unwrap()).unwrap();
+    let mut opts = MqttOptions::new("gw-1-client", "127.0.0.1", port);
+    opts.set_credentials("gw-1", "gw-secret");
+    opts.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(std::sync::Arc::new(
+        tls,
+    ))));
+    let (gw, mut events) = AsyncClient::new(opts, 64);
+    tokio::spawn(async move { while events.poll().await.is_ok() {} });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let accepted = || st.metrics.reading("mqtt", "accepted").get();
+    let t0 = Utc::now() - chrono::Duration::seconds(30);
+    // Its own sensor first, then another's (dropped by the broker's ACL), then its own again:
+    // the second own reading arriving proves the foreign one had its chance.
+    publish(&gw, &topic("TLS-1"), json!({"at": t0.to_rfc3339(), "value": 0.05}).to_string()).await;
+    publish(&gw, &topic("TLS-2"), json!({"at": t0.to_rfc3339(), "value": 0.05}).to_string()).await;
+    let t1 = t0 + chrono::Duration::seconds(1);
+    publish(&gw, &topic("TLS-1"), json!({"at": t1.to_rfc3339(), "value": 0.06}).to_string()).await;
+    for _ in 0..200 {
+        if accepted() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(accepted(), 2, "the gateway's own readings, and only those");
+    let stored = st.store.count_readings("TLS-2", t0 - chrono::Duration::minutes(1), Utc::now()).await.unwrap();
+    assert_eq!(stored, 0, "the ACL kept the gateway off another sensor's topic");
+
+    // Without credentials the broker refuses the connection.
+    let mut anon = MqttOptions::new("anonymous", "127.0.0.1", port);
+    let tls = onemap::sensors::mqtt::tls_config(&std::fs::read(dir.join("ca.pem")).unwrap()).unwrap();
+    anon.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(std::sync::Arc::new(
+        tls,
+    ))));
+    let (_c, mut events) = AsyncClient::new(anon, 8);
+    let refused = loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.poll()).await.expect("an answer within 5 s") {
+            Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => break false,
+            Ok(_) => continue,
+            Err(_) => break true,
+        }
+    };
+    assert!(refused, "a client without credentials is refused");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -57,7 +57,7 @@ async fn ogrinfo_reads_the_geopackage_and_the_oapif_endpoint() {
     // in full (following `next` links page by page), with counts equal to the city's.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, onemap::app(state)).await });
+    let server = tokio::spawn(async move { axum::serve(listener, onemap::app(state.with_public_read())).await });
     let url = format!("OAPIF:http://{addr}/");
     let expected = [
         ("districts", city.districts.len()),

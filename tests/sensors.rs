@@ -35,7 +35,7 @@ async fn readings_raise_escalate_and_clear_alarms_with_one_case_on_both_stores()
     let (comp, p) = owned_point_component(city);
     for (label, location) in [("gpkg", fresh_gpkg("sensors")), ("postgis", fresh_pg("onemap_t_sensors").await)] {
         let st = seeded_state(&location, city).await;
-        let app = onemap::app(st.clone());
+        let app = onemap::app(st.clone().with_public_read());
         let admin = onemap::auth::create(&*st.store, Role::Admin, None, None).await.unwrap();
         let device = onemap::auth::create(&*st.store, Role::Device, None, None).await.unwrap();
         let viewer = onemap::auth::create(&*st.store, Role::Viewer, None, None).await.unwrap();
@@ -142,7 +142,7 @@ async fn readings_raise_escalate_and_clear_alarms_with_one_case_on_both_stores()
         assert_eq!(up["escalated_from"], "blue");
         let alarm_id = up["id"].as_i64().unwrap();
         assert_eq!(alarm_id, raised["id"].as_i64().unwrap(), "{label}: the same alarm");
-        let case = get(&app, &format!("/api/v1/cases/{case_id}")).await.json();
+        let case = get_as(&app, &format!("/api/v1/cases/{case_id}"), &viewer).await.json();
         assert_eq!(case["source"], "sensor");
         assert_eq!(case["class_code"], "0503", "{label}: gas maps to 燃气管道破裂");
         assert_eq!(case["component_code"], comp.code.as_str());
@@ -243,7 +243,7 @@ async fn readings_raise_escalate_and_clear_alarms_with_one_case_on_both_stores()
         st.store.close().await;
 
         let st = onemap::server::start(&location, false, 16).await.expect("restart");
-        let app = onemap::app(st.clone());
+        let app = onemap::app(st.clone().with_public_read());
         let mut feed = EventStream::open(&app).await;
         let active = get(&app, "/api/v1/alarms").await.json();
         assert_eq!(active["alarms"].as_array().unwrap().len(), 1, "{label}: {active}");

@@ -42,7 +42,7 @@ fn tile_of(lon: f64, lat: f64, z: u8) -> TileCoord {
 async fn vector_tiles_on_both_stores() {
     let city = small_city();
     for (label, state) in both_stores("tiles", city).await {
-        let router = app(state.clone());
+        let router = app(state.clone().with_public_read());
         let g = &city.grids[city.grids.len() / 3];
         let p = g.geom.interior_point().unwrap();
 

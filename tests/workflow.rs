@@ -89,7 +89,7 @@ async fn the_workflow_on_both_stores() {
         let g = city.grids[3].geom.interior_point().unwrap();
         let dept = city.departments[0].code.to_string();
         let ctx = Ctx {
-            app: onemap::app(st.clone()),
+            app: onemap::app(st.clone().with_public_read()),
             admin: create(store, Role::Admin, None, None).await.unwrap(),
             dept: dept.clone(),
             point: (g.x(), g.y()),
@@ -237,7 +237,7 @@ async fn the_workflow_on_both_stores() {
 async fn open311_intake_on_both_stores() {
     let city = small_city();
     for (label, st) in both_stores("open311", city).await {
-        let app = onemap::app(st.clone());
+        let app = onemap::app(st.clone().with_public_read());
         let store = &*st.store;
         let public = create(store, Role::Public, None, Some("随手拍")).await.unwrap();
         let supervisor = create(store, Role::Supervisor, None, None).await.unwrap();

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::AnalysisError;
 use crate::index::CityIndex;
-use crate::model::Shape;
+use crate::model::{CaseScope, Shape};
 
 /// The component class of green space (绿地, GB/T 30428.2 0405), whose polygons give the green
 /// area inside.
@@ -40,10 +40,10 @@ fn area_inside(sel: &MultiPolygon<f64>, part: &MultiPolygon<f64>, whole_m2: f64)
 
 /// The statistics of a checked polygon (see [`check`]) of `area_m2`. Components, cases and
 /// grids are counted in parallel, each under its own layer's read lock.
-pub fn stats(index: &CityIndex, sel: &MultiPolygon<f64>, area_m2: f64) -> Value {
+pub fn stats(index: &CityIndex, sel: &MultiPolygon<f64>, area_m2: f64, scope: &CaseScope) -> Value {
     let g: geo::Geometry<f64> = sel.clone().into();
     let ((components, cases), grids) = rayon::join(
-        || rayon::join(|| components_json(index, sel, &g), || cases_json(index, &g)),
+        || rayon::join(|| components_json(index, sel, &g), || cases_json(index, &g, scope)),
         || grids_json(index, sel, &g),
     );
     json!({
@@ -107,11 +107,15 @@ fn components_json(index: &CityIndex, sel: &MultiPolygon<f64>, g: &geo::Geometry
 }
 
 /// The cases inside by class, and the open ones by status and light.
-fn cases_json(index: &CityIndex, g: &geo::Geometry<f64>) -> Value {
+/// The cases inside in the caller's scope (a department its own, an area its area's).
+fn cases_json(index: &CityIndex, g: &geo::Geometry<f64>, scope: &CaseScope) -> Value {
     let layer = index.cases.read();
     let (mut classes, mut status, mut lights) = (HashMap::<&str, u64>::new(), HashMap::new(), HashMap::new());
     let (mut total, mut open) = (0u64, 0u64);
     layer.for_each_intersecting(g, |c| {
+        if !scope.sees(c) {
+            return;
+        }
         total += 1;
         *classes.entry(c.class_code.as_str()).or_default() += 1;
         if crate::cases::is_open(c) {

@@ -6,12 +6,10 @@
 //! reported per km². Cells are computed row by row in parallel, each row from the points of its
 //! strip (points sorted by northing), so no two threads write one cell.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
-use parking_lot::Mutex;
 use rayon::prelude::*;
 
+use super::memo::Cancel;
 use super::{AnalysisError, Filter, Source};
 use crate::geo::gauss_kruger::GaussKruger;
 
@@ -67,11 +65,29 @@ impl Grid {
 
 /// Quartic kernel density of `points` (lon, lat) over the box `extent` (lon/lat), in the
 /// Gauss-Krüger zone of the box's centre.
+/// The most kernel evaluations one density grid may cost by default (points times the cells
+/// each one reaches): some seconds of both cores.
+pub const MAX_WORK: f64 = 4e9;
+
+/// [`kernel_density_until`] that is never cancelled, within the default work limit.
 pub fn kernel_density(
     points: &[(f64, f64)],
     extent: [f64; 4],
     cell_m: f64,
     bandwidth_m: f64,
+) -> Result<Grid, AnalysisError> {
+    kernel_density_until(points, extent, cell_m, bandwidth_m, MAX_WORK, &Cancel::default())
+}
+
+/// The density grid of `points` over `extent`; refused before any work when it would have too
+/// many cells or cost more than `max_work` kernel evaluations, and stopped when `cancel` is set.
+pub fn kernel_density_until(
+    points: &[(f64, f64)],
+    extent: [f64; 4],
+    cell_m: f64,
+    bandwidth_m: f64,
+    max_work: f64,
+    cancel: &Cancel,
 ) -> Result<Grid, AnalysisError> {
     let projection = GaussKruger::for_lon((extent[0] + extent[2]) / 2.0);
     // The projected box: its corners and edge midpoints, since meridians converge.
@@ -94,6 +110,17 @@ pub fn kernel_density(
     if cells > MAX_CELLS {
         return Err(AnalysisError::TooManyDensityCells { cells });
     }
+    // Each point reaches the cells within the bandwidth: about π (r / cell)², at most all.
+    let reach = (std::f64::consts::PI * (bandwidth_m / cell_m).powi(2)).min(cells as f64);
+    let work = points.len() as f64 * reach + cells as f64;
+    if work > max_work {
+        return Err(AnalysisError::TooCostly {
+            what: "the kernel density (points × cells within the bandwidth)",
+            estimate: work,
+            limit: max_work,
+            hint: "use a larger cell_m, a smaller bandwidth_m, a smaller bbox or a narrower filter",
+        });
+    }
     let mut xy: Vec<(f64, f64)> = points.par_iter().map(|&(lon, lat)| projection.forward(lon, lat)).collect();
     xy.par_sort_unstable_by(|a, b| a.1.total_cmp(&b.1));
     let r2 = bandwidth_m * bandwidth_m;
@@ -113,6 +140,9 @@ pub fn kernel_density(
     };
     let (ox, oy) = origin;
     grid.values.par_chunks_mut(cols).enumerate().for_each(|(r, row)| {
+        if cancel.is_cancelled() {
+            return;
+        }
         let yc = oy + (rows as f64 - r as f64 - 0.5) * cell_m;
         let lo = xy.partition_point(|p| p.1 <= yc - bandwidth_m);
         let hi = xy.partition_point(|p| p.1 < yc + bandwidth_m);
@@ -140,6 +170,9 @@ pub fn kernel_density(
             *v *= scale;
         }
     });
+    if cancel.is_cancelled() {
+        return Err(AnalysisError::Cancelled);
+    }
     grid.max = grid.values.iter().copied().fold(0.0, f64::max);
     Ok(grid)
 }
@@ -147,29 +180,6 @@ pub fn kernel_density(
 /// How long a density grid serves the heat tiles before it is computed again: a heat overlay
 /// that trails new cases by half a minute is still live for a big screen.
 pub const TILE_TTL_S: i64 = 30;
-
-/// The few most recent density grids, by their parameters.
-#[derive(Default)]
-pub struct Cache(Mutex<Vec<(Params, Arc<Grid>)>>);
-
-impl Cache {
-    /// A grid for `params` computed within the last [`TILE_TTL_S`] seconds.
-    pub fn get(&self, params: &Params) -> Option<Arc<Grid>> {
-        let now = Utc::now();
-        self.0
-            .lock()
-            .iter()
-            .find(|(p, g)| p == params && (now - g.computed_at).num_seconds() < TILE_TTL_S)
-            .map(|(_, g)| g.clone())
-    }
-
-    pub fn put(&self, params: Params, grid: Arc<Grid>) {
-        let mut v = self.0.lock();
-        v.retain(|(p, _)| *p != params);
-        v.insert(0, (params, grid));
-        v.truncate(4);
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -208,6 +218,19 @@ mod tests {
             .sum();
         assert!((g.values[r * g.cols + c] - expected).abs() < 1e-9 * expected.max(1.0));
         assert!(expected > 0.0);
+    }
+
+    #[test]
+    fn too_costly_a_kernel_is_refused_and_a_cancelled_one_stops() {
+        let pts = vec![(106.55, 29.56); 30_000];
+        let extent = [106.4, 29.4, 106.7, 29.7];
+        assert!(matches!(kernel_density(&pts, extent, 20.0, 50_000.0), Err(AnalysisError::TooCostly { .. })));
+        let cancel = Cancel::default();
+        drop(cancel.guard());
+        assert!(matches!(
+            kernel_density_until(&pts[..10], extent, 100.0, 500.0, MAX_WORK, &cancel),
+            Err(AnalysisError::Cancelled)
+        ));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod boxstats;
 pub mod density;
 pub mod emerging;
+pub mod memo;
 pub mod overlay;
 pub mod ranking;
 pub mod stats;
@@ -18,7 +19,7 @@ use chrono::{DateTime, Utc};
 use parking_lot::{Mutex, RwLock};
 
 use crate::index::{CityIndex, Record};
-use crate::model::{Alarm, Str};
+use crate::model::{Alarm, CaseScope, Str};
 use stats::{GiStar, GlobalMoran, LocalMoran};
 use units::{UnitKind, Units};
 
@@ -47,6 +48,12 @@ pub enum AnalysisError {
     TooManyDensityCells { cells: usize },
     #[error("the space-time cube would have {bins} bins, more than {max}: use a longer step, a shorter range or a coarser unit", max = emerging::MAX_BINS)]
     TooManyBins { bins: usize },
+    /// The estimated work or answer is beyond the server's limit for one request.
+    #[error("{what} would be about {estimate:.3e}, more than the limit of {limit:.3e}: {hint}")]
+    TooCostly { what: &'static str, estimate: f64, limit: f64, hint: &'static str },
+    /// The client went away and the work stopped.
+    #[error("the request was abandoned")]
+    Cancelled,
 }
 
 /// The record layers analyses count.
@@ -88,11 +95,19 @@ pub struct Filter {
     pub level: Option<String>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
+    /// The caller's cases (a department's, an area's); alarms of its area.
+    pub scope: CaseScope,
 }
 
 impl Filter {
     fn keeps(&self, it: &Item<'_>) -> bool {
-        self.class.as_deref().is_none_or(|c| it.class.starts_with(c))
+        let in_scope = match it.dept {
+            Some(dept) => self.scope.sees_parts(dept, it.grid),
+            // Alarms (the only items with a level) are their sensor's area's.
+            None => it.level.is_none() || self.scope.in_area(it.grid),
+        };
+        in_scope
+            && self.class.as_deref().is_none_or(|c| it.class.starts_with(c))
             && self.status.as_deref().is_none_or(|s| it.status == s)
             && self.source.as_deref().is_none_or(|s| it.source == s)
             && self.level.as_deref().is_none_or(|l| it.level == Some(l))
@@ -112,6 +127,8 @@ pub struct Item<'a> {
     pub status: &'a str,
     pub source: &'a str,
     pub level: Option<&'a str>,
+    /// For a case, the department it is dispatched to (the scope checks it); `None` otherwise.
+    pub dept: Option<Option<&'a str>>,
 }
 
 /// The records of a layer that pass `filter`, handed to `f` one by one under the layer's read
@@ -134,6 +151,7 @@ pub fn for_each(index: &CityIndex, source: Source, alarms: &[Alarm], filter: &Fi
                     status: c.status.as_str(),
                     source: &c.source,
                     level: None,
+                    dept: Some(c.dept_code.as_deref()),
                 });
             }
         }
@@ -150,6 +168,7 @@ pub fn for_each(index: &CityIndex, source: Source, alarms: &[Alarm], filter: &Fi
                     status: &c.status,
                     source: &c.source,
                     level: None,
+                    dept: None,
                 });
             }
         }
@@ -166,6 +185,7 @@ pub fn for_each(index: &CityIndex, source: Source, alarms: &[Alarm], filter: &Fi
                     status: if a.cleared_at.is_some() { "cleared" } else { "raised" },
                     source: "sensor",
                     level: Some(a.peak_level.as_str()),
+                    dept: None,
                 });
             }
         }
@@ -294,15 +314,56 @@ pub fn hotspots(
     Hotspots { units, source, method, counts, outside, gi, q, bins, local, global, computed_at: Utc::now() }
 }
 
+/// How long a hotspot result answers identical requests: a minute behind the newest cases is
+/// still current for an analysis.
+const HOTSPOTS_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What analyses keep between requests: units per kind (rebuilt when the hierarchy changes),
-/// the latest Gi* result (drawn by the `hotspots` tile layer) and recent density grids.
-#[derive(Default)]
+/// the published Gi* result (drawn by the `hotspots` tile layer), and recent results by their
+/// parameters, each computed once however many ask at the same time.
 pub struct Analysis {
     units: RwLock<HashMap<UnitKind, (u64, Arc<Units>)>>,
     /// Builds of one kind at a time, so ten concurrent first requests build the graph once.
     building: Mutex<()>,
-    pub latest: RwLock<Option<Arc<Hotspots>>>,
-    pub density: density::Cache,
+    /// The published overlay: the parameters it was run with and its result.
+    pub latest: RwLock<Option<(String, Arc<Hotspots>)>>,
+    /// The overlay parameters the change log last published (from any replica): the tile layer
+    /// computes them when `latest` is of other parameters.
+    pub published: RwLock<Option<String>>,
+    pub hotspots: memo::Memo<String, Hotspots>,
+    pub density: memo::Memo<density::Params, density::Grid>,
+    /// What one request may cost (`[cost_limits]` of the config file).
+    pub limits: RwLock<CostLimits>,
+}
+
+/// What one analysis request may cost: estimated before the work, refused beyond (422).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CostLimits {
+    /// Kernel evaluations of one density grid (points × cells within the bandwidth).
+    pub density_work: f64,
+    /// Bytes of one hotspot answer, estimated from its units' geometry.
+    pub answer_bytes: f64,
+}
+
+impl Default for CostLimits {
+    fn default() -> Self {
+        CostLimits { density_work: density::MAX_WORK, answer_bytes: 128e6 }
+    }
+}
+
+impl Default for Analysis {
+    fn default() -> Self {
+        Analysis {
+            units: Default::default(),
+            building: Default::default(),
+            latest: Default::default(),
+            published: Default::default(),
+            hotspots: memo::Memo::new(HOTSPOTS_TTL, 16),
+            density: memo::Memo::new(std::time::Duration::from_secs(density::TILE_TTL_S as u64), 4),
+            limits: Default::default(),
+        }
+    }
 }
 
 impl Analysis {

@@ -98,7 +98,7 @@ mod tests {
     use chrono::TimeZone;
 
     fn item(class: &str, at: DateTime<Utc>) -> Item<'_> {
-        Item { lon: 0.0, lat: 0.0, grid: None, at: Some(at), class, status: "", source: "", level: None }
+        Item { lon: 0.0, lat: 0.0, grid: None, at: Some(at), class, status: "", source: "", level: None, dept: None }
     }
 
     #[test]

@@ -599,6 +599,12 @@ impl Live {
     ) -> Result<i64, StoreError> {
         let row =
             ChangeRow { collection, key: None, op: Op::Touch, event: None, data: Some(data), bbox: self::areas(areas) };
+        self.log(row).await
+    }
+
+    /// Logs a change that stores nothing else (a publication, a touch) and applies it here;
+    /// returns its sequence number.
+    pub async fn log(&self, row: ChangeRow) -> Result<i64, StoreError> {
         let in_flight = self.in_flight();
         let seq = self.store.append_changes(vec![row.clone()]).await?[0];
         self.commit(vec![Change::committed(seq, row, Vec::new())], in_flight).await?;

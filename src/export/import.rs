@@ -343,7 +343,9 @@ impl Validator<'_> {
             Collection::Grids => self.grid(f, geom)?.to_row(),
             Collection::Components => self.component(f, geom)?.to_row(),
             Collection::Cases => return self.case(f, geom).map(|c| c.to_row()),
-            Collection::Sensors | Collection::Alarms => self.sensor(f, geom)?.to_row(),
+            Collection::Sensors | Collection::Alarms | Collection::Tokens | Collection::Overlays => {
+                self.sensor(f, geom)?.to_row()
+            }
         };
         // Duplicates last, so a feature rejected for another reason does not claim its code.
         let Val::Text(Some(code)) = &row[0] else { unreachable!("keys are text") };

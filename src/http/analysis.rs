@@ -14,21 +14,27 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::auth::{Caller, scope_of};
 use super::error::{ApiError, ApiResult};
 use super::params::{JsonBody, Params};
-use crate::analysis::density::{self, kernel_density};
+use crate::analysis::density::{self, kernel_density_until};
 use crate::analysis::emerging::{self, Step, Steps};
+use crate::analysis::memo::Cancel;
 use crate::analysis::ranking::{self, RankBy};
 use crate::analysis::units::UnitKind;
 use crate::analysis::{self, AnalysisError, Filter, Hotspots, Method, Source, boxstats, stats};
-use crate::model::{Alarm, Str};
+use crate::auth::Role;
+use crate::model::{Alarm, Collection, Str};
+use crate::store::log::{ChangeRow, Op};
 
 /// The parameters every analysis takes.
 const COMMON: &[&str] = &["layer", "class_code", "status", "source", "level", "from", "to"];
 
 /// The layer and filters of a request; any parameter outside `COMMON` and `extra` is a 400, and
 /// so is a class code prefix no class of the layer has, or `level` on a layer without levels.
-fn common(st: &AppState, p: &Params, extra: &[&str]) -> ApiResult<(Source, Filter)> {
+/// The caller's scope narrows what is counted: a department counts its cases, an area its
+/// area's cases and alarms.
+fn common(st: &AppState, who: &Option<Caller>, p: &Params, extra: &[&str]) -> ApiResult<(Source, Filter)> {
     let city = st.deadlines.calendar.offset();
     if let Some(k) = p.0.keys().find(|k| !COMMON.contains(&k.as_str()) && !extra.contains(&k.as_str())) {
         let mut known: Vec<&str> = COMMON.to_vec();
@@ -58,6 +64,7 @@ fn common(st: &AppState, p: &Params, extra: &[&str]) -> ApiResult<(Source, Filte
         level: text("level"),
         from,
         to,
+        scope: scope_of(who),
     };
     if let Some(c) = filter.class.as_deref() {
         if !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
@@ -129,28 +136,93 @@ fn num(v: Option<f64>) -> Value {
     v.and_then(serde_json::Number::from_f64).map_or(Value::Null, Value::Number)
 }
 
-/// `GET /api/v1/analysis/hotspots?layer&unit&method=count|gi_star|local_moran&fdr&geometry&filters`
-pub async fn hotspots(State(st): State<AppState>, p: Params) -> ApiResult<Response> {
-    let (source, filter) = common(&st, &p, &["unit", "method", "fdr", "geometry"])?;
+/// The hotspot result for a request's parameters (which must be a complete query: `key` is its
+/// canonical form): recent results are reused, identical concurrent requests share one run.
+async fn hotspot_result(st: &AppState, who: &Option<Caller>, p: &Params) -> ApiResult<Arc<Hotspots>> {
+    let (source, filter) = common(st, who, p, &["unit", "method", "fdr", "geometry"])?;
     let kind = UnitKind::parse(p.get("unit").unwrap_or("grid"))?;
     let method = Method::parse(p.get("method").unwrap_or("gi_star"))?;
-    let fdr = flag(&p, "fdr", false)?;
-    let geometry = flag(&p, "geometry", true)?;
-    let alarms = alarms_for(&st, source).await?;
-    let state = st.clone();
-    let h = blocking(move || {
-        let units = state.analysis.units(&state.index, kind)?;
-        let (counts, outside) = analysis::count(&state.index, &units, source, &alarms, &filter);
-        Ok(Arc::new(analysis::hotspots(units, source, method, counts, outside, fdr)))
-    })
-    .await?;
-    if method == Method::GiStar {
-        // The overlay draws this server's latest result (a cache of answers, not city state):
-        // nothing is announced, so a GET changes nothing others see; the caller redraws.
-        *st.analysis.latest.write() = Some(h.clone());
+    let fdr = flag(p, "fdr", false)?;
+    flag(p, "geometry", true)?;
+    // The scope is part of what was computed.
+    let key = format!("{}#{}", hotspot_key(p), serde_urlencoded::to_string(filter.scope.filters()).unwrap_or_default());
+    st.analysis
+        .hotspots
+        .get_or_compute(key, async {
+            let alarms = alarms_for(st, source).await?;
+            let state = st.clone();
+            blocking(move || {
+                let units = state.analysis.units(&state.index, kind)?;
+                let (counts, outside) = analysis::count(&state.index, &units, source, &alarms, &filter);
+                Ok(Arc::new(analysis::hotspots(units, source, method, counts, outside, fdr)))
+            })
+            .await
+        })
+        .await
+}
+
+/// A hotspot request's parameters in canonical form, without the answer's shape (`geometry`).
+fn hotspot_key(p: &Params) -> String {
+    let mut m = p.0.clone();
+    m.remove("geometry");
+    serde_urlencoded::to_string(&m).unwrap_or_default()
+}
+
+/// `GET /api/v1/analysis/hotspots?layer&unit&method=count|gi_star|local_moran&fdr&geometry&filters`:
+/// the analysis, changing nothing anyone else sees (publishing the overlay is the POST).
+pub async fn hotspots(State(st): State<AppState>, who: Option<Caller>, p: Params) -> ApiResult<Response> {
+    let h = hotspot_result(&st, &who, &p).await?;
+    hotspots_answer(&st, h, flag(&p, "geometry", true)?).await
+}
+
+/// The answer, refused beyond the configured answer size before it is written (an H3
+/// resolution-13 cover of a city with geometry was 784 MB).
+async fn hotspots_answer(st: &AppState, h: Arc<Hotspots>, geometry: bool) -> ApiResult<Response> {
+    let limit = st.analysis.limits.read().answer_bytes;
+    let estimate: f64 = if geometry {
+        (0..h.units.len()).map(|i| h.units.geom_json(i).len() as f64 + 150.0).sum()
+    } else {
+        h.units.len() as f64 * 150.0
+    };
+    if estimate > limit {
+        return Err(AnalysisError::TooCostly {
+            what: "the answer (bytes)",
+            estimate,
+            limit,
+            hint: "ask with geometry=false, or use a coarser unit",
+        }
+        .into());
     }
     let body = blocking(move || Ok(hotspots_json(&h, geometry))).await?;
     Ok(json_response(body, "application/geo+json"))
+}
+
+/// Roles that publish analysis overlays to every big screen.
+const PUBLISHERS: &[Role] = &[Role::Admin, Role::Analyst, Role::ShiftLeader];
+
+/// `POST /api/v1/analysis/hotspots?...` (Gi* only): runs the analysis and publishes it as the
+/// shared 热点 overlay. The publication is a change in the log, so every replica draws it and
+/// every big screen hears `hotspots.published` and redraws; the answer is the analysis.
+pub async fn publish_hotspots(State(st): State<AppState>, Caller(who): Caller, p: Params) -> ApiResult<Response> {
+    who.require(PUBLISHERS, "publish the hotspot overlay")?;
+    // The overlay is the city's: every screen draws it, so it is counted over every case.
+    if !who.case_scope().is_all() {
+        return Err(super::auth::out_of_scope(Some(&who), "publish the city's hotspot overlay".into()));
+    }
+    if p.get("method").is_some_and(|m| m != "gi_star") {
+        return Err(ApiError::bad_request("invalid-parameter", "the overlay shows Gi* (method=gi_star)"));
+    }
+    let h = hotspot_result(&st, &None, &p).await?;
+    let key = hotspot_key(&p);
+    *st.analysis.latest.write() = Some((key.clone(), h.clone()));
+    let data = json!({"params": key, "by": who.actor.as_str(), "units": h.units.len()});
+    let row = ChangeRow::record(Collection::Overlays, "hotspots", Op::Touch, Some("hotspots.published"), Some(data));
+    let seq = st.live.log(row).await?;
+    let mut resp = hotspots_answer(&st, h, flag(&p, "geometry", true)?).await?;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&seq.to_string()) {
+        resp.headers_mut().insert(super::SEQ_HEADER, v);
+    }
+    Ok(resp)
 }
 
 /// Unit `i` as a GeoJSON Feature with `props`, its geometry (pre-rendered) or null.
@@ -263,24 +335,37 @@ fn density_params(st: &AppState, p: &Params, source: Source, filter: Filter) -> 
     Ok(density::Params { source, filter, cell_m, bandwidth_m, extent: density_extent(st, p)? })
 }
 
-/// The density grid for the request's parameters over `extent`, computed and cached.
+/// The density grid for the request's parameters over `extent`: a recent one, the one an
+/// identical request is computing, or a new one, which stops if every client asking for it
+/// goes away.
 async fn density_grid(st: &AppState, params: density::Params) -> ApiResult<Arc<density::Grid>> {
-    let alarms = alarms_for(st, params.source).await?;
-    let state = st.clone();
-    let grid = blocking(move || {
-        let mut points = Vec::new();
-        analysis::for_each(&state.index, params.source, &alarms, &params.filter, |it| points.push((it.lon, it.lat)));
-        let g = Arc::new(kernel_density(&points, params.extent, params.cell_m, params.bandwidth_m)?);
-        state.analysis.density.put(params, g.clone());
-        Ok(g)
-    })
-    .await?;
-    Ok(grid)
+    st.analysis
+        .density
+        .get_or_compute(params.clone(), async {
+            let alarms = alarms_for(st, params.source).await?;
+            let state = st.clone();
+            let cancel = Cancel::default();
+            let guard = cancel.guard();
+            let max_work = st.analysis.limits.read().density_work;
+            let grid = blocking(move || {
+                let mut points = Vec::new();
+                analysis::for_each(&state.index, params.source, &alarms, &params.filter, |it| {
+                    points.push((it.lon, it.lat))
+                });
+                let g =
+                    kernel_density_until(&points, params.extent, params.cell_m, params.bandwidth_m, max_work, &cancel)?;
+                Ok(Arc::new(g))
+            })
+            .await;
+            guard.disarm();
+            grid
+        })
+        .await
 }
 
 /// `GET /api/v1/analysis/density?layer&cell_m&bandwidth_m&bbox&format=grid|geojson&filters`
-pub async fn density(State(st): State<AppState>, p: Params) -> ApiResult<Response> {
-    let (source, filter) = common(&st, &p, &["cell_m", "bandwidth_m", "bbox", "format"])?;
+pub async fn density(State(st): State<AppState>, who: Option<Caller>, p: Params) -> ApiResult<Response> {
+    let (source, filter) = common(&st, &who, &p, &["cell_m", "bandwidth_m", "bbox", "format"])?;
     let params = density_params(&st, &p, source, filter)?;
     let format = p.get("format").unwrap_or("grid");
     if !matches!(format, "grid" | "geojson") {
@@ -352,9 +437,9 @@ fn density_json(g: &density::Grid, geojson: bool) -> String {
 }
 
 /// `GET /api/v1/analysis/emerging?layer&unit&step=day|week|month&from&to&series&filters`
-pub async fn emerging(State(st): State<AppState>, p: Params) -> ApiResult<Response> {
+pub async fn emerging(State(st): State<AppState>, who: Option<Caller>, p: Params) -> ApiResult<Response> {
     let city = st.deadlines.calendar.offset();
-    let (source, mut filter) = common(&st, &p, &["unit", "step", "series", "geometry"])?;
+    let (source, mut filter) = common(&st, &who, &p, &["unit", "step", "series", "geometry"])?;
     let kind = UnitKind::parse(p.get("unit").unwrap_or("grid"))?;
     let step = Step::parse(p.get("step").unwrap_or("month"))?;
     let series = flag(&p, "series", false)?;
@@ -462,8 +547,8 @@ fn emerging_json(
 }
 
 /// `GET /api/v1/analysis/ranking?layer&by=grid|community|street|district|class&top&from&to&filters`
-pub async fn ranking(State(st): State<AppState>, p: Params) -> ApiResult<Response> {
-    let (source, filter) = common(&st, &p, &["by", "top"])?;
+pub async fn ranking(State(st): State<AppState>, who: Option<Caller>, p: Params) -> ApiResult<Response> {
+    let (source, filter) = common(&st, &who, &p, &["by", "top"])?;
     let by = p.get("by").unwrap_or("grid");
     let (rank_by, kind) = match by {
         "class" => (RankBy::Class, None),
@@ -517,9 +602,9 @@ pub async fn ranking(State(st): State<AppState>, p: Params) -> ApiResult<Respons
 }
 
 /// `GET /api/v1/analysis/peaks?layer&from&to&filters`: counts by day of week and hour of day.
-pub async fn peaks(State(st): State<AppState>, p: Params) -> ApiResult<Response> {
+pub async fn peaks(State(st): State<AppState>, who: Option<Caller>, p: Params) -> ApiResult<Response> {
     let city = st.deadlines.calendar.offset();
-    let (source, filter) = common(&st, &p, &[])?;
+    let (source, filter) = common(&st, &who, &p, &[])?;
     let alarms = alarms_for(&st, source).await?;
     let state = st.clone();
     let body = blocking(move || {
@@ -554,7 +639,12 @@ pub struct StatsRequest {
 }
 
 /// `POST /api/v1/analysis/stats` `{geometry, crs?}`: box-select statistics (一框统计).
-pub async fn box_stats(State(st): State<AppState>, JsonBody(req): JsonBody<StatsRequest>) -> ApiResult<Response> {
+pub async fn box_stats(
+    State(st): State<AppState>,
+    who: Option<Caller>,
+    JsonBody(req): JsonBody<StatsRequest>,
+) -> ApiResult<Response> {
+    let scope = scope_of(&who);
     let crs = req.crs.as_deref().map(str::parse::<crate::geo::Crs>).transpose()?.unwrap_or(crate::geo::Crs::Wgs84);
     let text = match &req.geometry {
         Value::String(s) => s.clone(),
@@ -569,27 +659,55 @@ pub async fn box_stats(State(st): State<AppState>, JsonBody(req): JsonBody<Stats
     let state = st.clone();
     let body = blocking(move || {
         let area = boxstats::check(&g, &state.index)?;
-        Ok(boxstats::stats(&state.index, &g, area).to_string())
+        Ok(boxstats::stats(&state.index, &g, area, &scope).to_string())
     })
     .await?;
     Ok(json_response(body, "application/json"))
 }
 
-/// The `hotspots` overlay tile: the latest Gi* analysis (204 before any).
+/// The `hotspots` overlay tile: the published Gi* analysis (204 before any). A publication
+/// another replica logged is computed here on the first tile that needs it.
 pub async fn hotspots_tile(st: &AppState, coord: crate::geo::TileCoord) -> ApiResult<Option<Vec<u8>>> {
+    let published = st.analysis.published.read().clone();
     let latest = st.analysis.latest.read().clone();
-    let Some(h) = latest else { return Ok(None) };
+    let h = match (published, latest) {
+        (Some(wanted), Some((have, h))) if wanted == have => h,
+        (Some(wanted), _) => {
+            let p = Params(serde_urlencoded::from_str(&wanted).map_err(ApiError::internal)?);
+            let h = hotspot_result(st, &None, &p).await?;
+            *st.analysis.latest.write() = Some((wanted, h.clone()));
+            h
+        }
+        (None, Some((_, h))) => h,
+        (None, None) => return Ok(None),
+    };
     blocking(move || Ok(crate::analysis::overlay::hotspots(&h, coord))).await
 }
 
 /// The `density` overlay tile for the density parameters in the query (a grid computed in the
 /// last half minute is reused).
-pub async fn density_tile(st: &AppState, coord: crate::geo::TileCoord, p: &Params) -> ApiResult<Option<Vec<u8>>> {
-    let (source, filter) = common(st, p, &["cell_m", "bandwidth_m", "bbox"])?;
+pub async fn density_tile(
+    st: &AppState,
+    who: &Option<Caller>,
+    coord: crate::geo::TileCoord,
+    p: &Params,
+) -> ApiResult<Option<Vec<u8>>> {
+    let (source, filter) = common(st, who, p, &["cell_m", "bandwidth_m", "bbox"])?;
     let params = density_params(st, p, source, filter)?;
-    let g = match st.analysis.density.get(&params) {
-        Some(g) => g,
-        None => density_grid(st, params).await?,
-    };
+    let g = density_grid(st, params).await?;
     blocking(move || Ok(crate::analysis::overlay::density(&g, coord))).await
+}
+
+/// Takes in overlay publications from the change log (this server's, another replica's): the
+/// hotspot tiles then draw the published parameters.
+pub struct PublishedOverlays(pub Arc<crate::analysis::Analysis>);
+
+impl crate::events::Follower for PublishedOverlays {
+    fn applied(&self, change: &crate::events::Change) {
+        if change.row.collection == Collection::Overlays
+            && let Some(params) = change.row.data.as_ref().and_then(|d| d["params"].as_str())
+        {
+            *self.0.published.write() = Some(params.to_string());
+        }
+    }
 }

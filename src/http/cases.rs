@@ -9,10 +9,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::auth::Caller;
+use super::auth::{Caller, out_of_scope, scope_of};
 use super::error::{ApiError, ApiResult};
 use super::params::{JsonBody, Params, PathParams};
-use crate::auth::{AuthError, Principal, Role};
+use crate::auth::{Principal, Role};
 use crate::cases::evaluation::{self, By};
 use crate::cases::intake::{self, NewCase, take_in};
 use crate::cases::{self, Light, is_open};
@@ -63,6 +63,22 @@ pub struct ActionRequest {
 
 /// Longest postponement one request may ask for: a month.
 const MAX_POSTPONE_HOURS: f64 = 720.0;
+/// Shortest: half an hour (a postponement of a nanosecond is a typing error).
+const MIN_POSTPONE_HOURS: f64 = 0.5;
+/// Postponements one case may be granted (延期次数); beyond, it is handled or returned.
+pub const MAX_POSTPONEMENTS: usize = 3;
+
+/// The hours the pending postponement request asked for, from the history (its step's note
+/// starts with them, as `act` writes it), and the postponements granted so far.
+fn postponements(steps: &[CaseStep]) -> (Option<f64>, usize) {
+    let granted = steps.iter().filter(|s| s.action == Action::ApprovePostpone.as_str()).count();
+    let asked = steps
+        .iter()
+        .rev()
+        .find(|s| s.action == Action::RequestPostpone.as_str())
+        .and_then(|s| s.note.as_deref()?.split_once(" h")?.0.parse::<f64>().ok());
+    (asked, granted)
+}
 
 /// `POST /api/v1/cases/{id}/actions`: one workflow step. The workflow decides (403, 422), the
 /// store applies it only at `expected_version` (409 otherwise), then the index, tiles and feed
@@ -103,12 +119,30 @@ pub async fn act(
     let now = Utc::now();
     let hours = match action {
         Action::RequestPostpone | Action::ApprovePostpone => {
-            Some(req.hours.filter(|h| h.is_finite() && *h > 0.0 && *h <= MAX_POSTPONE_HOURS).ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid-action",
-                    format!("{} needs working hours between 0 and {MAX_POSTPONE_HOURS}", req.action),
-                )
-            })?)
+            let (asked, granted) = postponements(&history(&st, case.id).await?);
+            // Approval defaults to what was asked.
+            let h = req.hours.or(if action == Action::ApprovePostpone { asked } else { None });
+            let h = h.filter(|h| h.is_finite() && (MIN_POSTPONE_HOURS..=MAX_POSTPONE_HOURS).contains(h)).ok_or_else(
+                || {
+                    ApiError::bad_request(
+                        "invalid-action",
+                        format!(
+                            "{} needs working hours between {MIN_POSTPONE_HOURS} and {MAX_POSTPONE_HOURS}",
+                            req.action
+                        ),
+                    )
+                },
+            )?;
+            let refuse = |why: String| {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "postponement-refused", "Unprocessable request", why)
+            };
+            if action == Action::RequestPostpone && granted >= MAX_POSTPONEMENTS {
+                return Err(refuse(format!("case {} was postponed {granted} times, the most allowed", case.id)));
+            }
+            if action == Action::ApprovePostpone && asked.is_some_and(|a| h > a) {
+                return Err(refuse(format!("{h} h is more than the {} h asked for", asked.unwrap_or_default())));
+            }
+            Some(h)
         }
         _ => None,
     };
@@ -129,7 +163,7 @@ pub async fn act(
     };
     let mut new = case.clone();
     cases::apply(&mut new, action, next, now, dept, hours, &st.deadlines);
-    let step_note = match (action, req.hours) {
+    let step_note = match (action, hours) {
         (Action::RequestPostpone | Action::ApprovePostpone, Some(h)) => {
             Some(format!("{h} h{}", note.map(|n| format!(": {n}")).unwrap_or_default()))
         }
@@ -179,18 +213,15 @@ fn suggestion(st: &AppState, case: &Case) -> Option<(crate::model::Str, routing:
     routing::suggest(&st.index.dict.read(), case, component.as_ref())
 }
 
-/// A department sees and acts on the cases dispatched to it only.
+/// A caller sees and acts on the cases in its scope only: a department those dispatched to it,
+/// a district or street command centre those in its area.
 fn confine(who: &Principal, case: &Case, doing: &str) -> ApiResult<()> {
-    if who.role == Role::Department && (case.dept_code.is_none() || case.dept_code != who.dept_code) {
-        let action = format!("{doing} case {}, which is not dispatched to it", case.id);
-        return Err(AuthError::Forbidden { role: "department", action }.into());
+    if !who.case_scope().sees(case) {
+        let why =
+            if who.role == Role::Department { "which is not dispatched to it" } else { "which is outside its scope" };
+        return Err(out_of_scope(Some(who), format!("{doing} case {}, {why}", case.id)));
     }
     Ok(())
-}
-
-/// The department a department token confines its holder to.
-fn own_department(who: &Option<Caller>) -> Option<Option<crate::model::Str>> {
-    who.as_ref().filter(|c| c.0.role == Role::Department).map(|c| c.0.dept_code.clone())
 }
 
 /// A case's history in step order.
@@ -212,6 +243,9 @@ pub async fn get_case(
     if let Some(Caller(who)) = &who {
         confine(who, &case, "see")?;
     }
+    // An anonymous reader (`--public-read`) sees the steps, not who took them or what they noted
+    // (a reporter's words, a phone number in a note).
+    let anonymous = who.is_none();
     let steps = history(&st, case_id).await?;
     let mut body = cases::to_json(&case);
     body["deadline"] = body["deadline_at"].clone();
@@ -224,9 +258,9 @@ pub async fn get_case(
     body["history"] = steps
         .iter()
         .map(|s| {
-            json!({"seq": s.seq, "action": s.action, "actor": s.actor, "role": s.role, "dept": s.dept_code,
+            json!({"seq": s.seq, "action": s.action, "actor": if anonymous { None } else { Some(&s.actor) }, "role": s.role, "dept": s.dept_code,
                 "from": s.status_from, "to": s.status_to, "at": s.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                "note": s.note})
+                "note": if anonymous { None } else { s.note.as_deref() }})
         })
         .collect();
     Ok(axum::Json(body).into_response())
@@ -246,11 +280,9 @@ pub async fn list(State(st): State<AppState>, who: Option<Caller>, p: Params) ->
     if let Some((k, _)) = filters.iter().find(|(k, _)| !Case::PROPERTIES.contains(&k.as_str())) {
         return Err(ApiError::bad_request("unknown-property", format!("{k:?} is not a property of cases")));
     }
-    // A department's list is its own cases (none while its token names no department).
-    if let Some(own) = own_department(&who) {
-        filters.retain(|(k, _)| k != "dept_code");
-        filters.push(("dept_code".into(), own.map(|d| d.to_string()).unwrap_or_default()));
-    }
+    // A department's list is its own cases, an area's its area's (added to what was asked: a
+    // filter on another department then matches nothing).
+    filters.extend(scope_of(&who).filters());
     let index = st.index.clone();
     let body = tokio::task::spawn_blocking(move || {
         let layer = index.cases.read();
@@ -314,18 +346,21 @@ pub fn summarize<'a>(
 }
 
 /// `GET /api/v1/cases/summary`: cases today, open, overdue, and this month's closure rate.
-pub async fn summary(State(st): State<AppState>) -> ApiResult<Response> {
+pub async fn summary(State(st): State<AppState>, who: Option<Caller>) -> ApiResult<Response> {
     let (index, city, clock) = (st.index.clone(), st.deadlines.calendar.offset(), st.live.clock());
-    let body = tokio::task::spawn_blocking(move || summarize(index.cases.read().iter(), Utc::now(), clock, city))
-        .await
-        .map_err(ApiError::internal)?;
+    let scope = scope_of(&who);
+    let body = tokio::task::spawn_blocking(move || {
+        summarize(index.cases.read().iter().filter(|c| scope.sees(c)), Utc::now(), clock, city)
+    })
+    .await
+    .map_err(ApiError::internal)?;
     Ok(axum::Json(body).into_response())
 }
 
 /// `GET /api/v1/evaluation?from=YYYY-MM-DD&to=YYYY-MM-DD&by=dept|district|street|community|grid`:
 /// the counts and rates of every unit with cases reported in the period, scored, graded and
 /// ranked (best first). The store counts; the score needs all units at once, so it is done here.
-pub async fn evaluation(State(st): State<AppState>, p: Params) -> ApiResult<Response> {
+pub async fn evaluation(State(st): State<AppState>, who: Option<Caller>, p: Params) -> ApiResult<Response> {
     if let Some(k) = p.0.keys().find(|k| !["from", "to", "by"].contains(&k.as_str())) {
         return Err(ApiError::bad_request("invalid-parameter", format!("unknown parameter {k:?}; use from, to, by")));
     }
@@ -349,8 +384,17 @@ pub async fn evaluation(State(st): State<AppState>, p: Params) -> ApiResult<Resp
             )
         })?,
     };
+    // A district or street command centre sees its own area's units (两级指挥); departments
+    // serve the whole city, so their figures are not an area's to see.
+    let scope = scope_of(&who);
+    if scope.area.is_some() && by == By::Dept {
+        let action =
+            "see the evaluation by department (an area token sees its own districts, streets, communities and grids)";
+        return Err(out_of_scope(who.as_ref().map(|c| &c.0), action.into()));
+    }
     let period = evaluation::period(from, to, st.deadlines.calendar.offset(), Utc::now());
-    let units = st.store.evaluation_counts(by, period).await?;
+    let mut units = st.store.evaluation_counts(by, period).await?;
+    units.retain(|(unit, _)| scope.covers_unit(unit));
     let rows = evaluation::evaluate(units, &st.scoring);
     let name = |unit: &str| -> Option<String> {
         let i = &st.index;

@@ -122,13 +122,14 @@ impl From<GridError> for ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
-            AuthError::Missing | AuthError::Invalid => {
+            AuthError::Missing | AuthError::Invalid | AuthError::Expired(_) | AuthError::Revoked => {
                 ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", e.to_string())
             }
             AuthError::Forbidden { .. } => ApiError::forbidden(e.to_string()),
-            AuthError::UnknownRole(_) | AuthError::BadDepartment(_) => {
-                ApiError::bad_request("invalid-token-request", e.to_string())
-            }
+            AuthError::UnknownRole(_)
+            | AuthError::BadDepartment(_)
+            | AuthError::BadScope(_)
+            | AuthError::UnknownToken(_) => ApiError::bad_request("invalid-token-request", e.to_string()),
             AuthError::Store(e) => e.into(),
         }
     }
@@ -204,12 +205,17 @@ impl From<AnalysisError> for ApiError {
             AnalysisError::TooManyCells { .. } => "too-many-cells",
             AnalysisError::TooManyDensityCells { .. } => "too-many-cells",
             AnalysisError::TooManyBins { .. } => "too-many-bins",
+            AnalysisError::TooCostly { .. } => "cost-limit",
+            AnalysisError::Cancelled => "cancelled",
         };
         let status = match e {
             AnalysisError::TooLarge { .. }
             | AnalysisError::TooManyCells { .. }
             | AnalysisError::TooManyDensityCells { .. }
-            | AnalysisError::TooManyBins { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            | AnalysisError::TooManyBins { .. }
+            | AnalysisError::TooCostly { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            // Nobody reads this answer: the client left.
+            AnalysisError::Cancelled => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         };
         let title = if status == StatusCode::BAD_REQUEST { "Bad request" } else { "Unprocessable request" };

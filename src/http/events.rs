@@ -15,8 +15,10 @@ use futures::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::AppState;
+use super::auth::{Caller, scope_of};
 use super::error::ApiResult;
 use crate::events::{Event, Live};
+use crate::model::CaseScope;
 
 fn to_sse(e: &Event) -> SseEvent {
     let ev = SseEvent::default().event(&e.name).data(&e.data);
@@ -28,7 +30,24 @@ fn resync(live: &Live) -> SseEvent {
     SseEvent::default().id(head.to_string()).event("resync").data(format!("{{\"last_id\":{head}}}"))
 }
 
-pub async fn events(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<impl IntoResponse> {
+/// Whether a caller with `scope` is told of `e`: the events of its cases, the alarms of its area,
+/// and everything that names no case (tiles redrawn, sensors, imports).
+fn visible(scope: &CaseScope, e: &Event) -> bool {
+    let (case, alarm) = (e.name.starts_with("case."), e.name.starts_with("alarm."));
+    if scope.is_all() || !(case || alarm) {
+        return true;
+    }
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&e.data) else { return false };
+    let grid = v["grid_code"].as_str();
+    if case { scope.sees_parts(v["dept_code"].as_str(), grid) } else { scope.in_area(grid) }
+}
+
+pub async fn events(
+    State(st): State<AppState>,
+    who: Option<Caller>,
+    headers: HeaderMap,
+) -> ApiResult<impl IntoResponse> {
+    let scope = scope_of(&who);
     let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(|v| v.trim().parse::<i64>());
     let live = st.live.clone();
     // Subscribed before the replay is read, so nothing falls between the two; what both carry
@@ -50,7 +69,7 @@ pub async fn events(State(st): State<AppState>, headers: HeaderMap) -> ApiResult
                     if page.is_empty() {
                         break;
                     }
-                    head.extend(page.iter().map(to_sse));
+                    head.extend(page.iter().filter(|e| visible(&scope, e)).map(to_sse));
                 }
             }
         },
@@ -61,7 +80,7 @@ pub async fn events(State(st): State<AppState>, headers: HeaderMap) -> ApiResult
     let tail_live = live.clone();
     let tail = BroadcastStream::new(rx).filter_map(move |r| {
         let out = match r {
-            Ok(e) if e.seq <= replayed => None,
+            Ok(e) if e.seq <= replayed || !visible(&scope, &e) => None,
             Ok(e) => Some(to_sse(&e)),
             // The client could not keep up and events were dropped for it.
             Err(_) => Some(resync(&tail_live)),

@@ -9,9 +9,11 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 
+use super::auth::{Caller, scope_of};
 use super::error::{ApiError, ApiResult};
 use super::params::{Params, PathParams};
 use crate::export::{ExportError, ExportRequest, export_index};
+use crate::model::Collection;
 use crate::{AppState, export};
 
 pub use crate::export::request::CONCURRENT;
@@ -19,11 +21,16 @@ pub use crate::export::request::CONCURRENT;
 /// `GET /api/v1/export/{collection}`.
 pub async fn export(
     State(st): State<AppState>,
+    who: Option<Caller>,
     PathParams(collection): PathParams<String>,
     p: Params,
 ) -> ApiResult<Response> {
     let collection = export::collection(&collection).map_err(|_| super::features::unknown_collection(&collection))?;
-    let req = ExportRequest::parse(collection, &p.0)?;
+    let mut req = ExportRequest::parse(collection, &p.0)?;
+    // A department exports its own cases, an area its area's.
+    if collection == Collection::Cases {
+        req.query.filters.extend(scope_of(&who).filters());
+    }
     let permit = st.exports.clone().try_acquire_owned().map_err(|_| ExportError::Busy)?;
     let name = req.spec.file_name(collection);
     let format = req.spec.format;

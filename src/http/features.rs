@@ -11,6 +11,7 @@ use geozero::ToJson;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::auth::{Caller, out_of_scope, scope_of};
 use super::error::{ApiError, ApiResult};
 use super::params::{Params, PathParams};
 use crate::geo::Crs;
@@ -249,12 +250,20 @@ fn items_page<T: Record>(
     Ok(out)
 }
 
+/// The scope filters a caller's items query of collection `id` gets: a department's or an
+/// area's cases only.
+fn scope_filters(who: &Option<Caller>, id: &str) -> Vec<(String, String)> {
+    if id == Collection::Cases.as_str() { scope_of(who).filters() } else { Vec::new() }
+}
+
 pub async fn items(
     State(st): State<AppState>,
+    who: Option<Caller>,
     headers: HeaderMap,
     PathParams(id): PathParams<String>,
     p: Params,
 ) -> ApiResult<Response> {
+    let scoped = scope_filters(&who, &id);
     let base = base_url(&headers);
     let path = format!("{base}/collections/{id}/items");
     let self_url = if p.0.is_empty() {
@@ -271,7 +280,8 @@ pub async fn items(
             format!("{path}?{}", serde_urlencoded::to_string(&m).unwrap_or_default())
         };
         with_collection!(index, id.as_str(), |layer| {
-            let q = ItemQuery::parse(&p.0, props_of(layer))?;
+            let mut q = ItemQuery::parse(&p.0, props_of(layer))?;
+            q.filters.extend(scoped);
             items_page(layer, &q, &self_url, url_with_offset)
         })
     })
@@ -301,12 +311,20 @@ pub(crate) fn tile_props_of<T: Record>(_: &Layer<T>) -> &'static [&'static str] 
 
 pub async fn item(
     State(st): State<AppState>,
+    who: Option<Caller>,
     headers: HeaderMap,
     PathParams((id, fid)): PathParams<(String, String)>,
     p: Params,
 ) -> ApiResult<Response> {
     let base = base_url(&headers);
     let crs = p.crs()?;
+    let scope = scope_of(&who);
+    if id == Collection::Cases.as_str()
+        && !scope.is_all()
+        && st.index.cases.read().get(&fid).is_some_and(|c| !scope.sees(c))
+    {
+        return Err(out_of_scope(who.as_ref().map(|c| &c.0), format!("see case {fid}, which is outside its scope")));
+    }
     let body = with_collection!(st.index, id.as_str(), |layer| {
         let r = layer
             .get(&fid)

@@ -9,6 +9,7 @@ pub mod events;
 pub mod export;
 pub mod features;
 pub mod health;
+pub mod limits;
 pub mod locate;
 pub mod open311;
 pub mod params;
@@ -57,6 +58,11 @@ pub struct AppState {
     pub log_retention: chrono::Duration,
     /// A replica that only serves reads (`serve --read-only`): writes get 405.
     pub read_only: bool,
+    /// Anonymous clients may read (`serve --public-read`, the demo); otherwise every read needs a
+    /// token.
+    pub public_read: bool,
+    /// Per-client buckets on the expensive routes.
+    pub rate_limits: limits::Shared,
 }
 
 impl AppState {
@@ -68,8 +74,12 @@ impl AppState {
         let metrics = Arc::new(health::Metrics::default());
         let sensors = Arc::new(crate::sensors::ingest::Ingest::new(store.clone(), live.clone(), metrics.clone()));
         live.add_follower(sensors.clone());
+        let tokens = Arc::new(auth::Tokens::new(store.clone()));
+        live.add_follower(Arc::new(auth::ForgetRevoked(tokens.clone())));
+        let analysis: Arc<crate::analysis::Analysis> = Default::default();
+        live.add_follower(Arc::new(analysis::PublishedOverlays(analysis.clone())));
         AppState {
-            auth: Arc::new(auth::Tokens::new(store.clone())),
+            auth: tokens,
             deadlines: Arc::new(crate::cases::Deadlines::default()),
             scoring: Default::default(),
             store,
@@ -78,16 +88,36 @@ impl AppState {
             metrics,
             web_dir: Arc::new(crate::config::DEFAULT_WEB_DIR.into()),
             sensors,
-            analysis: Default::default(),
+            analysis,
             exports: Arc::new(tokio::sync::Semaphore::new(export::CONCURRENT)),
             log_retention: chrono::Duration::days(crate::config::DEFAULT_LOG_RETENTION_DAYS),
             read_only: false,
+            public_read: false,
+            rate_limits: Default::default(),
         }
     }
 
     /// Serves reads only.
     pub fn read_only(mut self) -> Self {
         self.read_only = true;
+        self
+    }
+
+    /// The per-client rate limits of the expensive routes.
+    pub fn with_rate_limits(mut self, quotas: crate::config::RateQuotas) -> Self {
+        self.rate_limits = Arc::new(limits::RateLimits::new(quotas));
+        self
+    }
+
+    /// What one analysis request may cost.
+    pub fn with_cost_limits(self, limits: crate::analysis::CostLimits) -> Self {
+        *self.analysis.limits.write() = limits;
+        self
+    }
+
+    /// Lets anonymous clients read.
+    pub fn with_public_read(mut self) -> Self {
+        self.public_read = true;
         self
     }
 
@@ -147,7 +177,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/sensors/{code}/readings", get(sensors::get_readings))
         .route("/api/v1/alarms", get(sensors::alarms))
         .route("/api/v1/alarms/{id}/ack", axum::routing::post(sensors::ack))
-        .route("/api/v1/analysis/hotspots", get(analysis::hotspots))
+        .route("/api/v1/analysis/hotspots", get(analysis::hotspots).post(analysis::publish_hotspots))
         .route("/api/v1/analysis/density", get(analysis::density))
         .route("/api/v1/analysis/emerging", get(analysis::emerging))
         .route("/api/v1/analysis/ranking", get(analysis::ranking))
@@ -161,6 +191,9 @@ pub fn app(state: AppState) -> Router {
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), replica::consistency))
+        // Inside `access`, so a rate limit counts against the caller's token.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::rate))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::access))
         .layer(axum::middleware::from_fn_with_state(state.clone(), health::track))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(error::problems))

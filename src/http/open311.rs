@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::auth::{Caller, scope_of};
 use super::cases::{history, report};
 use super::error::{ApiError, ApiResult};
 use super::params::{Params, PathParams};
@@ -18,6 +19,7 @@ use crate::auth::{AuthError, Role};
 use crate::cases::intake::NewCase;
 use crate::cases::is_open;
 use crate::model::{Case, CaseStep};
+use crate::store::{self, schema::Val};
 
 /// `GET /open311/v2/services.json`.
 pub async fn services(State(st): State<AppState>) -> Response {
@@ -127,7 +129,25 @@ const MAX_REQUESTS: usize = 1000;
 
 /// `GET /open311/v2/requests.json?service_request_id=&service_code=&start_date=&end_date=&status=`:
 /// the newest first; without dates, the last 90 days.
-pub async fn get_requests(State(st): State<AppState>, p: Params) -> ApiResult<Response> {
+/// The requests a caller may read: a public key its own (the cases whose first step it recorded),
+/// staff those in their scope, anonymous readers (`--public-read`) every public request.
+async fn readable(st: &AppState, who: &Option<Caller>) -> ApiResult<Box<dyn Fn(&Case) -> bool + Send + Sync>> {
+    match who {
+        Some(Caller(p)) if p.role == Role::Public => {
+            let steps: Vec<CaseStep> = store::find(&*st.store, "actor", Val::Text(Some(p.actor.clone()))).await?;
+            let own: std::collections::HashSet<i64> =
+                steps.into_iter().filter(|s| s.seq == 1).map(|s| s.case_id).collect();
+            Ok(Box::new(move |c: &Case| own.contains(&c.id)))
+        }
+        _ => {
+            let scope = scope_of(who);
+            Ok(Box::new(move |c: &Case| scope.sees(c)))
+        }
+    }
+}
+
+pub async fn get_requests(State(st): State<AppState>, who: Option<Caller>, p: Params) -> ApiResult<Response> {
+    let readable = readable(&st, &who).await?;
     let date = |k: &str| -> ApiResult<Option<DateTime<Utc>>> {
         p.get(k)
             .map(|v| {
@@ -159,7 +179,7 @@ pub async fn get_requests(State(st): State<AppState>, p: Params) -> ApiResult<Re
         .cases
         .read()
         .iter()
-        .filter(|c| c.source == "public")
+        .filter(|c| c.source == "public" && readable(c))
         .filter(|c| ids.as_ref().map_or(c.reported_at >= start && c.reported_at <= end, |ids| ids.contains(&c.id)))
         .filter(|c| codes.as_ref().is_none_or(|cs| cs.contains(&c.class_code.as_str())))
         .filter(|c| status.is_none_or(|s| (s == "open") == is_open(c)))
@@ -172,12 +192,18 @@ pub async fn get_requests(State(st): State<AppState>, p: Params) -> ApiResult<Re
 }
 
 /// `GET /open311/v2/requests/{id}.json`: one request with its status notes.
-pub async fn get_request(State(st): State<AppState>, PathParams(file): PathParams<String>) -> ApiResult<Response> {
+pub async fn get_request(
+    State(st): State<AppState>,
+    who: Option<Caller>,
+    PathParams(file): PathParams<String>,
+) -> ApiResult<Response> {
+    let readable = readable(&st, &who).await?;
     let unknown = || ApiError::not_found("unknown-request", format!("no service request {file:?}"));
     let id = file.strip_suffix(".json").unwrap_or(&file);
     let case_id: i64 = id.parse().map_err(|_| unknown())?;
     // Only what the public reported is public.
-    let case = st.index.cases.read().get(id).filter(|c| c.source == "public").cloned().ok_or_else(unknown)?;
+    let case =
+        st.index.cases.read().get(id).filter(|c| c.source == "public" && readable(c)).cloned().ok_or_else(unknown)?;
     let steps = history(&st, case_id).await?;
     Ok(axum::Json(json!([as_request(&st, &case, &steps)])).into_response())
 }

@@ -22,7 +22,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q)
             .map_err(|e| ApiError::bad_request("malformed-query", format!("query string: {e}")))?;
         let mut map = BTreeMap::new();
-        for (k, v) in pairs {
+        // The token a browser's EventSource sends in the query is the `access` middleware's,
+        // not a parameter of the route.
+        for (k, v) in pairs.into_iter().filter(|(k, _)| k != "access_token") {
             if map.insert(k.clone(), v).is_some() {
                 return Err(ApiError::bad_request("malformed-query", format!("parameter {k:?} given more than once")));
             }

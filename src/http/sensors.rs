@@ -11,11 +11,11 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::auth::Caller;
+use super::auth::{Caller, scope_of};
 use super::error::{ApiError, ApiResult};
 use super::params::{JsonBody, Params, PathParams};
 use crate::auth::Role;
-use crate::sensors::ingest::{MAX_ALARMS, Transport, parse_reading, secs};
+use crate::sensors::ingest::{MAX_ALARMS, Reject, Transport, parse_reading, reject, secs};
 use crate::sensors::{self, NewSensor, SensorError};
 
 /// Most readings one request may carry.
@@ -79,7 +79,20 @@ pub async fn post_readings(State(st): State<AppState>, Caller(who): Caller, body
     }
     let now = Utc::now();
     let slack = st.sensors.future_slack();
-    let parsed = batch.readings.iter().map(|r| parse_reading(r.get(), None, now, slack)).collect();
+    // A device token for some sensors posts theirs only.
+    let parsed = batch
+        .readings
+        .iter()
+        .map(|r| {
+            parse_reading(r.get(), None, now, slack).and_then(|r| {
+                if who.may_feed(&r.sensor) {
+                    Ok(r)
+                } else {
+                    Err(reject(Reject::NotYours, format!("this token may not post readings of {:?}", r.sensor)))
+                }
+            })
+        })
+        .collect();
     let report = st.sensors.ingest(parsed, Transport::Http).await?;
     if report.accepted == 0 && report.duplicates == 0 && !report.rejected.is_empty() {
         let first: Vec<String> = report
@@ -163,7 +176,7 @@ pub async fn get_readings(
 
 /// `GET /api/v1/alarms?active=true|false&limit=`: raised alarms (the default), or the latest of
 /// all, newest first.
-pub async fn alarms(State(st): State<AppState>, p: Params) -> ApiResult<Response> {
+pub async fn alarms(State(st): State<AppState>, who: Option<Caller>, p: Params) -> ApiResult<Response> {
     if let Some(k) = p.0.keys().find(|k| !["active", "limit"].contains(&k.as_str())) {
         return Err(ApiError::bad_request("invalid-parameter", format!("unknown parameter {k:?}; use active, limit")));
     }
@@ -178,7 +191,7 @@ pub async fn alarms(State(st): State<AppState>, p: Params) -> ApiResult<Response
     if limit == 0 || limit as i64 > MAX_ALARMS {
         return Err(ApiError::bad_request("invalid-parameter", format!("limit must be 1 to {MAX_ALARMS}")));
     }
-    let list = st.sensors.alarms(active, limit as i64).await?;
+    let list = st.sensors.alarms(active, limit as i64, &scope_of(&who)).await?;
     Ok(axum::Json(json!({"alarms": list})).into_response())
 }
 
@@ -193,7 +206,7 @@ pub async fn ack(
 ) -> ApiResult<Response> {
     who.require(WATCHERS, "acknowledge alarms")?;
     let id: i64 = id.parse().map_err(|_| SensorError::UnknownAlarm(id.clone()))?;
-    let body = st.sensors.ack(id, &who.actor).await?;
+    let body = st.sensors.ack(id, &who.actor, &who.case_scope()).await?;
     Ok(axum::Json(body).into_response())
 }
 

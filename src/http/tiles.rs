@@ -9,11 +9,13 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
+use super::auth::{Caller, scope_of};
 use super::error::{ApiError, ApiResult};
 use super::features::{base_url, props_of, tile_props_of, unknown_collection, with_collection};
 use super::params::{Params, PathParams};
 use crate::geo::tile::{MAX_ZOOM, TileCoord};
 use crate::index::CityIndex;
+use crate::model::Collection;
 use crate::tiles::cache::{Rendered, source_bit};
 use crate::tiles::{self, TileLayer};
 
@@ -61,6 +63,7 @@ fn properties_of(index: &CityIndex, id: &str) -> ApiResult<&'static [&'static st
 
 pub async fn tile(
     State(st): State<AppState>,
+    who: Option<Caller>,
     headers: HeaderMap,
     PathParams((layers, z, x, y)): PathParams<(String, String, String, String)>,
     p: Params,
@@ -85,20 +88,29 @@ pub async fn tile(
             return respond(&Rendered::new(body), &headers, false);
         }
         "density" => {
-            let body = super::analysis::density_tile(&st, coord, &p).await?;
+            let body = super::analysis::density_tile(&st, &who, coord, &p).await?;
             return respond(&Rendered::new(body), &headers, false);
         }
         _ => {}
     }
     let ids = parse_layers(&layers)?;
     let props = ids.iter().map(|l| properties_of(&st.index, l.source)).collect::<ApiResult<Vec<_>>>()?;
-    let filters = parse_filters(&p, &ids, &props)?;
-    // The cache key beyond z/x/y: layers in request order (the MVT layer order) and the filters
-    // in their canonical (sorted) order.
+    let mut filters = parse_filters(&p, &ids, &props)?;
+    // A department's or an area's tiles draw its own cases: the scope joins the filters of every
+    // case layer.
+    let scope = scope_of(&who).filters();
+    for (layer, f) in ids.iter().zip(filters.iter_mut()) {
+        if layer.source == Collection::Cases.as_str() {
+            f.extend(scope.iter().cloned());
+        }
+    }
+    // The cache key beyond z/x/y: layers in request order (the MVT layer order), the filters in
+    // their canonical (sorted) order, and the scope, so scoped tiles are cached apart.
     let variant = format!(
-        "{}?{}",
+        "{}?{}#{}",
         ids.iter().map(|l| l.id).collect::<Vec<_>>().join(","),
-        serde_urlencoded::to_string(&p.0).unwrap_or_default()
+        serde_urlencoded::to_string(&p.0).unwrap_or_default(),
+        serde_urlencoded::to_string(&scope).unwrap_or_default()
     );
     let cache = &st.live.tiles;
     let (tile, hit) = match cache.get(coord, &variant) {

@@ -97,6 +97,11 @@ pub trait Record: Send + Sync + 'static {
 fn s(v: &Str) -> PropValue<'_> {
     PropValue::Str(v.as_str())
 }
+/// The first `n` digits of a grid code: its district (6) or street (9).
+fn grid_prefix(grid: &Option<Str>, n: usize) -> PropValue<'_> {
+    grid.as_deref().and_then(|g| g.get(..n)).map(PropValue::Str).unwrap_or(PropValue::Null)
+}
+
 fn os(v: &Option<Str>) -> PropValue<'_> {
     v.as_deref().map(PropValue::Str).unwrap_or(PropValue::Null)
 }
@@ -316,6 +321,10 @@ impl Record for Case {
             "status" => PropValue::Str(self.status.as_str()),
             "urgency" => s(&self.urgency),
             "grid_code" => os(&self.grid_code),
+            // Not listed in PROPERTIES: derived from the grid code for area scopes
+            // (`model::CaseScope::filters`).
+            "district_code" => grid_prefix(&self.grid_code, 6),
+            "street_code" => grid_prefix(&self.grid_code, 9),
             "reported_at" => time(Some(self.reported_at)),
             "closed_at" => time(self.closed_at),
             "deadline_at" => time(self.deadline_at),

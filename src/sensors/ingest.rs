@@ -16,7 +16,7 @@ use crate::cases::Deadlines;
 use crate::events::{self, Follower, Item, Live, bbox_of};
 use crate::index::Record;
 use crate::metrics::Metrics;
-use crate::model::{Alarm, Case, CaseStep, Collection, Milestones, Reading, Sensor, SensorLive};
+use crate::model::{Alarm, Case, CaseScope, CaseStep, Collection, Milestones, Reading, Sensor, SensorLive};
 use crate::store::log::{ChangeRow, Op, readings_change};
 use crate::store::{AlarmSaved, Store, StoreError};
 
@@ -84,10 +84,12 @@ pub enum Reject {
     BadTime,
     /// A value outside the sensor kind's plausible range (`data/sensor_kinds.csv`).
     Implausible,
+    /// A sensor the posting device token is not for (`token create --sensors PREFIX`).
+    NotYours,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 7] = [
+    pub const ALL: [Reject; 8] = [
         Reject::Malformed,
         Reject::UnknownSensor,
         Reject::NotANumber,
@@ -95,6 +97,7 @@ impl Reject {
         Reject::Future,
         Reject::BadTime,
         Reject::Implausible,
+        Reject::NotYours,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -106,6 +109,7 @@ impl Reject {
             Reject::Future => "future",
             Reject::BadTime => "bad_time",
             Reject::Implausible => "implausible",
+            Reject::NotYours => "not_yours",
         }
     }
 }
@@ -117,7 +121,7 @@ pub struct Rejection {
     pub detail: String,
 }
 
-fn reject(reason: Reject, detail: impl Into<String>) -> Rejection {
+pub fn reject(reason: Reject, detail: impl Into<String>) -> Rejection {
     Rejection { reason, detail: detail.into() }
 }
 
@@ -652,27 +656,40 @@ impl Ingest {
 
     /// Alarms as `GET /api/v1/alarms` lists them: the raised ones from memory, or the latest
     /// `limit` of all from the store.
-    pub async fn alarms(&self, active: bool, limit: i64) -> Result<Vec<Value>, StoreError> {
-        let list = if active {
+    /// The alarms `scope` may see: those of sensors in its area, naming their case only when
+    /// that case is in scope too.
+    pub async fn alarms(&self, active: bool, limit: i64, scope: &CaseScope) -> Result<Vec<Value>, StoreError> {
+        let sensors = &self.live.index.sensors;
+        let in_area =
+            |a: &Alarm| scope.in_area(sensors.read().get(&a.sensor_code).and_then(|s| s.grid_code.as_deref()));
+        let mut list = if active {
             let trackers = self.trackers().await;
             let mut list: Vec<Alarm> = trackers.values().filter_map(|t| t.alarm.clone()).collect();
             list.sort_by_key(|a| std::cmp::Reverse((a.raised_at, a.id)));
-            list.truncate(limit as usize);
             list
         } else {
             self.store.alarms(false, limit).await?
         };
-        let index = self.live.index.sensors.read();
+        list.retain(|a| in_area(a));
+        list.truncate(limit as usize);
+        let cases = self.live.index.cases.read();
+        for a in list.iter_mut() {
+            if a.case_id.is_some_and(|id| cases.get(&id.to_string()).is_none_or(|c| !scope.sees(c))) {
+                a.case_id = None;
+            }
+        }
+        drop(cases);
+        let index = sensors.read();
         Ok(list.iter().map(|a| alarm_json(a, index.get(&a.sensor_code))).collect())
     }
 
     /// Acknowledges a raised alarm (an operator has seen it); acknowledging again changes
     /// nothing. Announced as `alarm.acked`.
-    pub async fn ack(&self, id: i64, by: &str) -> Result<Value, AckError> {
+    pub async fn ack(&self, id: i64, by: &str, scope: &CaseScope) -> Result<Value, AckError> {
         let mut trackers = self.trackers().await;
         let t = trackers
             .values_mut()
-            .find(|t| t.alarm.as_ref().is_some_and(|a| a.id == id))
+            .find(|t| t.alarm.as_ref().is_some_and(|a| a.id == id) && scope.in_area(t.sensor.grid_code.as_deref()))
             .ok_or_else(|| AckError::Sensor(SensorError::UnknownAlarm(id.to_string())))?;
         let a = t.alarm.as_mut().expect("found by its alarm");
         if a.acked_at.is_none() {
@@ -719,6 +736,7 @@ pub fn alarm_json(a: &Alarm, sensor: Option<&Sensor>) -> Value {
         "case_id": a.case_id,
     });
     if let Some(s) = sensor {
+        v["grid_code"] = json!(s.grid_code);
         v["kind"] = json!(s.kind);
         v["name"] = json!(s.name);
         v["unit"] = json!(unit(s));

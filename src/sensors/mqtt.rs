@@ -31,32 +31,103 @@ pub struct BrokerUrl {
     pub host: String,
     pub port: u16,
     pub client_id: String,
+    /// `mqtts://`: TLS, checked against `ca` (a PEM file) or the system's CA bundle.
+    pub tls: bool,
+    pub ca: Option<std::path::PathBuf>,
+    /// `mqtt://user:password@host`; the password may instead come from `ONEMAP_MQTT_PASSWORD`,
+    /// which keeps it out of the process list.
+    pub username: Option<String>,
+    pub password: Option<String>,
 }
+
+/// Where TLS looks for CAs when the URL names none (Debian's bundle).
+const SYSTEM_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 impl FromStr for BrokerUrl {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("--mqtt {s:?}: {why}; expected mqtt://host:port");
-        let rest =
-            s.strip_prefix("mqtt://").or_else(|| s.strip_prefix("tcp://")).ok_or_else(|| bad("unsupported scheme"))?;
+        let bad = |why: &str| {
+            format!("--mqtt {s:?}: {why}; expected mqtt[s]://[user[:password]@]host[:port][?client_id=ID&ca=FILE]")
+        };
+        let (tls, rest) = if let Some(r) = s.strip_prefix("mqtts://").or_else(|| s.strip_prefix("ssl://")) {
+            (true, r)
+        } else {
+            (
+                false,
+                s.strip_prefix("mqtt://")
+                    .or_else(|| s.strip_prefix("tcp://"))
+                    .ok_or_else(|| bad("unsupported scheme"))?,
+            )
+        };
         let (addr, query) = rest.split_once('?').unwrap_or((rest, ""));
         let addr = addr.trim_end_matches('/');
+        let (credentials, addr) = match addr.rsplit_once('@') {
+            Some((c, a)) => (Some(c), a),
+            None => (None, addr),
+        };
+        let (username, password) = match credentials.map(|c| c.split_once(':').unwrap_or((c, ""))) {
+            Some(("", _)) => return Err(bad("empty user name")),
+            Some((u, p)) => (Some(u.to_string()), (!p.is_empty()).then(|| p.to_string())),
+            None => (None, None),
+        };
         let (host, port) = match addr.rsplit_once(':') {
             Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad("bad port"))?),
-            None => (addr, 1883),
+            None => (addr, if tls { 8883 } else { 1883 }),
         };
         if host.is_empty() {
             return Err(bad("no host"));
         }
         let mut client_id = "onemap".to_string();
+        let mut ca = None;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
                 Some(("client_id", v)) if !v.is_empty() => client_id = v.to_string(),
+                Some(("ca", v)) if tls && !v.is_empty() => ca = Some(v.into()),
                 _ => return Err(bad(&format!("unknown option {pair:?}"))),
             }
         }
-        Ok(BrokerUrl { host: host.to_string(), port, client_id })
+        Ok(BrokerUrl { host: host.to_string(), port, client_id, tls, ca, username, password })
     }
+}
+
+impl BrokerUrl {
+    /// The connection options: keep-alive, credentials and TLS as the URL says.
+    fn options(&self) -> Result<MqttOptions, String> {
+        let mut opts = MqttOptions::new(self.client_id.clone(), self.host.clone(), self.port);
+        if let Some(user) = &self.username {
+            let password =
+                self.password.clone().or_else(|| std::env::var("ONEMAP_MQTT_PASSWORD").ok()).unwrap_or_default();
+            opts.set_credentials(user.clone(), password);
+        }
+        if self.tls {
+            let path = self.ca.clone().unwrap_or_else(|| SYSTEM_CAS.into());
+            let pem = std::fs::read(&path).map_err(|e| format!("MQTT CA file {}: {e}", path.display()))?;
+            opts.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(
+                tls_config(&pem).map_err(|e| format!("MQTT CA file {}: {e}", path.display()))?,
+            ))));
+        }
+        Ok(opts)
+    }
+}
+
+/// A TLS client configuration trusting the CAs of `pem` (ring's provider: no C toolchain
+/// beyond what the crate builds itself).
+pub fn tls_config(pem: &[u8]) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        roots.add(cert.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    }
+    if roots.is_empty() {
+        return Err("no certificate in it".into());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// The sensor code of a readings topic, `onemap/sensors/{code}/readings`.
@@ -83,8 +154,8 @@ pub fn parse_message(topic: &str, payload: &[u8], ingest: &Ingest) -> Vec<Result
 
 /// Connects to the broker and ingests until the process ends; reconnects (every second) when
 /// the broker goes away.
-pub fn spawn(url: BrokerUrl, ingest: Arc<Ingest>) -> tokio::task::JoinHandle<()> {
-    let mut opts = MqttOptions::new(url.client_id.clone(), url.host.clone(), url.port);
+pub fn spawn(url: BrokerUrl, ingest: Arc<Ingest>) -> Result<tokio::task::JoinHandle<()>, String> {
+    let mut opts = url.options()?;
     opts.set_keep_alive(Duration::from_secs(10));
     // A persistent session: the broker keeps the subscription and queues readings while we are
     // away (for as long as it runs itself).
@@ -98,8 +169,8 @@ pub fn spawn(url: BrokerUrl, ingest: Arc<Ingest>) -> tokio::task::JoinHandle<()>
     // (mosquitto's max_inflight_messages), since nothing is acknowledged before its commit.
     let (tx, rx) = mpsc::unbounded_channel::<Publish>();
     tokio::spawn(ingest_loop(rx, client.clone(), ingest.clone()));
-    tokio::spawn(async move {
-        tracing::info!(host = %url.host, port = url.port, topic = SHARED_TOPIC, "MQTT ingest starting");
+    Ok(tokio::spawn(async move {
+        tracing::info!(host = %url.host, port = url.port, tls = url.tls, topic = SHARED_TOPIC, "MQTT ingest starting");
         loop {
             match events.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
@@ -129,7 +200,7 @@ pub fn spawn(url: BrokerUrl, ingest: Arc<Ingest>) -> tokio::task::JoinHandle<()>
                 }
             }
         }
-    })
+    }))
 }
 
 /// Takes whatever messages have arrived (up to [`BATCH`]) as one batch, ingests it and then
@@ -182,7 +253,15 @@ mod tests {
         let u: BrokerUrl = "mqtt://127.0.0.1:1884?client_id=a1".parse().unwrap();
         assert_eq!((u.host.as_str(), u.port, u.client_id.as_str()), ("127.0.0.1", 1884, "a1"));
         assert_eq!("tcp://broker".parse::<BrokerUrl>().unwrap().port, 1883);
-        for bad in ["http://x", "mqtt://", "mqtt://h:99999", "mqtt://h?x=1"] {
+        let t: BrokerUrl = "mqtts://ingest:s3cret@broker?ca=/etc/ca.pem".parse().unwrap();
+        assert_eq!(
+            (t.tls, t.port, t.username.as_deref(), t.password.as_deref()),
+            (true, 8883, Some("ingest"), Some("s3cret"))
+        );
+        assert_eq!(t.ca.as_deref(), Some(std::path::Path::new("/etc/ca.pem")));
+        let u: BrokerUrl = "mqtt://ingest@broker:1883".parse().unwrap();
+        assert_eq!((u.username.as_deref(), u.password, u.tls), (Some("ingest"), None, false));
+        for bad in ["http://x", "mqtt://", "mqtt://h:99999", "mqtt://h?x=1", "mqtt://h?ca=x.pem", "mqtt://@h"] {
             assert!(bad.parse::<BrokerUrl>().is_err(), "{bad}");
         }
     }

@@ -143,6 +143,11 @@ pub async fn post_as(app: &Router, uri: &str, token: Option<&str>, body: Vec<u8>
 }
 
 /// A GET with extra headers.
+/// A GET with `Authorization: Bearer TOKEN`.
+pub async fn get_as(app: &Router, uri: &str, token: &str) -> Resp {
+    get_with(app, uri, &[("authorization", &format!("Bearer {token}"))]).await
+}
+
 pub async fn get_with(app: &Router, uri: &str, headers: &[(&str, &str)]) -> Resp {
     let mut req = Request::get(uri).header("host", "127.0.0.1:8080");
     for (k, v) in headers {
@@ -159,7 +164,17 @@ pub struct EventStream {
 
 impl EventStream {
     pub async fn open(app: &Router) -> EventStream {
-        let req = Request::get("/api/v1/events").header("host", "127.0.0.1:8080").body(Body::empty()).unwrap();
+        Self::open_uri(app, "/api/v1/events").await
+    }
+
+    /// The feed as a token holder sees it (the token in the query, as a browser's EventSource
+    /// sends it).
+    pub async fn open_with(app: &Router, token: &str) -> EventStream {
+        Self::open_uri(app, &format!("/api/v1/events?access_token={token}")).await
+    }
+
+    async fn open_uri(app: &Router, uri: &str) -> EventStream {
+        let req = Request::get(uri).header("host", "127.0.0.1:8080").body(Body::empty()).unwrap();
         let resp = app.clone().oneshot(req).await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(resp.headers()["content-type"], "text/event-stream");

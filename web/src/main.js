@@ -45,10 +45,42 @@ function recordError(what, err) {
 
 setWorkerUrl(new URL('maplibre-gl-worker.mjs', import.meta.url).href);
 
-async function getJson(path) {
-  const r = await fetch(path, { headers: { accept: 'application/json' } });
+// The bearer token the page reads with: given once as ?token=… (then kept in this browser and
+// dropped from the address bar), or typed into the login form a 401 brings up. Tiles, JSON and
+// the live feed all carry it; without one the page reads only from a --public-read server.
+const TOKEN_KEY = 'onemap.token';
+const given = new URLSearchParams(location.search).get('token');
+if (given) {
+  localStorage.setItem(TOKEN_KEY, given);
+  history.replaceState(null, '', location.pathname);
+}
+const token = localStorage.getItem(TOKEN_KEY);
+const authHeaders = token ? { authorization: `Bearer ${token}` } : {};
+
+function showLogin(message) {
+  const form = document.getElementById('login');
+  document.getElementById('login-message').textContent = message;
+  form.hidden = false;
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const value = document.getElementById('login-token').value.trim();
+    if (value) localStorage.setItem(TOKEN_KEY, value);
+    else localStorage.removeItem(TOKEN_KEY);
+    location.reload();
+  }, { once: true });
+}
+
+async function getJson(path, init = {}) {
+  const r = await fetch(path, { ...init, headers: { accept: 'application/json', ...authHeaders, ...(init.headers || {}) } });
+  if (r.status === 401) showLogin(token ? '令牌无效或已过期，请重新登录' : '请输入访问令牌');
   if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
   return r.json();
+}
+
+/** Same-origin requests (tiles, styles, glyphs) carry the token; nothing else does. */
+function withToken(url) {
+  if (!token || !url.startsWith(location.origin)) return undefined;
+  return { url, headers: authHeaders };
 }
 
 async function cityBounds() {
@@ -71,6 +103,7 @@ const map = new MapLibreMap({
   // Chinese labels are drawn with the machine's own CJK font, so no CJK glyphs are downloaded.
   localIdeographFontFamily: getComputedStyle(document.documentElement).getPropertyValue('--font').trim() || 'sans-serif',
   attributionControl: false,
+  transformRequest: withToken,
   maxPitch: 0,
   dragRotate: false,
 });
@@ -144,8 +177,8 @@ for (const s of switches) s.addEventListener('change', () => { if (mapReady) app
 
 // ---------------------------------------------------------------------------------------------
 // Hotspot analysis: Gi* of the last year's cases by unit grid. The overlay (the `hotspots`
-// tile layer) shows the server's latest analysis. Running one is a read, so the server
-// announces nothing: the page that ran it redraws the layer's tiles itself.
+// tile layer) shows the published analysis: the button publishes (a POST, for roles that may:
+// admin, analyst, shift leader), and every big screen hears `hotspots.published` and redraws.
 
 const hotspotButton = document.getElementById('hotspot-run');
 const hotspotStatus = document.getElementById('hotspot-status');
@@ -156,7 +189,7 @@ hotspotButton.addEventListener('click', async () => {
     const day = (d) => d.toISOString().slice(0, 10);
     const to = new Date();
     const from = new Date(to.getTime() - 364 * 24 * 3600 * 1000);
-    const r = await getJson(`/api/v1/analysis/hotspots?unit=grid&method=gi_star&geometry=false&from=${day(from)}&to=${day(to)}`);
+    const r = await getJson(`/api/v1/analysis/hotspots?unit=grid&method=gi_star&geometry=false&from=${day(from)}&to=${day(to)}`, { method: 'POST' });
     const hot = r.features.filter((f) => f.properties.bin >= 2).length;
     hotspotStatus.textContent = `热点网格 ${fmt.format(hot)}`;
     invalidate({ layer: 'hotspots', layers: ['hotspots'] });
@@ -491,7 +524,8 @@ function resync() {
 
 function connect() {
   setStatus('connecting');
-  const es = new EventSource('/api/v1/events');
+  // EventSource cannot send headers: the token rides in the query, as the API allows for SSE.
+  const es = new EventSource(token ? `/api/v1/events?access_token=${encodeURIComponent(token)}` : '/api/v1/events');
   source = es;
   es.addEventListener('open', () => {
     setStatus('live');
@@ -515,6 +549,7 @@ function connect() {
   for (const name of ['alarm.raised', 'alarm.updated', 'alarm.acked']) es.addEventListener(name, (e) => onAlarm(e, false));
   es.addEventListener('alarm.cleared', (e) => onAlarm(e, true));
   es.addEventListener('tiles.invalidated', (e) => { const ev = parse(e); if (ev && mapReady) invalidate(ev); });
+  es.addEventListener('hotspots.published', () => { if (mapReady) invalidate({ layer: 'hotspots', layers: ['hotspots'] }); });
   es.addEventListener('resync', () => resync());
 }
 

@@ -1,5 +1,5 @@
 // Browser test of the big-screen page, run by tests/browser.rs against a real onemap server:
-//   node web/tests/map.test.mjs <base_url> <supervisor token>
+//   node web/tests/map.test.mjs <base_url> <supervisor token> <device token> <shift leader token>
 // Headless Debian Chromium through playwright-core. Checks that /map/ loads with no request
 // leaving 127.0.0.1, that every tile layer renders features, that a case created through the API
 // shows on the page (list and map) within 2 s without a reload, and saves a screenshot to
@@ -11,9 +11,9 @@ import { fileURLToPath } from 'node:url';
 import { validateStyleMin } from '@maplibre/maplibre-gl-style-spec';
 import { chromium } from 'playwright-core';
 
-const [base, token, deviceToken] = process.argv.slice(2);
-if (!base || !token || !deviceToken) {
-  console.error('usage: node web/tests/map.test.mjs <base_url> <supervisor_token> <device_token>');
+const [base, token, deviceToken, pageToken] = process.argv.slice(2);
+if (!base || !token || !deviceToken || !pageToken) {
+  console.error('usage: node web/tests/map.test.mjs <base_url> <supervisor_token> <device_token> <shift_leader_token>');
   process.exit(2);
 }
 const here = dirname(fileURLToPath(import.meta.url));
@@ -51,8 +51,10 @@ async function jump(page, camera) {
   if (!idle) log(`jump to ${JSON.stringify(camera)}: tiles loaded, map not yet idle after 5 s`);
 }
 
-async function api(path, init) {
-  const r = await fetch(`${base}${path}`, init);
+/** The API as the test's own client: the page's token unless the call brings its own. */
+async function api(path, init = {}) {
+  const headers = { authorization: `Bearer ${pageToken}`, ...(init.headers || {}) };
+  const r = await fetch(`${base}${path}`, { ...init, headers });
   const text = await r.text();
   if (!r.ok) throw new Error(`${init?.method || 'GET'} ${path}: HTTP ${r.status} ${text}`);
   return JSON.parse(text);
@@ -100,8 +102,15 @@ async function main() {
   page.on('pageerror', (e) => pageErrors.push(String(e)));
   page.on('console', (m) => { if (m.type() === 'error') console.log(`  console: ${m.text()}`); });
 
-  // 1. The page loads and the map draws.
+  // 0. The server is closed to anonymous readers: the page asks for a token.
   await page.goto(`${base}/map/`, { waitUntil: 'load' });
+  await page.waitForSelector('#login:not([hidden])', { timeout: 10_000 })
+    .catch(() => { throw new Error('without a token the page did not ask for one'); });
+  log('login form shown without a token');
+
+  // 1. Logged in (the shift leader's token, given once in the address), the page loads and the map draws.
+  await page.goto(`${base}/map/?token=${pageToken}`, { waitUntil: 'load' });
+  check(!(await page.url()).includes('token='), 'the token stays out of the address bar');
   await page.waitForFunction(() => window.onemapMap && window.onemapMap.loaded() && window.onemapMap.isStyleLoaded(),
     null, { timeout: 20_000 }).catch(() => { throw new Error('the map did not finish loading in 20 s'); });
   log('map loaded');

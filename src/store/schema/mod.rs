@@ -277,8 +277,19 @@ pub static CASE_STEPS: Table = Table {
 };
 pub static API_TOKENS: Table = Table {
     name: "api_tokens",
-    cols: &[("hash", Text), ("role", Text), ("dept_code", Text), ("label", Text), ("created_at", Time)],
+    cols: &[
+        ("hash", Text),
+        ("role", Text),
+        ("dept_code", Text),
+        ("label", Text),
+        ("created_at", Time),
+        ("area_code", Text),
+        ("sensors_prefix", Text),
+        ("expires_at", Time),
+    ],
 };
+pub static TOKEN_REVOCATIONS: Table =
+    Table { name: "token_revocations", cols: &[("hash", Text), ("revoked_at", Time)] };
 pub static SENSORS: Table = Table {
     name: "sensors",
     cols: &[

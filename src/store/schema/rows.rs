@@ -385,7 +385,16 @@ impl Row for ApiToken {
         &API_TOKENS
     }
     fn to_row(&self) -> Vec<Val> {
-        vec![t(&self.hash), t(&self.role), ot(&self.dept_code), ot(&self.label), Val::Time(Some(self.created_at))]
+        vec![
+            t(&self.hash),
+            t(&self.role),
+            ot(&self.dept_code),
+            ot(&self.label),
+            Val::Time(Some(self.created_at)),
+            ot(&self.area_code),
+            ot(&self.sensors_prefix),
+            Val::Time(self.expires_at),
+        ]
     }
     fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
         let mut c = Cells::new(Self::table(), row);
@@ -395,7 +404,23 @@ impl Row for ApiToken {
             dept_code: c.opt_text()?,
             label: c.opt_text()?,
             created_at: c.required_time()?,
+            area_code: c.opt_text()?,
+            sensors_prefix: c.opt_text()?,
+            expires_at: c.time()?,
         })
+    }
+}
+
+impl Row for TokenRevocation {
+    fn table() -> &'static Table {
+        &TOKEN_REVOCATIONS
+    }
+    fn to_row(&self) -> Vec<Val> {
+        vec![t(&self.hash), Val::Time(Some(self.revoked_at))]
+    }
+    fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
+        let mut c = Cells::new(Self::table(), row);
+        Ok(TokenRevocation { hash: c.text()?, revoked_at: c.required_time()? })
     }
 }
 

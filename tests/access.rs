@@ -281,7 +281,15 @@ async fn a_get_publishes_nothing_and_expensive_requests_are_bounded() {
         get_as(&capped, "/api/v1/analysis/hotspots?unit=grid&method=count&geometry=false", &analyst).await.status,
         200
     );
-    st.analysis.limits.write().answer_bytes = onemap::analysis::CostLimits::default().answer_bytes;
+    // An export counts its matches before it writes anything.
+    let few = onemap::analysis::CostLimits { export_features: 10, ..Default::default() };
+    let capped = onemap::app(st.clone().with_cost_limits(few));
+    let v = get_as(&capped, "/api/v1/export/grids?format=geojson", &analyst).await.problem(422);
+    assert_eq!(v["type"], "/problems/cost-limit", "{v}");
+    let narrow =
+        get_as(&capped, &format!("/api/v1/export/grids?format=geojson&code={}", city.grids[0].code), &analyst).await;
+    assert_eq!(narrow.status, 200, "{}", String::from_utf8_lossy(&narrow.body));
+    *st.analysis.limits.write() = onemap::analysis::CostLimits::default();
 
     // Rate limits: a client's burst, then 429 with Retry-After; others are not affected.
     let mut limited = None;

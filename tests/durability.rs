@@ -93,3 +93,137 @@ async fn acknowledged_writes_survive_sigkill() {
         child.wait().unwrap();
     }
 }
+
+/// Posts readings of `sensor` over HTTP, one a millisecond apart in reading time, recording the
+/// times of every batch the server acknowledged; the values swing between calm and red so
+/// alarms are raised and cleared while the server is killed.
+async fn readings_burst(url: String, device: String, sensor: String, start: i64, acked: Arc<Mutex<Vec<i64>>>) {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    for i in 0.. {
+        let at = start + i * 1000;
+        let value = if (i / 5) % 2 == 0 { 0.05 } else { 0.6 };
+        let body = json!({"readings": [{"sensor": sensor, "at": at, "value": value}]});
+        let Ok(r) = client.post(format!("{url}/api/v1/sensors/readings")).bearer_auth(&device).json(&body).send().await
+        else {
+            return;
+        };
+        if r.status() != 200 {
+            return;
+        }
+        acked.lock().unwrap().push(at);
+    }
+}
+
+/// Repeated SIGKILL under mixed load on PostGIS: cases and workflow steps over HTTP, readings
+/// over HTTP and over MQTT (QoS 1, acknowledged to the broker only after the commit, so the
+/// broker redelivers what the dead server had not committed). After every restart each
+/// acknowledged case step and HTTP reading is there, every MQTT reading arrives, and no sensor
+/// has more than one active alarm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_load_survives_repeated_sigkill() {
+    use common::broker::{Broker, free_port};
+    let city = common::small_city();
+    let store = common::fresh_pg("onemap_t_durability_mixed").await;
+    let s = onemap::store::open(&store).await.unwrap();
+    s.write_city(city, &|_, _| {}).await.unwrap();
+    s.close().await;
+    let port = free_port();
+    let _broker = Broker::start(port);
+    let mqtt = format!("mqtt://127.0.0.1:{port}?client_id=onemap-durability");
+    let admin = token_cli(&store, "admin");
+    let device = token_cli(&store, "device");
+    let p = city.grids[5].geom.interior_point().unwrap();
+    let case_body = json!({"class_code": city.event_classes[0].code.as_str(), "lon": p.x(), "lat": p.y(),
+        "crs": "cgcs2000", "description": "反复断电", "source": "hotline"});
+    let client = reqwest::Client::new();
+    let (mut child, mut url) = serve(&["--store", &store, "--public-read", "--mqtt", &mqtt]);
+    for code in ["KILL-HTTP", "KILL-MQTT"] {
+        let s = json!({"code": code, "kind": "water_level", "lon": p.x(), "lat": p.y(), "crs": "cgcs2000"});
+        let r = client.post(format!("{url}/api/v1/sensors")).bearer_auth(&admin).json(&s).send().await.unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    // An MQTT publisher with its own session: QoS 1 messages wait in the broker for onemap.
+    let (publisher, mut events) =
+        rumqttc::AsyncClient::new(rumqttc::MqttOptions::new("durability-pub", "127.0.0.1", port), 256);
+    tokio::spawn(async move { while events.poll().await.is_ok() {} });
+    let start = chrono::Utc::now().timestamp_millis() - 3_600_000;
+    let (mut cases_acked, mut readings_acked, mut published) = (Vec::new(), Vec::new(), 0i64);
+    for round in 0..3 {
+        let cases = Arc::new(Mutex::new(Vec::new()));
+        let readings = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks: Vec<_> =
+            (0..4).map(|_| tokio::spawn(burst(url.clone(), admin.clone(), case_body.clone(), cases.clone()))).collect();
+        tasks.push(tokio::spawn(readings_burst(
+            url.clone(),
+            device.clone(),
+            "KILL-HTTP".into(),
+            start + round * 600_000,
+            readings.clone(),
+        )));
+        let publish = async {
+            for _ in 0..50 {
+                let at = start + published * 1000;
+                let body = json!({"at": at, "value": 0.05}).to_string();
+                publisher
+                    .publish("onemap/sensors/KILL-MQTT/readings", rumqttc::QoS::AtLeastOnce, false, body)
+                    .await
+                    .unwrap();
+                published += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        publish.await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        cases_acked.extend(cases.lock().unwrap().iter().copied());
+        readings_acked.extend(readings.lock().unwrap().iter().copied());
+        (child, url) = serve(&["--store", &store, "--public-read", "--mqtt", &mqtt]);
+        // Every acknowledged case step.
+        let mut latest = std::collections::HashMap::new();
+        for (id, version) in &cases_acked {
+            let v = latest.entry(*id).or_insert(0);
+            *v = (*v).max(*version);
+        }
+        for (id, version) in &latest {
+            let case: Value =
+                client.get(format!("{url}/api/v1/cases/{id}")).send().await.unwrap().json().await.unwrap();
+            assert!(case["version"].as_i64().is_some_and(|v| v >= *version), "round {round}: case {id} lost: {case}");
+        }
+        // Every acknowledged HTTP reading, and (after redelivery) every MQTT reading.
+        let s = onemap::store::open(&store).await.unwrap();
+        for &at in &readings_acked {
+            let t = chrono::DateTime::from_timestamp_millis(at).unwrap();
+            let n = s.count_readings("KILL-HTTP", t, t + chrono::Duration::milliseconds(1)).await.unwrap();
+            assert_eq!(n, 1, "round {round}: the acknowledged reading at {t} was lost");
+        }
+        let (from, to) = (chrono::DateTime::from_timestamp_millis(start).unwrap(), chrono::Utc::now());
+        let mut mqtt_stored = 0;
+        for _ in 0..100 {
+            mqtt_stored = s.count_readings("KILL-MQTT", from, to).await.unwrap();
+            if mqtt_stored == published {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(mqtt_stored, published, "round {round}: MQTT readings published with QoS 1");
+        // At most one active alarm per sensor, whatever was cut short.
+        let active = s.alarms(true, 1000).await.unwrap();
+        let mut per_sensor = std::collections::HashMap::new();
+        for a in &active {
+            *per_sensor.entry(a.sensor_code.to_string()).or_insert(0) += 1;
+        }
+        assert!(per_sensor.values().all(|&n| n <= 1), "round {round}: {per_sensor:?}");
+        s.close().await;
+        assert!(cases_acked.len() > 10 && readings_acked.len() > 10, "round {round}: the load was too small");
+        eprintln!(
+            "round {round}: checked {} acknowledged case steps, {} HTTP readings, {published} MQTT readings",
+            cases_acked.len(),
+            readings_acked.len()
+        );
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

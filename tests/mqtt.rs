@@ -6,10 +6,11 @@
 
 mod common;
 
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
+use common::broker::{Broker, free_port};
 use common::*;
 use onemap::auth::Role;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
@@ -18,57 +19,6 @@ use serde_json::{Value, json};
 const CODE: &str = "T-WL-0001";
 
 /// A Mosquitto broker on `port` that takes anonymous local clients and keeps nothing on disk.
-struct Broker {
-    child: Child,
-    port: u16,
-    conf: std::path::PathBuf,
-}
-
-impl Broker {
-    fn start(port: u16) -> Broker {
-        Broker::start_with(port, "allow_anonymous true\n")
-    }
-
-    /// A broker on `port` with `settings` for its listener (TLS, passwords, an ACL).
-    fn start_with(port: u16, settings: &str) -> Broker {
-        let conf = std::env::temp_dir().join(format!("onemap-mosquitto-{port}.conf"));
-        std::fs::write(&conf, format!("listener {port} 127.0.0.1\n{settings}persistence false\n")).unwrap();
-        let bin = std::env::var("ONEMAP_TEST_MOSQUITTO").unwrap_or_else(|_| "/usr/sbin/mosquitto".into());
-        let mut child = Command::new(&bin)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {bin} (run scripts/test, which installs mosquitto): {e}"));
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Broker { child, port, conf };
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("mosquitto did not listen on {port}");
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_file(&self.conf);
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A publishing client whose event loop runs in the background.
 fn publisher(port: u16, id: &str) -> AsyncClient {
     let (client, mut events) = AsyncClient::new(MqttOptions::new(id, "127.0.0.1", port), 64);

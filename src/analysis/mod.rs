@@ -336,7 +336,7 @@ pub struct Analysis {
     pub limits: RwLock<CostLimits>,
 }
 
-/// What one analysis request may cost: estimated before the work, refused beyond (422).
+/// What one analysis or export request may cost: estimated before the work, refused beyond (422).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CostLimits {
@@ -344,11 +344,13 @@ pub struct CostLimits {
     pub density_work: f64,
     /// Bytes of one hotspot answer, estimated from its units' geometry.
     pub answer_bytes: f64,
+    /// Features one export may write (a Chongqing-scale city's ten million components fit).
+    pub export_features: usize,
 }
 
 impl Default for CostLimits {
     fn default() -> Self {
-        CostLimits { density_work: density::MAX_WORK, answer_bytes: 128e6 }
+        CostLimits { density_work: density::MAX_WORK, answer_bytes: 128e6, export_features: 20_000_000 }
     }
 }
 

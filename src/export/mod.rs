@@ -52,6 +52,11 @@ pub enum ExportError {
     Rejected(usize),
     #[error("too many exports at once; try again shortly")]
     Busy,
+    /// More matches than one export may write (`[cost_limits] export_features`).
+    #[error(
+        "{count} features match, more than {max} one export may write: narrow it with bbox, within, datetime or a filter"
+    )]
+    TooMany { count: usize, max: usize },
 }
 
 /// Checks a collection id for import and export (any feature collection; parents first in

@@ -24,6 +24,8 @@ const EXPORT_PARAMS: &[&str] = &["format", "crs"];
 pub struct ExportRequest {
     pub spec: ExportSpec,
     pub query: ItemQuery,
+    /// The most features it may write: counted before anything is written.
+    pub max_features: usize,
 }
 
 impl ExportRequest {
@@ -44,7 +46,7 @@ impl ExportRequest {
         if query.near.is_some() {
             return Err(ExportError::Param("exports take bbox and within, not near".into()));
         }
-        Ok(ExportRequest { spec, query })
+        Ok(ExportRequest { spec, query, max_features: usize::MAX })
     }
 }
 
@@ -61,7 +63,7 @@ pub fn export_index(
     for c in index.dict.read().event_classes.iter() {
         spec.class_names.entry(c.code.to_string()).or_insert_with(|| c.name.to_string());
     }
-    super::with_model!(collection, |T| export_layer::<T>(index, &spec, &req.query, out))
+    super::with_model!(collection, |T| export_layer::<T>(index, &spec, req, out))
 }
 
 /// Notes the slots of the matches under one read lock, then clones them out chunk by chunk
@@ -69,14 +71,17 @@ pub fn export_index(
 fn export_layer<T: Layered + Clone>(
     index: &CityIndex,
     spec: &ExportSpec,
-    query: &ItemQuery,
+    req: &ExportRequest,
     out: &Path,
 ) -> Result<u64, ExportError> {
     let lock: &RwLock<Layer<T>> = T::layer(index);
     let slots: Vec<u32> = {
         let layer = lock.read();
-        query.run(&layer).filter_map(|(r, _)| layer.slot(&r.key())).collect()
+        req.query.run(&layer).filter_map(|(r, _)| layer.slot(&r.key())).collect()
     };
+    if slots.len() > req.max_features {
+        return Err(ExportError::TooMany { count: slots.len(), max: req.max_features });
+    }
     let mut done = 0;
     let mut next = move || -> Option<Vec<T>> {
         if done >= slots.len() {

@@ -88,6 +88,9 @@ impl From<ExportError> for ApiError {
             ExportError::Busy => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", "Too many requests", e.to_string())
             }
+            ExportError::TooMany { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cost-limit", "Unprocessable request", e.to_string())
+            }
             ExportError::Store(e) => e.into(),
             other => ApiError::internal(other),
         }

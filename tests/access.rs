@@ -160,15 +160,7 @@ async fn reads_are_closed_and_scoped_on_every_path() {
                 p.y(),
                 p.x()
             );
-            let r = send(
-                &closed,
-                axum::http::Request::post("/open311/v2/requests.json")
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .header("host", "127.0.0.1:8080")
-                    .body(axum::body::Body::from(form))
-                    .unwrap(),
-            )
-            .await;
+            let r = post_form(&closed, "/open311/v2/requests.json", form).await;
             assert_eq!(r.status, 200, "{label}: {}", String::from_utf8_lossy(&r.body));
             mine_ids.push(r.json()[0]["service_request_id"].as_str().unwrap().to_string());
         }

@@ -46,14 +46,7 @@ async fn hostile_input_is_refused_and_exports_stay_well_formed() {
             p.x(),
             enc("井盖\u{0}缺失")
         );
-        let r = send(
-            &app,
-            Request::post("/open311/v2/requests.json")
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(Body::from(form))
-                .unwrap(),
-        )
-        .await;
+        let r = post_form(&app, "/open311/v2/requests.json", form).await;
         r.problem(400);
         let sensor = json!({"code": "HY-WL-1", "kind": "water_level", "lon": p.x(), "lat": p.y(), "crs": "cgcs2000",
             "name": "积水\u{0}点", "thresholds": {"min_duration_s": 0}});
@@ -159,14 +152,7 @@ async fn hostile_input_is_refused_and_exports_stay_well_formed() {
         let big = vec![b' '; onemap::http::MAX_BODY_BYTES + 1];
         let v = post_as(&app, "/api/v1/sensors/readings", Some(&admin), big.clone()).await.problem(413);
         assert_eq!(v["type"], "/problems/payload-too-large");
-        let r = send(
-            &app,
-            Request::post("/open311/v2/requests.json")
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(Body::from(big))
-                .unwrap(),
-        )
-        .await;
+        let r = post_form(&app, "/open311/v2/requests.json", big).await;
         r.problem(413);
         let odd = send(&app, Request::builder().method("BREW").uri("/health").body(Body::empty()).unwrap()).await;
         odd.problem(405);

@@ -259,15 +259,7 @@ async fn open311_intake_on_both_stores() {
             ])
             .unwrap()
         };
-        let post = |body: String| {
-            send(
-                &app,
-                axum::http::Request::post("/open311/v2/requests.json")
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(axum::body::Body::from(body))
-                    .unwrap(),
-            )
-        };
+        let post = |body: String| post_form(&app, "/open311/v2/requests.json", body);
         let r = post(form(&public, &code, p.y())).await;
         assert_eq!(r.status, 200, "{label}: {}", String::from_utf8_lossy(&r.body));
         let id = r.json()[0]["service_request_id"].as_str().unwrap().to_string();

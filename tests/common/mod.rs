@@ -129,6 +129,19 @@ pub async fn post_raw(app: &Router, uri: &str, body: Vec<u8>) -> Resp {
     .await
 }
 
+/// A POST of a url-encoded form (an Open311 request).
+pub async fn post_form(app: &Router, uri: &str, body: impl Into<Body>) -> Resp {
+    send(
+        app,
+        Request::post(uri)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("host", "127.0.0.1:8080")
+            .body(body.into())
+            .unwrap(),
+    )
+    .await
+}
+
 /// Percent-encodes a query value.
 pub fn enc(s: &str) -> String {
     serde_urlencoded::to_string([("v", s)]).unwrap()[2..].to_string()
@@ -143,12 +156,12 @@ pub async fn post_as(app: &Router, uri: &str, token: Option<&str>, body: Vec<u8>
     send(app, req.body(Body::from(body)).unwrap()).await
 }
 
-/// A GET with extra headers.
 /// A GET with `Authorization: Bearer TOKEN`.
 pub async fn get_as(app: &Router, uri: &str, token: &str) -> Resp {
     get_with(app, uri, &[("authorization", &format!("Bearer {token}"))]).await
 }
 
+/// A GET with extra headers.
 pub async fn get_with(app: &Router, uri: &str, headers: &[(&str, &str)]) -> Resp {
     let mut req = Request::get(uri).header("host", "127.0.0.1:8080");
     for (k, v) in headers {

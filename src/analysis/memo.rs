@@ -25,12 +25,6 @@ impl<K: PartialEq + Clone, V> Memo<K, V> {
         Memo { entries: Mutex::new(VecDeque::new()), ttl, capacity }
     }
 
-    /// The result for `key` if one was computed within the ttl (not one still running).
-    pub fn get(&self, key: &K) -> Option<Arc<V>> {
-        let entries = self.entries.lock();
-        entries.iter().find(|(k, at, _)| k == key && at.elapsed() < self.ttl).and_then(|(_, _, s)| s.get().cloned())
-    }
-
     /// The result for `key`: a fresh one, the one a concurrent caller is computing, or the one
     /// `compute` makes. A failed or abandoned computation is not kept: the next caller tries
     /// again (and a waiting caller takes over when the first one's client went away).
@@ -115,8 +109,10 @@ mod tests {
             assert_eq!(*t.await.unwrap().unwrap(), 49);
         }
         assert_eq!(runs.load(Ordering::SeqCst), 1);
-        assert_eq!(memo.get(&7).as_deref(), Some(&49));
-        assert!(memo.get(&8).is_none());
+        // Kept: a later request is answered without computing; another key computes.
+        let never = async { Err::<Arc<u32>, _>("computed again") };
+        assert_eq!(*memo.get_or_compute(7, never).await.unwrap(), 49);
+        assert!(memo.get_or_compute(8, async { Err::<Arc<u32>, _>("computed") }).await.is_err());
     }
 
     #[tokio::test]
@@ -124,9 +120,9 @@ mod tests {
         let memo: Memo<u32, u32> = Memo::new(Duration::from_millis(30), 4);
         assert!(memo.get_or_compute(1, async { Err::<Arc<u32>, _>("no") }).await.is_err());
         assert_eq!(*memo.get_or_compute(1, async { Ok::<_, ()>(Arc::new(2)) }).await.unwrap(), 2);
+        assert_eq!(*memo.get_or_compute(1, async { Ok::<_, ()>(Arc::new(9)) }).await.unwrap(), 2, "kept");
         tokio::time::sleep(Duration::from_millis(40)).await;
-        assert!(memo.get(&1).is_none(), "expired");
-        assert_eq!(*memo.get_or_compute(1, async { Ok::<_, ()>(Arc::new(3)) }).await.unwrap(), 3);
+        assert_eq!(*memo.get_or_compute(1, async { Ok::<_, ()>(Arc::new(3)) }).await.unwrap(), 3, "expired");
     }
 
     #[test]

@@ -143,7 +143,6 @@ async fn hotspot_result(st: &AppState, who: &Option<Caller>, p: &Params) -> ApiR
     let kind = UnitKind::parse(p.get("unit").unwrap_or("grid"))?;
     let method = Method::parse(p.get("method").unwrap_or("gi_star"))?;
     let fdr = flag(p, "fdr", false)?;
-    flag(p, "geometry", true)?;
     // The scope is part of what was computed.
     let key = format!("{}#{}", hotspot_key(p), serde_urlencoded::to_string(filter.scope.filters()).unwrap_or_default());
     st.analysis
@@ -171,8 +170,9 @@ fn hotspot_key(p: &Params) -> String {
 /// `GET /api/v1/analysis/hotspots?layer&unit&method=count|gi_star|local_moran&fdr&geometry&filters`:
 /// the analysis, changing nothing anyone else sees (publishing the overlay is the POST).
 pub async fn hotspots(State(st): State<AppState>, who: Option<Caller>, p: Params) -> ApiResult<Response> {
+    let geometry = flag(&p, "geometry", true)?;
     let h = hotspot_result(&st, &who, &p).await?;
-    hotspots_answer(&st, h, flag(&p, "geometry", true)?).await
+    hotspots_answer(&st, h, geometry).await
 }
 
 /// The answer, refused beyond the configured answer size before it is written (an H3
@@ -212,13 +212,16 @@ pub async fn publish_hotspots(State(st): State<AppState>, Caller(who): Caller, p
     if p.get("method").is_some_and(|m| m != "gi_star") {
         return Err(ApiError::bad_request("invalid-parameter", "the overlay shows Gi* (method=gi_star)"));
     }
+    let geometry = flag(&p, "geometry", true)?;
     let h = hotspot_result(&st, &None, &p).await?;
+    // The answer first: one refused for its size publishes nothing. The overlay is this
+    // server's only once the publication is logged.
+    let mut resp = hotspots_answer(&st, h.clone(), geometry).await?;
     let key = hotspot_key(&p);
-    *st.analysis.latest.write() = Some((key.clone(), h.clone()));
     let data = json!({"params": key, "by": who.actor.as_str(), "units": h.units.len()});
     let row = ChangeRow::record(Collection::Overlays, "hotspots", Op::Touch, Some("hotspots.published"), Some(data));
     let seq = st.live.log(row).await?;
-    let mut resp = hotspots_answer(&st, h, flag(&p, "geometry", true)?).await?;
+    *st.analysis.latest.write() = Some((key, h));
     if let Ok(v) = axum::http::HeaderValue::from_str(&seq.to_string()) {
         resp.headers_mut().insert(super::SEQ_HEADER, v);
     }

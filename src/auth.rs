@@ -139,8 +139,9 @@ impl Principal {
         self.sensors.as_deref().is_none_or(|p| code.starts_with(p))
     }
 
-    /// A principal for tests and internal callers: `role`, no department, area or expiry.
-    pub fn of_role(role: Role) -> Principal {
+    /// A principal of `role` with no department, area or expiry (for tests).
+    #[cfg(test)]
+    fn of_role(role: Role) -> Principal {
         Principal {
             role,
             dept_code: None,

@@ -659,9 +659,6 @@ impl Ingest {
     /// The alarms `scope` may see: those of sensors in its area, naming their case only when
     /// that case is in scope too.
     pub async fn alarms(&self, active: bool, limit: i64, scope: &CaseScope) -> Result<Vec<Value>, StoreError> {
-        let sensors = &self.live.index.sensors;
-        let in_area =
-            |a: &Alarm| scope.in_area(sensors.read().get(&a.sensor_code).and_then(|s| s.grid_code.as_deref()));
         let mut list = if active {
             let trackers = self.trackers().await;
             let mut list: Vec<Alarm> = trackers.values().filter_map(|t| t.alarm.clone()).collect();
@@ -670,16 +667,20 @@ impl Ingest {
         } else {
             self.store.alarms(false, limit).await?
         };
-        list.retain(|a| in_area(a));
+        {
+            let sensors = self.live.index.sensors.read();
+            list.retain(|a| scope.in_area(sensors.get(&a.sensor_code).and_then(|s| s.grid_code.as_deref())));
+        }
         list.truncate(limit as usize);
-        let cases = self.live.index.cases.read();
-        for a in list.iter_mut() {
-            if a.case_id.is_some_and(|id| cases.get(&id.to_string()).is_none_or(|c| !scope.sees(c))) {
-                a.case_id = None;
+        {
+            let cases = self.live.index.cases.read();
+            for a in list.iter_mut() {
+                if a.case_id.is_some_and(|id| cases.get(&id.to_string()).is_none_or(|c| !scope.sees(c))) {
+                    a.case_id = None;
+                }
             }
         }
-        drop(cases);
-        let index = sensors.read();
+        let index = self.live.index.sensors.read();
         Ok(list.iter().map(|a| alarm_json(a, index.get(&a.sensor_code))).collect())
     }
 

@@ -66,7 +66,7 @@ const MAX_POSTPONE_HOURS: f64 = 720.0;
 /// Shortest: half an hour (a postponement of a nanosecond is a typing error).
 const MIN_POSTPONE_HOURS: f64 = 0.5;
 /// Postponements one case may be granted (延期次数); beyond, it is handled or returned.
-pub const MAX_POSTPONEMENTS: usize = 3;
+const MAX_POSTPONEMENTS: usize = 3;
 
 /// The hours the pending postponement request asked for, from the history (its step's note
 /// starts with them, as `act` writes it), and the postponements granted so far.
@@ -139,8 +139,10 @@ pub async fn act(
             if action == Action::RequestPostpone && granted >= MAX_POSTPONEMENTS {
                 return Err(refuse(format!("case {} was postponed {granted} times, the most allowed", case.id)));
             }
-            if action == Action::ApprovePostpone && asked.is_some_and(|a| h > a) {
-                return Err(refuse(format!("{h} h is more than the {} h asked for", asked.unwrap_or_default())));
+            if action == Action::ApprovePostpone
+                && let Some(a) = asked.filter(|a| h > *a)
+            {
+                return Err(refuse(format!("{h} h is more than the {a} h asked for")));
             }
             Some(h)
         }

@@ -310,8 +310,7 @@ pub const DEFAULT_LOG_RETENTION_DAYS: i64 = 7;
 
 impl ServeConfig {
     pub fn resolve(args: &ServeArgs, file: FileConfig) -> Result<Self, ConfigError> {
-        let store = args.store.clone().or(file.store).unwrap_or_else(|| DEFAULT_STORE.into());
-        validate_store(&store)?;
+        let store = store_location(args.store.as_deref(), file.store)?;
         let dispatch_hours = file.dispatch_hours.unwrap_or(crate::cases::DISPATCH_HOURS);
         if !(dispatch_hours.is_finite() && dispatch_hours > 0.0) {
             return Err(ConfigError::Invalid(format!("dispatch_hours must be positive, not {dispatch_hours}")));
@@ -353,6 +352,14 @@ impl ServeConfig {
             scoring,
         })
     }
+}
+
+/// The store a command works on: its `--store`, else the config file's, else the default;
+/// checked before anything is opened.
+pub fn store_location(arg: Option<&str>, file: Option<String>) -> Result<String, ConfigError> {
+    let location = arg.map(String::from).or(file).unwrap_or_else(|| DEFAULT_STORE.into());
+    validate_store(&location)?;
+    Ok(location)
 }
 
 /// Rejects a store location that neither backend accepts, before anything is opened.

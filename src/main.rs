@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use onemap::config::{Cli, Command, DEFAULT_STORE, FileConfig, ServeConfig, TokenCommand, validate_store};
+use onemap::config::{Cli, Command, FileConfig, ServeConfig, TokenCommand, store_location};
 use onemap::demo::DemoParams;
 
 #[tokio::main]
@@ -63,8 +63,7 @@ async fn main() -> anyhow::Result<()> {
             onemap::server::serve(state, listener).await?;
         }
         Command::Token(TokenCommand::Create(args)) => {
-            let location = args.store.clone().or(file.store).unwrap_or_else(|| DEFAULT_STORE.into());
-            validate_store(&location)?;
+            let location = store_location(args.store.as_deref(), file.store)?;
             let role: onemap::auth::Role = args.role.parse()?;
             let store = onemap::store::open(&location).await?;
             let spec = onemap::auth::TokenSpec {
@@ -85,8 +84,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{token}");
         }
         Command::Token(TokenCommand::List(args)) => {
-            let location = args.store.clone().or(file.store).unwrap_or_else(|| DEFAULT_STORE.into());
-            validate_store(&location)?;
+            let location = store_location(args.store.as_deref(), file.store)?;
             let store = onemap::store::open(&location).await?;
             let list = onemap::auth::list(&*store).await;
             store.close().await;
@@ -112,8 +110,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Token(TokenCommand::Revoke(args)) => {
-            let location = args.store.store.clone().or(file.store).unwrap_or_else(|| DEFAULT_STORE.into());
-            validate_store(&location)?;
+            let location = store_location(args.store.store.as_deref(), file.store)?;
             let store = onemap::store::open(&location).await?;
             let id = onemap::auth::revoke(&*store, &args.token).await;
             store.close().await;
@@ -121,8 +118,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Import(args) => import(args, file).await?,
         Command::Export(args) => {
-            let location = args.store.clone().or(file.store).unwrap_or_else(|| DEFAULT_STORE.into());
-            validate_store(&location)?;
+            let location = store_location(args.store.as_deref(), file.store)?;
             let mut params = std::collections::BTreeMap::new();
             let format =
                 match &args.format {
@@ -155,8 +151,7 @@ async fn main() -> anyhow::Result<()> {
             println!("exported {n} {} to {}", args.collection, args.file.display());
         }
         Command::Demo(args) => {
-            let location = args.store.clone().or(file.store).unwrap_or_else(|| DEFAULT_STORE.into());
-            validate_store(&location)?;
+            let location = store_location(args.store.as_deref(), file.store)?;
             let mut params = match args.scale.as_str() {
                 "shigatse" => DemoParams::shigatse(),
                 "chongqing" => DemoParams::chongqing(),
@@ -228,8 +223,7 @@ async fn main() -> anyhow::Result<()> {
 /// `onemap import`: read, validate, report, and write all or nothing.
 async fn import(args: onemap::config::ImportArgs, file: FileConfig) -> anyhow::Result<()> {
     use onemap::export::import::{Edition, Hierarchy, ImportOptions, run};
-    let location = args.store.clone().or(file.store).unwrap_or_else(|| DEFAULT_STORE.into());
-    validate_store(&location)?;
+    let location = store_location(args.store.as_deref(), file.store)?;
     let collection = onemap::export::collection(&args.collection)?;
     let mut fields = Vec::new();
     for f in &args.fields {

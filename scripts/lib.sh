@@ -132,26 +132,36 @@ ensure_haproxy() {
     export ONEMAP_TEST_HAPROXY="${ONEMAP_TEST_HAPROXY:-/usr/sbin/haproxy}"
 }
 
-# The analysis peer (scripts/peer/analysis.py): PySAL (esda, libpysal), h3-py, pymannkendall,
-# scipy and pyproj from PyPI in a virtual environment under var/, which tests/analysis_peer.rs
-# runs to compute the values onemap's statistics must match. Rebuilt when the pins change.
-ensure_peer_venv() {
-    local root venv req
-    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-    venv="$root/var/peer-venv"
-    req="$root/scripts/peer/requirements.txt"
-    if [ -f "$venv/.installed" ] && cmp -s "$req" "$venv/.installed"; then
-        export ONEMAP_PEER_PYTHON="$venv/bin/python"
-        return 0
-    fi
+# A Python virtual environment under var/ holding the pinned packages of a requirements file,
+# remade when the file changes. Prints nothing; the caller exports the path it needs.
+ensure_venv() {
+    local venv="$1" req="$2" what="$3"
+    if [ -f "$venv/.installed" ] && cmp -s "$req" "$venv/.installed"; then return 0; fi
     command -v python3 >/dev/null || apt_install python3
     if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
         apt_install python3-venv python3-pip
     fi
-    log "creating the analysis peer's Python environment ($venv)"
+    log "creating $what's Python environment ($venv)"
     rm -rf "$venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
     cp "$req" "$venv/.installed"
-    export ONEMAP_PEER_PYTHON="$venv/bin/python"
+}
+
+# The analysis peer (scripts/peer/analysis.py): PySAL (esda, libpysal), h3-py, pymannkendall,
+# scipy and pyproj, which tests/analysis_peer.rs runs to compute the values onemap's statistics
+# must match.
+ensure_peer_venv() {
+    local root
+    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    ensure_venv "$root/var/peer-venv" "$root/scripts/peer/requirements.txt" "the analysis peer"
+    export ONEMAP_PEER_PYTHON="$root/var/peer-venv/bin/python"
+}
+
+# schemathesis, which tests/openapi.rs runs against the OpenAPI document at /api.
+ensure_schemathesis() {
+    local root
+    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    ensure_venv "$root/var/schema-venv" "$root/scripts/schemathesis/requirements.txt" "schemathesis"
+    export ONEMAP_SCHEMATHESIS="$root/var/schema-venv/bin/schemathesis"
 }

@@ -120,10 +120,18 @@ async fn reads_are_closed_and_scoped_on_every_path() {
             post_as(&closed, "/api/v1/sensors", Some(&admin), sensor.to_string().into_bytes()).await.status,
             201
         );
+        // The viewer hears of the case and of the case tiles it redraws (which name whose case
+        // it is); the department of neither: a redrawn area would show where another's case is.
+        let redrawn = seen_by_viewer.wait_for("tiles.invalidated", |d| d["layer"] == "cases").await;
+        assert!(redrawn["case"]["grid_code"].is_string(), "{label}: {redrawn}");
         seen_by_viewer.wait_for("case.created", |_| true).await;
         loop {
-            let (name, _) = seen_by_dept.next(Duration::from_secs(5)).await.expect("the department's feed is live");
+            let (name, data) = seen_by_dept.next(Duration::from_secs(5)).await.expect("the department's feed is live");
             assert!(!name.starts_with("case."), "{label}: the department heard of another's case: {name}");
+            assert!(
+                !(name == "tiles.invalidated" && data["layer"] == "cases"),
+                "{label}: the department heard where another's case is: {data}"
+            );
             if name == "sensor.registered" {
                 break;
             }

@@ -54,16 +54,22 @@ pub async fn commit_step(
 ) -> Result<Option<i64>, StoreError> {
     let mut new = new.clone();
     new.light = live.light_of(&new);
-    let old = live.index.cases.read().get(&new.id.to_string()).map(|c| c.envelope());
+    let (old, old_dept) = live
+        .index
+        .cases
+        .read()
+        .get(&new.id.to_string())
+        .map(|c| (Some(c.envelope()), c.dept_code.clone()))
+        .unwrap_or_default();
+    let mut data = to_json(&new);
+    // The department the case leaves (a return, a re-dispatch): its screens redraw the case's
+    // tiles too (see `events::visible_to`).
+    if old_dept.is_some() && old_dept != new.dept_code {
+        data["previous_dept_code"] = serde_json::json!(old_dept);
+    }
     let row = ChangeRow {
         bbox: moved(old.as_ref(), Some(&new.envelope())),
-        ..ChangeRow::record(
-            Collection::Cases,
-            new.id.to_string(),
-            Op::Upsert,
-            Some("case.updated"),
-            Some(to_json(&new)),
-        )
+        ..ChangeRow::record(Collection::Cases, new.id.to_string(), Op::Upsert, Some("case.updated"), Some(data))
     };
     let in_flight = live.in_flight();
     let Some(seq) = live.store().update_case(&new, expected_version, step, row.clone()).await? else {

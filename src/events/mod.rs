@@ -681,11 +681,21 @@ fn events_of(
         let collection = row.collection.as_str();
         let layers: Vec<&str> = std::iter::once(collection).chain(derived_layers(collection)).collect();
         let zooms: Vec<u8> = (min_zoom(collection)..=MAX_ZOOM).collect();
+        // Whose case it is, so a department's or an area's feed hears only of its own cases'
+        // tiles (a change of many cases, a sweep or an import, names none).
+        let case = match (row.collection, &row.data) {
+            (Collection::Cases, Some(d)) if d.get("grid_code").is_some() => Some(json!({
+                "dept_code": d["dept_code"], "grid_code": d["grid_code"],
+                "previous_dept_code": d.get("previous_dept_code").unwrap_or(&Value::Null),
+            })),
+            _ => None,
+        };
         let tiles = |bbox: &[f64; 4]| {
-            (
-                "tiles.invalidated".to_string(),
-                json!({"layer": collection, "layers": layers, "bbox": bbox, "zooms": zooms}),
-            )
+            let mut data = json!({"layer": collection, "layers": layers, "bbox": bbox, "zooms": zooms});
+            if let Some(case) = &case {
+                data["case"] = case.clone();
+            }
+            ("tiles.invalidated".to_string(), data)
         };
         if areas.len() > AREAS_ONE_BY_ONE {
             out.push(tiles(&union_all(areas)));

@@ -61,9 +61,14 @@ fn token_of(req: &Request) -> Result<Option<String>, AuthError> {
 /// Checks the caller's token once per request, and refuses anonymous reads of the city unless
 /// the server is public. Writes without a token pass on: their handlers ask for a [`Caller`]
 /// (or, for Open311, an `api_key`) and answer 401 themselves.
+/// POST routes that only read (their question is too big for a query string): a read like any
+/// other, so anonymous callers need `--public-read`, whatever their body holds.
+const QUERY_POSTS: &[&str] = &["/api/v1/locate", "/api/v1/analysis/stats"];
+
 pub async fn access(State(st): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
     let path = req.uri().path();
-    let reading = matches!(*req.method(), Method::GET | Method::HEAD);
+    let reading = matches!(*req.method(), Method::GET | Method::HEAD)
+        || (*req.method() == Method::POST && QUERY_POSTS.contains(&path));
     match token_of(&req)? {
         Some(token) => {
             let who = st.auth.check(&token).await?;

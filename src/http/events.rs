@@ -30,14 +30,23 @@ fn resync(live: &Live) -> SseEvent {
     SseEvent::default().id(head.to_string()).event("resync").data(format!("{{\"last_id\":{head}}}"))
 }
 
-/// Whether a caller with `scope` is told of `e`: the events of its cases, the alarms of its area,
-/// and everything that names no case (tiles redrawn, sensors, imports).
+/// Whether a caller with `scope` is told of `e`: the events of its cases and the tiles they
+/// redraw (also those of a case leaving its department), the alarms of its area, and everything
+/// that names no case (sensors, imports, tiles of many cases at once).
 fn visible(scope: &CaseScope, e: &Event) -> bool {
-    let (case, alarm) = (e.name.starts_with("case."), e.name.starts_with("alarm."));
-    if scope.is_all() || !(case || alarm) {
+    let (case, alarm, tiles) =
+        (e.name.starts_with("case."), e.name.starts_with("alarm."), e.name == "tiles.invalidated");
+    if scope.is_all() || !(case || alarm || tiles) {
         return true;
     }
     let Ok(v) = serde_json::from_str::<serde_json::Value>(&e.data) else { return false };
+    if tiles {
+        let c = &v["case"];
+        let grid = c["grid_code"].as_str();
+        return c.is_null()
+            || scope.sees_parts(c["dept_code"].as_str(), grid)
+            || c["previous_dept_code"].as_str().is_some_and(|d| scope.sees_parts(Some(d), grid));
+    }
     let grid = v["grid_code"].as_str();
     if case { scope.sees_parts(v["dept_code"].as_str(), grid) } else { scope.in_area(grid) }
 }

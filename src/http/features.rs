@@ -90,54 +90,6 @@ pub async fn conformance() -> Response {
     }))
 }
 
-/// A compact OpenAPI 3.0 definition of the Features API: enough for QGIS and GDAL, which read the
-/// `limit` bounds from it.
-pub async fn openapi(headers: HeaderMap) -> Response {
-    let base = base_url(&headers);
-    let limit = json!({"name": "limit", "in": "query", "required": false, "style": "form", "explode": false,
-        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}});
-    let param = |name: &str, desc: &str| json!({"name": name, "in": "query", "required": false, "description": desc, "schema": {"type": "string"}});
-    let items_params = json!([
-        {"$ref": "#/components/parameters/collectionId"},
-        {"$ref": "#/components/parameters/limit"},
-        {"name": "offset", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0, "default": 0}},
-        {"$ref": "#/components/parameters/bbox"},
-        param("datetime", "RFC 3339 instant or interval (cases: reported_at)"),
-        param("crs", "wgs84 | cgcs2000 | gcj02 | bd09 | EPSG:4326 | EPSG:4490"),
-        param("within", "WKT or GeoJSON polygon: features intersecting it"),
-        param("near", "lon,lat with radius (metres) or k (count)"),
-    ]);
-    let ok = |desc: &str, media: &str| json!({"200": {"description": desc, "content": {media: {"schema": {"type": "object"}}}}});
-    let mut body = json!({
-        "openapi": "3.0.3",
-        "info": {"title": "onemap OGC API - Features", "version": env!("CARGO_PKG_VERSION")},
-        "servers": [{"url": base}],
-        "paths": {
-            "/": {"get": {"operationId": "getLandingPage", "responses": ok("landing page", "application/json")}},
-            "/conformance": {"get": {"operationId": "getConformance", "responses": ok("conformance classes", "application/json")}},
-            "/collections": {"get": {"operationId": "getCollections", "responses": ok("collections", "application/json")}},
-            "/collections/{collectionId}": {"get": {"operationId": "describeCollection",
-                "parameters": [{"$ref": "#/components/parameters/collectionId"}], "responses": ok("collection", "application/json")}},
-            "/collections/{collectionId}/items": {"get": {"operationId": "getFeatures",
-                "parameters": items_params, "responses": ok("features", "application/geo+json")}},
-            "/collections/{collectionId}/items/{featureId}": {"get": {"operationId": "getFeature",
-                "parameters": [{"$ref": "#/components/parameters/collectionId"},
-                    {"name": "featureId", "in": "path", "required": true, "schema": {"type": "string"}}],
-                "responses": ok("feature", "application/geo+json")}},
-        },
-        "components": {"parameters": {
-            "limit": limit,
-            "bbox": {"name": "bbox", "in": "query", "required": false, "style": "form", "explode": false,
-                "schema": {"type": "array", "minItems": 4, "maxItems": 6, "items": {"type": "number"}}},
-            "collectionId": {"name": "collectionId", "in": "path", "required": true,
-                "schema": {"type": "string", "enum": Collection::FEATURES.iter().map(|c| c.as_str()).collect::<Vec<_>>()}},
-        }},
-    });
-    body["info"]["description"] =
-        json!("Unit grids, components, cases and sensors of one city (城市运行管理服务平台 一张图).");
-    ([(header::CONTENT_TYPE, "application/vnd.oai.openapi+json;version=3.0")], body.to_string()).into_response()
-}
-
 fn collection_json(st: &AppState, base: &str, id: &str, title: &str, description: &str) -> ApiResult<Value> {
     let bbox = with_collection!(st.index, id, |layer| Ok(layer.bbox()))?;
     let mut c = json!({

@@ -12,6 +12,7 @@ pub mod health;
 pub mod limits;
 pub mod locate;
 pub mod open311;
+pub mod openapi;
 pub mod params;
 pub mod replica;
 pub mod sensors;
@@ -157,7 +158,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/api/v1/locate", get(locate::get_locate).post(locate::post_locate))
         .route("/", get(features::landing))
-        .route("/api", get(features::openapi))
+        .route("/api", get(openapi::openapi))
         .route("/conformance", get(features::conformance))
         .route("/collections", get(features::collections))
         .route("/collections/{id}", get(features::collection))

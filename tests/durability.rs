@@ -114,11 +114,27 @@ async fn readings_burst(url: String, device: String, sensor: String, start: i64,
     }
 }
 
+/// Writes a CSV of `n` new point components (copies of `like` with codes whose serials start at
+/// `first`) for `onemap import components`, and returns the first and last codes.
+fn components_csv(path: &std::path::Path, like: &onemap::model::Component, first: usize, n: usize) -> (String, String) {
+    let onemap::model::Shape::Point(p) = like.geom else { panic!("a point component") };
+    let code = |i: usize| format!("{}{:06}", &like.code[..10], first + i);
+    let mut csv = String::from("ObjID,ObjName,ObjState,lon,lat\n");
+    for i in 0..n {
+        let (x, y) = (p.x() + (i % 100) as f64 * 1e-6, p.y() + (i / 100) as f64 * 1e-6);
+        csv.push_str(&format!("{},{},完好,{x},{y}\n", code(i), like.name));
+    }
+    std::fs::write(path, csv).unwrap();
+    (code(0), code(n - 1))
+}
+
 /// Repeated SIGKILL under mixed load on PostGIS: cases and workflow steps over HTTP, readings
 /// over HTTP and over MQTT (QoS 1, acknowledged to the broker only after the commit, so the
-/// broker redelivers what the dead server had not committed). After every restart each
-/// acknowledged case step and HTTP reading is there, every MQTT reading arrives, and no sensor
-/// has more than one active alarm.
+/// broker redelivers what the dead server had not committed), and an import of 20,000
+/// components by `onemap import` running beside the server. After every restart each
+/// acknowledged case step and HTTP reading is there, every MQTT reading arrives, no sensor has
+/// more than one active alarm, and the import is whole: all of it when it finished, all or
+/// nothing when it was killed too (round 1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_load_survives_repeated_sigkill() {
     use common::broker::{Broker, free_port};
@@ -147,8 +163,20 @@ async fn mixed_load_survives_repeated_sigkill() {
         rumqttc::AsyncClient::new(rumqttc::MqttOptions::new("durability-pub", "127.0.0.1", port), 256);
     tokio::spawn(async move { while events.poll().await.is_ok() {} });
     let start = chrono::Utc::now().timestamp_millis() - 3_600_000;
+    let like =
+        city.components.iter().find(|c| matches!(c.geom, onemap::model::Shape::Point(_))).expect("a point component");
+    let dir = tempfile::tempdir().unwrap();
     let (mut cases_acked, mut readings_acked, mut published) = (Vec::new(), Vec::new(), 0i64);
     for round in 0..3 {
+        const IMPORTED: usize = 20_000;
+        let csv = dir.path().join(format!("components-{round}.csv"));
+        let (first, last) = components_csv(&csv, like, 900_000 - (round as usize + 1) * IMPORTED, IMPORTED);
+        let mut import = std::process::Command::new(env!("CARGO_BIN_EXE_onemap"))
+            .args(["import", "components", csv.to_str().unwrap(), "--store", &store, "--crs", "cgcs2000"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
         let cases = Arc::new(Mutex::new(Vec::new()));
         let readings = Arc::new(Mutex::new(Vec::new()));
         let mut tasks: Vec<_> =
@@ -175,6 +203,15 @@ async fn mixed_load_survives_repeated_sigkill() {
         publish.await;
         child.kill().unwrap();
         child.wait().unwrap();
+        // The import dies with the server in round 1; elsewhere it runs to its end.
+        let imported = if round == 1 {
+            import.kill().unwrap();
+            import.wait().unwrap().success()
+        } else {
+            let out = import.wait_with_output().unwrap();
+            assert!(out.status.success(), "round {round}: import: {}", String::from_utf8_lossy(&out.stderr));
+            true
+        };
         for t in tasks {
             t.await.unwrap();
         }
@@ -209,6 +246,19 @@ async fn mixed_load_survives_repeated_sigkill() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert_eq!(mqtt_stored, published, "round {round}: MQTT readings published with QoS 1");
+        // The import is whole: its first and last components both there, or (killed) neither.
+        let status = |code: String| {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                client.get(format!("{url}/collections/components/items/{code}")).send().await.unwrap().status().as_u16()
+            }
+        };
+        let (a, b) = (status(first.clone()).await, status(last.clone()).await);
+        if imported {
+            assert_eq!((a, b), (200, 200), "round {round}: the finished import's {first} and {last}");
+        } else {
+            assert_eq!(a, b, "round {round}: a killed import is all or nothing ({first}: {a}, {last}: {b})");
+        }
         // At most one active alarm per sensor, whatever was cut short.
         let active = s.alarms(true, 1000).await.unwrap();
         let mut per_sensor = std::collections::HashMap::new();
@@ -219,9 +269,10 @@ async fn mixed_load_survives_repeated_sigkill() {
         s.close().await;
         assert!(cases_acked.len() > 10 && readings_acked.len() > 10, "round {round}: the load was too small");
         eprintln!(
-            "round {round}: checked {} acknowledged case steps, {} HTTP readings, {published} MQTT readings",
+            "round {round}: checked {} acknowledged case steps, {} HTTP readings, {published} MQTT readings, an import of {IMPORTED} {}",
             cases_acked.len(),
-            readings_acked.len()
+            readings_acked.len(),
+            if imported { "finished" } else { "killed" }
         );
     }
     child.kill().unwrap();

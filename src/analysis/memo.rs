@@ -61,6 +61,11 @@ impl Cancel {
         self.0.load(Ordering::Relaxed)
     }
 
+    /// Stops a computation between its steps once cancelled.
+    pub fn check(&self) -> Result<(), super::AnalysisError> {
+        if self.is_cancelled() { Err(super::AnalysisError::Cancelled) } else { Ok(()) }
+    }
+
     /// A guard that cancels when dropped: held by the async side while the blocking work runs.
     pub fn guard(&self) -> CancelOnDrop {
         CancelOnDrop(self.clone())

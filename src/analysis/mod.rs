@@ -332,6 +332,9 @@ pub struct Analysis {
     pub published: RwLock<Option<String>>,
     pub hotspots: memo::Memo<String, Hotspots>,
     pub density: memo::Memo<density::Params, density::Grid>,
+    /// Emerging hotspot answers by their parameters (the answer itself: its shape is part of
+    /// the key).
+    pub emerging: memo::Memo<String, String>,
     /// What one request may cost (`[cost_limits]` of the config file).
     pub limits: RwLock<CostLimits>,
 }
@@ -363,6 +366,7 @@ impl Default for Analysis {
             published: Default::default(),
             hotspots: memo::Memo::new(HOTSPOTS_TTL, 16),
             density: memo::Memo::new(std::time::Duration::from_secs(density::TILE_TTL_S as u64), 4),
+            emerging: memo::Memo::new(HOTSPOTS_TTL, 8),
             limits: Default::default(),
         }
     }

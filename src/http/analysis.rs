@@ -122,6 +122,19 @@ async fn alarms_for(st: &AppState, source: Source) -> ApiResult<Vec<Alarm>> {
     Ok(if source == Source::Alarms { st.store.alarms(false, i64::MAX).await? } else { Vec::new() })
 }
 
+/// Runs blocking analysis work that checks its [`Cancel`] between steps (and in long loops): when
+/// the request's future is dropped (its client left, and no identical request waits on the same
+/// computation), the work stops rather than keep a core busy for nobody.
+async fn cancellable<T: Send + 'static>(
+    f: impl FnOnce(&Cancel) -> Result<T, AnalysisError> + Send + 'static,
+) -> ApiResult<T> {
+    let cancel = Cancel::default();
+    let guard = cancel.guard();
+    let result = blocking(move || f(&cancel)).await;
+    guard.disarm();
+    result
+}
+
 /// Runs blocking analysis work off the async executor.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, AnalysisError> + Send + 'static) -> ApiResult<T> {
     Ok(tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)??)
@@ -150,9 +163,11 @@ async fn hotspot_result(st: &AppState, who: &Option<Caller>, p: &Params) -> ApiR
         .get_or_compute(key, async {
             let alarms = alarms_for(st, source).await?;
             let state = st.clone();
-            blocking(move || {
+            cancellable(move |cancel| {
                 let units = state.analysis.units(&state.index, kind)?;
+                cancel.check()?;
                 let (counts, outside) = analysis::count(&state.index, &units, source, &alarms, &filter);
+                cancel.check()?;
                 Ok(Arc::new(analysis::hotspots(units, source, method, counts, outside, fdr)))
             })
             .await
@@ -347,21 +362,17 @@ async fn density_grid(st: &AppState, params: density::Params) -> ApiResult<Arc<d
         .get_or_compute(params.clone(), async {
             let alarms = alarms_for(st, params.source).await?;
             let state = st.clone();
-            let cancel = Cancel::default();
-            let guard = cancel.guard();
             let max_work = st.analysis.limits.read().density_work;
-            let grid = blocking(move || {
+            cancellable(move |cancel| {
                 let mut points = Vec::new();
                 analysis::for_each(&state.index, params.source, &alarms, &params.filter, |it| {
                     points.push((it.lon, it.lat))
                 });
                 let g =
-                    kernel_density_until(&points, params.extent, params.cell_m, params.bandwidth_m, max_work, &cancel)?;
+                    kernel_density_until(&points, params.extent, params.cell_m, params.bandwidth_m, max_work, cancel)?;
                 Ok(Arc::new(g))
             })
-            .await;
-            guard.disarm();
-            grid
+            .await
         })
         .await
 }
@@ -462,10 +473,41 @@ pub async fn emerging(State(st): State<AppState>, who: Option<Caller>, p: Params
     let steps = Steps::new(step, from_day, to_day, city);
     filter.from = steps.starts.first().copied();
     filter.to = Some(steps.end);
-    let alarms = alarms_for(&st, source).await?;
+    // The key: the parameters as resolved (the default range moves with the date) and the scope.
+    let key = format!(
+        "{}|{}|{}|{:?}|{:?}|{}",
+        hotspot_key(&p),
+        series,
+        geometry,
+        filter.from,
+        filter.to,
+        serde_urlencoded::to_string(filter.scope.filters()).unwrap_or_default()
+    );
     let state = st.clone();
-    let body = blocking(move || {
+    let body = st
+        .analysis
+        .emerging
+        .get_or_compute(key, emerging_answer(state, source, filter, kind, steps, series, geometry))
+        .await?;
+    Ok(json_response(body.to_string(), "application/geo+json"))
+}
+
+/// Computes an emerging hotspot answer (see [`emerging`]).
+async fn emerging_answer(
+    st: AppState,
+    source: Source,
+    filter: analysis::Filter,
+    kind: UnitKind,
+    steps: Steps,
+    series: bool,
+    geometry: bool,
+) -> ApiResult<Arc<String>> {
+    let alarms = alarms_for(&st, source).await?;
+    let step = steps.step;
+    let body = cancellable(move |cancel| {
+        let state = st;
         let units = state.analysis.units(&state.index, kind)?;
+        cancel.check()?;
         let t = steps.len();
         let bins = units.len().saturating_mul(t);
         if bins > emerging::MAX_BINS {
@@ -479,6 +521,7 @@ pub async fn emerging(State(st): State<AppState>, who: Option<Caller>, p: Params
         }
         let mut cube = vec![0.0; bins];
         let (assigned, mut outside) = analysis::assign(&state.index, &units, source, &alarms, &filter);
+        cancel.check()?;
         for (u, at) in assigned {
             match at.and_then(|a| steps.index_of(a)) {
                 Some(s) => cube[u as usize * t + s] += 1.0,
@@ -486,10 +529,11 @@ pub async fn emerging(State(st): State<AppState>, who: Option<Caller>, p: Params
             }
         }
         let gi = emerging::space_time_gi_star(&cube, t, units.neighbours());
+        cancel.check()?;
         Ok(emerging_json(&units, &steps, &cube, &gi, outside, series, geometry, source))
     })
     .await?;
-    Ok(json_response(body, "application/geo+json"))
+    Ok(Arc::new(body))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -712,5 +756,45 @@ impl crate::events::Follower for PublishedOverlays {
         {
             *self.0.published.write() = Some(params.to_string());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_analysis_whose_client_left_stops() {
+        let stopped = Arc::new(AtomicBool::new(false));
+        let seen = stopped.clone();
+        let work = cancellable(move |cancel| {
+            while cancel.check().is_ok() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            seen.store(true, Ordering::SeqCst);
+            Err::<(), _>(AnalysisError::Cancelled)
+        });
+        // The client gives up: the request's future is dropped.
+        assert!(tokio::time::timeout(Duration::from_millis(50), work).await.is_err());
+        for _ in 0..500 {
+            if stopped.load(Ordering::SeqCst) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the work went on after its client left");
+    }
+
+    #[tokio::test]
+    async fn an_analysis_that_finishes_is_not_cancelled() {
+        let r = cancellable(|cancel| {
+            cancel.check()?;
+            Ok(7)
+        })
+        .await;
+        assert_eq!(r.ok(), Some(7));
     }
 }

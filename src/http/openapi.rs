@@ -406,6 +406,7 @@ fn operations(example: Option<(f64, f64)>) -> Vec<(String, &'static str, Value)>
                 query("unit", "grid, community, street, district or h3:<res>", string()),
                 query("method", "statistic", enumeration(["count", "gi_star", "local_moran"])),
                 query("geometry", "include unit geometry", json!({"type": "boolean"})),
+                query("fdr", "false discovery rate correction of the bins", json!({"type": "boolean"})),
             ])
             .answers("200", "application/geo+json", reference("FeatureCollection"))),
         ("/api/v1/analysis/hotspots", "post", Op::new("publishHotspots", "analysis", "Publish the hotspot overlay of the big screens (analyst)")
@@ -418,7 +419,7 @@ fn operations(example: Option<(f64, f64)>) -> Vec<(String, &'static str, Value)>
             .params([
                 query("cell_m", "cell size in metres", json!({"type": "number", "exclusiveMinimum": true, "minimum": 0})),
                 query("bandwidth_m", "kernel radius in metres", json!({"type": "number", "exclusiveMinimum": true, "minimum": 0})),
-                query("format", "json or geojson", enumeration(["json", "geojson"])),
+                query("format", "grid (default) or geojson", enumeration(["grid", "geojson"])),
             ])
             .json(object(&["cell_m", "values"], json!({"cell_m": {"type": "number"}, "values": array_of(json!({"type": "number"}))})))
             .answers("200", "application/geo+json", reference("FeatureCollection"))),
@@ -427,6 +428,8 @@ fn operations(example: Option<(f64, f64)>) -> Vec<(String, &'static str, Value)>
             .params([
                 query("unit", "grid, community, street, district or h3:<res>", string()),
                 query("step", "time step", enumeration(["day", "week", "month"])),
+                query("series", "each unit's counts and z per step", json!({"type": "boolean"})),
+                query("geometry", "include unit geometry", json!({"type": "boolean"})),
             ])
             .answers("200", "application/geo+json", reference("FeatureCollection"))),
         ("/api/v1/analysis/ranking", "get", Op::new("ranking", "analysis", "Top units by count with the change")

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde_json::{Value, json};
 
+mod common;
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -24,14 +26,7 @@ async fn main() {
     let url = args.get(1).expect(usage).clone();
     let token = args.get(2).expect(usage).clone();
     let client = reqwest::Client::new();
-    let sensors: Value =
-        client.get(format!("{url}/collections/sensors/items?limit=10000")).send().await.unwrap().json().await.unwrap();
-    let codes: Vec<String> = sensors["features"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["properties"]["code"].as_str().unwrap().to_string())
-        .collect();
+    let codes = common::sensor_codes(&client, &url, &token, "").await;
     assert!(!codes.is_empty(), "no sensors registered");
     match args.get(3).map(String::as_str) {
         Some("http") => {

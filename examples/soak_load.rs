@@ -204,31 +204,9 @@ async fn main() {
     let peak_seconds: u64 = args.get(5).map_or(60, |s| s.parse().expect("PEAK_SECONDS"));
     let client = reqwest::Client::builder().pool_max_idle_per_host(512).build().unwrap();
     let (points, class) = common::report_targets(&client, &url, 2000).await;
-    let sensors: Value = client
-        .get(format!("{url}/collections/sensors/items?limit=10000&kind=water_level"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let sensors: Vec<String> = sensors["features"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["properties"]["code"].as_str().unwrap().to_string())
-        .collect();
+    let sensors = common::sensor_codes(&client, &url, &token, "kind=water_level").await;
     assert!(!sensors.is_empty(), "no water-level sensors");
-    let max_case: Value = client
-        .get(format!("{url}/api/v1/cases?limit=1"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let max_case = common::get_json(&client, &format!("{url}/api/v1/cases?limit=1"), &token).await;
     let target = Arc::new(Target {
         url: url.clone(),
         token: token.clone(),

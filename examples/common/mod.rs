@@ -1,4 +1,6 @@
-//! What the load examples ask the server under test before they start.
+//! What the load examples ask the server under test before they start. Each example compiles
+//! this module on its own and uses only some of it.
+#![allow(dead_code)]
 
 use serde_json::Value;
 
@@ -21,4 +23,20 @@ pub async fn report_targets(client: &reqwest::Client, url: &str, n: usize) -> (V
         .collect();
     let services = get(format!("{url}/open311/v2/services.json")).await;
     (points, services[0]["service_code"].as_str().unwrap().to_string())
+}
+
+/// A GET answered with JSON, as `token`.
+pub async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> Value {
+    client.get(url).bearer_auth(token).send().await.unwrap().json::<Value>().await.unwrap()
+}
+
+/// The codes of the registered sensors the items query `filter` (e.g. `kind=water_level`) picks.
+pub async fn sensor_codes(client: &reqwest::Client, url: &str, token: &str, filter: &str) -> Vec<String> {
+    let sensors = get_json(client, &format!("{url}/collections/sensors/items?limit=10000&{filter}"), token).await;
+    sensors["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["properties"]["code"].as_str().unwrap().to_string())
+        .collect()
 }

@@ -25,6 +25,8 @@ pub enum Step {
 }
 
 impl Step {
+    pub const ALL: [Step; 3] = [Step::Day, Step::Week, Step::Month];
+
     pub fn parse(s: &str) -> Result<Step, AnalysisError> {
         match s {
             "day" => Ok(Step::Day),

@@ -247,6 +247,8 @@ pub enum Method {
 }
 
 impl Method {
+    pub const ALL: [Method; 3] = [Method::Count, Method::GiStar, Method::LocalMoran];
+
     pub fn parse(s: &str) -> Result<Method, AnalysisError> {
         match s {
             "count" => Ok(Method::Count),

@@ -63,7 +63,7 @@ pub async fn commit_step(
         .unwrap_or_default();
     let mut data = to_json(&new);
     // The department the case leaves (a return, a re-dispatch): its screens redraw the case's
-    // tiles too (see `events::visible_to`).
+    // tiles too (see `http::events::visible`).
     if old_dept.is_some() && old_dept != new.dept_code {
         data["previous_dept_code"] = serde_json::json!(old_dept);
     }

@@ -156,8 +156,7 @@ async fn hotspot_result(st: &AppState, who: &Option<Caller>, p: &Params) -> ApiR
     let kind = UnitKind::parse(p.get("unit").unwrap_or("grid"))?;
     let method = Method::parse(p.get("method").unwrap_or("gi_star"))?;
     let fdr = flag(p, "fdr", false)?;
-    // The scope is part of what was computed.
-    let key = format!("{}#{}", hotspot_key(p), serde_urlencoded::to_string(filter.scope.filters()).unwrap_or_default());
+    let key = scoped_key(hotspot_key(p), &filter.scope);
     st.analysis
         .hotspots
         .get_or_compute(key, async {
@@ -173,6 +172,11 @@ async fn hotspot_result(st: &AppState, who: &Option<Caller>, p: &Params) -> ApiR
             .await
         })
         .await
+}
+
+/// A memo key with the caller's scope, which is part of what was computed.
+fn scoped_key(key: String, scope: &crate::model::CaseScope) -> String {
+    format!("{key}#{}", serde_urlencoded::to_string(scope.filters()).unwrap_or_default())
 }
 
 /// A hotspot request's parameters in canonical form, without the answer's shape (`geometry`).
@@ -474,15 +478,8 @@ pub async fn emerging(State(st): State<AppState>, who: Option<Caller>, p: Params
     filter.from = steps.starts.first().copied();
     filter.to = Some(steps.end);
     // The key: the parameters as resolved (the default range moves with the date) and the scope.
-    let key = format!(
-        "{}|{}|{}|{:?}|{:?}|{}",
-        hotspot_key(&p),
-        series,
-        geometry,
-        filter.from,
-        filter.to,
-        serde_urlencoded::to_string(filter.scope.filters()).unwrap_or_default()
-    );
+    let query = serde_urlencoded::to_string(&p.0).unwrap_or_default();
+    let key = scoped_key(format!("{query}|{:?}|{:?}", filter.from, filter.to), &filter.scope);
     let state = st.clone();
     let body = st
         .analysis

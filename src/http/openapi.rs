@@ -10,6 +10,8 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use crate::analysis::Method;
+use crate::analysis::emerging::Step;
 use crate::auth::ROLES;
 use crate::index::query::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::model::{Action, Collection, Level, Status};
@@ -182,6 +184,15 @@ fn reference(name: &str) -> Value {
 
 fn param(name: &str) -> Value {
     json!({"$ref": format!("#/components/parameters/{name}")})
+}
+
+fn boolean() -> Value {
+    json!({"type": "boolean"})
+}
+
+/// The analysis unit of hotspots and emerging hotspots.
+fn unit_param() -> Value {
+    query("unit", "grid, community, street, district or h3:<res>", string())
 }
 
 fn string() -> Value {
@@ -391,7 +402,7 @@ fn operations(example: Option<(f64, f64)>) -> Vec<(String, &'static str, Value)>
                 "readings": array_of(object(&["at"], json!({"at": string()})))})))),
         ("/api/v1/alarms", "get", Op::new("listAlarms", "sensors", "Raised alarms (or the latest of all)")
             .params([
-                query("active", "only raised ones (default)", json!({"type": "boolean"})),
+                query("active", "only raised ones (default)", boolean()),
                 query("limit", "how many", json!({"type": "integer", "minimum": 1, "maximum": 10000})),
             ])
             .json(object(&["alarms"], json!({"alarms": array_of(reference("Alarm"))})))
@@ -403,16 +414,16 @@ fn operations(example: Option<(f64, f64)>) -> Vec<(String, &'static str, Value)>
         ("/api/v1/analysis/hotspots", "get", Op::new("hotspots", "analysis", "Counts, Gi* or Local Moran per unit")
             .params(analysis_params())
             .params([
-                query("unit", "grid, community, street, district or h3:<res>", string()),
-                query("method", "statistic", enumeration(["count", "gi_star", "local_moran"])),
-                query("geometry", "include unit geometry", json!({"type": "boolean"})),
-                query("fdr", "false discovery rate correction of the bins", json!({"type": "boolean"})),
+                unit_param(),
+                query("method", "statistic", enumeration(Method::ALL.iter().map(|m| m.as_str()))),
+                query("geometry", "include unit geometry", boolean()),
+                query("fdr", "false discovery rate correction of the bins", boolean()),
             ])
             .answers("200", "application/geo+json", reference("FeatureCollection"))),
         ("/api/v1/analysis/hotspots", "post", Op::new("publishHotspots", "analysis", "Publish the hotspot overlay of the big screens (analyst)")
             .params(analysis_params())
-            .params([query("unit", "grid, community, street, district or h3:<res>", string()),
-                query("method", "the overlay shows Gi*", enumeration(["gi_star"]))])
+            .params([unit_param(),
+                query("method", "the overlay shows Gi*", enumeration([Method::GiStar.as_str()]))])
             .answers("200", "application/geo+json", reference("FeatureCollection"))),
         ("/api/v1/analysis/density", "get", Op::new("density", "analysis", "Kernel density grid")
             .params(analysis_params())
@@ -426,10 +437,10 @@ fn operations(example: Option<(f64, f64)>) -> Vec<(String, &'static str, Value)>
         ("/api/v1/analysis/emerging", "get", Op::new("emerging", "analysis", "Emerging hotspot categories per unit")
             .params(analysis_params())
             .params([
-                query("unit", "grid, community, street, district or h3:<res>", string()),
-                query("step", "time step", enumeration(["day", "week", "month"])),
-                query("series", "each unit's counts and z per step", json!({"type": "boolean"})),
-                query("geometry", "include unit geometry", json!({"type": "boolean"})),
+                unit_param(),
+                query("step", "time step", enumeration(Step::ALL.iter().map(|s| s.as_str()))),
+                query("series", "each unit's counts and z per step", boolean()),
+                query("geometry", "include unit geometry", boolean()),
             ])
             .answers("200", "application/geo+json", reference("FeatureCollection"))),
         ("/api/v1/analysis/ranking", "get", Op::new("ranking", "analysis", "Top units by count with the change")

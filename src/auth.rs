@@ -104,6 +104,8 @@ pub struct Principal {
     pub area: Option<Str>,
     /// A device token's sensor code prefix.
     pub sensors: Option<Str>,
+    /// The member of the field staff the token belongs to (a phone's token).
+    pub staff: Option<Str>,
     /// The token's public id (see [`id_of`]).
     pub id: Str,
     pub expires_at: Option<DateTime<Utc>>,
@@ -134,6 +136,15 @@ impl Principal {
         }
     }
 
+    /// Whether the caller may post positions of staff member `code`: the member's own token,
+    /// a gateway (device) or an administrator; any other token that names no member, none.
+    pub fn may_place(&self, code: &str) -> bool {
+        match &self.staff {
+            Some(mine) => mine == code,
+            None => matches!(self.role, Role::Admin | Role::Device),
+        }
+    }
+
     /// Whether a device token may post readings of sensor `code`.
     pub fn may_feed(&self, code: &str) -> bool {
         self.sensors.as_deref().is_none_or(|p| code.starts_with(p))
@@ -148,6 +159,7 @@ impl Principal {
             actor: role.as_str().into(),
             area: None,
             sensors: None,
+            staff: None,
             id: Str::default(),
             expires_at: None,
         }
@@ -191,6 +203,8 @@ pub struct TokenSpec {
     pub sensors_prefix: Option<String>,
     /// How long the token lives.
     pub expires_in: Option<std::time::Duration>,
+    /// The member of the field staff the token belongs to.
+    pub staff_code: Option<String>,
 }
 
 /// Creates a token with `role` (and the department a department token acts for), stores its
@@ -236,6 +250,9 @@ pub async fn create_with(store: &dyn Store, role: Role, spec: &TokenSpec) -> Res
     if spec.sensors_prefix.is_some() && role != Role::Device {
         return Err(AuthError::BadScope("only device tokens take --sensors".into()));
     }
+    if let Some(code) = spec.staff_code.as_deref() {
+        check_staff(store, role, spec.dept_code.as_deref(), code).await?;
+    }
     let now = Utc::now();
     let expires_at = spec
         .expires_in
@@ -252,9 +269,33 @@ pub async fn create_with(store: &dyn Store, role: Role, spec: &TokenSpec) -> Res
         area_code: spec.area_code.as_deref().map(Into::into),
         sensors_prefix: spec.sensors_prefix.as_deref().map(Into::into),
         expires_at,
+        staff_code: spec.staff_code.as_deref().map(Into::into),
     };
     store::insert(store, &[record], Vec::new()).await?;
     Ok(token)
+}
+
+/// A token bound to staff member `code` must fit them: a supervisor's or collector's token has
+/// role `supervisor`, a department worker's role `department` and the worker's department.
+async fn check_staff(store: &dyn Store, role: Role, dept: Option<&str>, code: &str) -> Result<(), AuthError> {
+    use crate::model::{Staff, StaffRole};
+    let found: Vec<Staff> = store::find(store, "code", Val::Text(Some(code.into()))).await?;
+    let Some(member) = found.into_iter().next() else {
+        return Err(AuthError::BadScope(format!("no staff member with code {code:?} (register them first)")));
+    };
+    let fits = match member.role {
+        StaffRole::Supervisor | StaffRole::Collector => role == Role::Supervisor,
+        StaffRole::Worker => role == Role::Department && dept == member.dept_code.as_deref(),
+    };
+    if !fits {
+        return Err(AuthError::BadScope(format!(
+            "staff member {code} is a {}{}: their token takes --role {}",
+            member.role,
+            member.dept_code.as_deref().map(|d| format!(" of department {d}")).unwrap_or_default(),
+            if member.role.patrols() { "supervisor" } else { "department --dept CODE (their department)" }
+        )));
+    }
+    Ok(())
 }
 
 /// A token as `token list` shows it.
@@ -351,6 +392,7 @@ impl Tokens {
             dept_code: t.dept_code,
             area: t.area_code,
             sensors: t.sensors_prefix,
+            staff: t.staff_code,
             id,
             expires_at: t.expires_at,
         })

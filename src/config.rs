@@ -155,6 +155,9 @@ pub struct TokenCreateArgs {
     /// A device token for these sensors only: the prefix of their codes.
     #[arg(long)]
     pub sensors: Option<String>,
+    /// A staff member's own token (their phone's): positions only for them, their tasks.
+    #[arg(long)]
+    pub staff: Option<String>,
     /// How long the token lives: 90d, 12h, 30m (humantime).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub expires: Option<std::time::Duration>,
@@ -234,6 +237,8 @@ pub struct FileConfig {
     pub mqtt: Option<String>,
     /// Stale time, clock drift and feed throttling of sensor readings (`[sensors]`).
     pub sensors: Option<crate::sensors::ingest::Settings>,
+    /// Duty timeout, clock drift and feed throttling of staff positions (`[staff]`).
+    pub staff: Option<crate::staff::positions::Settings>,
     /// Days the change log keeps changes [default: 7]: the live feed can be resumed that far
     /// back, and a server stopped longer reloads the city when it starts following again.
     pub log_retention_days: Option<i64>,
@@ -295,8 +300,9 @@ pub struct ServeConfig {
     /// Time limits counted on the working calendar.
     pub deadlines: crate::cases::Deadlines,
     pub scoring: crate::cases::evaluation::Scoring,
-    pub mqtt: Option<crate::sensors::mqtt::BrokerUrl>,
+    pub mqtt: Option<crate::mqtt::BrokerUrl>,
     pub sensors: crate::sensors::ingest::Settings,
+    pub staff: crate::staff::positions::Settings,
     pub simulate_sensors: bool,
     pub log_retention: chrono::Duration,
     pub read_only: bool,
@@ -319,6 +325,8 @@ impl ServeConfig {
         scoring.check().map_err(ConfigError::Invalid)?;
         let sensors = file.sensors.unwrap_or_default();
         sensors.check().map_err(ConfigError::Invalid)?;
+        let staff = file.staff.unwrap_or_default();
+        staff.check().map_err(ConfigError::Invalid)?;
         let mqtt = args.mqtt.clone().or(file.mqtt).map(|u| u.parse()).transpose().map_err(ConfigError::Invalid)?;
         let retention_days = file.log_retention_days.unwrap_or(DEFAULT_LOG_RETENTION_DAYS);
         if !(1..=3650).contains(&retention_days) {
@@ -339,6 +347,7 @@ impl ServeConfig {
             simulate_sensors: args.simulate_sensors,
             mqtt,
             sensors,
+            staff,
             listen: args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
             store,
             demo: args.demo,

@@ -16,8 +16,10 @@ pub mod http;
 pub mod index;
 pub mod metrics;
 pub mod model;
+pub mod mqtt;
 pub mod sensors;
 pub mod server;
+pub mod staff;
 pub mod store;
 pub mod tiles;
 

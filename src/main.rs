@@ -31,6 +31,7 @@ async fn main() -> anyhow::Result<()> {
                 .with_web_dir(cfg.web_dir.clone())
                 .with_rules(cfg.deadlines.clone(), cfg.scoring)
                 .with_sensor_settings(cfg.sensors)
+                .with_staff_settings(cfg.staff)
                 .with_log_retention(cfg.log_retention);
             let state = state.with_rate_limits(cfg.rate_limits).with_cost_limits(cfg.cost_limits);
             let state = if cfg.public_read { state.with_public_read() } else { state };
@@ -38,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
             let _mqtt = cfg
                 .mqtt
                 .clone()
-                .map(|url| onemap::sensors::mqtt::spawn(url, state.sensors.clone()))
+                .map(|url| onemap::mqtt::spawn(url, state.sensors.clone(), state.staff.clone()))
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
             if cfg.simulate_sensors {
@@ -72,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
                 area_code: args.district.clone().or(args.street.clone()),
                 sensors_prefix: args.sensors.clone(),
                 expires_in: args.expires,
+                staff_code: args.staff.clone(),
             };
             let token = onemap::auth::create_with(&*store, role, &spec).await;
             store.close().await;
@@ -92,11 +94,13 @@ async fn main() -> anyhow::Result<()> {
             println!("id\trole\tscope\tlabel\tcreated\texpires\trevoked");
             for l in list? {
                 let t = &l.token;
-                let scope = [t.dept_code.as_deref(), t.area_code.as_deref(), t.sensors_prefix.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join(",");
+                let staff = t.staff_code.as_ref().map(|s| format!("staff:{s}"));
+                let scope =
+                    [t.dept_code.as_deref(), t.area_code.as_deref(), t.sensors_prefix.as_deref(), staff.as_deref()]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(",");
                 println!(
                     "{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     l.id,

@@ -34,6 +34,7 @@ pub struct Metrics {
     readings: Family<ReadingLabels, Counter>,
     readings_rejected: Family<RejectLabels, Counter>,
     alarms: Family<LevelLabels, Counter>,
+    positions: Family<ReadingLabels, Counter>,
     /// Alarm changes the store could not take (the readings themselves were committed).
     pub alarm_errors: Counter,
     /// MQTT connections made (the first and every reconnect) and lost.
@@ -68,6 +69,12 @@ impl Metrics {
     /// Rejected sensor readings by transport and reason.
     pub fn rejected(&self, transport: &'static str, reason: &'static str) -> Counter {
         self.readings_rejected.get_or_create(&RejectLabels { transport, reason }).clone()
+    }
+
+    /// Staff positions by transport and outcome (`accepted`, `duplicate`, `out_of_order`, or
+    /// the reason of a rejection).
+    pub fn position(&self, transport: &'static str, outcome: &'static str) -> Counter {
+        self.positions.get_or_create(&ReadingLabels { transport, outcome }).clone()
     }
 
     /// Alarms raised (or escalated) to a level.
@@ -109,6 +116,8 @@ impl Default for Metrics {
             "Sensor readings rejected, by transport and reason",
             readings_rejected.clone(),
         );
+        let positions = Family::<ReadingLabels, Counter>::default();
+        registry.register("staff_positions", "Staff positions taken in, by transport and outcome", positions.clone());
         registry.register("alarms_raised", "Alarms raised or escalated, by level", alarms.clone());
         registry.register("alarm_store_errors", "Alarm changes the store failed to take", alarm_errors.clone());
         registry.register("mqtt_connects", "MQTT broker connections made", mqtt_connects.clone());
@@ -118,6 +127,7 @@ impl Default for Metrics {
             readings,
             readings_rejected,
             alarms,
+            positions,
             alarm_errors,
             mqtt_connects,
             mqtt_disconnects,

@@ -30,11 +30,13 @@ pub enum Collection {
     Tokens,
     /// Analysis overlays published to the big screens (the 热点 hotspot layer).
     Overlays,
+    /// Field staff (监督员, 信息采集员, 处置人员) where they were last seen.
+    Staff,
 }
 
 impl Collection {
     /// The collections an import or export knows, parents first (the order a city is imported in).
-    pub const FEATURES: [Collection; 7] = [
+    pub const FEATURES: [Collection; 8] = [
         Collection::Districts,
         Collection::Streets,
         Collection::Communities,
@@ -42,6 +44,7 @@ impl Collection {
         Collection::Components,
         Collection::Cases,
         Collection::Sensors,
+        Collection::Staff,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -56,6 +59,7 @@ impl Collection {
             Collection::Alarms => "alarms",
             Collection::Tokens => "tokens",
             Collection::Overlays => "overlays",
+            Collection::Staff => "staff",
         }
     }
 
@@ -84,6 +88,7 @@ impl Collection {
             Collection::Alarms => "告警 Alarms",
             Collection::Tokens => "令牌 API tokens",
             Collection::Overlays => "分析图层 Analysis overlays",
+            Collection::Staff => "巡查人员 Field staff",
         }
     }
 
@@ -99,6 +104,7 @@ impl Collection {
             Collection::Alarms => "Sensor alarms and their lifecycle",
             Collection::Tokens => "API bearer tokens (their hashes)",
             Collection::Overlays => "Analysis results published to the big screens",
+            Collection::Staff => "Supervisors and field workers, where they were last seen and whether on duty",
         }
     }
 
@@ -141,6 +147,10 @@ macro_rules! with_model {
             }
             $crate::model::Collection::Sensors => {
                 type $t = $crate::model::Sensor;
+                $body
+            }
+            $crate::model::Collection::Staff => {
+                type $t = $crate::model::Staff;
                 $body
             }
             $crate::model::Collection::Alarms
@@ -356,6 +366,88 @@ impl CaseScope {
             out.push((level.into(), a.to_string()));
         }
         out
+    }
+}
+
+/// Longest code of a sensor or a staff member. Such codes are MQTT topic levels
+/// (`onemap/sensors/{code}/readings`), so they also may not hold `/`, `+` or `#`.
+pub const MAX_CODE: usize = 64;
+
+/// A valid sensor or staff code: 1 to 64 letters, digits, `-`, `_`, `.` or `:`.
+pub fn valid_code(code: &str) -> bool {
+    !code.is_empty()
+        && code.len() <= MAX_CODE
+        && code.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// An item of a batch (a reading, a position) refused on its own: why (`R`, the engine's reason
+/// enum), and what exactly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused<R> {
+    pub reason: R,
+    pub detail: String,
+}
+
+/// A refusal for `reason`.
+pub fn refuse<R>(reason: R, detail: impl Into<String>) -> Refused<R> {
+    Refused { reason, detail: detail.into() }
+}
+
+/// Why a device's time stamp was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StampError {
+    /// Not RFC 3339 text or epoch milliseconds, or before 2000.
+    Bad(String),
+    /// Further ahead of the server's clock than the allowed drift.
+    Future(String),
+}
+
+/// A device's time stamp (`at` of a reading or a position): RFC 3339 text or epoch
+/// milliseconds, absent meaning `now` (devices without a clock), cut to the millisecond the
+/// stores keep, so two stamps within one millisecond are the same one.
+pub fn device_time(
+    v: Option<&serde_json::Value>,
+    now: DateTime<Utc>,
+    future_slack: chrono::Duration,
+) -> Result<DateTime<Utc>, StampError> {
+    use serde_json::Value;
+    let at = match v {
+        None | Some(Value::Null) => now,
+        Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| StampError::Bad(format!("at {s:?} is not an RFC 3339 time")))?,
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .and_then(DateTime::from_timestamp_millis)
+            .ok_or_else(|| StampError::Bad(format!("at {n} is not epoch milliseconds")))?,
+        Some(other) => return Err(StampError::Bad(format!("at {other} is not a time"))),
+    };
+    let at = DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at);
+    if at > now + future_slack {
+        return Err(StampError::Future(format!("at {at} is ahead of the server's clock ({now})")));
+    }
+    if at.timestamp() < 946_684_800 {
+        return Err(StampError::Bad(format!("at {at} is before 2000")));
+    }
+    Ok(at)
+}
+
+/// Where readings or positions came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Http,
+    Mqtt,
+    /// A simulator of the server's own (`serve --simulate-sensors`, `--simulate`).
+    Simulated,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Http => "http",
+            Transport::Mqtt => "mqtt",
+            Transport::Simulated => "simulated",
+        }
     }
 }
 
@@ -651,6 +743,8 @@ pub struct ApiToken {
     pub sensors_prefix: Option<Str>,
     /// After this instant the token is refused.
     pub expires_at: Option<DateTime<Utc>>,
+    /// The member of the field staff the token belongs to (a phone's token).
+    pub staff_code: Option<Str>,
 }
 
 /// A revoked token (its hash), kept so every server of the store refuses it; logged as a change
@@ -749,6 +843,88 @@ pub struct Alarm {
     pub case_id: Option<i64>,
 }
 
+named_enum!(
+    /// What a member of the field staff does.
+    StaffRole {
+        /// 监督员: patrols, reports, verifies public reports and checks departments' work.
+        Supervisor => "supervisor",
+        /// 信息采集员: patrols and reports (an outsourced collector in many cities).
+        Collector => "collector",
+        /// 处置人员: a department's field worker, who fixes what was dispatched.
+        Worker => "worker",
+    }
+);
+
+impl StaffRole {
+    /// Whether the role patrols grids and may be sent to verify or check a case.
+    pub fn patrols(self) -> bool {
+        matches!(self, StaffRole::Supervisor | StaffRole::Collector)
+    }
+}
+
+/// A member of the field staff (巡查人员) and where they were last seen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Staff {
+    /// A safe MQTT topic level, like sensor codes (`onemap/staff/{code}/positions`).
+    pub code: Str,
+    pub name: Str,
+    pub role: StaffRole,
+    /// The department a worker belongs to.
+    pub dept_code: Option<Str>,
+    /// The community whose grids the member patrols, if any.
+    pub community_code: Option<Str>,
+    /// Unit grids the member patrols beyond the community's (责任网格). Shared, so moving a
+    /// record on every position does not copy the list.
+    pub grids: std::sync::Arc<[Str]>,
+    /// Where the member is: the latest position, or where they were registered until one comes
+    /// (the stored point).
+    pub geom: Point<f64>,
+    /// The time of the latest position; not in the staff row (it comes from the tracks).
+    pub last_seen: Option<DateTime<Utc>>,
+    /// A position came within the duty timeout (5 minutes by default); moved only through the
+    /// change log, so every replica agrees.
+    pub on_duty: bool,
+    /// The unit grid of the latest position.
+    pub grid_code: Option<Str>,
+}
+
+/// One point of a member's track (巡查轨迹), in CGCS2000.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Position {
+    pub staff: Str,
+    pub at: DateTime<Utc>,
+    pub lon: f64,
+    pub lat: f64,
+    /// The unit grid it falls in, located at ingest.
+    pub grid_code: Option<Str>,
+}
+
+/// One member's patrol on one city day (巡查日统计): what coverage reports read instead of the
+/// tracks. Each positions batch adds to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatrolDay {
+    pub day: NaiveDate,
+    pub staff: Str,
+    pub positions: i64,
+    /// Walked between positions less than the duty timeout apart.
+    pub distance_m: f64,
+    /// Time between positions less than the duty timeout apart.
+    pub duty_s: f64,
+    pub first_ms: i64,
+    pub last_ms: i64,
+}
+
+/// One member's positions in one unit grid on one city day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatrolVisit {
+    pub day: NaiveDate,
+    pub staff: Str,
+    pub grid: Str,
+    pub positions: i64,
+    pub first_ms: i64,
+    pub last_ms: i64,
+}
+
 /// A whole city: what the demo generator produces, the store writes in one go and loads at start-up.
 #[derive(Debug, Clone, Default)]
 pub struct City {
@@ -765,6 +941,7 @@ pub struct City {
     /// The histories of `cases` (written with the city; never loaded into the index).
     pub case_steps: Vec<CaseStep>,
     pub sensors: Vec<Sensor>,
+    pub staff: Vec<Staff>,
 }
 
 /// Whether high or low values are dangerous (drain level: above; water-main pressure: below).

@@ -39,6 +39,7 @@ async fn start_on(store: Arc<dyn Store>, tile_cache_mb: usize) -> Result<AppStat
     tracing::info!(store = store.kind(), elapsed_ms = t.elapsed().as_millis() as u64, head, layers = ?index.counts(), "index loaded");
     let state = AppState::new(store, index, tile_cache_mb, head);
     state.sensors.restore(chrono::Utc::now()).await?;
+    state.staff.restore(chrono::Utc::now()).await?;
     tokio::spawn(follow(state.live.clone()));
     Ok(state)
 }
@@ -168,6 +169,9 @@ pub async fn seed(store: &dyn Store, params: &DemoParams) -> Result<(), StoreErr
 
 /// Serves until a shutdown signal, then lets in-flight requests finish.
 pub async fn serve(state: AppState, listener: TcpListener) -> std::io::Result<()> {
+    // The handlers are registered now, before the first connection is accepted: registered
+    // lazily, a SIGTERM arriving right after the first answer would kill the process by default.
+    let signal = shutdown_signal();
     let store: Arc<dyn Store> = state.store.clone();
     let live = state.live.clone();
     // The periodic jobs run on one replica only: the holder of the store's singleton lease.
@@ -177,6 +181,10 @@ pub async fn serve(state: AppState, listener: TcpListener) -> std::io::Result<()
     });
     let stale = spawn_singleton(&*store, "stale-sensor sweep", move || {
         crate::sensors::ingest::sweep_stale(ingest.clone(), crate::cases::SWEEP_EVERY)
+    });
+    let duty = state.staff.clone();
+    let duty_sweep = spawn_singleton(&*store, "duty sweep", move || {
+        crate::staff::positions::sweep_duty(duty.clone(), crate::cases::SWEEP_EVERY)
     });
     let prune_store = store.clone();
     let prune = spawn_singleton(&*store, "change-log pruning", move || prune_log(prune_store.clone(), retention));
@@ -191,12 +199,13 @@ pub async fn serve(state: AppState, listener: TcpListener) -> std::io::Result<()
     // Live-feed streams never end by themselves; closing the feed ends them so the graceful
     // shutdown does not wait for browsers forever.
     let shutdown = async move {
-        shutdown_signal().await;
+        signal.await;
         live.feed.close();
     };
     serve_connections(listener, app(state), shutdown).await;
     sweeper.abort();
     stale.abort();
+    duty_sweep.abort();
     prune.abort();
     store.close().await;
     Ok(())
@@ -256,21 +265,31 @@ async fn serve_connections(listener: TcpListener, app: axum::Router, shutdown: i
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers the SIGINT and SIGTERM handlers at once (not when first polled) and returns the
+/// future that ends when either arrives.
+fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut int, mut term) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (signal(SignalKind::interrupt()).ok(), signal(SignalKind::terminate()).ok())
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down: draining in-flight requests");
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! { _ = wait(int.take()) => {}, _ = wait(term.take()) => {} }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down: draining in-flight requests");
+    }
 }

@@ -278,9 +278,9 @@ async fn fuzz_http_paths_messages_and_forms() {
         let strategy = (topics, textish(READING_PIECES)).prop_map(|(t, p)| format!("{t}\t{p}"));
         fuzz("mqtt", strategy, |line| {
             let (topic, payload) = line.split_once('\t').unwrap_or((&line, ""));
-            for r in onemap::sensors::mqtt::parse_message(topic, payload.as_bytes(), &ingest).into_iter().flatten() {
+            for r in onemap::mqtt::parse_message(topic, payload.as_bytes(), &ingest).into_iter().flatten() {
                 prop_assert!(r.value.is_finite());
-                prop_assert!(onemap::sensors::mqtt::topic_sensor(topic) == Some(r.sensor.as_str()));
+                prop_assert!(onemap::mqtt::topic_sensor(topic) == Some(r.sensor.as_str()));
             }
             Ok(())
         })

@@ -520,3 +520,48 @@ async fn hierarchy_by_code_and_by_geometry_are_compared() {
         assert_eq!(stored.first().map(|g| &g.community_code), want, "{hierarchy:?} {:?}", reasons(&r));
     }
 }
+
+/// Field staff from a CSV of points: role, community and beat (grids separated by `;` or `,`)
+/// checked against the city, all or nothing unless `--skip-invalid`.
+#[tokio::test]
+async fn staff_import_from_a_csv_checks_roles_communities_and_grids() {
+    use geo::InteriorPoint;
+    let city = small_city();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(&fresh_gpkg("import-staff"), &{
+        let mut base = admin_only(city);
+        base.grids = city.grids.clone();
+        base
+    })
+    .await;
+    let (g1, g2) = (&city.grids[0], &city.grids[1]);
+    let p = g1.geom.interior_point().unwrap();
+    let community = &city.communities[0].code;
+    let mut csv = String::from("code,name,role,dept_code,community_code,grids,lon,lat\n");
+    csv.push_str(&format!("IMP-1,张三,supervisor,,{community},,{},{}\n", p.x(), p.y()));
+    csv.push_str(&format!("IMP-2,李四,collector,,,\"{};{}\",{},{}\n", g1.code, g2.code, p.x(), p.y()));
+    csv.push_str(&format!("IMP-3,王五,boss,,,{},{},{}\n", g1.code, p.x(), p.y()));
+    csv.push_str(&format!("IMP-4,赵六,supervisor,,,999999999999999,{},{}\n", p.x(), p.y()));
+    csv.push_str(&format!("IMP-5,钱七,worker,,,{},{},{}\n", g1.code, p.x(), p.y()));
+    let path = dir.path().join("staff.csv");
+    std::fs::write(&path, csv).unwrap();
+    let opts = ImportOptions {
+        read: ReadOptions { crs: Some("cgcs2000".into()), ..Default::default() },
+        ..Default::default()
+    };
+    let r = import(&*store, "staff", &path, &opts).await;
+    let why = reasons(&r);
+    assert_eq!(r.rejected.len(), 3, "{why:?}");
+    assert!(why.iter().any(|w| w.contains("IMP-3") && w.contains("unknown staff role")), "{why:?}");
+    assert!(why.iter().any(|w| w.contains("IMP-4") && w.contains("unknown unit grid")), "{why:?}");
+    assert!(why.iter().any(|w| w.contains("IMP-5") && w.contains("dept_code")), "{why:?}");
+    assert!(select::<Staff>(&*store, Filter::All).await.unwrap().is_empty(), "all or nothing");
+    let r = import(&*store, "staff", &path, &ImportOptions { skip_invalid: true, ..opts }).await;
+    assert_eq!(r.accepted, 2);
+    let stored: HashMap<String, Staff> =
+        select::<Staff>(&*store, Filter::All).await.unwrap().into_iter().map(|s| (s.code.to_string(), s)).collect();
+    assert_eq!(stored["IMP-1"].community_code.as_deref(), Some(community.as_str()));
+    assert_eq!(stored["IMP-2"].grids.as_ref(), [g1.code.clone(), g2.code.clone()]);
+    assert_eq!(stored["IMP-2"].role, StaffRole::Collector);
+    assert!((stored["IMP-1"].geom.x() - p.x()).abs() < 1e-9);
+}

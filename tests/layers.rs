@@ -11,8 +11,8 @@ const LAYERS: &[&[&str]] = &[
     &["store", "index", "catalog"],
     &["tiles", "grids", "auth", "metrics"],
     &["events"],
-    &["cases", "sensors"],
-    &["analysis", "export", "demo"],
+    &["cases", "sensors", "staff"],
+    &["analysis", "export", "demo", "mqtt"],
     &["http", "config"],
     &["server"],
 ];

@@ -75,9 +75,9 @@ async fn published_readings_raise_alarms_and_open_cases_and_survive_a_broker_res
         let r = post_as(&app, "/api/v1/sensors", Some(&admin), body.to_string().into_bytes()).await;
         assert_eq!(r.status, 201, "{label}: {}", String::from_utf8_lossy(&r.body));
 
-        let url: onemap::sensors::mqtt::BrokerUrl =
+        let url: onemap::mqtt::BrokerUrl =
             format!("mqtt://127.0.0.1:{port}?client_id=onemap-test-{label}").parse().unwrap();
-        let ingest = onemap::sensors::mqtt::spawn(url, st.sensors.clone()).unwrap();
+        let ingest = onemap::mqtt::spawn(url, st.sensors.clone(), st.staff.clone()).unwrap();
         let mut feed = EventStream::open(&app).await;
         let client = publisher(port, &format!("pub-{label}-1"));
 
@@ -168,9 +168,9 @@ async fn two_replicas_share_the_subscription_and_take_each_reading_once() {
 
     let mut ingests = Vec::new();
     for (i, st) in [&a, &b].into_iter().enumerate() {
-        let url: onemap::sensors::mqtt::BrokerUrl =
+        let url: onemap::mqtt::BrokerUrl =
             format!("mqtt://127.0.0.1:{port}?client_id=onemap-replica-{i}").parse().unwrap();
-        ingests.push(onemap::sensors::mqtt::spawn(url, st.sensors.clone()).unwrap());
+        ingests.push(onemap::mqtt::spawn(url, st.sensors.clone(), st.staff.clone()).unwrap());
     }
     // Both connected and subscribed (a SUBACK follows the CONNACK within milliseconds).
     for _ in 0..100 {
@@ -308,9 +308,9 @@ async fn readings_over_tls_with_passwords_and_an_acl() {
         assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     }
     let ca = dir.join("ca.pem").display().to_string();
-    let url: onemap::sensors::mqtt::BrokerUrl =
+    let url: onemap::mqtt::BrokerUrl =
         format!("mqtts://onemap:ingest-secret@127.0.0.1:{port}?client_id=onemap-tls&ca={ca}").parse().unwrap();
-    let _ingest = onemap::sensors::mqtt::spawn(url, st.sensors.clone()).unwrap();
+    let _ingest = onemap::mqtt::spawn(url, st.sensors.clone(), st.staff.clone()).unwrap();
     for _ in 0..100 {
         if st.metrics.mqtt_connects.get() >= 1 {
             break;
@@ -320,7 +320,7 @@ async fn readings_over_tls_with_passwords_and_an_acl() {
     assert!(st.metrics.mqtt_connects.get() >= 1, "onemap connected over TLS with its password");
 
     // The gateway, over TLS with its own password.
-    let tls = onemap::sensors::mqtt::tls_config(&std::fs::read(dir.join("ca.pem")).unwrap()).unwrap();
+    let tls = onemap::mqtt::tls_config(&std::fs::read(dir.join("ca.pem")).unwrap()).unwrap();
     let mut opts = MqttOptions::new("gw-1-client", "127.0.0.1", port);
     opts.set_credentials("gw-1", "gw-secret");
     opts.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(std::sync::Arc::new(
@@ -350,7 +350,7 @@ async fn readings_over_tls_with_passwords_and_an_acl() {
 
     // Without credentials the broker refuses the connection.
     let mut anon = MqttOptions::new("anonymous", "127.0.0.1", port);
-    let tls = onemap::sensors::mqtt::tls_config(&std::fs::read(dir.join("ca.pem")).unwrap()).unwrap();
+    let tls = onemap::mqtt::tls_config(&std::fs::read(dir.join("ca.pem")).unwrap()).unwrap();
     anon.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(std::sync::Arc::new(
         tls,
     ))));
@@ -364,4 +364,71 @@ async fn readings_over_tls_with_passwords_and_an_acl() {
     };
     assert!(refused, "a client without credentials is refused");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Staff positions published on `onemap/staff/{code}/positions` (one object or an array) move
+/// the member on the live layer and land in the track, on both stores; a position naming another
+/// member than its topic is refused and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_positions_move_staff_and_fill_their_tracks() {
+    use geo::InteriorPoint;
+    let city = small_city();
+    let member = city.staff[0].code.to_string();
+    let g = city.grids[0].geom.interior_point().unwrap();
+    for (label, location) in [("gpkg", fresh_gpkg("mqtt-staff")), ("postgis", fresh_pg("onemap_t_mqtt_staff").await)] {
+        let port = free_port();
+        let _broker = Broker::start(port);
+        let st = seeded_state(&location, city).await;
+        let app = onemap::app(st.clone().with_public_read());
+        let url: onemap::mqtt::BrokerUrl =
+            format!("mqtt://127.0.0.1:{port}?client_id=onemap-staff-{label}").parse().unwrap();
+        let _ingest = onemap::mqtt::spawn(url, st.sensors.clone(), st.staff.clone()).unwrap();
+        let mut feed = EventStream::open(&app).await;
+        let client = publisher(port, &format!("phone-{label}"));
+        let topic = format!("onemap/staff/{member}/positions");
+        let t0 = Utc::now().trunc_subsecs(3) - chrono::Duration::seconds(60);
+        let mut seen = None;
+        // The first messages may go before the subscription is in place: publish until heard.
+        for i in 0..100 {
+            let body = json!({"at": (t0 + chrono::Duration::milliseconds(i)).to_rfc3339(), "lon": g.x(), "lat": g.y(), "crs": "cgcs2000"});
+            publish(&client, &topic, body.to_string()).await;
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
+            while let Ok(Some((n, data))) =
+                tokio::time::timeout_at(deadline, feed.next(Duration::from_millis(200))).await
+            {
+                if n == "staff.on_duty" {
+                    seen = Some(data);
+                }
+            }
+            if seen.is_some() {
+                break;
+            }
+        }
+        let ev = seen.unwrap_or_else(|| panic!("{label}: no staff.on_duty after 20 s of publishing"));
+        assert_eq!(ev["staff"], member.as_str(), "{label}");
+        assert_eq!(ev["grid_code"], city.grids[0].code.as_str(), "{label}");
+        // The batched form, and one that names someone else.
+        let later = Utc::now().trunc_subsecs(3);
+        let batch = json!([{"at": later.to_rfc3339(), "lon": g.x() + 0.0001, "lat": g.y(), "crs": "cgcs2000"}]);
+        publish(&client, &topic, batch.to_string()).await;
+        publish(&client, &topic, json!({"staff": "SOMEONE-ELSE", "lon": g.x(), "lat": g.y()}).to_string()).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = get(&app, &format!("/api/v1/staff/{member}")).await.json();
+            if s["last_seen"] == later.to_rfc3339_opts(chrono::SecondsFormat::Secs, true) {
+                assert_eq!(s["on_duty"], true);
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{label}: the batch never moved the member: {s}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let track = get(&app, &format!("/api/v1/staff/{member}/track?from={}", enc(&t0.to_rfc3339()))).await.json();
+        assert!(track["properties"]["points"].as_u64().unwrap() >= 2, "{label}: {track}");
+        let m = String::from_utf8(get(&app, "/metrics").await.body).unwrap();
+        assert!(
+            counter(&m, "onemap_staff_positions_total{transport=\"mqtt\",outcome=\"malformed\"}") >= 1.0,
+            "{label}"
+        );
+        st.store.close().await;
+    }
 }

@@ -33,7 +33,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::model::{City, Community, Component, District, Grid, Responsibility, Str, Street};
+use crate::model::{City, Community, Component, District, Grid, Responsibility, Staff, StaffRole, Str, Street};
 use dissolve::Region;
 use layout::{StreetEdge, Tiling};
 use locate::GridIndex;
@@ -403,6 +403,7 @@ pub fn generate(p: &DemoParams) -> City {
         cases.push(c);
     }
     drop(by_code);
+    let staff = supervisors(&communities, &grids);
 
     City {
         districts,
@@ -417,7 +418,37 @@ pub fn generate(p: &DemoParams) -> City {
         cases,
         case_steps,
         sensors,
+        staff,
     }
+}
+
+/// One supervisor (监督员) per community, patrolling its grids, registered at an inner point
+/// of its first grid (where the simulator starts them).
+fn supervisors(communities: &[Community], grids: &[Grid]) -> Vec<Staff> {
+    use ::geo::InteriorPoint;
+    let mut first: std::collections::HashMap<&str, &Grid> = std::collections::HashMap::new();
+    for g in grids {
+        first.entry(g.community_code.as_str()).or_insert(g);
+    }
+    communities
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let home = first.get(c.code.as_str())?.geom.interior_point()?;
+            Some(Staff {
+                code: format!("JDY-{}", c.code).into(),
+                name: names::person(i).into(),
+                role: StaffRole::Supervisor,
+                dept_code: None,
+                community_code: Some(c.code.clone()),
+                grids: Vec::new().into(),
+                geom: home,
+                last_seen: None,
+                on_duty: false,
+                grid_code: None,
+            })
+        })
+        .collect()
 }
 
 /// A calendar date `days` before [`demo_now`]'s local date.

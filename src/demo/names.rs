@@ -151,6 +151,20 @@ pub(super) fn community(i: usize) -> String {
     format!("{}社区", numbered(&COMMUNITY_WORDS, i))
 }
 
+const SURNAMES: [&str; 16] =
+    ["王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴", "徐", "孙", "马", "朱", "胡", "郭"];
+const GIVEN: [&str; 20] = [
+    "建国", "丽", "强", "敏", "军", "静", "磊", "洋", "艳", "勇", "平", "刚", "杰", "娟", "涛", "明", "超", "霞",
+    "旦增", "卓玛",
+];
+
+/// The `i`-th person's name: surname and given name, unique for the first 320.
+pub(super) fn person(i: usize) -> String {
+    let base = format!("{}{}", SURNAMES[i % SURNAMES.len()], GIVEN[(i / SURNAMES.len()) % GIVEN.len()]);
+    let round = i / (SURNAMES.len() * GIVEN.len());
+    if round == 0 { base } else { format!("{base}{}", numeral(round + 1)) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

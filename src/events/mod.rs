@@ -47,9 +47,10 @@ pub struct Feed {
     tx: broadcast::Sender<Arc<Event>>,
     /// Set at shutdown: every subscriber's stream ends.
     closing: watch::Sender<bool>,
-    /// When each sensor's last `sensor.reading` went out (reading time, ms): at most one per
-    /// sensor per `feed_every`, so browsers keep up with a 50,000 readings/s ingest.
-    fed: Mutex<HashMap<Str, i64>>,
+    /// When each sensor's last `sensor.reading` (and each member's last `staff.moved`) went out
+    /// (reading or position time, ms): at most one per record per `feed_every`, so browsers keep
+    /// up with a 50,000 readings/s ingest.
+    fed: Mutex<Fed>,
 }
 
 impl Default for Feed {
@@ -90,6 +91,9 @@ impl Feed {
     }
 }
 
+/// When each paced record's last event went out, by collection and key.
+type Fed = HashMap<(Collection, Str), i64>;
+
 /// A record of any collection, as a change carries it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
@@ -100,6 +104,7 @@ pub enum Item {
     Component(Component),
     Case(Case),
     Sensor(Sensor),
+    Staff(Staff),
 }
 
 /// A model type the index holds, and how it sits in an [`Item`].
@@ -123,7 +128,7 @@ macro_rules! indexed {
         }
     };
 }
-indexed!(District, Street, Community, Grid, Component, Case, Sensor);
+indexed!(District, Street, Community, Grid, Component, Case, Sensor, Staff);
 
 /// A committed change: its place in the log, its row, and the records before and after.
 #[derive(Debug, Clone)]
@@ -154,11 +159,14 @@ const AREAS_ONE_BY_ONE: usize = 64;
 /// Changes read from the log at a time.
 const PAGE: i64 = 1000;
 
-/// How often sensor values reach the feed and the tiles (`[sensors]` of the config file).
+/// How often sensor values and staff positions reach the feed and the tiles (`[sensors]` and
+/// `[staff]` of the config file).
 #[derive(Debug, Clone, Copy)]
 pub struct Pacing {
     pub feed_every_ms: i64,
     pub draw_every_ms: i64,
+    /// At most one `staff.moved` per member this often.
+    pub moved_every_ms: i64,
 }
 
 /// The index, the tile cache and the feed, kept in step with the change log.
@@ -185,8 +193,9 @@ pub struct Live {
     nudge: tokio::sync::Notify,
     followers: RwLock<Vec<Arc<dyn Follower>>>,
     pacing: RwLock<Pacing>,
-    /// When each sensor's tiles were last redrawn for a new value (reading time, ms).
-    drawn: Mutex<HashMap<Str, i64>>,
+    /// When each sensor's (or member's) tiles were last redrawn for a new value or position
+    /// (reading or position time, ms).
+    drawn: Mutex<Fed>,
 }
 
 impl Live {
@@ -209,13 +218,17 @@ impl Live {
             deposited: Default::default(),
             nudge: Default::default(),
             followers: Default::default(),
-            pacing: RwLock::new(Pacing { feed_every_ms: 1000, draw_every_ms: 10_000 }),
+            pacing: RwLock::new(Pacing { feed_every_ms: 1000, draw_every_ms: 10_000, moved_every_ms: 5_000 }),
             drawn: Default::default(),
         }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    pub fn pacing(&self) -> Pacing {
+        *self.pacing.read()
     }
 
     pub fn set_pacing(&self, pacing: Pacing) {
@@ -401,6 +414,17 @@ impl Live {
                 s.live = l.clone();
             }
         }
+        // Staff keep where they were last seen (the store's row holds where they registered).
+        let seen: Vec<Staff> = self.index.staff.read().iter().filter(|s| s.last_seen.is_some()).cloned().collect();
+        {
+            let mut staff = fresh.staff.write();
+            for was in seen {
+                if let Some(mut now) = staff.get(&was.code).cloned() {
+                    keep_whereabouts(&mut now, &was);
+                    staff.upsert(now);
+                }
+            }
+        }
         let clock = self.clock();
         for c in fresh.cases.write().iter_mut() {
             c.light = light(c, clock);
@@ -412,6 +436,7 @@ impl Live {
         swap::<Component>(&self.index, &fresh);
         swap::<Case>(&self.index, &fresh);
         swap::<Sensor>(&self.index, &fresh);
+        swap::<Staff>(&self.index, &fresh);
         self.index.hierarchy_changed();
         self.tiles.invalidate(u8::MAX, [-180.0, -90.0, 180.0, 90.0]);
         self.pending.lock().retain(|&s, _| s > head);
@@ -444,7 +469,7 @@ impl Live {
                 }
             }
             Op::Touch => self.touch(row),
-            Op::Readings => {}
+            Op::Readings | Op::Positions => {}
         }
         if row.collection == Collection::Alarms {
             self.alarm_level(row);
@@ -453,8 +478,10 @@ impl Live {
             self.index.hierarchy_changed();
         }
         let mut areas = row.bbox.clone();
-        if row.op == Op::Readings {
-            areas.extend(self.readings(row));
+        match row.op {
+            Op::Readings => areas.extend(self.readings(row)),
+            Op::Positions => areas.extend(self.positions(row)),
+            _ => {}
         }
         let sources = source_bit(row.collection.as_str());
         for a in &areas {
@@ -464,7 +491,7 @@ impl Live {
             f.applied(&change);
         }
         let mut fed = self.feed.fed.lock();
-        let events = events_of(&self.index, &change.row, &areas, &mut fed, self.pacing.read().feed_every_ms);
+        let events = events_of(&self.index, &change.row, &areas, &mut fed, *self.pacing.read());
         drop(fed);
         self.feed.send(change.seq, events);
         self.applied.send_replace(change.seq);
@@ -486,6 +513,12 @@ impl Live {
                 }
                 Item::Sensor(s)
             }
+            Item::Staff(mut s) => {
+                if let Some(old) = self.index.staff.read().get(&s.code) {
+                    keep_whereabouts(&mut s, old);
+                }
+                Item::Staff(s)
+            }
             other => other,
         }
     }
@@ -502,6 +535,17 @@ impl Live {
                 let mut cases = self.index.cases.write();
                 for id in data["cases"].as_array().into_iter().flatten().filter_map(Value::as_i64) {
                     cases.update_in_place(&id.to_string(), |c| c.light = light(c, clock));
+                }
+            }
+            Collection::Staff => {
+                let mut staff = self.index.staff.write();
+                for (code, last_seen) in off_duty_of(data) {
+                    // A position taken in since the sweep looked keeps the member on duty.
+                    staff.update_in_place(code, |s| {
+                        if s.last_seen.is_none_or(|t| t.timestamp_millis() <= last_seen) {
+                            s.on_duty = false;
+                        }
+                    });
                 }
             }
             Collection::Sensors => {
@@ -546,10 +590,42 @@ impl Live {
                 }
                 std::mem::replace(&mut live.stale, false)
             };
-            let last = drawn.entry(sensor.code.clone()).or_insert(i64::MIN);
+            let last = drawn.entry((Collection::Sensors, sensor.code.clone())).or_insert(i64::MIN);
             if was_stale || at.saturating_sub(*last) >= draw_every {
                 *last = at;
                 areas.push(bbox_of(&sensor.envelope()));
+            }
+        }
+        areas
+    }
+
+    /// A positions batch: each member moves to their latest position (if newer than where they
+    /// were seen) and is on duty; their tiles are redrawn at most every `draw_every`. Returns the
+    /// areas to redraw.
+    fn positions(&self, row: &ChangeRow) -> Vec<[f64; 4]> {
+        let draw_every = self.pacing.read().draw_every_ms;
+        let mut staff = self.index.staff.write();
+        let mut drawn = self.drawn.lock();
+        let mut areas = Vec::new();
+        for p in positions_of(row) {
+            let Some(was) = staff.get(p.code) else { continue };
+            let Some(at) = DateTime::from_timestamp_millis(p.at) else { continue };
+            if was.last_seen.is_some_and(|t| t >= at) {
+                continue;
+            }
+            let mut now = was.clone();
+            now.geom = geo::Point::new(p.lon, p.lat);
+            now.last_seen = Some(at);
+            now.grid_code = p.grid.map(Str::from);
+            now.on_duty = true;
+            let came_on = !was.on_duty;
+            let from = was.envelope();
+            let to = now.envelope();
+            staff.upsert(now);
+            let last = drawn.entry((Collection::Staff, Str::from(p.code))).or_insert(i64::MIN);
+            if came_on || p.at.saturating_sub(*last) >= draw_every {
+                *last = p.at;
+                areas.extend(moved(Some(&from), Some(&to)));
             }
         }
         areas
@@ -631,7 +707,7 @@ pub struct ReplayPages<'a> {
     live: &'a Live,
     next: i64,
     upto: i64,
-    fed: HashMap<Str, i64>,
+    fed: Fed,
 }
 
 impl ReplayPages<'_> {
@@ -647,10 +723,10 @@ impl ReplayPages<'_> {
         }
         let page = self.live.store.changes_after(self.next, PAGE).await?;
         let mut out = Vec::new();
-        let feed_every = self.live.pacing.read().feed_every_ms;
+        let pacing = *self.live.pacing.read();
         for logged in page.into_iter().take_while(|l| l.seq <= self.upto) {
             self.next = logged.seq;
-            let events = events_of(&self.live.index, &logged.row, &logged.row.bbox, &mut self.fed, feed_every);
+            let events = events_of(&self.live.index, &logged.row, &logged.row.bbox, &mut self.fed, pacing);
             let n = events.len();
             out.extend(events.into_iter().enumerate().map(|(i, (name, data))| Event {
                 seq: logged.seq,
@@ -673,8 +749,8 @@ fn events_of(
     index: &CityIndex,
     row: &ChangeRow,
     areas: &[[f64; 4]],
-    fed: &mut HashMap<Str, i64>,
-    feed_every_ms: i64,
+    fed: &mut Fed,
+    pacing: Pacing,
 ) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     if !areas.is_empty() {
@@ -721,11 +797,37 @@ fn events_of(
                 out.push(("sensor.stale".into(), json!({"sensor": s[0], "stale": s[1], "last_at": last_at})));
             }
         }
+        (Op::Touch, Collection::Staff, Some(data)) => {
+            for (code, last_seen) in off_duty_of(data) {
+                let last_seen = DateTime::from_timestamp_millis(last_seen).map(rfc3339_ms);
+                out.push(("staff.off_duty".into(), json!({"staff": code, "last_seen": last_seen})));
+            }
+        }
+        (Op::Positions, _, Some(data)) => {
+            let staff = index.staff.read();
+            let came_on: Vec<&str> =
+                data["on_duty"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            for p in positions_of(row) {
+                let at = DateTime::from_timestamp_millis(p.at).map(rfc3339_ms);
+                let member = staff.get(p.code);
+                let (name, role) = (member.map(|m| m.name.as_str()), member.map(|m| m.role.as_str()));
+                let body = json!({"staff": p.code, "name": name, "role": role, "at": at, "lon": p.lon, "lat": p.lat,
+                    "grid_code": p.grid});
+                if came_on.contains(&p.code) {
+                    out.push(("staff.on_duty".into(), body.clone()));
+                }
+                let last = fed.entry((Collection::Staff, Str::from(p.code))).or_insert(i64::MIN);
+                if came_on.contains(&p.code) || p.at.saturating_sub(*last) >= pacing.moved_every_ms {
+                    *last = p.at;
+                    out.push(("staff.moved".into(), body));
+                }
+            }
+        }
         (Op::Readings, _, _) => {
             let sensors = index.sensors.read();
             for (code, at, value) in readings_of(row) {
-                let last = fed.entry(Str::from(code)).or_insert(i64::MIN);
-                if at.saturating_sub(*last) < feed_every_ms {
+                let last = fed.entry((Collection::Sensors, Str::from(code))).or_insert(i64::MIN);
+                if at.saturating_sub(*last) < pacing.feed_every_ms {
                     continue;
                 }
                 *last = at;
@@ -751,6 +853,44 @@ fn readings_of(row: &ChangeRow) -> impl Iterator<Item = (&str, i64, f64)> {
         .into_iter()
         .flatten()
         .filter_map(|r| Some((r[0].as_str()?, r[1].as_i64()?, r[2].as_f64()?)))
+}
+
+/// One entry of a positions change.
+struct Moved<'a> {
+    code: &'a str,
+    at: i64,
+    lon: f64,
+    lat: f64,
+    grid: Option<&'a str>,
+}
+
+/// The `[code, epoch ms, lon, lat, grid]` entries of a positions change.
+fn positions_of(row: &ChangeRow) -> impl Iterator<Item = Moved<'_>> {
+    row.data.as_ref().and_then(|d| d["positions"].as_array()).into_iter().flatten().filter_map(|p| {
+        Some(Moved {
+            code: p[0].as_str()?,
+            at: p[1].as_i64()?,
+            lon: p[2].as_f64()?,
+            lat: p[3].as_f64()?,
+            grid: p[4].as_str(),
+        })
+    })
+}
+
+/// The `[code, last seen ms]` entries of a duty sweep's touch.
+fn off_duty_of(data: &Value) -> impl Iterator<Item = (&str, i64)> {
+    data["off_duty"].as_array().into_iter().flatten().filter_map(|s| Some((s[0].as_str()?, s[1].as_i64()?)))
+}
+
+/// Carries where a member was seen over to a new record of them (a re-registration or a
+/// reload), which the store's row does not hold.
+fn keep_whereabouts(now: &mut Staff, was: &Staff) {
+    if was.last_seen.is_some() {
+        now.geom = was.geom;
+        now.last_seen = was.last_seen;
+        now.grid_code = was.grid_code.clone();
+    }
+    now.on_duty = was.on_duty;
 }
 
 /// Turns a change read from the log back into a [`Change`], reloading the records it names.
@@ -784,7 +924,7 @@ async fn materialize(store: &dyn Store, logged: Logged) -> Result<Change, StoreE
             ),
             Err(_) => Vec::new(),
         },
-        Op::Remove | Op::Touch | Op::Readings => Vec::new(),
+        Op::Remove | Op::Touch | Op::Readings | Op::Positions => Vec::new(),
     };
     Ok(Change { seq: logged.seq, row, old: Vec::new(), new })
 }

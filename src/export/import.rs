@@ -120,6 +120,8 @@ pub struct Context {
     /// and written along).
     pub classes_stored: bool,
     pub components: HashSet<String>,
+    /// Department codes (for staff).
+    pub departments: HashSet<String>,
     pub existing: HashSet<String>,
 }
 
@@ -131,8 +133,14 @@ impl Context {
         let needs = |c: &[Collection]| c.contains(&collection);
         let districts = if needs(&[Streets, Components]) { select(store, All).await? } else { Vec::new() };
         let streets = if needs(&[Communities]) { select(store, All).await? } else { Vec::new() };
-        let communities = if needs(&[Grids]) { select(store, All).await? } else { Vec::new() };
-        let grids = if needs(&[Grids, Components, Cases, Sensors]) { select(store, All).await? } else { Vec::new() };
+        let communities = if needs(&[Grids, Staff]) { select(store, All).await? } else { Vec::new() };
+        let grids =
+            if needs(&[Grids, Components, Cases, Sensors, Staff]) { select(store, All).await? } else { Vec::new() };
+        let departments = if needs(&[Staff]) {
+            store.keys(&schema::DEPARTMENTS).await?.into_iter().collect()
+        } else {
+            HashSet::new()
+        };
         let mut component_classes: Vec<ComponentClass> = select(store, All).await?;
         let mut event_classes: Vec<EventClass> = select(store, All).await?;
         let classes_stored = !component_classes.is_empty();
@@ -163,6 +171,7 @@ impl Context {
             event_classes: event_classes.into_iter().map(|c| (c.code.to_string(), c)).collect(),
             classes_stored,
             components,
+            departments,
         })
     }
 }
@@ -174,8 +183,20 @@ pub fn table_of(collection: Collection) -> &'static Table {
 
 /// Properties the store derives rather than reads from a file: ids, deadlines, lights and
 /// versions of cases, grid areas, the live state of sensors.
-const DERIVED: &[&str] =
-    &["id", "deadline_at", "light", "version", "area_m2", "unit", "value", "read_at", "level", "stale"];
+const DERIVED: &[&str] = &[
+    "id",
+    "deadline_at",
+    "light",
+    "version",
+    "area_m2",
+    "unit",
+    "value",
+    "read_at",
+    "level",
+    "stale",
+    "on_duty",
+    "last_seen",
+];
 
 /// The columns an import fills from source fields: the collection's properties but the derived.
 fn mapped_columns(collection: Collection) -> Vec<&'static str> {
@@ -343,6 +364,7 @@ impl Validator<'_> {
             Collection::Grids => self.grid(f, geom)?.to_row(),
             Collection::Components => self.component(f, geom)?.to_row(),
             Collection::Cases => return self.case(f, geom).map(|c| c.to_row()),
+            Collection::Staff => self.staff(f, geom)?.to_row(),
             Collection::Sensors | Collection::Alarms | Collection::Tokens | Collection::Overlays => {
                 self.sensor(f, geom)?.to_row()
             }
@@ -620,6 +642,43 @@ impl Validator<'_> {
             geom: point,
             live: Default::default(),
         })
+    }
+}
+
+impl Validator<'_> {
+    /// A member of the field staff: `grids` lists the grids they patrol, separated by commas,
+    /// semicolons or spaces; the point is where they start.
+    fn staff(&mut self, f: &SourceFeature, geom: Geometry<f64>) -> Check<Staff> {
+        let code = self.required(f, "code")?;
+        let Geometry::Point(point) = geom else {
+            return Err(format!("wrong geometry type {}: a staff member is a point", type_name(&geom)));
+        };
+        let role = self.required(f, "role")?;
+        let role = StaffRole::parse(&role)
+            .ok_or_else(|| format!("unknown staff role {role} (supervisor, collector, worker)"))?;
+        let grids: Vec<Str> = self
+            .get(f, "grids")
+            .map(|g| g.split([',', ';', ' ']).filter(|s| !s.is_empty()).map(Str::from).collect())
+            .unwrap_or_default();
+        let staff = Staff {
+            name: self.name_or(f, &code),
+            code,
+            role,
+            dept_code: self.text(f, "dept_code"),
+            community_code: self.text(f, "community_code"),
+            grids: grids.into(),
+            geom: point,
+            last_seen: None,
+            on_duty: false,
+            grid_code: None,
+        };
+        let ctx = self.ctx;
+        let community = |c: &str| ctx.communities.get(c).is_some();
+        let grid = |g: &str| ctx.grids.get(g).is_some();
+        let department = |d: &str| ctx.departments.contains(d);
+        let known = crate::staff::Known { community: &community, grid: &grid, department: &department };
+        crate::staff::check(&staff, &known).map_err(|e| e.to_string())?;
+        Ok(staff)
     }
 }
 

@@ -2,7 +2,7 @@
 //! screen's counters.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, TimeZone, Utc};
 use serde::Deserialize;
@@ -32,9 +32,7 @@ pub async fn create(
 ) -> ApiResult<Response> {
     who.require(REPORTERS, "report cases")?;
     let (case, seq) = report(&st, &who, &req).await?;
-    let location = format!("/api/v1/cases/{}", case.id);
-    let headers = [(header::LOCATION, location), (super::SEQ_HEADER, seq.to_string())];
-    Ok((StatusCode::CREATED, headers, axum::Json(cases::to_json(&case))).into_response())
+    Ok(super::created(format!("/api/v1/cases/{}", case.id), seq, cases::to_json(&case)))
 }
 
 /// Takes in a report: validated, committed with its first history step, then applied to the

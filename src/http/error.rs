@@ -15,6 +15,7 @@ use crate::geo::{CrsError, TileError};
 use crate::grids::GridError;
 use crate::sensors::SensorError;
 use crate::sensors::ingest::AckError;
+use crate::staff::StaffError;
 use crate::store::StoreError;
 
 /// An error as the API reports it.
@@ -178,6 +179,27 @@ impl From<SensorError> for ApiError {
             SensorError::OutsideCity(..) => return ApiError::not_found("outside-city", e.to_string()),
             SensorError::Exists(_) => {
                 return ApiError::new(StatusCode::CONFLICT, "sensor-exists", "Conflict", e.to_string());
+            }
+        };
+        ApiError::bad_request(kind, e.to_string())
+    }
+}
+
+impl From<StaffError> for ApiError {
+    fn from(e: StaffError) -> Self {
+        let kind = match e {
+            StaffError::Invalid(_) => "invalid-staff",
+            StaffError::UnknownRole(_) => "unknown-staff-role",
+            StaffError::UnknownGrid(_) => "unknown-grid",
+            StaffError::UnknownCommunity(_) => "unknown-community",
+            StaffError::UnknownDepartment(_) => "unknown-department",
+            StaffError::OutsideCity(..) => "outside-city",
+            StaffError::UnknownStaff(_) => return ApiError::not_found("unknown-staff", e.to_string()),
+            StaffError::Exists(_) => {
+                return ApiError::new(StatusCode::CONFLICT, "staff-exists", "Conflict", e.to_string());
+            }
+            StaffError::TooMuch(_) => {
+                return ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "too-costly", "Too costly", e.to_string());
             }
         };
         ApiError::bad_request(kind, e.to_string())

@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod params;
 pub mod replica;
 pub mod sensors;
+pub mod staff;
 pub mod tiles;
 pub mod web;
 
@@ -51,6 +52,8 @@ pub struct AppState {
     pub web_dir: Arc<std::path::PathBuf>,
     /// Sensor readings in, alarms out.
     pub sensors: Arc<crate::sensors::ingest::Ingest>,
+    /// Staff positions into tracks and patrol tallies.
+    pub staff: Arc<crate::staff::positions::Positions>,
     /// Analysis units, the latest hotspot result and recent density grids.
     pub analysis: Arc<crate::analysis::Analysis>,
     /// Exports running at once: each holds a blocking thread and a temporary file.
@@ -75,6 +78,7 @@ impl AppState {
         let metrics = Arc::new(health::Metrics::default());
         let sensors = Arc::new(crate::sensors::ingest::Ingest::new(store.clone(), live.clone(), metrics.clone()));
         live.add_follower(sensors.clone());
+        let staff = Arc::new(crate::staff::positions::Positions::new(store.clone(), live.clone(), metrics.clone()));
         let tokens = Arc::new(auth::Tokens::new(store.clone()));
         live.add_follower(Arc::new(auth::ForgetRevoked(tokens.clone())));
         let analysis: Arc<crate::analysis::Analysis> = Default::default();
@@ -89,6 +93,7 @@ impl AppState {
             metrics,
             web_dir: Arc::new(crate::config::DEFAULT_WEB_DIR.into()),
             sensors,
+            staff,
             analysis,
             exports: Arc::new(tokio::sync::Semaphore::new(export::CONCURRENT)),
             log_retention: chrono::Duration::days(crate::config::DEFAULT_LOG_RETENTION_DAYS),
@@ -145,6 +150,31 @@ impl AppState {
         self.sensors.configure(self.deadlines.clone(), settings);
         self
     }
+
+    /// The configured staff position settings (`[staff]`).
+    pub fn with_staff_settings(self, settings: crate::staff::positions::Settings) -> Self {
+        self.staff.configure(settings);
+        self
+    }
+}
+
+/// A write's `201 Created`: the new resource at `location`, its change's `Onemap-Seq`.
+pub fn created(location: String, seq: i64, body: serde_json::Value) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let headers = [(axum::http::header::LOCATION, location), (SEQ_HEADER, seq.to_string())];
+    (axum::http::StatusCode::CREATED, headers, axum::Json(body)).into_response()
+}
+
+/// The 400 of a batch (readings, positions) in which every item was rejected, naming the first
+/// few: `(index, reason, detail)`.
+pub fn all_rejected<'a>(
+    kind: &'static str,
+    what: &str,
+    rejected: impl ExactSizeIterator<Item = (usize, &'a str, &'a str)>,
+) -> error::ApiError {
+    let n = rejected.len();
+    let first: Vec<String> = rejected.take(5).map(|(i, reason, detail)| format!("#{i}: {reason} ({detail})")).collect();
+    error::ApiError::bad_request(kind, format!("all {n} {what} were rejected: {}", first.join("; ")))
 }
 
 /// Largest request body: a 100,000-point locate batch is about 4 MB of JSON.
@@ -176,6 +206,12 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/sensors/readings", axum::routing::post(sensors::post_readings))
         .route("/api/v1/sensors/{code}", get(sensors::get_sensor))
         .route("/api/v1/sensors/{code}/readings", get(sensors::get_readings))
+        .route("/api/v1/staff", get(staff::list).post(staff::register))
+        .route("/api/v1/staff/positions", axum::routing::post(staff::post_positions))
+        .route("/api/v1/staff/nearest", get(staff::nearest))
+        .route("/api/v1/staff/{code}", get(staff::get_staff))
+        .route("/api/v1/staff/{code}/track", get(staff::track))
+        .route("/api/v1/analysis/patrol", get(staff::patrol))
         .route("/api/v1/alarms", get(sensors::alarms))
         .route("/api/v1/alarms/{id}/ack", axum::routing::post(sensors::ack))
         .route("/api/v1/analysis/hotspots", get(analysis::hotspots).post(analysis::publish_hotspots))

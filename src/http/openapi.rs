@@ -14,7 +14,7 @@ use crate::analysis::Method;
 use crate::analysis::emerging::Step;
 use crate::auth::ROLES;
 use crate::index::query::{DEFAULT_LIMIT, MAX_LIMIT};
-use crate::model::{Action, Collection, Level, Status};
+use crate::model::{Action, Collection, Level, StaffRole, Status};
 use crate::store::evaluation::By;
 
 /// `GET /api`.
@@ -54,7 +54,7 @@ pub fn document(base: &str, example: Option<(f64, f64)>) -> Value {
         "security": [{"bearer": []}],
         "tags": [
             {"name": "service"}, {"name": "features"}, {"name": "tiles"}, {"name": "locate"},
-            {"name": "cases"}, {"name": "sensors"}, {"name": "analysis"}, {"name": "export"},
+            {"name": "cases"}, {"name": "sensors"}, {"name": "staff"}, {"name": "analysis"}, {"name": "export"},
             {"name": "open311"}, {"name": "feed"},
         ],
         "paths": paths,
@@ -410,6 +410,68 @@ fn operations(example: Option<(f64, f64)>) -> Vec<(String, &'static str, Value)>
         ("/api/v1/alarms/{id}/ack", "post", Op::new("ackAlarm", "sensors", "Acknowledge an alarm")
             .params([path("id", json!({"type": "integer", "format": "int64"}))])
             .json(reference("Alarm"))),
+        // Field staff.
+        ("/api/v1/staff", "post", Op::new("registerStaff", "staff", "Register a member of the field staff (admin)")
+            .json_body(object(&["code", "name", "role"], json!({
+                "code": string(), "name": string(),
+                "role": enumeration(StaffRole::ALL.iter().map(|r| r.as_str())),
+                "dept_code": optional(string()), "community": optional(string()),
+                "grids": optional(array_of(string())), "lon": optional(lon()), "lat": optional(lat()),
+                "crs": optional(string()),
+            })))
+            .created(reference("Staff"))
+            .link("getStaff", "code", "$response.body#/code")
+            .link("getTrack", "code", "$response.body#/code")),
+        ("/api/v1/staff", "get", Op::new("listStaff", "staff", "The field staff, with who is on duty")
+            .params([
+                query("on_duty", "only those on (or off) duty", boolean()),
+                query("role", "only this role", enumeration(StaffRole::ALL.iter().map(|r| r.as_str()))),
+            ])
+            .json(object(&["staff", "count", "on_duty"], json!({"staff": array_of(reference("Staff")),
+                "count": {"type": "integer"}, "on_duty": {"type": "integer"}})))),
+        ("/api/v1/staff/positions", "post", Op::new("postPositions", "staff", "A batch of staff positions (a member's own token, a device or an admin)")
+            .json_body(object(&["positions"], json!({"positions": {"type": "array", "maxItems": super::staff::MAX_POSITIONS,
+                "items": object(&["staff", "lon", "lat"], json!({"staff": string(),
+                    "at": {"type": "string", "format": "date-time"}, "lon": lon(), "lat": lat(),
+                    "crs": optional(string())}))}})))
+            .json(object(&["accepted", "duplicates", "out_of_order", "rejected"], json!({"accepted": {"type": "integer"},
+                "duplicates": {"type": "integer"}, "out_of_order": {"type": "integer"},
+                "rejected": array_of(object(&["index", "reason"], json!({"index": {"type": "integer"}, "reason": string(), "detail": string()})))})))),
+        ("/api/v1/staff/nearest", "get", Op::new("nearestStaff", "staff", "Members nearest a point, nearest first")
+            .params([
+                required_query("lon", "longitude", lon()),
+                required_query("lat", "latitude", lat()),
+                param("crs"),
+                query("k", "how many", json!({"type": "integer", "minimum": 1, "maximum": crate::staff::MAX_NEAREST})),
+                query("on_duty", "only those on duty (default)", boolean()),
+                query("patrolling", "only supervisors and collectors", boolean()),
+            ])
+            .json(object(&["staff"], json!({"staff": array_of(object(&["code", "name", "distance_m"], json!({
+                "code": string(), "name": string(), "role": string(), "distance_m": {"type": "number"},
+                "on_duty": {"type": "boolean"}, "last_seen": {"type": "string", "nullable": true},
+                "grid_code": {"type": "string", "nullable": true}, "lon": {"type": "number"}, "lat": {"type": "number"},
+            })))})))),
+        ("/api/v1/staff/{code}", "get", Op::new("getStaff", "staff", "A member and where they were last seen")
+            .params([path("code", string())])
+            .json(reference("Staff"))),
+        ("/api/v1/staff/{code}/track", "get", Op::new("getTrack", "staff", "A member's track as a LineString with the time of each vertex")
+            .params([
+                path("code", string()),
+                query("from", "RFC 3339 instant or date (default: today, city time)", string()),
+                query("to", "RFC 3339 instant or date (default: now)", string()),
+                param("crs"),
+            ])
+            .answers("200", "application/geo+json", reference("Feature"))),
+        ("/api/v1/analysis/patrol", "get", Op::new("patrol", "analysis", "Patrol coverage of one city day")
+            .params([
+                query("date", "city day (default: today)", date()),
+                query("by", "rows per", enumeration(crate::staff::patrol::By::ALL.iter().map(|b| b.as_str()))),
+            ])
+            .json(object(&["date", "by", "rows", "summary"], json!({"date": string(), "by": string(),
+                "rows": array_of(json!({"type": "object"})),
+                "summary": object(&["grids_assigned", "grids_visited", "coverage_rate"], json!({
+                    "grids_assigned": {"type": "integer"}, "grids_visited": {"type": "integer"},
+                    "coverage_rate": {"type": "number", "nullable": true}}))})))),
         // Analyses.
         ("/api/v1/analysis/hotspots", "get", Op::new("hotspots", "analysis", "Counts, Gi* or Local Moran per unit")
             .params(analysis_params())
@@ -559,6 +621,11 @@ fn components() -> Value {
                 "lon": {"type": "number"}, "lat": {"type": "number"},
                 "level": {"type": "string", "nullable": true}, "value": {"type": "number", "nullable": true},
                 "stale": {"type": "boolean"}})),
+            "Staff": object(&["code", "name", "role", "on_duty", "lon", "lat"], json!({"code": string(), "name": string(),
+                "role": enumeration(StaffRole::ALL.iter().map(|r| r.as_str())), "on_duty": {"type": "boolean"},
+                "last_seen": {"type": "string", "nullable": true}, "grid_code": {"type": "string", "nullable": true},
+                "dept_code": {"type": "string", "nullable": true}, "community_code": {"type": "string", "nullable": true},
+                "grids": array_of(string()), "lon": {"type": "number"}, "lat": {"type": "number"}})),
             "Alarm": object(&["id", "sensor", "level", "raised_at"], json!({"id": {"type": "integer"}, "sensor": string(),
                 "level": enumeration(Level::ALL.iter().map(|l| l.as_str())), "raised_at": string(),
                 "value": {"type": "number"}, "case_id": {"type": "integer", "nullable": true}})),

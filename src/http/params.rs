@@ -51,6 +51,27 @@ impl Params {
         Ok(query::usize_of(&self.0, k)?)
     }
 
+    /// Refuses (400) any parameter not in `allowed`, naming them.
+    pub fn only(&self, allowed: &[&str]) -> Result<(), ApiError> {
+        match self.0.keys().find(|k| !allowed.contains(&k.as_str())) {
+            Some(k) => Err(ApiError::bad_request(
+                "invalid-parameter",
+                format!("unknown parameter {k:?}; use {}", allowed.join(", ")),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// A `true`/`false` parameter, `default` when absent.
+    pub fn bool(&self, k: &str, default: bool) -> Result<bool, ApiError> {
+        match self.get(k) {
+            None => Ok(default),
+            Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            Some(v) => Err(ApiError::bad_request("invalid-parameter", format!("{k} must be true or false, not {v:?}"))),
+        }
+    }
+
     /// The `crs` parameter, WGS84 when absent.
     pub fn crs(&self) -> Result<Crs, ApiError> {
         Ok(query::crs_of(&self.0)?)

@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use serde::Deserialize;
@@ -42,10 +42,7 @@ pub async fn register(
             ApiError::from(e)
         }
     })?;
-    let body = sensor_json(&sensor);
-    let location = format!("/api/v1/sensors/{}", sensor.code);
-    let headers = [(header::LOCATION, location), (super::SEQ_HEADER, seq.to_string())];
-    Ok((StatusCode::CREATED, headers, axum::Json(body)).into_response())
+    Ok(super::created(format!("/api/v1/sensors/{}", sensor.code), seq, sensor_json(&sensor)))
 }
 
 /// `GET /api/v1/sensors/{code}`.
@@ -95,22 +92,14 @@ pub async fn post_readings(State(st): State<AppState>, Caller(who): Caller, body
         .collect();
     let report = st.sensors.ingest(parsed, Transport::Http).await?;
     if report.accepted == 0 && report.duplicates == 0 && !report.rejected.is_empty() {
-        let first: Vec<String> = report
-            .rejected
-            .iter()
-            .take(5)
-            .map(|(i, r)| format!("#{i}: {} ({})", r.reason.as_str(), r.detail))
-            .collect();
-        return Err(ApiError::bad_request(
-            "invalid-readings",
-            format!("all {} readings were rejected: {}", report.rejected.len(), first.join("; ")),
-        ));
+        let list = report.rejected.iter().map(|(i, r)| (*i, r.reason.as_str(), r.detail.as_str()));
+        return Err(super::all_rejected("invalid-readings", "readings", list));
     }
     Ok(axum::Json(report.to_json()).into_response())
 }
 
 /// A time parameter: RFC 3339, or a date meaning its midnight in the city's time zone.
-fn time_param(st: &AppState, p: &Params, k: &str) -> ApiResult<Option<DateTime<Utc>>> {
+pub(super) fn time_param(st: &AppState, p: &Params, k: &str) -> ApiResult<Option<DateTime<Utc>>> {
     let Some(v) = p.get(k) else { return Ok(None) };
     if let Ok(t) = DateTime::parse_from_rfc3339(v) {
         return Ok(Some(t.with_timezone(&Utc)));
@@ -140,12 +129,7 @@ pub async fn get_readings(
     PathParams(code): PathParams<String>,
     p: Params,
 ) -> ApiResult<Response> {
-    if let Some(k) = p.0.keys().find(|k| !["from", "to", "max_points"].contains(&k.as_str())) {
-        return Err(ApiError::bad_request(
-            "invalid-parameter",
-            format!("unknown parameter {k:?}; use from, to, max_points"),
-        ));
-    }
+    p.only(&["from", "to", "max_points"])?;
     if st.index.sensors.read().get(&code).is_none() {
         return Err(SensorError::UnknownSensor(code).into());
     }
@@ -177,16 +161,8 @@ pub async fn get_readings(
 /// `GET /api/v1/alarms?active=true|false&limit=`: raised alarms (the default), or the latest of
 /// all, newest first.
 pub async fn alarms(State(st): State<AppState>, who: Option<Caller>, p: Params) -> ApiResult<Response> {
-    if let Some(k) = p.0.keys().find(|k| !["active", "limit"].contains(&k.as_str())) {
-        return Err(ApiError::bad_request("invalid-parameter", format!("unknown parameter {k:?}; use active, limit")));
-    }
-    let active = match p.get("active") {
-        None | Some("true") => true,
-        Some("false") => false,
-        Some(v) => {
-            return Err(ApiError::bad_request("invalid-parameter", format!("active must be true or false, not {v:?}")));
-        }
-    };
+    p.only(&["active", "limit"])?;
+    let active = p.bool("active", true)?;
     let limit = p.usize("limit")?.unwrap_or(1000);
     if limit == 0 || limit as i64 > MAX_ALARMS {
         return Err(ApiError::bad_request("invalid-parameter", format!("limit must be 1 to {MAX_ALARMS}")));

@@ -53,6 +53,7 @@ pub struct CityIndex {
     pub components: RwLock<Layer<Component>>,
     pub cases: RwLock<Layer<Case>>,
     pub sensors: RwLock<Layer<Sensor>>,
+    pub staff: RwLock<Layer<Staff>>,
     pub dict: RwLock<Dictionaries>,
     /// Rendered locate answers per unit grid (grid, parents, responsible parties as a JSON
     /// object without its closing brace). A location depends only on the grid, and a batch of
@@ -87,6 +88,7 @@ impl CityIndex {
             cases,
             case_steps: _,
             sensors,
+            staff,
         } = city;
         CityIndex {
             districts: RwLock::new(Layer::bulk(districts)),
@@ -96,6 +98,7 @@ impl CityIndex {
             components: RwLock::new(Layer::bulk(components)),
             cases: RwLock::new(Layer::bulk(cases)),
             sensors: RwLock::new(Layer::bulk(sensors)),
+            staff: RwLock::new(Layer::bulk(staff)),
             dict: RwLock::new(Dictionaries::new(departments, responsibilities, component_classes, event_classes)),
             location_cache: RwLock::new(LocationCache::default()),
         }
@@ -119,6 +122,7 @@ impl CityIndex {
             ("components", self.components.read().len()),
             ("cases", self.cases.read().len()),
             ("sensors", self.sensors.read().len()),
+            ("staff", self.staff.read().len()),
         ]
     }
 }
@@ -138,4 +142,4 @@ macro_rules! layered {
     };
 }
 layered!(District => districts, Street => streets, Community => communities, Grid => grids,
-    Component => components, Case => cases, Sensor => sensors);
+    Component => components, Case => cases, Sensor => sensors, Staff => staff);

@@ -366,3 +366,38 @@ impl Record for Sensor {
         })
     }
 }
+
+impl Record for Staff {
+    const KIND: crate::model::Collection = crate::model::Collection::Staff;
+    const COLLECTION: &'static str = Self::KIND.as_str();
+    const PROPERTIES: &'static [&'static str] =
+        &["code", "name", "role", "dept_code", "community_code", "grids", "grid_code", "on_duty", "last_seen"];
+    /// What the big screen draws and filters on.
+    const TILE_PROPERTIES: &'static [&'static str] = &["code", "name", "role", "grid_code", "on_duty", "last_seen"];
+    fn key(&self) -> Str {
+        self.code.clone()
+    }
+    fn has_key(&self, k: &str) -> bool {
+        self.code == k
+    }
+    point_record!();
+    fn prop(&self, name: &str) -> Option<PropValue<'_>> {
+        Some(match name {
+            "code" => s(&self.code),
+            "name" => s(&self.name),
+            "role" => PropValue::Str(self.role.as_str()),
+            "dept_code" => os(&self.dept_code),
+            "community_code" => os(&self.community_code),
+            // The grids named besides the community's, comma-separated (one text column in
+            // every export format).
+            "grids" => PropValue::Owned(self.grids.join(",")),
+            "grid_code" => os(&self.grid_code),
+            "on_duty" => PropValue::Bool(self.on_duty),
+            "last_seen" => time(self.last_seen),
+            _ => return None,
+        })
+    }
+    fn time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.last_seen
+    }
+}

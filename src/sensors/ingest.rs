@@ -49,24 +49,7 @@ impl Settings {
     }
 }
 
-/// Where readings came in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    Http,
-    Mqtt,
-    /// `serve --simulate-sensors` (see [`super::simulate`]).
-    Simulated,
-}
-
-impl Transport {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Http => "http",
-            Transport::Mqtt => "mqtt",
-            Transport::Simulated => "simulated",
-        }
-    }
-}
+pub use crate::model::Transport;
 
 /// Why a reading was rejected; the `reason` label of the rejection counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -115,15 +98,9 @@ impl Reject {
 }
 
 /// A rejected reading: why, and what exactly.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rejection {
-    pub reason: Reject,
-    pub detail: String,
-}
+pub type Rejection = crate::model::Refused<Reject>;
 
-pub fn reject(reason: Reject, detail: impl Into<String>) -> Rejection {
-    Rejection { reason, detail: detail.into() }
-}
+pub use crate::model::refuse as reject;
 
 /// Parses one reading, `{"sensor", "at", "value"}`, from its JSON text. `topic_sensor` is the
 /// sensor named by an MQTT topic, which then needs no `sensor` field. A missing `at` is the
@@ -163,26 +140,10 @@ pub fn parse_reading(
         Some(other) => return Err(reject(Reject::NotANumber, format!("value {other} is not a number"))),
         None => return Err(reject(Reject::NotANumber, "value is missing")),
     };
-    let at = match obj.get("at") {
-        None | Some(Value::Null) => now,
-        Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| reject(Reject::BadTime, format!("at {s:?} is not an RFC 3339 time")))?,
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .and_then(DateTime::from_timestamp_millis)
-            .ok_or_else(|| reject(Reject::BadTime, format!("at {n} is not epoch milliseconds")))?,
-        Some(other) => return Err(reject(Reject::BadTime, format!("at {other} is not a time"))),
-    };
-    // Stored to the millisecond: two readings within one are the same reading (a duplicate),
-    // not two accepted of which one is silently dropped.
-    let at = DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at);
-    if at > now + future_slack {
-        return Err(reject(Reject::Future, format!("at {at} is ahead of the server's clock ({now})")));
-    }
-    if at.timestamp() < 946_684_800 {
-        return Err(reject(Reject::BadTime, format!("at {at} is before 2000")));
-    }
+    let at = crate::model::device_time(obj.get("at"), now, future_slack).map_err(|e| match e {
+        crate::model::StampError::Bad(m) => reject(Reject::BadTime, m),
+        crate::model::StampError::Future(m) => reject(Reject::Future, m),
+    })?;
     Ok(Reading { sensor: sensor.into(), at, value })
 }
 
@@ -326,6 +287,7 @@ impl Ingest {
         self.live.set_pacing(events::Pacing {
             feed_every_ms: settings.feed_every_ms as i64,
             draw_every_ms: settings.tiles_every_s as i64 * 1000,
+            ..self.live.pacing()
         });
     }
 

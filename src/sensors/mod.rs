@@ -1,9 +1,8 @@
 //! Sensors (运行监测, city lifelines): the kind dictionary with its default thresholds, sensor
-//! registration, readings ingest over HTTP and MQTT ([`ingest`], [`mqtt`]), the alarm rules
+//! registration, readings ingest over HTTP and MQTT ([`ingest`], [`crate::mqtt`]), the alarm rules
 //! ([`rules`]) and alarm to case.
 
 pub mod ingest;
-pub mod mqtt;
 pub mod rules;
 pub mod simulate;
 
@@ -126,15 +125,7 @@ pub struct NewSensor {
     pub thresholds: Option<serde_json::Value>,
 }
 
-/// Longest sensor code. Codes are MQTT topic levels, so they also may not hold `/`, `+` or `#`.
-pub const MAX_CODE: usize = 64;
-
-/// A valid sensor code: 1 to 64 letters, digits, `-`, `_`, `.` or `:`.
-pub fn valid_code(code: &str) -> bool {
-    !code.is_empty()
-        && code.len() <= MAX_CODE
-        && code.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-}
+pub use crate::model::{MAX_CODE, valid_code};
 
 /// Checks a registration against the city and builds the sensor.
 pub fn register(req: &NewSensor, index: &CityIndex) -> Result<Sensor, SensorError> {

@@ -13,7 +13,7 @@ use super::log::{self, ChangeRow, Logged};
 use super::queue::{CaseWrites, NewCase, StepWrite};
 use super::schema::{self, ColType, Filter, RowReader, RowSink, RowWriter, Table, Val, unsupported_filter};
 use super::{AlarmSaved, Progress, Store, StoreError};
-use crate::model::{Alarm, Case, CaseStep, City, Reading, ReadingBucket};
+use crate::model::{Alarm, Case, CaseStep, City, PatrolDay, PatrolVisit, Position, Reading, ReadingBucket};
 use schema::Row as _;
 
 /// Timestamps as GeoPackage DATETIME text (RFC 3339, UTC, milliseconds).
@@ -342,6 +342,66 @@ impl Store for GpkgStore {
         super::alarms::alarms_body!(&self.pool, active, limit, String, |t: String| parse_time("alarms", "time", &t))
     }
 
+    async fn insert_positions(
+        &self,
+        positions: &[Position],
+        days: &[PatrolDay],
+        visits: &[PatrolVisit],
+        change: ChangeRow,
+    ) -> Result<i64, StoreError> {
+        let _turn = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let seq = super::tracks::insert_positions_tx!(
+            tx,
+            Sqlite,
+            false,
+            "at_ms",
+            |t: DateTime<Utc>| t.timestamp_millis(),
+            "min",
+            "max",
+            positions,
+            days,
+            visits,
+            change
+        );
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    async fn latest_positions(&self) -> Result<Vec<Position>, StoreError> {
+        // SQLite takes the bare columns from the row holding the maximum.
+        let rows: Vec<(String, i64, f64, f64, Option<String>)> = sqlx::query_as(
+            "SELECT staff_code, max(at_ms), lon, lat, grid_code FROM staff_positions GROUP BY staff_code",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(position).collect()
+    }
+
+    async fn track(
+        &self,
+        staff: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Position>, StoreError> {
+        let rows: Vec<(String, i64, f64, f64, Option<String>)> = sqlx::query_as(
+            "SELECT staff_code, at_ms, lon, lat, grid_code FROM staff_positions \
+             WHERE staff_code = $1 AND at_ms >= $2 AND at_ms < $3 ORDER BY at_ms LIMIT $4",
+        )
+        .bind(staff)
+        .bind(from.timestamp_millis())
+        .bind(to.timestamp_millis())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(position).collect()
+    }
+
+    async fn patrol(&self, day: NaiveDate) -> Result<(Vec<PatrolDay>, Vec<PatrolVisit>), StoreError> {
+        super::tracks::patrol_body!(&self.pool, day)
+    }
+
     fn leadership(&self) -> tokio::sync::watch::Receiver<bool> {
         self.leader.subscribe()
     }
@@ -356,7 +416,11 @@ impl Store for GpkgStore {
     }
 }
 
-/// Milliseconds since 1970 UTC as a time.
+/// A stored position (time in milliseconds since 1970 UTC).
+fn position((staff, at, lon, lat, grid): (String, i64, f64, f64, Option<String>)) -> Result<Position, StoreError> {
+    Ok(Position { staff: staff.into(), at: from_millis(at)?, lon, lat, grid_code: grid.map(Into::into) })
+}
+
 /// The next unused case id, within the writer's transaction. AUTOINCREMENT never reuses an id;
 /// sqlite_sequence remembers the highest ever used.
 async fn next_case_id(tx: &mut sqlx::SqliteConnection) -> Result<i64, StoreError> {
@@ -368,6 +432,7 @@ async fn next_case_id(tx: &mut sqlx::SqliteConnection) -> Result<i64, StoreError
     .await?)
 }
 
+/// Milliseconds since 1970 UTC as a time.
 fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::Value {
         table: "sensor_readings",

@@ -27,6 +27,9 @@ pub enum Op {
     /// A batch of sensor readings: `data.readings` holds the latest new reading of each sensor
     /// that got one (not a row per reading: ingest runs at 50,000 readings a second).
     Readings,
+    /// A batch of staff positions: `data.positions` holds the latest position of each member
+    /// in it, `data.on_duty` those who came on duty with it (the tracks hold every position).
+    Positions,
     /// Records whose look changed with time alone (a deadline light, a sensor gone quiet): the
     /// data says what changed; no table row did.
     Touch,
@@ -39,12 +42,15 @@ impl Op {
             Op::Remove => "remove",
             Op::Import => "import",
             Op::Readings => "readings",
+            Op::Positions => "positions",
             Op::Touch => "touch",
         }
     }
 
     pub fn parse(s: &str) -> Option<Op> {
-        [Op::Upsert, Op::Remove, Op::Import, Op::Readings, Op::Touch].into_iter().find(|o| o.as_str() == s)
+        [Op::Upsert, Op::Remove, Op::Import, Op::Readings, Op::Positions, Op::Touch]
+            .into_iter()
+            .find(|o| o.as_str() == s)
     }
 }
 

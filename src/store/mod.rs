@@ -14,6 +14,7 @@ pub mod log;
 pub mod postgis;
 pub(crate) mod queue;
 pub mod schema;
+pub(crate) mod tracks;
 
 use std::sync::Arc;
 
@@ -22,7 +23,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use evaluation::{By, Counts, Period};
 
-use crate::model::{Alarm, Case, CaseStep, City, Reading, ReadingBucket};
+use crate::model::{Alarm, Case, CaseStep, City, PatrolDay, PatrolVisit, Position, Reading, ReadingBucket};
 use log::{ChangeRow, Logged};
 use schema::{Filter, Row, Table, Val};
 
@@ -195,6 +196,32 @@ pub trait Store: Send + Sync {
 
     /// Alarms, the latest raised first, at most `limit`: only those not cleared when `active`.
     async fn alarms(&self, active: bool, limit: i64) -> Result<Vec<Alarm>, StoreError>;
+
+    /// Stores a batch of staff positions (repeats of a stored member and time skipped), adds
+    /// `days` and `visits` to the patrol tallies, and logs `change` (an [`log::Op::Positions`]
+    /// change), in one transaction; returns the change's sequence number.
+    async fn insert_positions(
+        &self,
+        positions: &[Position],
+        days: &[PatrolDay],
+        visits: &[PatrolVisit],
+        change: ChangeRow,
+    ) -> Result<i64, StoreError>;
+
+    /// The latest position of every member that has one (where they were last seen, at start-up).
+    async fn latest_positions(&self) -> Result<Vec<Position>, StoreError>;
+
+    /// `staff`'s positions in `[from, to)` in time order, at most `limit`.
+    async fn track(
+        &self,
+        staff: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Position>, StoreError>;
+
+    /// The patrol tallies of one city day.
+    async fn patrol(&self, day: chrono::NaiveDate) -> Result<(Vec<PatrolDay>, Vec<PatrolVisit>), StoreError>;
 
     /// The highest sequence number other commits announced, a hint that wakes a follower at
     /// once (PostgreSQL's `NOTIFY`); None where nothing announces (the GeoPackage file, which

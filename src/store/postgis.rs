@@ -16,7 +16,7 @@ use super::schema::{self, ColType, Filter, RowReader, RowSink, RowWriter, Table,
 use super::{AlarmSaved, Progress, Store, StoreError};
 use chrono::{DateTime, Utc};
 
-use crate::model::{Alarm, Case, CaseStep, City, Reading, ReadingBucket};
+use crate::model::{Alarm, Case, CaseStep, City, PatrolDay, PatrolVisit, Position, Reading, ReadingBucket};
 use schema::Row;
 
 pub struct PostgisStore {
@@ -330,6 +330,66 @@ impl Store for PostgisStore {
         Ok(rows.into_iter().map(|(sensor, at, value)| Reading { sensor: sensor.into(), at, value }).collect())
     }
 
+    async fn insert_positions(
+        &self,
+        positions: &[Position],
+        days: &[PatrolDay],
+        visits: &[PatrolVisit],
+        change: ChangeRow,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let seq = super::tracks::insert_positions_tx!(
+            tx,
+            Postgres,
+            true,
+            "at",
+            |t: DateTime<Utc>| t,
+            "LEAST",
+            "GREATEST",
+            positions,
+            days,
+            visits,
+            change
+        );
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    async fn latest_positions(&self) -> Result<Vec<Position>, StoreError> {
+        // One index probe per registered member rather than a scan of every position.
+        let rows: Vec<(String, DateTime<Utc>, f64, f64, Option<String>)> = sqlx::query_as(
+            "SELECT s.code, p.at, p.lon, p.lat, p.grid_code FROM staff s CROSS JOIN LATERAL \
+             (SELECT at, lon, lat, grid_code FROM staff_positions WHERE staff_code = s.code ORDER BY at DESC LIMIT 1) p",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(position).collect())
+    }
+
+    async fn track(
+        &self,
+        staff: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Position>, StoreError> {
+        let rows: Vec<(String, DateTime<Utc>, f64, f64, Option<String>)> = sqlx::query_as(
+            "SELECT staff_code, at, lon, lat, grid_code FROM staff_positions \
+             WHERE staff_code = $1 AND at >= $2 AND at < $3 ORDER BY at LIMIT $4",
+        )
+        .bind(staff)
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(position).collect())
+    }
+
+    async fn patrol(&self, day: chrono::NaiveDate) -> Result<(Vec<PatrolDay>, Vec<PatrolVisit>), StoreError> {
+        super::tracks::patrol_body!(&self.pool, day)
+    }
+
     async fn save_alarm(&self, a: &Alarm, change: ChangeRow) -> Result<AlarmSaved, StoreError> {
         let mut tx = self.pool.begin().await?;
         let read = |t: DateTime<Utc>| Ok::<_, StoreError>(t);
@@ -386,6 +446,11 @@ impl Store for PostgisStore {
 /// the batch's values feed a guarded update of the cases, and the history insert takes only the
 /// steps whose case was still at its expected version. The queue puts at most one step per case
 /// in a batch, so every join here is one to one.
+/// A stored position.
+fn position((staff, at, lon, lat, grid): (String, DateTime<Utc>, f64, f64, Option<String>)) -> Position {
+    Position { staff: staff.into(), at, lon, lat, grid_code: grid.map(Into::into) }
+}
+
 async fn write_steps(pool: &PgPool, batch: Vec<StepWrite>) -> Result<Vec<Option<i64>>, StoreError> {
     let case_cols: Vec<&str> = schema::CASE_WORKFLOW.cols.iter().map(|c| c.0).collect();
     let step_cols: Vec<&str> = schema::CASE_STEPS.cols.iter().map(|c| c.0).collect();

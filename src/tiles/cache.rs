@@ -20,7 +20,8 @@ use parking_lot::Mutex;
 use crate::geo::tile::{MAX_ZOOM, TileCoord, lonlat_to_mercator, mercator_to_lonlat, tiles_covering};
 
 /// The collections tiles are drawn from, as bits of a mask.
-pub const SOURCES: [&str; 7] = ["districts", "streets", "communities", "grids", "components", "cases", "sensors"];
+pub const SOURCES: [&str; 8] =
+    ["districts", "streets", "communities", "grids", "components", "cases", "sensors", "staff"];
 
 /// The mask bit of a source collection (0 for an unknown name, which then matches nothing).
 pub fn source_bit(collection: &str) -> u8 {

@@ -143,10 +143,12 @@ map.on('load', () => {
     paint: { 'circle-radius': 6, 'circle-color': ['case', closed, '#3c4a5c', light],
       'circle-stroke-color': '#e6f4ff', 'circle-stroke-width': 1.5 },
   });
+  addStaffLayers();
   applyLayerSwitches();
   map.on('click', 'case-point', (e) => casePopup(e.features[0].properties, e.lngLat));
+  map.on('click', 'staff-point', (e) => staffPopup(e.features[0].properties, e.lngLat));
   map.on('click', 'live-case', (e) => casePopup(e.features[0].properties, e.lngLat));
-  for (const id of ['case-point', 'live-case', 'sensor-point']) {
+  for (const id of ['case-point', 'live-case', 'sensor-point', 'staff-point']) {
     map.on('mouseenter', id, () => { map.getCanvas().style.cursor = 'pointer'; });
     map.on('mouseleave', id, () => { map.getCanvas().style.cursor = ''; });
   }
@@ -160,6 +162,95 @@ function casePopup(p, lngLat) {
   el.textContent = `#${p.id} ${className(p.class_code)} · ${STATUS_NAMES[p.status] || p.status || ''}`
     + (p.description ? ` · ${p.description}` : '');
   popup = new Popup({ closeButton: true }).setLngLat(lngLat).setDOMContent(el).addTo(map);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Supervisors on duty (在岗监督员): a GeoJSON source loaded once and kept by the feed
+// (`staff.on_duty`, `staff.moved`, `staff.off_duty`), so a member moves on the screen as soon as
+// a position lands; a click shows today's track (巡查轨迹).
+
+const STAFF_ROLES = { supervisor: '监督员', collector: '信息采集员', worker: '处置人员' };
+const staff = new Map(); // code -> { code, name, role, lon, lat, last_seen, grid_code }
+let staffTotal = null;
+
+function staffData() {
+  return {
+    type: 'FeatureCollection',
+    features: [...staff.values()].filter((s) => Number.isFinite(s.lon) && Number.isFinite(s.lat)).map((s) => ({
+      type: 'Feature', id: s.code, geometry: { type: 'Point', coordinates: [s.lon, s.lat] },
+      properties: { code: s.code, name: s.name, role: s.role, last_seen: s.last_seen, grid_code: s.grid_code },
+    })),
+  };
+}
+
+function showStaff() {
+  setText('count-staff', fmt.format(staff.size));
+  setText('staff-total', staffTotal == null ? '' : `/ ${fmt.format(staffTotal)}`);
+  const src = mapReady && map.getSource('staff-live');
+  if (src) src.setData(staffData());
+}
+
+function addStaffLayers() {
+  map.addSource('staff-live', { type: 'geojson', data: staffData() });
+  map.addSource('staff-track', { type: 'geojson', data: { type: 'FeatureCollection', features: [] } });
+  map.addLayer({
+    id: 'staff-track-line', type: 'line', source: 'staff-track', metadata: { 'onemap:group': 'staff' },
+    paint: { 'line-color': '#00e5ff', 'line-width': 3, 'line-opacity': 0.85, 'line-dasharray': [2, 1] },
+  });
+  map.addLayer({
+    id: 'staff-point', type: 'circle', source: 'staff-live', metadata: { 'onemap:group': 'staff' },
+    paint: { 'circle-radius': 7, 'circle-color': '#00e5ff', 'circle-stroke-color': '#003344', 'circle-stroke-width': 2 },
+  });
+  map.addLayer({
+    id: 'staff-label', type: 'symbol', source: 'staff-live', metadata: { 'onemap:group': 'staff' }, minzoom: 14,
+    layout: { 'text-field': ['get', 'name'], 'text-size': 12, 'text-offset': [0, 1.2], 'text-anchor': 'top' },
+    paint: { 'text-color': '#bff8ff', 'text-halo-color': '#001018', 'text-halo-width': 1.5 },
+  });
+  showStaff();
+}
+
+async function refreshStaff() {
+  try {
+    const r = await getJson('/api/v1/staff?on_duty=true');
+    staff.clear();
+    for (const s of r.staff || []) staff.set(s.code, s);
+    const all = await getJson('/api/v1/staff');
+    staffTotal = all.count;
+    showStaff();
+  } catch (e) {
+    console.warn('staff', e);
+  }
+}
+
+function onStaff(e, onDuty) {
+  const s = parse(e);
+  if (!s || !s.staff) return;
+  if (onDuty) {
+    const was = staff.get(s.staff) || { code: s.staff };
+    staff.set(s.staff, { ...was, name: s.name ?? was.name, role: s.role ?? was.role, lon: s.lon, lat: s.lat,
+      last_seen: s.at, grid_code: s.grid_code });
+  } else {
+    staff.delete(s.staff);
+  }
+  showStaff();
+}
+
+async function staffPopup(p, lngLat) {
+  if (popup) popup.remove();
+  const el = document.createElement('div');
+  el.className = 'staff-popup';
+  el.textContent = `${STAFF_ROLES[p.role] || p.role || ''} ${p.name || p.code} · ${p.code}`
+    + (p.grid_code ? ` · 网格 ${p.grid_code}` : '') + (p.last_seen ? ` · ${timeText(p.last_seen)}` : '');
+  popup = new Popup({ closeButton: true }).setLngLat(lngLat).setDOMContent(el).addTo(map);
+  try {
+    const track = await getJson(`/api/v1/staff/${encodeURIComponent(p.code)}/track`);
+    map.getSource('staff-track').setData({ type: 'FeatureCollection', features: track.geometry ? [track] : [] });
+    const km = (track.properties.distance_m || 0) / 1000;
+    el.textContent += ` · 今日轨迹 ${track.properties.points} 点 ${km.toFixed(2)} km`;
+    el.dataset.trackPoints = String(track.properties.points);
+  } catch (e) {
+    recordError('staff track', e);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -519,6 +610,7 @@ function resync() {
   refreshSummary();
   refreshList();
   refreshAlarms();
+  refreshStaff();
   if (mapReady) reloadAllTiles();
 }
 
@@ -548,6 +640,8 @@ function connect() {
   es.addEventListener('case.updated', (e) => onCase(e, false));
   for (const name of ['alarm.raised', 'alarm.updated', 'alarm.acked']) es.addEventListener(name, (e) => onAlarm(e, false));
   es.addEventListener('alarm.cleared', (e) => onAlarm(e, true));
+  for (const name of ['staff.on_duty', 'staff.moved']) es.addEventListener(name, (e) => onStaff(e, true));
+  es.addEventListener('staff.off_duty', (e) => onStaff(e, false));
   es.addEventListener('tiles.invalidated', (e) => { const ev = parse(e); if (ev && mapReady) invalidate(ev); });
   es.addEventListener('hotspots.published', () => { if (mapReady) invalidate({ layer: 'hotspots', layers: ['hotspots'] }); });
   es.addEventListener('resync', () => resync());
@@ -563,5 +657,6 @@ setInterval(tick, 1000);
 refreshSummary();
 refreshList();
 refreshAlarms();
+refreshStaff();
 setInterval(refreshSummary, SUMMARY_EVERY_MS);
 connect();

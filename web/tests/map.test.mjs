@@ -235,7 +235,40 @@ async function main() {
   ).catch(() => { throw new Error(`sensor ${code} never turned red in the vector tiles`); });
   log(`sensor ${code} red in the tiles after ${Date.now() - tRead} ms`);
 
-  // 3c. The hotspot analysis button runs Gi* and the overlay draws the hot and cold grids.
+  // 3c. A supervisor's phone posts two positions: the member is counted on duty and drawn on
+  // the map at once (from the feed), and a click on them draws today's track.
+  const member = (await api('/api/v1/staff')).staff[0];
+  const [slon, slat] = sensor.geometry.coordinates;
+  const walk = [[-60, slon, slat], [-30, slon + 0.0004, slat + 0.0002]].map(([s, lon, lat]) =>
+    ({ staff: member.code, at: new Date(Date.now() + s * 1000).toISOString(), lon, lat }));
+  const tPlaced = Date.now();
+  const placed = await api('/api/v1/staff/positions', {
+    method: 'POST',
+    headers: { authorization: `Bearer ${deviceToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ positions: walk }),
+  });
+  check(placed.accepted === 2, `positions not accepted: ${JSON.stringify(placed)}`);
+  await page.waitForFunction((c) => window.onemapMap.queryRenderedFeatures({ layers: ['staff-point'] })
+    .some((f) => f.properties.code === c), member.code, { timeout: LIVE_WITHIN_MS, polling: 50 })
+    .catch(() => { throw new Error(`supervisor ${member.code} was not drawn within ${LIVE_WITHIN_MS} ms`); });
+  log(`supervisor ${member.code} on the map after ${Date.now() - tPlaced} ms`);
+  const onDuty = Number((await page.textContent('#count-staff')).replace(/\D/g, ''));
+  check(onDuty >= 1, `the on-duty counter shows ${onDuty}`);
+  const at = await page.evaluate(([lon, lat]) => {
+    const p = window.onemapMap.project([lon, lat]);
+    const r = window.onemapMap.getCanvas().getBoundingClientRect();
+    return { x: r.left + p.x, y: r.top + p.y };
+  }, [walk[1].lon, walk[1].lat]);
+  await page.mouse.click(at.x, at.y);
+  await page.waitForFunction(() => Number(document.querySelector('.staff-popup')?.dataset.trackPoints) >= 2, null,
+    { timeout: 5000, polling: 100 })
+    .catch(async () => { throw new Error(`no track in the supervisor popup: ${await page.textContent('.staff-popup').catch(() => 'no popup')}`); });
+  await page.waitForFunction(() => window.onemapMap.queryRenderedFeatures({ layers: ['staff-track-line'] }).length > 0, null,
+    { timeout: 5000, polling: 100 })
+    .catch(() => { throw new Error('the track of the selected supervisor was not drawn'); });
+  log(`track of ${member.code} drawn ${Date.now() - tPlaced} ms after the positions`);
+
+  // 3d. The hotspot analysis button runs Gi* and the overlay draws the hot and cold grids.
   await jump(page, { center: city, zoom: 14 });
   const tHot = Date.now();
   await page.click('#hotspot-run');

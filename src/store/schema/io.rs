@@ -137,6 +137,7 @@ pub async fn write_city_rows(
     write_table(io, &city.cases, progress).await?;
     write_table(io, &city.case_steps, progress).await?;
     write_table(io, &city.sensors, progress).await?;
+    write_table(io, &city.staff, progress).await?;
     Ok(())
 }
 
@@ -174,6 +175,8 @@ pub async fn load_city_rows(
         // Histories are read per case on demand, never all at once.
         case_steps: Vec::new(),
         sensors: load_table(io, progress).await?,
+        // Where they were last seen comes from the tracks (see `Store::latest_positions`).
+        staff: load_table(io, progress).await?,
     })
 }
 

@@ -286,6 +286,7 @@ pub static API_TOKENS: Table = Table {
         ("area_code", Text),
         ("sensors_prefix", Text),
         ("expires_at", Time),
+        ("staff_code", Text),
     ],
 };
 pub static TOKEN_REVOCATIONS: Table =
@@ -303,11 +304,24 @@ pub static SENSORS: Table = Table {
     ],
 };
 
+pub static STAFF: Table = Table {
+    name: "staff",
+    cols: &[
+        ("code", Text),
+        ("name", Text),
+        ("role", Text),
+        ("dept_code", Text),
+        ("community_code", Text),
+        ("grids", Json),
+        ("geom", Geom),
+    ],
+};
+
 /// The keys each import wrote (see `Store::import`).
 pub static IMPORT_KEYS: Table = Table { name: "import_keys", cols: &[("seq", Int), ("key", Text)] };
 
 /// Every table in dependency order (parents before children), as written by `write_city`.
-pub static ALL: [&Table; 11] = [
+pub static ALL: [&Table; 12] = [
     &DISTRICTS,
     &STREETS,
     &COMMUNITIES,
@@ -319,6 +333,7 @@ pub static ALL: [&Table; 11] = [
     &COMPONENTS,
     &CASES,
     &SENSORS,
+    &STAFF,
 ];
 
 /// Which rows of a table a read wants.

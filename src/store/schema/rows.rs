@@ -394,6 +394,7 @@ impl Row for ApiToken {
             ot(&self.area_code),
             ot(&self.sensors_prefix),
             Val::Time(self.expires_at),
+            ot(&self.staff_code),
         ]
     }
     fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
@@ -407,6 +408,7 @@ impl Row for ApiToken {
             area_code: c.opt_text()?,
             sensors_prefix: c.opt_text()?,
             expires_at: c.time()?,
+            staff_code: c.opt_text()?,
         })
     }
 }
@@ -450,6 +452,48 @@ impl Row for Sensor {
             thresholds: c.json()?,
             geom: c.point()?,
             live: Default::default(),
+        })
+    }
+}
+
+impl Row for Staff {
+    fn table() -> &'static Table {
+        &STAFF
+    }
+    fn to_row(&self) -> Vec<Val> {
+        vec![
+            t(&self.code),
+            t(&self.name),
+            Val::Text(Some(self.role.as_str().into())),
+            ot(&self.dept_code),
+            ot(&self.community_code),
+            Val::Json((!self.grids.is_empty()).then(|| serde_json::json!(self.grids.as_ref()))),
+            Val::Geom(self.geom.into()),
+        ]
+    }
+    fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
+        let mut c = Cells::new(Self::table(), row);
+        let code = c.text()?;
+        let name = c.text()?;
+        let role = c.text()?;
+        let role = StaffRole::parse(&role).ok_or_else(|| c.bad(2, "a staff role"))?;
+        let dept_code = c.opt_text()?;
+        let community_code = c.opt_text()?;
+        let grids = match c.json()? {
+            None => Vec::new(),
+            Some(v) => serde_json::from_value::<Vec<Str>>(v).map_err(|_| c.bad(5, "a JSON array of grid codes"))?,
+        };
+        Ok(Staff {
+            code,
+            name,
+            role,
+            dept_code,
+            community_code,
+            grids: grids.into(),
+            geom: c.point()?,
+            last_seen: None,
+            on_duty: false,
+            grid_code: None,
         })
     }
 }

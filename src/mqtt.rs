@@ -1,6 +1,7 @@
 //! MQTT ingest (`--mqtt mqtt://host:port`): readings published as JSON `{"at","value"}` (or an
 //! array of them) on `onemap/sensors/{code}/readings` go through the same [`Ingest`] as HTTP
-//! batches. Messages are taken at QoS 1 and acknowledged to the broker only after the store has
+//! batches, and staff positions `{"at","lon","lat"}` on `onemap/staff/{code}/positions` through
+//! the same [`Positions`] engine. Messages are taken at QoS 1 and acknowledged to the broker only after the store has
 //! committed them, so a crash redelivers rather than loses. The session is persistent and the
 //! subscription is renewed on every connection, so a broker restart loses neither.
 
@@ -12,8 +13,9 @@ use chrono::Utc;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use tokio::sync::mpsc;
 
-use super::ingest::{Ingest, Rejection, Transport, parse_reading};
-use crate::model::Reading;
+use crate::model::{Position, Reading, Transport};
+use crate::sensors::ingest::{Ingest, Rejection, parse_reading};
+use crate::staff::positions::{self, Positions, parse_position};
 
 /// The topic filter readings arrive on.
 pub const TOPIC: &str = "onemap/sensors/+/readings";
@@ -21,6 +23,8 @@ pub const TOPIC: &str = "onemap/sensors/+/readings";
 /// MQTT 3.1.1 clients): with several replicas subscribed, the broker hands each message to one
 /// of them, so every reading is ingested once. Each replica needs its own `client_id`.
 pub const SHARED_TOPIC: &str = "$share/onemap/onemap/sensors/+/readings";
+/// The shared subscription staff positions arrive on (`onemap/staff/{code}/positions`).
+pub const SHARED_STAFF_TOPIC: &str = "$share/onemap/onemap/staff/+/positions";
 
 /// Most messages ingested in one batch (one store transaction).
 const BATCH: usize = 4096;
@@ -136,9 +140,30 @@ pub fn topic_sensor(topic: &str) -> Option<&str> {
     (!code.is_empty() && !code.contains('/')).then_some(code)
 }
 
+/// The staff code of a positions topic, `onemap/staff/{code}/positions`.
+pub fn topic_staff(topic: &str) -> Option<&str> {
+    let code = topic.strip_prefix("onemap/staff/")?.strip_suffix("/positions")?;
+    (!code.is_empty() && !code.contains('/')).then_some(code)
+}
+
+/// The positions of one message: a position object or an array of them.
+pub fn parse_positions(topic: &str, payload: &[u8], engine: &Positions) -> Vec<Result<Position, positions::Rejection>> {
+    let malformed = |detail: String| vec![Err(positions::reject(positions::Reject::Malformed, detail))];
+    let Some(code) = topic_staff(topic) else { return malformed(format!("topic {topic:?}")) };
+    let value: serde_json::Value = match serde_json::from_slice(payload) {
+        Ok(v) => v,
+        Err(e) => return malformed(format!("not JSON: {e}")),
+    };
+    let (now, slack) = (Utc::now(), engine.future_slack());
+    match value {
+        serde_json::Value::Array(items) => items.iter().map(|v| parse_position(v, Some(code), now, slack)).collect(),
+        v => vec![parse_position(&v, Some(code), now, slack)],
+    }
+}
+
 /// The readings of one message: a reading object or an array of them.
 pub fn parse_message(topic: &str, payload: &[u8], ingest: &Ingest) -> Vec<Result<Reading, Rejection>> {
-    let malformed = |detail: String| vec![Err(Rejection { reason: super::ingest::Reject::Malformed, detail })];
+    let malformed = |detail: String| vec![Err(Rejection { reason: crate::sensors::ingest::Reject::Malformed, detail })];
     let Some(code) = topic_sensor(topic) else { return malformed(format!("topic {topic:?}")) };
     let Ok(text) = std::str::from_utf8(payload) else { return malformed("payload is not UTF-8".into()) };
     let (now, slack) = (Utc::now(), ingest.future_slack());
@@ -154,7 +179,11 @@ pub fn parse_message(topic: &str, payload: &[u8], ingest: &Ingest) -> Vec<Result
 
 /// Connects to the broker and ingests until the process ends; reconnects (every second) when
 /// the broker goes away.
-pub fn spawn(url: BrokerUrl, ingest: Arc<Ingest>) -> Result<tokio::task::JoinHandle<()>, String> {
+pub fn spawn(
+    url: BrokerUrl,
+    ingest: Arc<Ingest>,
+    staff: Arc<Positions>,
+) -> Result<tokio::task::JoinHandle<()>, String> {
     let mut opts = url.options()?;
     opts.set_keep_alive(Duration::from_secs(10));
     // A persistent session: the broker keeps the subscription and queues readings while we are
@@ -168,7 +197,7 @@ pub fn spawn(url: BrokerUrl, ingest: Arc<Ingest>) -> Result<tokio::task::JoinHan
     // backlog. What bounds it is the broker's window of unacknowledged messages per client
     // (mosquitto's max_inflight_messages), since nothing is acknowledged before its commit.
     let (tx, rx) = mpsc::unbounded_channel::<Publish>();
-    tokio::spawn(ingest_loop(rx, client.clone(), ingest.clone()));
+    tokio::spawn(ingest_loop(rx, client.clone(), ingest.clone(), staff));
     Ok(tokio::spawn(async move {
         tracing::info!(host = %url.host, port = url.port, tls = url.tls, topic = SHARED_TOPIC, "MQTT ingest starting");
         loop {
@@ -183,8 +212,10 @@ pub fn spawn(url: BrokerUrl, ingest: Arc<Ingest>) -> Result<tokio::task::JoinHan
                     {
                         tracing::warn!(error = %e, "MQTT unsubscribe of the plain filter failed");
                     }
-                    if let Err(e) = client.try_subscribe(SHARED_TOPIC, QoS::AtLeastOnce) {
-                        tracing::error!(error = %e, "MQTT subscribe failed");
+                    for topic in [SHARED_TOPIC, SHARED_STAFF_TOPIC] {
+                        if let Err(e) = client.try_subscribe(topic, QoS::AtLeastOnce) {
+                            tracing::error!(error = %e, topic, "MQTT subscribe failed");
+                        }
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -203,10 +234,15 @@ pub fn spawn(url: BrokerUrl, ingest: Arc<Ingest>) -> Result<tokio::task::JoinHan
     }))
 }
 
-/// Takes whatever messages have arrived (up to [`BATCH`]) as one batch, ingests it and then
-/// acknowledges its messages. A batch the store cannot take is retried, never acknowledged
-/// unstored.
-async fn ingest_loop(mut rx: mpsc::UnboundedReceiver<Publish>, client: AsyncClient, ingest: Arc<Ingest>) {
+/// Takes whatever messages have arrived (up to [`BATCH`]) as one batch, ingests its readings and
+/// its positions (each through its engine) and then acknowledges its messages. A batch the
+/// store cannot take is retried, never acknowledged unstored.
+async fn ingest_loop(
+    mut rx: mpsc::UnboundedReceiver<Publish>,
+    client: AsyncClient,
+    ingest: Arc<Ingest>,
+    staff: Arc<Positions>,
+) {
     while let Some(first) = rx.recv().await {
         let mut msgs = vec![first];
         while msgs.len() < BATCH {
@@ -215,32 +251,39 @@ async fn ingest_loop(mut rx: mpsc::UnboundedReceiver<Publish>, client: AsyncClie
                 Err(_) => break,
             }
         }
-        let readings: Vec<Result<Reading, Rejection>> =
-            msgs.iter().flat_map(|p| parse_message(&p.topic, &p.payload, &ingest)).collect();
-        let mut wait = Duration::from_millis(100);
+        let (placed, read): (Vec<&Publish>, Vec<&Publish>) =
+            msgs.iter().partition(|p| p.topic.starts_with("onemap/staff/"));
         let started = std::time::Instant::now();
-        loop {
-            match ingest.ingest(readings.clone(), Transport::Mqtt).await {
-                Ok(_) => {
-                    tracing::debug!(
-                        messages = msgs.len(),
-                        ms = started.elapsed().as_secs_f64() * 1e3,
-                        "MQTT batch stored"
-                    );
-                    break;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "storing MQTT readings failed; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(10));
-                }
-            }
+        if !read.is_empty() {
+            let readings: Vec<Result<Reading, Rejection>> =
+                read.iter().flat_map(|p| parse_message(&p.topic, &p.payload, &ingest)).collect();
+            retry("readings", || ingest.ingest(readings.clone(), Transport::Mqtt)).await;
         }
+        if !placed.is_empty() {
+            let list: Vec<Result<Position, positions::Rejection>> =
+                placed.iter().flat_map(|p| parse_positions(&p.topic, &p.payload, &staff)).collect();
+            retry("positions", || staff.ingest(list.clone(), Transport::Mqtt)).await;
+        }
+        tracing::debug!(messages = msgs.len(), ms = started.elapsed().as_secs_f64() * 1e3, "MQTT batch stored");
         for p in &msgs {
             if let Err(e) = client.ack(p).await {
                 tracing::warn!(error = %e, "MQTT ack failed");
             }
         }
+    }
+}
+
+/// Runs `store` until the store takes the batch, backing off up to 10 s between tries.
+async fn retry<T, F, Fut>(what: &str, store: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::store::StoreError>>,
+{
+    let mut wait = Duration::from_millis(100);
+    while let Err(e) = store().await {
+        tracing::error!(error = %e, what, "storing an MQTT batch failed; retrying");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(10));
     }
 }
 

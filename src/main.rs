@@ -169,6 +169,8 @@ async fn main() -> anyhow::Result<()> {
             if let Some(seed) = args.seed {
                 params.seed = seed;
             }
+            // The history ends now, so the big screen is alive on whatever day the demo is made.
+            let params = params.ending_now();
             let store = onemap::store::open(&location).await?;
             if args.if_empty && !store.is_empty().await? {
                 println!("store {location} already holds a city; left as it is");

@@ -685,6 +685,11 @@ pub struct Case {
     /// The light at the live view's light clock (see `events::Live`), set whenever the record
     /// enters the index or the clock moves; not stored. `None` outside the index.
     pub light: Option<Light>,
+    /// The supervisor (staff code) sent to do the case's field task (verify a public report,
+    /// check a handled case); every workflow step clears it, so it always names the current
+    /// task's supervisor.
+    pub assignee: Option<Str>,
+    pub assigned_at: Option<DateTime<Utc>>,
 }
 
 /// The milestones of a case's workflow, kept on the case itself (and written in the same

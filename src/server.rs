@@ -16,7 +16,8 @@ use crate::store::{self, Store, StoreError};
 pub async fn start(location: &str, demo: bool, tile_cache_mb: usize) -> Result<AppState, StoreError> {
     let store = store::open(location).await?;
     if demo && store.is_empty().await? {
-        seed(&*store, &DemoParams::shigatse()).await?;
+        // Its history ends now: today's counters, deadlines and lights are alive on any day.
+        seed(&*store, &DemoParams::shigatse().ending_now()).await?;
     }
     start_on(store, tile_cache_mb).await
 }
@@ -186,6 +187,10 @@ pub async fn serve(state: AppState, listener: TcpListener) -> std::io::Result<()
     let duty_sweep = spawn_singleton(&*store, "duty sweep", move || {
         crate::staff::positions::sweep_duty(duty.clone(), crate::cases::SWEEP_EVERY)
     });
+    let (task_live, reassign) = (live.clone(), state.staff.settings().reassign_after());
+    let tasks = spawn_singleton(&*store, "task assignment", move || {
+        crate::staff::tasks::run(task_live.clone(), reassign, TASKS_EVERY)
+    });
     let prune_store = store.clone();
     let prune = spawn_singleton(&*store, "change-log pruning", move || prune_log(prune_store.clone(), retention));
     // The unit grids and their neighbour graph, built in the background so the first hotspot
@@ -206,6 +211,7 @@ pub async fn serve(state: AppState, listener: TcpListener) -> std::io::Result<()
     sweeper.abort();
     stale.abort();
     duty_sweep.abort();
+    tasks.abort();
     prune.abort();
     store.close().await;
     Ok(())
@@ -214,6 +220,9 @@ pub async fn serve(state: AppState, listener: TcpListener) -> std::io::Result<()
 /// How long a client may take to send a request's headers: a connection that trickles them
 /// (slowloris) is closed rather than held open.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often field tasks are assigned (and overdue ones reassigned).
+const TASKS_EVERY: Duration = Duration::from_secs(5);
+
 /// How long a graceful shutdown waits for answers under way.
 const DRAIN: Duration = Duration::from_secs(10);
 

@@ -97,6 +97,8 @@ impl Spec {
                 reworks: self.reworks,
             },
             light: None,
+            assignee: None,
+            assigned_at: None,
         }
     }
 }

@@ -198,9 +198,46 @@ async fn staff_move_on_the_live_layer_and_patrol_is_reported_on_both_stores() {
         let empty = get_as(&app, "/api/v1/analysis/patrol?date=2020-01-01", &viewer).await.json();
         assert_eq!(empty["summary"]["grids_visited"], 0);
 
+        // Field tasks: a public report, accepted, goes to the nearest supervisor on duty whose
+        // beat holds its grid; overdue, to the next one; a workflow step ends it.
+        let r = positions(&app, &admin, vec![position(&demo_member, Utc::now(), q.x(), q.y())]).await;
+        assert_eq!(r.json()["accepted"], 1, "{label}: an admin places anyone");
+        let class = city.event_classes[0].code.to_string();
+        let report = json!({"class_code": class, "lon": p.x(), "lat": p.y(), "crs": "cgcs2000",
+            "description": "市民反映", "source": "public"});
+        let case = post_as(&app, "/api/v1/cases", Some(&admin), report.to_string().into_bytes()).await.json();
+        let accepted = act(&app, &admin, &case, "accept").await.json();
+        assert_eq!(accepted["status"], "accepted");
+        let now = Utc::now();
+        let reassign = Duration::minutes(30);
+        assert!(onemap::staff::tasks::assign(&st.live, now, reassign).await.unwrap() >= 1, "{label}");
+        let assigned = feed.wait_for("case.assigned", |d| d["id"] == case["id"]).await;
+        assert_eq!(assigned["assignee"], CODE, "{label}: the responsible member, nearest");
+        let tasks = get_as(&app, "/api/v1/tasks", &phone).await.json();
+        let mine: Vec<&Value> = tasks["tasks"].as_array().unwrap().iter().filter(|t| t["id"] == case["id"]).collect();
+        assert_eq!(mine.len(), 1, "{label}: {tasks}");
+        assert_eq!(mine[0]["task"], "verify");
+        get_as(&app, "/api/v1/tasks", &viewer).await.problem(403);
+        assert_eq!(onemap::staff::tasks::assign(&st.live, now, reassign).await.unwrap(), 0, "{label}: nothing twice");
+        onemap::staff::tasks::assign(&st.live, now + Duration::minutes(31), reassign).await.unwrap();
+        let again = get_as(&app, &format!("/api/v1/cases/{}", case["id"]), &viewer).await.json();
+        assert_eq!(again["assignee"], demo_member.as_str(), "{label}: reassigned to the next on duty");
+        let steps: Vec<&str> =
+            again["history"].as_array().unwrap().iter().map(|h| h["action"].as_str().unwrap()).collect();
+        assert_eq!(steps, ["report", "accept", "assign", "assign"], "{label}");
+        let verified = act(&app, &admin, &again, "verify").await.json();
+        assert!(verified["assignee"].is_null(), "{label}: the step ends the task");
+        assert!(
+            get_as(&app, "/api/v1/tasks", &phone).await.json()["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|t| t["id"] != case["id"])
+        );
+
         // Off duty once the timeout passed without a position, through the log.
         let off = st.staff.sweep_duty(Utc::now() + Duration::minutes(10)).await.unwrap();
-        assert_eq!(off, 1, "{label}");
+        assert_eq!(off, 2, "{label}: both members");
         feed.wait_for("staff.off_duty", |d| d["staff"] == CODE).await;
         let item = get_as(&app, &format!("/api/v1/staff/{CODE}"), &viewer).await.json();
         assert_eq!(item["on_duty"], false, "{label}");
@@ -219,6 +256,12 @@ async fn staff_move_on_the_live_layer_and_patrol_is_reported_on_both_stores() {
         again.store.close().await;
         st.store.close().await;
     }
+}
+
+/// A workflow step on `case` at its version.
+async fn act(app: &axum::Router, token: &str, case: &Value, action: &str) -> Resp {
+    let body = json!({"action": action, "expected_version": case["version"]});
+    post_as(app, &format!("/api/v1/cases/{}/actions", case["id"]), Some(token), body.to_string().into_bytes()).await
 }
 
 /// The tile holding a point at zoom `z`.

@@ -107,6 +107,8 @@ pub fn take_in(
         geom: geo::Point::new(lon, lat),
         milestones: Milestones { warn_at: Some(deadlines.warn_at(now, deadline)), ..Default::default() },
         light: None,
+        assignee: None,
+        assigned_at: None,
     };
     let step = CaseStep {
         case_id: 0,

@@ -52,6 +52,17 @@ pub async fn commit_step(
     expected_version: i32,
     step: &CaseStep,
 ) -> Result<Option<i64>, StoreError> {
+    commit_step_as(live, new, expected_version, step, "case.updated").await
+}
+
+/// [`commit_step`] announced as `event` (`case.assigned` for a field task's assignment).
+pub async fn commit_step_as(
+    live: &Live,
+    new: &Case,
+    expected_version: i32,
+    step: &CaseStep,
+    event: &str,
+) -> Result<Option<i64>, StoreError> {
     let mut new = new.clone();
     new.light = live.light_of(&new);
     let (old, old_dept) = live
@@ -69,7 +80,7 @@ pub async fn commit_step(
     }
     let row = ChangeRow {
         bbox: moved(old.as_ref(), Some(&new.envelope())),
-        ..ChangeRow::record(Collection::Cases, new.id.to_string(), Op::Upsert, Some("case.updated"), Some(data))
+        ..ChangeRow::record(Collection::Cases, new.id.to_string(), Op::Upsert, Some(event), Some(data))
     };
     let in_flight = live.in_flight();
     let Some(seq) = live.store().update_case(&new, expected_version, step, row.clone()).await? else {
@@ -135,6 +146,9 @@ pub fn apply(
 ) {
     case.status = to;
     case.version += 1;
+    // A step ends the field task it answered; the next one is assigned anew.
+    case.assignee = None;
+    case.assigned_at = None;
     let m = &mut case.milestones;
     match action {
         Action::File => {
@@ -200,6 +214,8 @@ pub(crate) fn sample(id: i64, status: &str, reported_at: DateTime<Utc>, limit_h:
         geom: geo::Point::new(0.0, 0.0),
         milestones: Default::default(),
         light: None,
+        assignee: None,
+        assigned_at: None,
     }
 }
 

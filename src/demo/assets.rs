@@ -7,10 +7,10 @@ use compact_str::format_compact;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use super::World;
 use super::dict::ComponentProfile;
 use super::layout::NONE;
 use super::planar::{P, centroid, convex_inside};
-use super::{World, date_before_now};
 use crate::model::{Component, ComponentClass, Sensor, Str};
 
 /// Condition mix of a census: nearly everything intact.
@@ -281,8 +281,8 @@ pub(super) fn components(
                 owner_dept: owner,
                 maint_dept: maint,
                 grid_code: Some(world.grid_codes[g as usize].clone()),
-                survey_date: Some(date_before_now(surveyed)),
-                change_date: Some(date_before_now(changed)),
+                survey_date: Some(world.date_before(surveyed)),
+                change_date: Some(world.date_before(changed)),
                 source: "普查".into(),
                 geom: geom.into(),
             });

@@ -6,10 +6,10 @@ use chrono::{DateTime, Datelike, Utc, Weekday};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use super::World;
 use super::assets::{anchor, in_block};
 use super::dict::EventProfile;
 use super::planar::P;
-use super::{DEMO_NOW, World, date_before_now};
 use crate::auth::Role;
 use crate::cases::workflow;
 use crate::model::{Action, Case, CaseStep, Component, ComponentClass, EventClass, Milestones, Status, Str};
@@ -70,13 +70,13 @@ fn sample(cum: &[f64], rng: &mut ChaCha8Rng) -> usize {
     cum.partition_point(|&c| c <= u).min(cum.len() - 1)
 }
 
-/// Report times in ascending order, as Unix seconds.
-fn report_times(n: usize, rng: &mut ChaCha8Rng) -> Vec<i64> {
-    // DEMO_NOW is local (UTC+8) midnight, so bin d * 24 + h is local hour h of day d.
-    let start = DEMO_NOW - DAYS * 86_400;
+/// Report times in ascending order, as Unix seconds, none at or after the world's end.
+fn report_times(world: &World, n: usize, rng: &mut ChaCha8Rng) -> Vec<i64> {
+    // The grid starts at a local (UTC+8) midnight, so bin d * 24 + h is local hour h of day d.
+    let start = world.midnight - DAYS * 86_400;
     let mut weights = Vec::with_capacity(DAYS as usize * 24);
     for d in 0..DAYS {
-        let date = date_before_now(DAYS - d);
+        let date = world.date_before(DAYS - d);
         // Summer peak in mid-July: more vending, more litter, more rain on the roads.
         let season = 1.0 + 0.35 * (std::f64::consts::TAU * (date.ordinal() as f64 - 196.0) / 365.0).cos();
         let week = match date.weekday() {
@@ -92,6 +92,7 @@ fn report_times(n: usize, rng: &mut ChaCha8Rng) -> Vec<i64> {
     }
     let cum = cumulative(weights.into_iter());
     let mut t: Vec<i64> = (0..n).map(|_| start + sample(&cum, rng) as i64 * 3600 + rng.random_range(0..3600)).collect();
+    t.retain(|&x| x < world.end);
     t.sort_unstable();
     t
 }
@@ -177,6 +178,7 @@ pub(super) fn play(
     script: &[(&'static str, i64)],
     dept: Option<Str>,
     deadlines: &crate::cases::Deadlines,
+    end: i64,
     steps: &mut Vec<CaseStep>,
 ) {
     let reporter = if matches!(case.source.as_str(), "public" | "hotline") { Role::Public } else { Role::Supervisor };
@@ -194,7 +196,7 @@ pub(super) fn play(
     };
     steps.push(step(case, "report", reporter, None, case.reported_at));
     for &(action, ts) in script {
-        if ts >= DEMO_NOW || (action == "dispatch" && dept.is_none()) {
+        if ts >= end || (action == "dispatch" && dept.is_none()) {
             break;
         }
         let name = action;
@@ -232,7 +234,7 @@ pub(super) fn cases(
     rng: &mut ChaCha8Rng,
 ) -> Vec<(Case, Vec<(&'static str, i64)>)> {
     let (cclasses, eclasses, eprof) = (cat.components, cat.events, cat.event_profile);
-    let times = report_times(n, rng);
+    let times = report_times(world, n, rng);
     let lat = &world.tiling.lattice;
     let n_hot = (world.tiling.grids.len() / 650).max(3);
     let hotspots: Vec<Hotspot> = (0..n_hot)
@@ -325,6 +327,8 @@ pub(super) fn cases(
             geom: ::geo::Point::new(ll[0], ll[1]),
             milestones: Milestones { warn_at: Some(deadlines.warn_at(at(ts), deadline)), ..Default::default() },
             light: None,
+            assignee: None,
+            assigned_at: None,
         };
         out.push((case, script(ts, urgent, rng)));
     }

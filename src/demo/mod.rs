@@ -66,9 +66,20 @@ pub struct DemoParams {
     pub streets: usize,
     pub communities: usize,
     pub departments: usize,
+    /// When the city's history ends (Unix seconds): cases are reported over the two years
+    /// before it and their steps stop at it. [`DEMO_NOW`] by default, so a city is the same
+    /// whenever it is generated; a seeded demo ends at the moment it is seeded
+    /// ([`DemoParams::ending_now`]), so today's counters and deadlines are alive on any day.
+    pub end: i64,
 }
 
 impl DemoParams {
+    /// The same city with its history ending now.
+    pub fn ending_now(mut self) -> Self {
+        self.end = Utc::now().timestamp();
+        self
+    }
+
     /// Shigatse's published figures: 6,453 unit grids, 4 districts, 9 streets, 43 communities,
     /// 90 departments; 150,000 components, 50,000 cases, 250 sensors.
     pub fn shigatse() -> Self {
@@ -82,6 +93,7 @@ impl DemoParams {
             streets: 9,
             communities: 43,
             departments: 90,
+            end: DEMO_NOW,
         }
     }
 
@@ -98,6 +110,7 @@ impl DemoParams {
             streets: 90,
             communities: 430,
             departments: 600,
+            end: DEMO_NOW,
         }
     }
 
@@ -164,6 +177,10 @@ impl LocalFrame {
 
 /// Everything the later stages (components, sensors, cases) need to know about the plan.
 struct World {
+    /// When the history ends (Unix seconds), and the city's midnight at or after it: the day
+    /// grid report times are drawn on ends there, and reports after `end` are dropped.
+    end: i64,
+    midnight: i64,
     frame: LocalFrame,
     tiling: Tiling,
     index: GridIndex,
@@ -185,6 +202,15 @@ impl World {
 
     fn grid_community(&self, g: u32) -> u32 {
         self.tiling.grids[g as usize].community
+    }
+
+    /// The city date `days` before the day that ends at [`World::midnight`]'s (the end's date
+    /// when it is a midnight, tomorrow's otherwise).
+    fn date_before(&self, days: i64) -> NaiveDate {
+        let day = DateTime::from_timestamp(self.midnight, 0)
+            .expect("valid timestamp")
+            .with_timezone(&crate::model::city_tz());
+        day.date_naive() - chrono::Duration::days(days)
     }
 
     fn street_office_code(&self, g: u32) -> &Str {
@@ -367,6 +393,8 @@ pub fn generate(p: &DemoParams) -> City {
             .collect(),
     );
     let world = World {
+        end: p.end,
+        midnight: local_midnight_at_or_after(p.end),
         frame,
         edges: tiling.lattice.street_edges(),
         index,
@@ -399,7 +427,7 @@ pub fn generate(p: &DemoParams) -> City {
     for (mut c, script) in scripted {
         let component = c.component_code.as_deref().and_then(|k| by_code.get(k).copied());
         let dept = crate::cases::routing::suggest(&dict, &c, component).map(|s| s.0);
-        cases::play(&mut c, &script, dept, &deadlines, &mut case_steps);
+        cases::play(&mut c, &script, dept, &deadlines, p.end, &mut case_steps);
         cases.push(c);
     }
     drop(by_code);
@@ -451,7 +479,9 @@ fn supervisors(communities: &[Community], grids: &[Grid]) -> Vec<Staff> {
         .collect()
 }
 
-/// A calendar date `days` before [`demo_now`]'s local date.
-fn date_before_now(days: i64) -> NaiveDate {
-    NaiveDate::from_ymd_opt(2026, 11, 1).expect("date") - chrono::Duration::days(days)
+/// The city's (UTC+8) midnight at or after `t` (Unix seconds).
+fn local_midnight_at_or_after(t: i64) -> i64 {
+    const DAY: i64 = 86_400;
+    const OFFSET: i64 = 8 * 3600;
+    (t + OFFSET + DAY - 1).div_euclid(DAY) * DAY - OFFSET
 }

@@ -488,3 +488,24 @@ fn sensors_are_mounted_sensibly() {
 fn demo_now_is_beijing_midnight() {
     assert_eq!(demo_now().to_rfc3339(), "2026-10-31T16:00:00+00:00");
 }
+
+#[test]
+fn a_city_seeded_now_has_its_history_end_now() {
+    // Three days and twenty hours after the fixed end: evening, city time.
+    let end = DEMO_NOW + 3 * 86_400 + 20 * 3600;
+    assert_eq!(local_midnight_at_or_after(end), DEMO_NOW + 4 * 86_400);
+    assert_eq!(local_midnight_at_or_after(DEMO_NOW), DEMO_NOW, "a midnight is its own");
+    let p = DemoParams { end, ..DemoParams::scaled(0.2) };
+    let c = generate(&p);
+    let end_t = DateTime::from_timestamp(end, 0).unwrap();
+    assert!(c.cases.iter().all(|k| k.reported_at < end_t), "nothing reported after the end");
+    assert!(c.case_steps.iter().all(|s| s.at < end_t), "no step after the end");
+    let today = c.cases.iter().filter(|k| k.reported_at >= end_t - chrono::Duration::hours(20)).count();
+    assert!(today > 0, "the last day has reports up to the end");
+    let open = c.cases.iter().filter(|k| !k.status.is_finished()).count();
+    let overdue =
+        c.cases.iter().filter(|k| !k.status.is_finished() && k.deadline_at.is_some_and(|d| d < end_t)).count();
+    assert!(open > 0 && overdue < open, "{overdue} of {open} open cases overdue at the end");
+    let fixed = generate(&DemoParams::scaled(0.05));
+    assert!(fixed.cases.iter().all(|k| k.reported_at < demo_now()), "the default end is unchanged");
+}

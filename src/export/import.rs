@@ -613,6 +613,8 @@ impl Validator<'_> {
             geom: point,
             milestones: Default::default(),
             light: None,
+            assignee: None,
+            assigned_at: None,
         })
     }
 

@@ -212,6 +212,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/staff/{code}", get(staff::get_staff))
         .route("/api/v1/staff/{code}/track", get(staff::track))
         .route("/api/v1/analysis/patrol", get(staff::patrol))
+        .route("/api/v1/tasks", get(staff::tasks))
         .route("/api/v1/alarms", get(sensors::alarms))
         .route("/api/v1/alarms/{id}/ack", axum::routing::post(sensors::ack))
         .route("/api/v1/analysis/hotspots", get(analysis::hotspots).post(analysis::publish_hotspots))

@@ -462,6 +462,8 @@ fn operations(example: Option<(f64, f64)>) -> Vec<(String, &'static str, Value)>
                 param("crs"),
             ])
             .answers("200", "application/geo+json", reference("Feature"))),
+        ("/api/v1/tasks", "get", Op::new("listTasks", "staff", "The field tasks (verify, check) assigned to the caller's staff member")
+            .json(object(&["staff", "tasks"], json!({"staff": string(), "tasks": array_of(reference("Case"))})))),
         ("/api/v1/analysis/patrol", "get", Op::new("patrol", "analysis", "Patrol coverage of one city day")
             .params([
                 query("date", "city day (default: today)", date()),
@@ -611,6 +613,8 @@ fn components() -> Value {
                 "version": {"type": "integer"}, "class_code": string(), "source": string(),
                 "grid_code": {"type": "string", "nullable": true}, "dept_code": {"type": "string", "nullable": true},
                 "light": {"type": "string", "nullable": true}, "lon": {"type": "number"}, "lat": {"type": "number"},
+                "assignee": {"type": "string", "nullable": true}, "assigned_at": {"type": "string", "nullable": true},
+                "task": optional(enumeration(["verify", "check"])),
                 "history": array_of(object(&["action", "at"], json!({"action": string(), "at": string()}))),
             })),
             "Thresholds": {"type": "object", "properties": {

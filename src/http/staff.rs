@@ -214,3 +214,31 @@ pub async fn patrol(State(st): State<AppState>, who: Option<Caller>, p: Params) 
         .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(axum::Json(body).into_response())
 }
+
+/// `GET /api/v1/tasks`: the field tasks (verify, check) assigned to the caller's staff member,
+/// oldest first, each a case with its `task` and the distance from where the member was seen.
+pub async fn tasks(State(st): State<AppState>, Caller(who): Caller, p: Params) -> ApiResult<Response> {
+    p.only(&[])?;
+    let Some(code) = who.staff.clone() else {
+        return Err(crate::auth::AuthError::Forbidden {
+            role: who.role.as_str(),
+            action: "list tasks (a staff member's own token, token create --staff, may)".into(),
+        }
+        .into());
+    };
+    let member = st.index.staff.read().get(&code).cloned().ok_or_else(|| StaffError::UnknownStaff(code.to_string()))?;
+    let list: Vec<Value> = staff::tasks::of(&st.index, &code)
+        .into_iter()
+        .map(|(case, task)| {
+            let mut v = crate::events::case_json(&case);
+            v["task"] = json!(task.as_str());
+            v["distance_m"] = json!(
+                (crate::geo::haversine_m((member.geom.x(), member.geom.y()), (case.geom.x(), case.geom.y())) * 10.0)
+                    .round()
+                    / 10.0
+            );
+            v
+        })
+        .collect();
+    Ok(axum::Json(json!({"staff": code, "tasks": list})).into_response())
+}

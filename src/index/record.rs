@@ -297,6 +297,8 @@ impl Record for Case {
         "light",
         "dept_code",
         "version",
+        "assignee",
+        "assigned_at",
     ];
     const TILE_PROPERTIES: &'static [&'static str] =
         &["id", "class_code", "kind", "source", "status", "urgency", "grid_code", "reported_at", "light"];
@@ -332,6 +334,8 @@ impl Record for Case {
             // Set at the live view's light clock, never read at the wall clock: see `events::Live`.
             "light" => self.light.map(|l| PropValue::Str(l.as_str())).unwrap_or(PropValue::Null),
             "version" => PropValue::Int(self.version as i64),
+            "assignee" => os(&self.assignee),
+            "assigned_at" => time(self.assigned_at),
             _ => return None,
         })
     }

@@ -778,6 +778,8 @@ pub fn alarm_case(
         geom: sensor.geom,
         milestones: Milestones { warn_at: Some(deadlines.warn_at(now, deadline)), ..Default::default() },
         light: None,
+        assignee: None,
+        assigned_at: None,
     };
     let step = CaseStep {
         case_id: 0,

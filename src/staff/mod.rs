@@ -4,6 +4,7 @@
 
 pub mod patrol;
 pub mod positions;
+pub mod tasks;
 
 use std::collections::BTreeSet;
 

@@ -36,11 +36,14 @@ pub struct Settings {
     pub future_slack_s: i64,
     /// At most one `staff.moved` per member this often.
     pub moved_every_s: i64,
+    /// A field task (verify, check) not done within this many minutes goes to the next nearest
+    /// supervisor on duty.
+    pub reassign_after_min: i64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { duty_timeout_s: 300, future_slack_s: 60, moved_every_s: 5 }
+        Settings { duty_timeout_s: 300, future_slack_s: 60, moved_every_s: 5, reassign_after_min: 30 }
     }
 }
 
@@ -52,7 +55,14 @@ impl Settings {
         if !(0..=3_600).contains(&self.future_slack_s) || !(0..=3_600).contains(&self.moved_every_s) {
             return Err("staff.future_slack_s and staff.moved_every_s: 0 to 3600".into());
         }
+        if !(1..=10_080).contains(&self.reassign_after_min) {
+            return Err("staff.reassign_after_min: 1 to 10080".into());
+        }
         Ok(())
+    }
+
+    pub fn reassign_after(&self) -> Duration {
+        Duration::minutes(self.reassign_after_min)
     }
 
     fn duty_timeout(&self) -> Duration {

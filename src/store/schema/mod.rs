@@ -218,6 +218,8 @@ pub static CASES: Table = Table {
         ("voided_at", Time),
         ("warn_at", Time),
         ("reworks", Int),
+        ("assignee", Text),
+        ("assigned_at", Time),
     ],
 };
 /// The columns of `cases` a workflow step may change (the rest, from class to location, are the
@@ -236,6 +238,8 @@ const WORKFLOW_COLUMNS: &[&str] = &[
     "voided_at",
     "warn_at",
     "reworks",
+    "assignee",
+    "assigned_at",
 ];
 
 /// [`WORKFLOW_COLUMNS`] as a table of `cases`, with the types [`CASES`] gives them.

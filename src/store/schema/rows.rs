@@ -311,6 +311,8 @@ impl Row for Case {
             Val::Time(self.milestones.voided_at),
             Val::Time(self.milestones.warn_at),
             Val::Int(self.milestones.reworks as i64),
+            ot(&self.assignee),
+            Val::Time(self.assigned_at),
         ]
     }
     fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
@@ -341,6 +343,8 @@ impl Row for Case {
                 reworks: c.int()? as i32,
             },
             light: None,
+            assignee: c.opt_text()?,
+            assigned_at: c.time()?,
         })
     }
 }

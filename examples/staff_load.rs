@@ -127,9 +127,11 @@ async fn accepted(client: &reqwest::Client, url: &str, transport: &str) -> f64 {
     m.lines().find(|l| l.starts_with(&needle)).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0.0)
 }
 
-/// Simulated time starts this long ago, so a whole run stays in the past.
-fn base() -> DateTime<Utc> {
-    Utc::now() - chrono::Duration::hours(20)
+/// Simulated time starts `hours` ago, so a whole run stays in the past. The MQTT run starts
+/// later than the HTTP run before it reached (about 80 rounds of 10 s), so its positions are
+/// newer than where the members were seen and count, not arrive out of order.
+fn base(hours: i64) -> DateTime<Utc> {
+    Utc::now() - chrono::Duration::hours(hours)
 }
 
 async fn http(
@@ -143,7 +145,7 @@ async fn http(
 ) {
     let next = Arc::new(AtomicU64::new(0));
     let (ok, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let base = base();
+    let base = base(20);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
@@ -209,7 +211,7 @@ async fn mqtt(
     let before = accepted(client, url, "mqtt").await;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
-    let base = base();
+    let base = base(10);
     let per_tick = (rate / 100).max(1);
     let mut k = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(10));

@@ -387,7 +387,42 @@ impl Store for PostgisStore {
     }
 
     async fn patrol(&self, day: chrono::NaiveDate) -> Result<(Vec<PatrolDay>, Vec<PatrolVisit>), StoreError> {
-        super::tracks::patrol_body!(&self.pool, day)
+        let days: Vec<(String, i64, f64, f64, i64, i64)> = sqlx::query_as(
+            "SELECT staff_code, positions, distance_m, duty_s, first_ms, last_ms FROM patrol_days WHERE day = $1",
+        )
+        .bind(day)
+        .fetch_all(&self.pool)
+        .await?;
+        let visits: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT staff_code, grid_code, positions, first_ms, last_ms FROM patrol_visits WHERE day = $1",
+        )
+        .bind(day)
+        .fetch_all(&self.pool)
+        .await?;
+        let days = days
+            .into_iter()
+            .map(|(staff, positions, distance_m, duty_s, first_ms, last_ms)| PatrolDay {
+                day,
+                staff: staff.into(),
+                positions,
+                distance_m,
+                duty_s,
+                first_ms,
+                last_ms,
+            })
+            .collect();
+        let visits = visits
+            .into_iter()
+            .map(|(staff, grid, positions, first_ms, last_ms)| PatrolVisit {
+                day,
+                staff: staff.into(),
+                grid: grid.into(),
+                positions,
+                first_ms,
+                last_ms,
+            })
+            .collect();
+        Ok((days, visits))
     }
 
     async fn save_alarm(&self, a: &Alarm, change: ChangeRow) -> Result<AlarmSaved, StoreError> {

@@ -1,4 +1,4 @@
-//! The staff tracks and patrol tallies both stores write and read (`staff_positions`,
+//! The staff tracks and patrol tallies both stores write (`staff_positions`,
 //! `patrol_days`, `patrol_visits`), written once. Macros rather than generic functions for the
 //! reason `alarms.rs` gives: the two stores' connections and time types differ.
 
@@ -75,47 +75,3 @@ macro_rules! insert_positions_tx {
     }};
 }
 pub(crate) use insert_positions_tx;
-
-/// The tallies of one city day, read alike by both stores from `$exec`.
-macro_rules! patrol_body {
-    ($exec:expr, $day:expr) => {{
-        let day: chrono::NaiveDate = $day;
-        let days: Vec<(String, i64, f64, f64, i64, i64)> = sqlx::query_as(
-            "SELECT staff_code, positions, distance_m, duty_s, first_ms, last_ms FROM patrol_days WHERE day = $1",
-        )
-        .bind(day)
-        .fetch_all($exec)
-        .await?;
-        let visits: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT staff_code, grid_code, positions, first_ms, last_ms FROM patrol_visits WHERE day = $1",
-        )
-        .bind(day)
-        .fetch_all($exec)
-        .await?;
-        let days = days
-            .into_iter()
-            .map(|(staff, positions, distance_m, duty_s, first_ms, last_ms)| crate::model::PatrolDay {
-                day,
-                staff: staff.into(),
-                positions,
-                distance_m,
-                duty_s,
-                first_ms,
-                last_ms,
-            })
-            .collect();
-        let visits = visits
-            .into_iter()
-            .map(|(staff, grid, positions, first_ms, last_ms)| crate::model::PatrolVisit {
-                day,
-                staff: staff.into(),
-                grid: grid.into(),
-                positions,
-                first_ms,
-                last_ms,
-            })
-            .collect();
-        Ok((days, visits))
-    }};
-}
-pub(crate) use patrol_body;

@@ -5,6 +5,7 @@
 //! (`assign`, by the system, announced as `case.assigned`), written like any workflow step, so it
 //! reaches every replica and survives restarts; every workflow step clears it.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
@@ -54,18 +55,48 @@ fn due(case: &Case, now: DateTime<Utc>, after: Duration) -> bool {
     task_of(case).is_some() && case.assigned_at.is_none_or(|t| now - t >= after)
 }
 
-/// The supervisor for `case`: the nearest on duty whose beat holds its grid, else the nearest
-/// on duty who patrols; never `except` (the one a reassignment takes it from). With the
-/// distance in metres.
-pub fn choose(index: &CityIndex, case: &Case, except: Option<&str>) -> Option<(Staff, f64)> {
-    const LOOK: usize = 50;
-    let (x, y) = (case.geom.x(), case.geom.y());
-    let near = super::nearest(index, x, y, LOOK, true, true);
-    let near: Vec<(Staff, f64)> = near.into_iter().filter(|(s, _)| except != Some(s.code.as_str())).collect();
-    let grid = case.grid_code.as_deref();
-    let responsible =
-        near.iter().find(|(s, _)| grid.is_some_and(|g| super::assigned_grids(s, index).contains(g))).cloned();
-    responsible.or_else(|| near.into_iter().next())
+/// The supervisors on duty who patrol, with their beats: who a sweep can send, gathered once
+/// per sweep (a beat of a community is an R-tree query; the cases waiting can be thousands).
+pub struct Roster(Vec<(Staff, BTreeSet<Str>)>);
+
+impl Roster {
+    pub fn on_duty(index: &CityIndex) -> Roster {
+        let members: Vec<Staff> =
+            index.staff.read().iter().filter(|s| s.on_duty && s.role.patrols()).cloned().collect();
+        Roster(
+            members
+                .into_iter()
+                .map(|s| {
+                    let beat = super::assigned_grids(&s, index);
+                    (s, beat)
+                })
+                .collect(),
+        )
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The supervisor for `case`: the nearest whose beat holds its grid, else the nearest;
+    /// never `except` (the one a reassignment takes it from). With the distance in metres.
+    pub fn choose(&self, case: &Case, except: Option<&str>) -> Option<(&Staff, f64)> {
+        let (x, y) = (case.geom.x(), case.geom.y());
+        let grid = case.grid_code.as_deref();
+        let mut best: Option<(&Staff, f64)> = None;
+        let mut best_responsible: Option<(&Staff, f64)> = None;
+        for (s, beat) in self.0.iter().filter(|(s, _)| except != Some(s.code.as_str())) {
+            let d = crate::geo::haversine_m((s.geom.x(), s.geom.y()), (x, y));
+            let closer = |b: &Option<(&Staff, f64)>| b.is_none_or(|(bs, bd)| (d, &s.code) < (bd, &bs.code));
+            if closer(&best) {
+                best = Some((s, d));
+            }
+            if grid.is_some_and(|g| beat.contains(g)) && closer(&best_responsible) {
+                best_responsible = Some((s, d));
+            }
+        }
+        best_responsible.or(best)
+    }
 }
 
 /// Assigns every case due for it (see [`due`]) at `now`, through the case's history; a task
@@ -80,10 +111,23 @@ pub async fn assign(live: &Live, now: DateTime<Utc>, reassign_after: Duration) -
         .await
         .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
     };
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    let roster = {
+        let index = index.clone();
+        tokio::task::spawn_blocking(move || Roster::on_duty(&index))
+            .await
+            .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+    };
+    if roster.is_empty() {
+        // Nobody on duty (at night): the tasks wait.
+        return Ok(0);
+    }
     let mut n = 0;
     for case in pending {
         let Some(task) = task_of(&case) else { continue };
-        let Some((member, distance)) = choose(&index, &case, case.assignee.as_deref()) else { continue };
+        let Some((member, distance)) = roster.choose(&case, case.assignee.as_deref()) else { continue };
         let mut new = case.clone();
         new.version += 1;
         new.assignee = Some(member.code.clone());
@@ -139,4 +183,48 @@ pub fn of(index: &CityIndex, code: &str) -> Vec<(Case, Task)> {
         .collect();
     out.sort_by_key(|(c, _)| (c.assigned_at, c.id));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::StaffRole;
+
+    fn member(code: &str, lon: f64, beat: &[&str]) -> (Staff, BTreeSet<Str>) {
+        let s = Staff {
+            code: code.into(),
+            name: code.into(),
+            role: StaffRole::Supervisor,
+            dept_code: None,
+            community_code: None,
+            grids: beat.iter().map(|g| Str::from(*g)).collect::<Vec<_>>().into(),
+            geom: geo::Point::new(lon, 29.0),
+            last_seen: None,
+            on_duty: true,
+            grid_code: None,
+        };
+        let beat = s.grids.iter().cloned().collect();
+        (s, beat)
+    }
+
+    #[test]
+    fn the_responsible_supervisor_goes_before_a_nearer_one_and_reassignment_skips_the_holder() {
+        let mut case = crate::cases::sample(1, "handled", Utc::now(), 24);
+        case.geom = geo::Point::new(88.0, 29.0);
+        case.grid_code = Some("G1".into());
+        assert_eq!(task_of(&case), Some(Task::Check));
+        let roster =
+            Roster(vec![member("NEAR", 88.001, &["G2"]), member("MINE", 88.01, &["G1"]), member("FAR", 88.1, &[])]);
+        let (s, d) = roster.choose(&case, None).unwrap();
+        assert_eq!(s.code, "MINE", "the grid's own supervisor, though farther");
+        assert!((d - crate::geo::haversine_m((88.01, 29.0), (88.0, 29.0))).abs() < 1e-6);
+        assert_eq!(roster.choose(&case, Some("MINE")).unwrap().0.code, "NEAR", "else the nearest");
+        case.grid_code = Some("G9".into());
+        assert_eq!(roster.choose(&case, None).unwrap().0.code, "NEAR");
+        assert!(Roster(Vec::new()).choose(&case, None).is_none());
+        case.status = Status::Accepted;
+        assert_eq!(task_of(&case), None, "only a public report is verified on the spot");
+        case.source = "public".into();
+        assert_eq!(task_of(&case), Some(Task::Verify));
+    }
 }

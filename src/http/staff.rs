@@ -149,7 +149,7 @@ pub async fn nearest(State(st): State<AppState>, p: Params) -> ApiResult<Respons
         .map(|(s, d)| {
             let (lon, lat) = crs.from_cgcs2000(s.geom.x(), s.geom.y())?;
             Ok(json!({
-                "code": s.code, "name": s.name, "role": s.role, "distance_m": (d * 10.0).round() / 10.0,
+                "code": s.code, "name": s.name, "role": s.role, "distance_m": staff::tenths(*d),
                 "on_duty": s.on_duty, "last_seen": s.last_seen.map(rfc3339_ms), "grid_code": s.grid_code,
                 "lon": lon, "lat": lat,
             }))
@@ -232,11 +232,10 @@ pub async fn tasks(State(st): State<AppState>, Caller(who): Caller, p: Params) -
         .map(|(case, task)| {
             let mut v = crate::events::case_json(&case);
             v["task"] = json!(task.as_str());
-            v["distance_m"] = json!(
-                (crate::geo::haversine_m((member.geom.x(), member.geom.y()), (case.geom.x(), case.geom.y())) * 10.0)
-                    .round()
-                    / 10.0
-            );
+            v["distance_m"] = json!(staff::tenths(crate::geo::haversine_m(
+                (member.geom.x(), member.geom.y()),
+                (case.geom.x(), case.geom.y())
+            )));
             v
         })
         .collect();

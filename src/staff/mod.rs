@@ -192,6 +192,11 @@ fn grids_of_community(index: &CityIndex, community: &str) -> Vec<Str> {
     out
 }
 
+/// `x` to one decimal place: distances to the decimetre, minutes to the tenth, as staff answers give them.
+pub fn tenths(m: f64) -> f64 {
+    (m * 10.0).round() / 10.0
+}
+
 /// A member as the API and the feed show them: their properties, position and assigned grids.
 pub fn to_json(s: &Staff) -> Value {
     let mut v = Value::Object(s.properties());
@@ -254,7 +259,7 @@ pub fn track_feature(s: &Staff, track: &[Position], crs: &Crs) -> Result<Value, 
             "code": s.code, "name": s.name, "role": s.role,
             "from": track.first().map(|p| rfc3339_ms(p.at)), "to": track.last().map(|p| rfc3339_ms(p.at)),
             "points": track.len(),
-            "distance_m": (distance * 10.0).round() / 10.0,
+            "distance_m": tenths(distance),
             "times": track.iter().map(|p| rfc3339_ms(p.at)).collect::<Vec<_>>(),
             "grids": track.iter().map(|p| p.grid_code.clone()).collect::<Vec<_>>(),
         },

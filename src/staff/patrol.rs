@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::NaiveDate;
 use serde_json::{Value, json};
 
+use super::tenths;
 use crate::index::CityIndex;
 use crate::model::{CaseScope, PatrolDay, PatrolVisit, Str, rfc3339_ms};
 
@@ -37,10 +38,6 @@ impl By {
 /// A share rounded to four places; none of nothing.
 fn rate(part: usize, whole: usize) -> Value {
     if whole == 0 { Value::Null } else { json!(((part as f64 / whole as f64) * 10_000.0).round() / 10_000.0) }
-}
-
-fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
 }
 
 fn time(ms: Option<i64>) -> Value {
@@ -96,8 +93,8 @@ pub fn report(
                     "staff": s.code, "name": s.name, "role": s.role, "community_code": s.community_code,
                     "grids_assigned": mine.len(), "grids_visited": covered, "other_grids_visited": others,
                     "coverage_rate": rate(covered, mine.len()),
-                    "distance_m": round1(d.map_or(0.0, |d| d.distance_m)),
-                    "duty_minutes": round1(d.map_or(0.0, |d| d.duty_s / 60.0)),
+                    "distance_m": tenths(d.map_or(0.0, |d| d.distance_m)),
+                    "duty_minutes": tenths(d.map_or(0.0, |d| d.duty_s / 60.0)),
                     "positions": d.map_or(0, |d| d.positions),
                     "first_at": time(d.map(|d| d.first_ms)), "last_at": time(d.map(|d| d.last_ms)),
                 }));
@@ -150,8 +147,8 @@ pub fn report(
                     "community_code": code, "name": communities.get(code).map(|c| c.name.as_str()),
                     "grids": n, "grids_visited": seen, "coverage_rate": rate(seen, n),
                     "staff": staff.len(), "staff_on_patrol": ds.len(),
-                    "distance_m": round1(ds.iter().map(|d| d.distance_m).sum()),
-                    "duty_minutes": round1(ds.iter().map(|d| d.duty_s / 60.0).sum()),
+                    "distance_m": tenths(ds.iter().map(|d| d.distance_m).sum()),
+                    "duty_minutes": tenths(ds.iter().map(|d| d.duty_s / 60.0).sum()),
                 }));
             }
         }
@@ -165,8 +162,8 @@ pub fn report(
             "grids_assigned": total_assigned, "grids_visited": total_visited,
             "coverage_rate": rate(total_visited, total_assigned),
             "staff": in_scope.len(), "staff_on_patrol": active.len(),
-            "distance_m": round1(active.iter().map(|d| d.distance_m).sum()),
-            "duty_minutes": round1(active.iter().map(|d| d.duty_s / 60.0).sum()),
+            "distance_m": tenths(active.iter().map(|d| d.distance_m).sum()),
+            "duty_minutes": tenths(active.iter().map(|d| d.duty_s / 60.0).sum()),
         },
     })
 }

@@ -20,7 +20,7 @@ use crate::events::{self, Live, bbox_of};
 use crate::geo::Crs;
 use crate::index::Record;
 use crate::metrics::Metrics;
-use crate::model::{Collection, PatrolDay, PatrolVisit, Position, StampError, Str, city_tz, device_time, rfc3339_ms};
+use crate::model::{Collection, PatrolDay, PatrolVisit, Position, StampError, Str, city_tz, device_time};
 use crate::store::log::{ChangeRow, Op};
 use crate::store::{Store, StoreError};
 
@@ -425,11 +425,6 @@ pub async fn sweep_duty(positions: Arc<Positions>, every: std::time::Duration) {
             Err(e) => tracing::warn!(error = %e, "duty sweep failed"),
         }
     }
-}
-
-/// A position's time as the API writes it.
-pub fn at_text(p: &Position) -> String {
-    rfc3339_ms(p.at)
 }
 
 #[cfg(test)]

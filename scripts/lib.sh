@@ -158,6 +158,14 @@ ensure_peer_venv() {
     export ONEMAP_PEER_PYTHON="$root/var/peer-venv/bin/python"
 }
 
+# An S3-protocol server (moto's, from PyPI) that tests/media.rs keeps case photos in.
+ensure_s3() {
+    local root
+    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    ensure_venv "$root/var/s3-venv" "$root/scripts/s3/requirements.txt" "the S3 server"
+    export ONEMAP_TEST_MOTO="$root/var/s3-venv/bin/moto_server"
+}
+
 # schemathesis, which tests/openapi.rs runs against the OpenAPI document at /api.
 ensure_schemathesis() {
     local root

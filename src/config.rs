@@ -191,6 +191,12 @@ pub struct ServeArgs {
     /// raises an alarm (for trying onemap out; never on a real city).
     #[arg(long)]
     pub simulate_sensors: bool,
+    /// Bring a demo city to life: about 40 supervisors walk their beats, report with photos,
+    /// verify and check; citizens report through Open311; the command centre and departments
+    /// step cases at the domain's pace, all through the public API. Refused on a store that is
+    /// not a demo city.
+    #[arg(long)]
+    pub simulate: bool,
     /// Serve reads only, following the change log of a store another process writes (a second
     /// process on the same GeoPackage file, or a PostgreSQL hot standby). Writes get 405.
     #[arg(long)]
@@ -199,6 +205,11 @@ pub struct ServeArgs {
     /// above); writes always do.
     #[arg(long)]
     pub public_read: bool,
+    /// Where case photos are kept: a directory, or s3://bucket?endpoint=URL for S3-compatible
+    /// storage (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) [default: media/
+    /// beside a GeoPackage store, var/media for PostgreSQL].
+    #[arg(long, env = "ONEMAP_MEDIA")]
+    pub media: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -239,6 +250,10 @@ pub struct FileConfig {
     pub sensors: Option<crate::sensors::ingest::Settings>,
     /// Duty timeout, clock drift and feed throttling of staff positions (`[staff]`).
     pub staff: Option<crate::staff::positions::Settings>,
+    /// Where case photos are kept (like `--media`).
+    pub media_store: Option<String>,
+    /// Size limit, distance and time flags, and the photo rule of case photos (`[media]`).
+    pub media: Option<crate::media::Settings>,
     /// Days the change log keeps changes [default: 7]: the live feed can be resumed that far
     /// back, and a server stopped longer reloads the city when it starts following again.
     pub log_retention_days: Option<i64>,
@@ -303,7 +318,11 @@ pub struct ServeConfig {
     pub mqtt: Option<crate::mqtt::BrokerUrl>,
     pub sensors: crate::sensors::ingest::Settings,
     pub staff: crate::staff::positions::Settings,
+    /// The media store's location and the photo rules.
+    pub media_store: String,
+    pub media: crate::media::Settings,
     pub simulate_sensors: bool,
+    pub simulate: bool,
     pub log_retention: chrono::Duration,
     pub read_only: bool,
     pub public_read: bool,
@@ -327,14 +346,18 @@ impl ServeConfig {
         sensors.check().map_err(ConfigError::Invalid)?;
         let staff = file.staff.unwrap_or_default();
         staff.check().map_err(ConfigError::Invalid)?;
+        let media = file.media.unwrap_or_default();
+        media.check().map_err(ConfigError::Invalid)?;
+        let media_store =
+            args.media.clone().or(file.media_store).unwrap_or_else(|| crate::media::default_location(&store));
         let mqtt = args.mqtt.clone().or(file.mqtt).map(|u| u.parse()).transpose().map_err(ConfigError::Invalid)?;
         let retention_days = file.log_retention_days.unwrap_or(DEFAULT_LOG_RETENTION_DAYS);
         if !(1..=3650).contains(&retention_days) {
             return Err(ConfigError::Invalid(format!("log_retention_days must be 1 to 3650, not {retention_days}")));
         }
-        if args.read_only && (args.demo || args.simulate_sensors || mqtt.is_some()) {
+        if args.read_only && (args.demo || args.simulate_sensors || args.simulate || mqtt.is_some()) {
             return Err(ConfigError::Invalid(
-                "--read-only serves reads only: it cannot seed --demo, --simulate-sensors or take --mqtt readings"
+                "--read-only serves reads only: it cannot seed --demo, --simulate(-sensors) or take --mqtt readings"
                     .into(),
             ));
         }
@@ -345,9 +368,12 @@ impl ServeConfig {
             cost_limits: file.cost_limits.unwrap_or_default(),
             log_retention: chrono::Duration::days(retention_days),
             simulate_sensors: args.simulate_sensors,
+            simulate: args.simulate,
             mqtt,
             sensors,
             staff,
+            media,
+            media_store,
             listen: args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
             store,
             demo: args.demo,

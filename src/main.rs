@@ -32,6 +32,10 @@ async fn main() -> anyhow::Result<()> {
                 .with_rules(cfg.deadlines.clone(), cfg.scoring)
                 .with_sensor_settings(cfg.sensors)
                 .with_staff_settings(cfg.staff)
+                .with_media(
+                    onemap::media::Photos::new(onemap::media::open(&cfg.media_store)?, cfg.media_store.clone()),
+                    cfg.media.clone(),
+                )
                 .with_log_retention(cfg.log_retention);
             let state = state.with_rate_limits(cfg.rate_limits).with_cost_limits(cfg.cost_limits);
             let state = if cfg.public_read { state.with_public_read() } else { state };
@@ -56,6 +60,27 @@ async fn main() -> anyhow::Result<()> {
                     onemap::sensors::simulate::run(ingest.clone(), sim, std::time::Duration::from_secs(60))
                 });
                 tracing::info!("simulating sensor readings once a minute");
+            }
+            if cfg.simulate {
+                anyhow::ensure!(
+                    onemap::demo::simulate::is_demo(&*state.store).await?,
+                    "--simulate moves only a demo city (seeded by `onemap demo` or `serve --demo`), and {} is not one",
+                    cfg.store
+                );
+                let client = onemap::server::router_client(onemap::app(state.clone()));
+                let (index, store) = (state.index.clone(), state.store.clone());
+                onemap::server::spawn_singleton(&*state.store, "field simulation", move || {
+                    let (client, index, store) = (client.clone(), index.clone(), store.clone());
+                    async move {
+                        let pace = onemap::demo::simulate::Pace::default();
+                        match onemap::demo::simulate::Simulation::new(client, index, store, pace, rand::random()).await
+                        {
+                            Ok(sim) => onemap::demo::simulate::run(sim).await,
+                            Err(e) => tracing::error!(error = %e, "the field simulation could not start"),
+                        }
+                    }
+                });
+                tracing::info!("simulating supervisors, citizens, the command centre and departments");
             }
             let addr = listener.local_addr()?;
             tracing::info!(listen = %addr, store = %cfg.store, "serving");
@@ -208,6 +233,7 @@ async fn main() -> anyhow::Result<()> {
                     bar.set_message(table.to_string());
                 })
                 .await?;
+            onemap::demo::simulate::mark(&*store).await?;
             bar.finish_and_clear();
             store.close().await;
             println!(

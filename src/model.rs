@@ -32,6 +32,8 @@ pub enum Collection {
     Overlays,
     /// Field staff (监督员, 信息采集员, 处置人员) where they were last seen.
     Staff,
+    /// Case photos: not an index layer, logged so the feed announces a new photo (`case.media`).
+    Media,
 }
 
 impl Collection {
@@ -60,13 +62,14 @@ impl Collection {
             Collection::Tokens => "tokens",
             Collection::Overlays => "overlays",
             Collection::Staff => "staff",
+            Collection::Media => "media",
         }
     }
 
     pub fn parse(s: &str) -> Option<Collection> {
         Self::FEATURES
             .into_iter()
-            .chain([Collection::Alarms, Collection::Tokens, Collection::Overlays])
+            .chain([Collection::Alarms, Collection::Tokens, Collection::Overlays, Collection::Media])
             .find(|c| c.as_str() == s)
     }
 
@@ -88,6 +91,7 @@ impl Collection {
             Collection::Alarms => "告警 Alarms",
             Collection::Tokens => "令牌 API tokens",
             Collection::Overlays => "分析图层 Analysis overlays",
+            Collection::Media => "案件照片 Case photos",
             Collection::Staff => "巡查人员 Field staff",
         }
     }
@@ -104,6 +108,7 @@ impl Collection {
             Collection::Alarms => "Sensor alarms and their lifecycle",
             Collection::Tokens => "API bearer tokens (their hashes)",
             Collection::Overlays => "Analysis results published to the big screens",
+            Collection::Media => "Photos of cases, the evidence of each field step",
             Collection::Staff => "Supervisors and field workers, where they were last seen and whether on duty",
         }
     }
@@ -155,7 +160,8 @@ macro_rules! with_model {
             }
             $crate::model::Collection::Alarms
             | $crate::model::Collection::Tokens
-            | $crate::model::Collection::Overlays => $other,
+            | $crate::model::Collection::Overlays
+            | $crate::model::Collection::Media => $other,
         }
     };
 }
@@ -294,6 +300,11 @@ named_enum!(
         Close => "close",
     }
 );
+
+/// `x` to one decimal place: distances to the decimetre, minutes to the tenth, as answers give them.
+pub fn tenths(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
 
 /// The city's clock: China Standard Time (UTC+8, no daylight saving). City days, months and
 /// working hours are counted on it.
@@ -758,6 +769,72 @@ pub struct ApiToken {
 pub struct TokenRevocation {
     pub hash: Str,
     pub revoked_at: DateTime<Utc>,
+}
+
+/// The field step a case photo is evidence of (上报, 核实, 处置后, 核查照片).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaStep {
+    Report,
+    Verify,
+    Handle,
+    Check,
+}
+
+impl MediaStep {
+    pub const ALL: [MediaStep; 4] = [MediaStep::Report, MediaStep::Verify, MediaStep::Handle, MediaStep::Check];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MediaStep::Report => "report",
+            MediaStep::Verify => "verify",
+            MediaStep::Handle => "handle",
+            MediaStep::Check => "check",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MediaStep> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    /// The workflow action a photo of this step is the proof of, where one is.
+    pub fn proves(self) -> Option<Action> {
+        match self {
+            MediaStep::Report => None,
+            MediaStep::Verify => Some(Action::Verify),
+            MediaStep::Handle => Some(Action::Handle),
+            MediaStep::Check => Some(Action::CheckPass),
+        }
+    }
+}
+
+/// Where a photo says it was taken (EXIF GPS, WGS84) and how far that is from its case.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PhotoPlace {
+    pub lon: f64,
+    pub lat: f64,
+    pub distance_m: f64,
+}
+
+/// A photo of a case: the row that describes two objects in the media store, the original and
+/// its thumbnail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Media {
+    pub id: Str,
+    pub case_id: i64,
+    pub step: MediaStep,
+    pub content_type: Str,
+    pub bytes: i64,
+    pub width: i64,
+    pub height: i64,
+    /// When the camera says it was taken (EXIF), if it says.
+    pub taken_at: Option<DateTime<Utc>>,
+    pub place: Option<PhotoPlace>,
+    /// The keys of the original and of the thumbnail in the media store.
+    pub object: Str,
+    pub thumbnail: Str,
+    pub actor: Str,
+    pub role: Str,
+    pub uploaded_at: DateTime<Utc>,
 }
 
 /// An IoT sensor watching a lifeline (城市生命线): a water level, gas, pressure, strain ... gauge.

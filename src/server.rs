@@ -164,6 +164,7 @@ pub async fn seed(store: &dyn Store, params: &DemoParams) -> Result<(), StoreErr
     );
     let t = Instant::now();
     store.write_city(&city, &|_, _| {}).await?;
+    crate::demo::simulate::mark(store).await?;
     tracing::info!(elapsed_ms = t.elapsed().as_millis() as u64, "demo city written");
     Ok(())
 }
@@ -191,6 +192,10 @@ pub async fn serve(state: AppState, listener: TcpListener) -> std::io::Result<()
     let tasks = spawn_singleton(&*store, "task assignment", move || {
         crate::staff::tasks::run(task_live.clone(), reassign, TASKS_EVERY)
     });
+    let (photos, photo_store) = (state.media.clone(), store.clone());
+    let photo_sweep = spawn_singleton(&*store, "photo sweep", move || {
+        crate::media::run_sweeps(photos.clone(), photo_store.clone(), crate::media::SWEEP_EVERY)
+    });
     let prune_store = store.clone();
     let prune = spawn_singleton(&*store, "change-log pruning", move || prune_log(prune_store.clone(), retention));
     // The unit grids and their neighbour graph, built in the background so the first hotspot
@@ -212,6 +217,7 @@ pub async fn serve(state: AppState, listener: TcpListener) -> std::io::Result<()
     stale.abort();
     duty_sweep.abort();
     tasks.abort();
+    photo_sweep.abort();
     prune.abort();
     store.close().await;
     Ok(())
@@ -301,4 +307,13 @@ fn shutdown_signal() -> impl Future<Output = ()> {
         }
         tracing::info!("shutting down: draining in-flight requests");
     }
+}
+
+/// The simulator's client: requests through `router`, exactly as they come over the network.
+pub fn router_client(router: axum::Router) -> crate::demo::simulate::Client {
+    Arc::new(move |req| {
+        use tower::ServiceExt;
+        let router = router.clone();
+        Box::pin(async move { router.oneshot(req).await.unwrap_or_else(|never| match never {}) })
+    })
 }

@@ -66,12 +66,21 @@ fn big_screen_page_in_headless_chromium() {
     // The page logs in as a shift leader, who may publish the hotspot overlay.
     let leader = token_cli(&store, "shift_leader");
 
+    // A phone photo for the case the page reports (the page uploads it and shows it in the popup).
+    let photo = std::env::temp_dir().join(format!("onemap-browser-photo-{}.jpg", std::process::id()));
+    let picture = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(640, 480, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
+    }));
+    std::fs::write(&photo, onemap::media::photo::stamp(&picture, chrono::Utc::now(), None, onemap::model::city_tz()))
+        .unwrap();
+
     // A hang guard, not a timing check: coreutils' timeout kills a browser run that never ends.
     let status = Command::new("timeout")
         .args(["300", "node"])
         .arg(web.join("tests/map.test.mjs"))
         .args([&base, &token, &device, &leader])
         .env("CHROMIUM", &chromium)
+        .env("PHOTO_FILE", &photo)
         .current_dir(root)
         .status()
         .expect("run node (apt-get install nodejs npm)");

@@ -11,7 +11,7 @@ const LAYERS: &[&[&str]] = &[
     &["store", "index", "catalog"],
     &["tiles", "grids", "auth", "metrics"],
     &["events"],
-    &["cases", "sensors", "staff"],
+    &["cases", "sensors", "staff", "media"],
     &["analysis", "export", "demo", "mqtt"],
     &["http", "config"],
     &["server"],

@@ -23,6 +23,7 @@ mod layout;
 mod locate;
 mod names;
 mod planar;
+pub mod simulate;
 mod uscc;
 
 #[cfg(test)]

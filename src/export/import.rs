@@ -365,9 +365,11 @@ impl Validator<'_> {
             Collection::Components => self.component(f, geom)?.to_row(),
             Collection::Cases => return self.case(f, geom).map(|c| c.to_row()),
             Collection::Staff => self.staff(f, geom)?.to_row(),
-            Collection::Sensors | Collection::Alarms | Collection::Tokens | Collection::Overlays => {
-                self.sensor(f, geom)?.to_row()
-            }
+            Collection::Sensors
+            | Collection::Alarms
+            | Collection::Tokens
+            | Collection::Overlays
+            | Collection::Media => self.sensor(f, geom)?.to_row(),
         };
         // Duplicates last, so a feature rejected for another reason does not claim its code.
         let Val::Text(Some(code)) = &row[0] else { unreachable!("keys are text") };

@@ -22,7 +22,7 @@ use crate::model::{Action, Case, CaseStep, Status};
 use crate::store::{self, schema::Val};
 
 /// Roles that may report a case.
-const REPORTERS: &[Role] = &[Role::Supervisor, Role::Acceptor, Role::ShiftLeader, Role::Dispatcher];
+pub(crate) const REPORTERS: &[Role] = &[Role::Supervisor, Role::Acceptor, Role::ShiftLeader, Role::Dispatcher];
 
 /// `POST /api/v1/cases`: validated, committed, then applied to the index and announced.
 pub async fn create(
@@ -87,13 +87,7 @@ pub async fn act(
     PathParams(id): PathParams<String>,
     JsonBody(req): JsonBody<ActionRequest>,
 ) -> ApiResult<Response> {
-    let case = st
-        .index
-        .cases
-        .read()
-        .get(&id)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found("unknown-case", format!("no case {id:?}")))?;
+    let case = case_of(&st, &id)?;
     confine(&who, &case, "act on")?;
     let action = workflow::action(&req.action)?;
     // A role that may never act is refused (403) whatever the version; otherwise the version
@@ -113,6 +107,11 @@ pub async fn act(
     }
     if let Some(n) = note {
         crate::model::check_text("note", n).map_err(|e| ApiError::bad_request("invalid-action", e))?;
+    }
+    if st.media.settings().required_for(action).is_some() {
+        // A photo of this step taken since the case's last step (a rework needs a new one).
+        let since = history(&st, case.id).await?.last().map_or(case.reported_at, |s| s.at);
+        st.media.check_required(&*st.store, case.id, action, since).await?;
     }
     let now = Utc::now();
     let hours = match action {
@@ -207,6 +206,11 @@ fn stale(current: i32, expected: i32) -> ApiError {
     )
 }
 
+/// The case `id` as the index holds it (404 when there is none).
+pub(crate) fn case_of(st: &AppState, id: &str) -> ApiResult<Case> {
+    st.index.cases.read().get(id).cloned().ok_or_else(|| ApiError::not_found("unknown-case", format!("no case {id:?}")))
+}
+
 /// The owner-first suggestion for a case.
 fn suggestion(st: &AppState, case: &Case) -> Option<(crate::model::Str, routing::Basis)> {
     let component = case.component_code.as_ref().and_then(|c| st.index.components.read().get(c).cloned());
@@ -215,7 +219,7 @@ fn suggestion(st: &AppState, case: &Case) -> Option<(crate::model::Str, routing:
 
 /// A caller sees and acts on the cases in its scope only: a department those dispatched to it,
 /// a district or street command centre those in its area.
-fn confine(who: &Principal, case: &Case, doing: &str) -> ApiResult<()> {
+pub(crate) fn confine(who: &Principal, case: &Case, doing: &str) -> ApiResult<()> {
     if !who.case_scope().sees(case) {
         let why =
             if who.role == Role::Department { "which is not dispatched to it" } else { "which is outside its scope" };
@@ -263,6 +267,7 @@ pub async fn get_case(
                 "note": if anonymous { None } else { s.note.as_deref() }})
         })
         .collect();
+    body["media"] = json!(super::media::listed(&st, &case, anonymous).await?);
     Ok(axum::Json(body).into_response())
 }
 

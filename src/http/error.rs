@@ -13,6 +13,7 @@ use crate::cases::workflow::WorkflowError;
 use crate::export::ExportError;
 use crate::geo::{CrsError, TileError};
 use crate::grids::GridError;
+use crate::media::MediaError;
 use crate::sensors::SensorError;
 use crate::sensors::ingest::AckError;
 use crate::staff::StaffError;
@@ -203,6 +204,39 @@ impl From<StaffError> for ApiError {
             }
         };
         ApiError::bad_request(kind, e.to_string())
+    }
+}
+
+impl From<MediaError> for ApiError {
+    fn from(e: MediaError) -> Self {
+        match e {
+            MediaError::TooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large", e.to_string())
+            }
+            MediaError::Unsupported => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                e.to_string(),
+            ),
+            MediaError::Invalid(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-image", "Unprocessable request", e.to_string())
+            }
+            MediaError::PhotoRequired { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "photo-required",
+                "Unprocessable request",
+                e.to_string(),
+            ),
+            MediaError::Missing(_) => ApiError::not_found("unknown-media", e.to_string()),
+            MediaError::Store(e) => e.into(),
+            // The bucket or the disk: nothing was acknowledged, the client may retry.
+            MediaError::Objects(_) => {
+                tracing::warn!(error = %e, "the media store failed");
+                ApiError::unavailable("media-unavailable", "the media store cannot be reached; retry shortly")
+            }
+            MediaError::Location(..) => ApiError::internal(e),
+        }
     }
 }
 

@@ -11,6 +11,7 @@ pub mod features;
 pub mod health;
 pub mod limits;
 pub mod locate;
+pub mod media;
 pub mod open311;
 pub mod openapi;
 pub mod params;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub sensors: Arc<crate::sensors::ingest::Ingest>,
     /// Staff positions into tracks and patrol tallies.
     pub staff: Arc<crate::staff::positions::Positions>,
+    /// Case photos: the media store and its rules.
+    pub media: Arc<crate::media::Photos>,
     /// Analysis units, the latest hotspot result and recent density grids.
     pub analysis: Arc<crate::analysis::Analysis>,
     /// Exports running at once: each holds a blocking thread and a temporary file.
@@ -94,6 +97,7 @@ impl AppState {
             web_dir: Arc::new(crate::config::DEFAULT_WEB_DIR.into()),
             sensors,
             staff,
+            media: Arc::new(crate::media::Photos::in_memory()),
             analysis,
             exports: Arc::new(tokio::sync::Semaphore::new(export::CONCURRENT)),
             log_retention: chrono::Duration::days(crate::config::DEFAULT_LOG_RETENTION_DAYS),
@@ -151,6 +155,13 @@ impl AppState {
         self
     }
 
+    /// Photos kept in `photos` (a directory or a bucket) under the `[media]` rules.
+    pub fn with_media(mut self, photos: crate::media::Photos, settings: crate::media::Settings) -> Self {
+        photos.configure(settings);
+        self.media = Arc::new(photos);
+        self
+    }
+
     /// The configured staff position settings (`[staff]`).
     pub fn with_staff_settings(self, settings: crate::staff::positions::Settings) -> Self {
         self.staff.configure(settings);
@@ -177,6 +188,10 @@ pub fn all_rejected<'a>(
     error::ApiError::bad_request(kind, format!("all {n} {what} were rejected: {}", first.join("; ")))
 }
 
+/// Largest upload body, whatever `[media] max_bytes` allows (200 MiB) plus the multipart framing:
+/// the configured limit is checked as the file part streams in.
+pub const MAX_UPLOAD_BYTES: usize = 201 * 1024 * 1024;
+
 /// Largest request body: a 100,000-point locate batch is about 4 MB of JSON.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
@@ -201,6 +216,12 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/cases/summary", get(cases::summary))
         .route("/api/v1/cases/{id}", get(cases::get_case))
         .route("/api/v1/cases/{id}/actions", axum::routing::post(cases::act))
+        .route(
+            "/api/v1/cases/{id}/media",
+            get(media::list).post(media::upload).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+        )
+        .route("/api/v1/cases/{id}/media/{mid}", get(media::original))
+        .route("/api/v1/cases/{id}/media/{mid}/thumbnail", get(media::thumbnail))
         .route("/api/v1/evaluation", get(cases::evaluation))
         .route("/api/v1/sensors", axum::routing::post(sensors::register))
         .route("/api/v1/sensors/readings", axum::routing::post(sensors::post_readings))
@@ -223,7 +244,11 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/analysis/stats", axum::routing::post(analysis::box_stats))
         .route("/api/v1/export/{collection}", get(export::export))
         .route("/open311/v2/services.json", get(open311::services))
-        .route("/open311/v2/requests.json", get(open311::get_requests).post(open311::post_request))
+        .route(
+            "/open311/v2/requests.json",
+            get(open311::get_requests).post(open311::post_request).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+        )
+        .route("/open311/v2/requests/{id}/media/{mid}", get(open311::get_media))
         .route("/open311/v2/requests/{file}", get(open311::get_request))
         .merge(web::routes())
         .fallback(fallback)

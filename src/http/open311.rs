@@ -18,8 +18,9 @@ use super::params::{Params, PathParams};
 use crate::auth::{AuthError, Role};
 use crate::cases::intake::NewCase;
 use crate::cases::is_open;
-use crate::model::{Case, CaseStep};
+use crate::model::{Case, CaseStep, MediaStep};
 use crate::store::{self, schema::Val};
+use bytes::Bytes;
 
 /// `GET /open311/v2/services.json`.
 pub async fn services(State(st): State<AppState>) -> Response {
@@ -46,23 +47,61 @@ pub struct PostRequest {
     pub description: Option<String>,
     #[serde(default)]
     pub address_string: Option<String>,
+    #[serde(default)]
+    pub media_url: Option<String>,
 }
 
-/// `POST /open311/v2/requests.json`: needs the `api_key` of a `public` (or admin) token.
-pub async fn post_request(
-    State(st): State<AppState>,
-    headers: axum::http::HeaderMap,
-    bytes: axum::body::Bytes,
-) -> ApiResult<Response> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let body: PostRequest = if is_json {
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("malformed-request", e.to_string()))?
+/// A posted request's fields, and its photo when it came as multipart with a `media` part.
+async fn read_post(st: &AppState, req: axum::extract::Request) -> ApiResult<(PostRequest, Option<Bytes>)> {
+    use axum::extract::FromRequest;
+    let kind = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let malformed = |e: String| ApiError::bad_request("malformed-request", e);
+    if kind.starts_with("multipart/form-data") {
+        let mut parts = axum::extract::Multipart::from_request(req, st).await.map_err(|e| malformed(e.body_text()))?;
+        let (mut fields, mut media) = (Vec::new(), None);
+        while let Some(mut field) = parts.next_field().await.map_err(super::media::multipart_error)? {
+            let name = field.name().unwrap_or("").to_string();
+            if name == "media" {
+                media = Some(super::media::read_part(&mut field, st.media.settings().max_bytes).await?);
+            } else {
+                fields.push((name, field.text().await.map_err(super::media::multipart_error)?));
+            }
+        }
+        // The text parts are the same fields as a form-encoded post.
+        let form = serde_urlencoded::to_string(&fields).map_err(|e| malformed(e.to_string()))?;
+        return Ok((serde_urlencoded::from_str(&form).map_err(|e| malformed(e.to_string()))?, media));
+    }
+    // Only a photo may be big: a form or JSON post keeps the API's usual limit.
+    let bytes = axum::body::to_bytes(req.into_body(), super::MAX_BODY_BYTES).await.map_err(|_| {
+        ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Payload too large",
+            format!("a form or JSON request is at most {} bytes", super::MAX_BODY_BYTES),
+        )
+    })?;
+    let body = if kind.starts_with("application/json") {
+        serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?
     } else {
-        serde_urlencoded::from_bytes(&bytes).map_err(|e| ApiError::bad_request("malformed-request", e.to_string()))?
+        serde_urlencoded::from_bytes(&bytes).map_err(|e| malformed(e.to_string()))?
     };
+    Ok((body, None))
+}
+
+/// `POST /open311/v2/requests.json`: needs the `api_key` of a `public` (or admin) token. Form
+/// fields, JSON, or multipart with the photo as `media` (GeoReport's extension for uploads).
+pub async fn post_request(State(st): State<AppState>, req: axum::extract::Request) -> ApiResult<Response> {
+    let (body, media) = read_post(&st, req).await?;
+    if body.media_url.is_some() {
+        // Fetching a URL a client names would let it make this server call anywhere (SSRF);
+        // the photo itself is welcome.
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "media-url-refused",
+            "Unprocessable request",
+            "media_url is not fetched: post the photo itself as the multipart part `media`",
+        ));
+    }
     let key = body.api_key.as_deref().ok_or(AuthError::Missing)?;
     let who = st.auth.check(key).await?;
     who.require(&[Role::Public], "post Open311 requests")?;
@@ -90,7 +129,19 @@ pub async fn post_request(
         component_code: None,
         urgency: None,
     };
+    // The photo is checked before anything is stored, so a bad one leaves no case behind; stored
+    // after the case, which it needs (a failure then leaves the case without its photo, reported).
+    if let Some(m) = &media {
+        let max = st.media.settings().max_bytes;
+        if m.len() > max {
+            return Err(crate::media::MediaError::TooLarge { bytes: m.len(), max }.into());
+        }
+        crate::media::photo::sniff(m).ok_or(crate::media::MediaError::Unsupported)?;
+    }
     let (case, _) = report(&st, &who, &new).await?;
+    if let Some(m) = media {
+        st.media.attach(&st.live, &case, MediaStep::Report, m, (&who.actor, who.role.as_str())).await?;
+    }
     Ok(axum::Json(json!([{"service_request_id": case.id.to_string(), "service_notice": "已受理，感谢您的上报", "account_id": null}]))
         .into_response())
 }
@@ -99,8 +150,25 @@ fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// Where a request's first report photo is served to whoever may read the request.
+async fn media_url(st: &AppState, base: &str, c: &Case) -> ApiResult<Option<String>> {
+    let photos = st.media.of_case(&*st.store, c.id).await?;
+    Ok(photos
+        .iter()
+        .find(|m| m.step == MediaStep::Report)
+        .or(photos.first())
+        .map(|m| format!("{base}/open311/v2/requests/{}/media/{}", c.id, m.id)))
+}
+
+/// This server as its clients reach it (GeoReport's `media_url` is absolute).
+fn base_url(headers: &axum::http::HeaderMap) -> String {
+    let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
+    let scheme = h("x-forwarded-proto").filter(|p| *p == "https").unwrap_or("http");
+    h("host").map(|host| format!("{scheme}://{host}")).unwrap_or_default()
+}
+
 /// A case as an Open311 service request.
-fn as_request(st: &AppState, c: &Case, steps: &[CaseStep]) -> Value {
+fn as_request(st: &AppState, c: &Case, steps: &[CaseStep], media_url: Option<String>) -> Value {
     let service_name =
         st.index.dict.read().event_classes.iter().find(|e| e.code == c.class_code).map(|e| e.name.to_string());
     let last = steps.last();
@@ -121,6 +189,7 @@ fn as_request(st: &AppState, c: &Case, steps: &[CaseStep]) -> Value {
         "updated_datetime": last.map(|s| time(s.at)).unwrap_or_else(|| time(c.reported_at)),
         "lat": c.geom.y(),
         "long": c.geom.x(),
+        "media_url": media_url,
     })
 }
 
@@ -146,7 +215,12 @@ async fn readable(st: &AppState, who: &Option<Caller>) -> ApiResult<Box<dyn Fn(&
     }
 }
 
-pub async fn get_requests(State(st): State<AppState>, who: Option<Caller>, p: Params) -> ApiResult<Response> {
+pub async fn get_requests(
+    State(st): State<AppState>,
+    who: Option<Caller>,
+    headers: axum::http::HeaderMap,
+    p: Params,
+) -> ApiResult<Response> {
     let readable = readable(&st, &who).await?;
     let date = |k: &str| -> ApiResult<Option<DateTime<Utc>>> {
         p.get(k)
@@ -187,7 +261,12 @@ pub async fn get_requests(State(st): State<AppState>, who: Option<Caller>, p: Pa
         .collect();
     picked.sort_by_key(|c| std::cmp::Reverse((c.reported_at, c.id)));
     picked.truncate(MAX_REQUESTS);
-    let list: Vec<Value> = picked.iter().map(|c| as_request(&st, c, &[])).collect();
+    let base = base_url(&headers);
+    let mut urls = Vec::with_capacity(picked.len());
+    for c in &picked {
+        urls.push(media_url(&st, &base, c).await?);
+    }
+    let list: Vec<Value> = picked.iter().zip(urls).map(|(c, url)| as_request(&st, c, &[], url)).collect();
     Ok(axum::Json(list).into_response())
 }
 
@@ -195,6 +274,7 @@ pub async fn get_requests(State(st): State<AppState>, who: Option<Caller>, p: Pa
 pub async fn get_request(
     State(st): State<AppState>,
     who: Option<Caller>,
+    headers: axum::http::HeaderMap,
     PathParams(file): PathParams<String>,
 ) -> ApiResult<Response> {
     let readable = readable(&st, &who).await?;
@@ -205,5 +285,21 @@ pub async fn get_request(
     let case =
         st.index.cases.read().get(id).filter(|c| c.source == "public" && readable(c)).cloned().ok_or_else(unknown)?;
     let steps = history(&st, case_id).await?;
-    Ok(axum::Json(json!([as_request(&st, &case, &steps)])).into_response())
+    let url = media_url(&st, &base_url(&headers), &case).await?;
+    Ok(axum::Json(json!([as_request(&st, &case, &steps, url)])).into_response())
+}
+
+/// `GET /open311/v2/requests/{id}/media/{mid}`: a photo of a request, to whoever may read the
+/// request (its reporting key, staff in scope, anyone under `--public-read`).
+pub async fn get_media(
+    State(st): State<AppState>,
+    who: Option<Caller>,
+    PathParams((id, mid)): PathParams<(String, String)>,
+) -> ApiResult<Response> {
+    let readable = readable(&st, &who).await?;
+    let unknown = || ApiError::not_found("unknown-request", format!("no service request {id:?}"));
+    let case =
+        st.index.cases.read().get(&id).filter(|c| c.source == "public" && readable(c)).cloned().ok_or_else(unknown)?;
+    let m = super::media::photo_of(&st, &case, &mid).await?;
+    super::media::serve_object(&st, &m.object, &m.content_type).await
 }

@@ -352,6 +352,22 @@ fn operations(example: Option<(f64, f64)>) -> Vec<(String, &'static str, Value)>
         ("/api/v1/cases/{id}", "get", Op::new("getCase", "cases", "A case with its history")
             .params([case_id.clone()])
             .json(reference("Case"))),
+        ("/api/v1/cases/{id}/media", "post", Op::new("addCasePhoto", "cases", "Add a photo (JPEG, PNG or WebP) to a case")
+            .params([case_id.clone()])
+            .body("multipart/form-data", object(&["file"], json!({
+                "file": {"type": "string", "format": "binary"},
+                "step": enumeration(crate::model::MediaStep::ALL.iter().map(|s| s.as_str())),
+            })))
+            .created(reference("Media"))),
+        ("/api/v1/cases/{id}/media", "get", Op::new("listCasePhotos", "cases", "A case's photos, oldest first")
+            .params([case_id.clone()])
+            .json(object(&["media"], json!({"media": array_of(reference("Media"))})))),
+        ("/api/v1/cases/{id}/media/{mid}", "get", Op::new("getCasePhoto", "cases", "A case photo as uploaded")
+            .params([case_id.clone(), path("mid", string())])
+            .files(["image/jpeg", "image/png", "image/webp"])),
+        ("/api/v1/cases/{id}/media/{mid}/thumbnail", "get", Op::new("getCasePhotoThumbnail", "cases", "A case photo's thumbnail (JPEG, at most 320 px)")
+            .params([case_id.clone(), path("mid", string())])
+            .files(["image/jpeg"])),
         ("/api/v1/cases/{id}/actions", "post", Op::new("actOnCase", "cases", "Take a workflow step")
             .params([case_id.clone()])
             .json_body(object(&["action", "expected_version"], json!({
@@ -549,10 +565,13 @@ fn operations(example: Option<(f64, f64)>) -> Vec<(String, &'static str, Value)>
         ("/open311/v2/requests.json", "post", Op::new("open311Report", "open311", "Report through a public channel")
             .body("application/x-www-form-urlencoded", object(&["service_code", "lat", "long"], json!({
                 "api_key": string(), "service_code": string(), "lat": {"type": "number"}, "long": {"type": "number"},
-                "description": string(), "address_string": string(), "media_url": string(),
+                "description": string(), "address_string": string(),
             })))
             .answers("201", "application/json", array_of(object(&["service_request_id"], json!({"service_request_id": string()}))))
             .link("open311Request", "file", "$response.body#/0/service_request_id")),
+        ("/open311/v2/requests/{id}/media/{mid}", "get", Op::new("open311Photo", "open311", "A service request's photo")
+            .params([path("id", string()), path("mid", string())])
+            .files(["image/jpeg", "image/png", "image/webp"])),
         ("/open311/v2/requests/{file}", "get", Op::new("open311Request", "open311", "One service request")
             .params([path("file", json!({"type": "string", "description": "<id>.json"}))])
             .json(array_of(reference("Open311Request")))),
@@ -608,6 +627,18 @@ fn components() -> Value {
                 "component_code": optional(string()),
                 "urgency": optional(enumeration(crate::cases::intake::URGENCIES.iter().copied())),
             })),
+            "Media": object(&["id", "case_id", "step", "content_type", "url", "thumbnail_url"], json!({
+                "id": string(), "case_id": {"type": "integer"},
+                "step": enumeration(crate::model::MediaStep::ALL.iter().map(|s| s.as_str())),
+                "content_type": string(), "bytes": {"type": "integer"},
+                "width": {"type": "integer"}, "height": {"type": "integer"},
+                "taken_at": {"type": "string", "nullable": true},
+                "lon": {"type": "number", "nullable": true}, "lat": {"type": "number", "nullable": true},
+                "distance_m": {"type": "number", "nullable": true}, "far": boolean(),
+                "flags": array_of(enumeration(["far", "no_place", "early", "no_time"])),
+                "url": string(), "thumbnail_url": string(), "uploaded_at": string(),
+                "actor": {"type": "string", "nullable": true}, "role": string(),
+            })),
             "Case": object(&["id", "status", "version", "class_code", "source"], json!({
                 "id": {"type": "integer"}, "status": enumeration(Status::ALL.iter().map(|s| s.as_str())),
                 "version": {"type": "integer"}, "class_code": string(), "source": string(),
@@ -635,7 +666,8 @@ fn components() -> Value {
                 "value": {"type": "number"}, "case_id": {"type": "integer", "nullable": true}})),
             "Open311Request": object(&["service_request_id", "status"], json!({"service_request_id": string(),
                 "status": enumeration(["open", "closed"]), "service_code": string(),
-                "lat": {"type": "number"}, "long": {"type": "number"}})),
+                "lat": {"type": "number"}, "long": {"type": "number"},
+                "media_url": {"type": "string", "nullable": true}})),
         },
     })
 }

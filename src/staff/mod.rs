@@ -192,10 +192,7 @@ fn grids_of_community(index: &CityIndex, community: &str) -> Vec<Str> {
     out
 }
 
-/// `x` to one decimal place: distances to the decimetre, minutes to the tenth, as staff answers give them.
-pub fn tenths(m: f64) -> f64 {
-    (m * 10.0).round() / 10.0
-}
+pub use crate::model::tenths;
 
 /// A member as the API and the feed show them: their properties, position and assigned grids.
 pub fn to_json(s: &Staff) -> Value {

@@ -34,6 +34,10 @@ pub struct GpkgStore {
     writes: CaseWrites,
     /// The writer holds the singleton lease for good; a read-only process never does.
     leader: tokio::sync::watch::Sender<bool>,
+    /// The connection staff positions are written through (rusqlite, opened on first use): a
+    /// batch is three rows a position, and prepared statements executed row by row cost a
+    /// fraction of sqlx's per-parameter round trips to its worker thread.
+    tracks: std::sync::Arc<std::sync::Mutex<Option<rusqlite::Connection>>>,
 }
 
 impl GpkgStore {
@@ -82,7 +86,7 @@ impl GpkgStore {
             },
         );
         let leader = tokio::sync::watch::channel(!read_only).0;
-        let store = GpkgStore { pool, path: path.to_string(), writer, writes, leader };
+        let store = GpkgStore { pool, path: path.to_string(), writer, writes, leader, tracks: Default::default() };
         if !read_only {
             store.checkpoint().await?;
         }
@@ -349,23 +353,25 @@ impl Store for GpkgStore {
         visits: &[PatrolVisit],
         change: ChangeRow,
     ) -> Result<i64, StoreError> {
+        // In turn with every other write of this process (sqlx's connections wait for it).
         let _turn = self.writer.lock().await;
-        let mut tx = self.pool.begin().await?;
-        let seq = super::tracks::insert_positions_tx!(
-            tx,
-            Sqlite,
-            false,
-            "at_ms",
-            |t: DateTime<Utc>| t.timestamp_millis(),
-            "min",
-            "max",
-            positions,
-            days,
-            visits,
-            change
-        );
-        tx.commit().await?;
-        Ok(seq)
+        let (path, conn) = (self.path.clone(), self.tracks.clone());
+        let (positions, days, visits) = (positions.to_vec(), days.to_vec(), visits.to_vec());
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
+            if guard.is_none() {
+                *guard = Some(open_writer(&path)?);
+            }
+            let conn = guard.as_mut().expect("opened above");
+            let seq = write_positions(conn, &positions, &days, &visits, &change);
+            if seq.is_err() {
+                // A connection left in a failed state is not reused.
+                *guard = None;
+            }
+            seq
+        })
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
     }
 
     async fn latest_positions(&self) -> Result<Vec<Position>, StoreError> {
@@ -577,6 +583,86 @@ impl RowReader for GpkgReader {
         reader.await.map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
         Ok(())
     }
+}
+
+/// A rusqlite connection that writes as the sqlx pool does (WAL, full sync, a busy timeout).
+fn open_writer(path: &str) -> Result<rusqlite::Connection, StoreError> {
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "cache_size", -65536)?;
+    Ok(conn)
+}
+
+/// One batch of positions, its tallies and its change in one transaction (see
+/// `Store::insert_positions`); days are `YYYY-MM-DD` text, as sqlx writes them.
+fn write_positions(
+    conn: &mut rusqlite::Connection,
+    positions: &[Position],
+    days: &[PatrolDay],
+    visits: &[PatrolVisit],
+    change: &ChangeRow,
+) -> Result<i64, StoreError> {
+    use super::tracks::{days_conflict, visits_conflict};
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut put = tx.prepare_cached(
+            "INSERT INTO staff_positions (staff_code, at_ms, lon, lat, grid_code) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT DO NOTHING",
+        )?;
+        for p in positions {
+            put.execute(rusqlite::params![
+                p.staff.as_str(),
+                p.at.timestamp_millis(),
+                p.lon,
+                p.lat,
+                p.grid_code.as_deref()
+            ])?;
+        }
+        let mut add = tx.prepare_cached(&format!(
+            "INSERT INTO patrol_days (day, staff_code, positions, distance_m, duty_s, first_ms, last_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7){}",
+            days_conflict("min", "max")
+        ))?;
+        for d in days {
+            let day = d.day.format("%Y-%m-%d").to_string();
+            add.execute(rusqlite::params![
+                day,
+                d.staff.as_str(),
+                d.positions,
+                d.distance_m,
+                d.duty_s,
+                d.first_ms,
+                d.last_ms
+            ])?;
+        }
+        let mut visit = tx.prepare_cached(&format!(
+            "INSERT INTO patrol_visits (day, staff_code, grid_code, positions, first_ms, last_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6){}",
+            visits_conflict("min", "max")
+        ))?;
+        for v in visits {
+            let day = v.day.format("%Y-%m-%d").to_string();
+            visit.execute(rusqlite::params![
+                day,
+                v.staff.as_str(),
+                v.grid.as_str(),
+                v.positions,
+                v.first_ms,
+                v.last_ms
+            ])?;
+        }
+    }
+    let raw = super::log::to_raw(change);
+    let sql = format!("{} VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7){}", super::log::INSERT_SQL, super::log::INSERT_TAIL);
+    let at = chrono::Utc::now().timestamp_millis();
+    let seq: i64 =
+        tx.query_row(&sql, rusqlite::params![at, raw[0], raw[1], raw[2], raw[3], raw[4], raw[5]], |r| r.get(0))?;
+    tx.commit()?;
+    Ok(seq)
 }
 
 /// The patrol tallies of `day` (stored by sqlx as `YYYY-MM-DD` text).

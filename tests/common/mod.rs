@@ -5,6 +5,7 @@
 pub mod broker;
 pub mod files;
 pub mod remote;
+pub mod s3;
 
 use std::sync::OnceLock;
 
@@ -150,6 +151,40 @@ pub fn enc(s: &str) -> String {
 /// A POST with a JSON body and, when given, a bearer token.
 pub async fn post_as(app: &Router, uri: &str, token: Option<&str>, body: Vec<u8>) -> Resp {
     let mut req = Request::post(uri).header("content-type", "application/json").header("host", "127.0.0.1:8080");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    send(app, req.body(Body::from(body)).unwrap()).await
+}
+
+/// A multipart/form-data body of `parts` (name, file name for a file part, bytes) and its
+/// content type.
+pub fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "onemap-test-boundary-7d1f";
+    let mut body = Vec::new();
+    for (name, file, bytes) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"").as_bytes());
+        if let Some(f) = file {
+            // The header claims JPEG whatever the bytes are: the server must not believe it.
+            body.extend_from_slice(format!("; filename=\"{f}\"\r\nContent-Type: image/jpeg").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n\r\n");
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// A multipart POST of `parts` with, when given, a bearer token.
+pub async fn post_multipart(
+    app: &Router,
+    uri: &str,
+    token: Option<&str>,
+    parts: &[(&str, Option<&str>, &[u8])],
+) -> Resp {
+    let (kind, body) = multipart(parts);
+    let mut req = Request::post(uri).header("content-type", kind).header("host", "127.0.0.1:8080");
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }

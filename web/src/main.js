@@ -155,13 +155,50 @@ map.on('load', () => {
 });
 
 let popup = null;
-function casePopup(p, lngLat) {
+const PHOTO_STEPS = { report: '上报', verify: '核实', handle: '处置后', check: '核查' };
+
+/** A photo's bytes as an object URL: an <img> cannot send the bearer token. */
+async function photoUrl(path) {
+  const r = await fetch(path, { headers: authHeaders });
+  if (!r.ok) throw new Error(`${path}: ${r.status}`);
+  return URL.createObjectURL(await r.blob());
+}
+
+async function casePopup(p, lngLat) {
   if (popup) popup.remove();
   const el = document.createElement('div');
   el.className = 'case-popup';
-  el.textContent = `#${p.id} ${className(p.class_code)} · ${STATUS_NAMES[p.status] || p.status || ''}`
+  const title = document.createElement('div');
+  title.textContent = `#${p.id} ${className(p.class_code)} · ${STATUS_NAMES[p.status] || p.status || ''}`
     + (p.description ? ` · ${p.description}` : '');
-  popup = new Popup({ closeButton: true }).setLngLat(lngLat).setDOMContent(el).addTo(map);
+  el.append(title);
+  popup = new Popup({ closeButton: true, maxWidth: '360px' }).setLngLat(lngLat).setDOMContent(el).addTo(map);
+  // The case's photos (上报, 核实, 处置后, 核查), before and after, each with its step and a
+  // mark when it was taken far from the case.
+  try {
+    const c = await getJson(`/api/v1/cases/${encodeURIComponent(p.id)}`);
+    const media = c.media || [];
+    el.dataset.photos = String(media.length);
+    if (!media.length) return;
+    const strip = document.createElement('div');
+    strip.className = 'case-photos';
+    el.append(strip);
+    for (const m of media) {
+      const fig = document.createElement('figure');
+      const img = document.createElement('img');
+      img.alt = PHOTO_STEPS[m.step] || m.step;
+      img.src = await photoUrl(m.thumbnail_url);
+      img.addEventListener('click', async () => window.open(await photoUrl(m.url), '_blank'));
+      const cap = document.createElement('figcaption');
+      cap.textContent = (PHOTO_STEPS[m.step] || m.step) + (m.far ? ` · 距案件 ${Math.round(m.distance_m)} 米` : '');
+      if (m.far) cap.className = 'far';
+      fig.append(img, cap);
+      strip.append(fig);
+    }
+    el.dataset.photosShown = String(strip.querySelectorAll('img').length);
+  } catch (e) {
+    recordError('case photos', e);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

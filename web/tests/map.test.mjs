@@ -5,7 +5,7 @@
 // shows on the page (list and map) within 2 s without a reload, and saves a screenshot to
 // tests/artifacts/map.png. Exits non-zero with a message on the first failure.
 
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { validateStyleMin } from '@maplibre/maplibre-gl-style-spec';
@@ -205,6 +205,30 @@ async function main() {
   check(navigations.length === 0, `the page reloaded: ${navigations.join(', ')}`);
   const listText = await page.textContent(`#case-list li[data-case-id="${created.id}"]`);
   check(listText.includes('暴露垃圾'), `the list item does not name the class: ${listText}`);
+
+  // 3a'. The supervisor's report photo: a click on the case shows its thumbnail in the popup.
+  const form = new FormData();
+  form.append('file', new Blob([await readFile(process.env.PHOTO_FILE)]), 'report.jpg');
+  const photo = await api(`/api/v1/cases/${created.id}/media`, {
+    method: 'POST', headers: { authorization: `Bearer ${token}` }, body: form,
+  });
+  check(photo.step === 'report' && photo.thumbnail_url, `photo upload: ${JSON.stringify(photo)}`);
+  const caseAtPx = await page.evaluate(([lon, lat]) => {
+    const p = window.onemapMap.project([lon, lat]);
+    const r = window.onemapMap.getCanvas().getBoundingClientRect();
+    return { x: r.left + p.x, y: r.top + p.y };
+  }, near);
+  await page.mouse.click(caseAtPx.x, caseAtPx.y);
+  await page.waitForFunction(() => {
+    const img = document.querySelector('.case-popup .case-photos img');
+    return img && img.complete && img.naturalWidth > 0;
+  }, null, { timeout: 5000, polling: 100 })
+    .catch(async () => { throw new Error(`no photo in the case popup: ${await page.innerHTML('.case-popup').catch(() => 'no popup')}`); });
+  const caption = await page.textContent('.case-popup figcaption');
+  check(caption.includes('上报'), `the photo caption does not name its step: ${caption}`);
+  log(`case ${created.id}'s photo in its popup`);
+  await page.keyboard.press('Escape');
+  await page.evaluate(() => document.querySelector('.maplibregl-popup-close-button')?.click());
 
   // 3b. A sensor reading past red raises an alarm: it is in the alarm list within 2 s, and the
   // sensor turns red in the refreshed vector tiles.

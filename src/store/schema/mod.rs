@@ -321,6 +321,31 @@ pub static STAFF: Table = Table {
     ],
 };
 
+/// Case photos (see [`crate::model::Media`]).
+pub static CASE_MEDIA: Table = Table {
+    name: "case_media",
+    cols: &[
+        ("id", Text),
+        ("case_id", Int),
+        ("step", Text),
+        ("content_type", Text),
+        ("bytes", Int),
+        ("width", Int),
+        ("height", Int),
+        ("taken_at", Time),
+        ("place", Json),
+        ("object", Text),
+        ("thumbnail", Text),
+        ("actor", Text),
+        ("role", Text),
+        ("uploaded_at", Time),
+    ],
+};
+
+/// The record of each import (see `Store::import`); the demo city marks itself with one.
+pub static IMPORTS: Table =
+    Table { name: "imports", cols: &[("seq", Int), ("collection", Text), ("features", Int), ("source", Text)] };
+
 /// The keys each import wrote (see `Store::import`).
 pub static IMPORT_KEYS: Table = Table { name: "import_keys", cols: &[("seq", Int), ("key", Text)] };
 

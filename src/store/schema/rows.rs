@@ -417,6 +417,53 @@ impl Row for ApiToken {
     }
 }
 
+impl Row for Media {
+    fn table() -> &'static Table {
+        &CASE_MEDIA
+    }
+    fn to_row(&self) -> Vec<Val> {
+        vec![
+            t(&self.id),
+            Val::Int(self.case_id),
+            Val::Text(Some(self.step.as_str().into())),
+            t(&self.content_type),
+            Val::Int(self.bytes),
+            Val::Int(self.width),
+            Val::Int(self.height),
+            Val::Time(self.taken_at),
+            Val::Json(self.place.map(|p| serde_json::to_value(p).expect("a place serialises"))),
+            t(&self.object),
+            t(&self.thumbnail),
+            t(&self.actor),
+            t(&self.role),
+            Val::Time(Some(self.uploaded_at)),
+        ]
+    }
+    fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
+        let mut c = Cells::new(Self::table(), row);
+        let id = c.text()?;
+        let case_id = c.int()?;
+        let step = c.text()?;
+        let step = MediaStep::parse(&step).ok_or_else(|| c.bad(2, "a photo step"))?;
+        Ok(Media {
+            id,
+            case_id,
+            step,
+            content_type: c.text()?,
+            bytes: c.int()?,
+            width: c.int()?,
+            height: c.int()?,
+            taken_at: c.time()?,
+            place: c.json()?.map(serde_json::from_value).transpose().map_err(|_| c.bad(8, "a place"))?,
+            object: c.text()?,
+            thumbnail: c.text()?,
+            actor: c.text()?,
+            role: c.text()?,
+            uploaded_at: c.required_time()?,
+        })
+    }
+}
+
 impl Row for TokenRevocation {
     fn table() -> &'static Table {
         &TOKEN_REVOCATIONS

@@ -26,8 +26,9 @@ pub const SHARED_TOPIC: &str = "$share/onemap/onemap/sensors/+/readings";
 /// The shared subscription staff positions arrive on (`onemap/staff/{code}/positions`).
 pub const SHARED_STAFF_TOPIC: &str = "$share/onemap/onemap/staff/+/positions";
 
-/// Most messages ingested in one batch (one store transaction).
-const BATCH: usize = 4096;
+/// Most messages ingested in one batch (one store transaction): big enough that a batch's fixed
+/// cost (a transaction, a change, an fsync) is spread over thousands of positions.
+const BATCH: usize = 16_384;
 
 /// A broker address: `mqtt://host[:port][?client_id=ID]` (`tcp://` too); port 1883 by default.
 #[derive(Debug, Clone, PartialEq)]
@@ -243,6 +244,18 @@ async fn ingest_loop(
     ingest: Arc<Ingest>,
     staff: Arc<Positions>,
 ) {
+    // Acknowledgements go out from their own task, so the next batch is gathered and stored
+    // while the broker hears of the last one (still only after its commit).
+    let (acks, mut to_ack) = mpsc::unbounded_channel::<Vec<Publish>>();
+    tokio::spawn(async move {
+        while let Some(batch) = to_ack.recv().await {
+            for p in &batch {
+                if let Err(e) = client.ack(p).await {
+                    tracing::warn!(error = %e, "MQTT ack failed");
+                }
+            }
+        }
+    });
     while let Some(first) = rx.recv().await {
         let mut msgs = vec![first];
         while msgs.len() < BATCH {
@@ -265,10 +278,8 @@ async fn ingest_loop(
             retry("positions", || staff.ingest(list.clone(), Transport::Mqtt)).await;
         }
         tracing::debug!(messages = msgs.len(), ms = started.elapsed().as_secs_f64() * 1e3, "MQTT batch stored");
-        for p in &msgs {
-            if let Err(e) = client.ack(p).await {
-                tracing::warn!(error = %e, "MQTT ack failed");
-            }
+        if acks.send(msgs).is_err() {
+            return;
         }
     }
 }

@@ -87,6 +87,12 @@ impl Op {
         self.body = Some(json!({"required": true, "content": {media: {"schema": schema}}}));
         self
     }
+    /// Another media type the same body may come in.
+    fn or_body(mut self, media: &str, schema: Value) -> Op {
+        let body = self.body.as_mut().expect("a body to add to");
+        body["content"][media] = json!({"schema": schema});
+        self
+    }
     /// An example of the request body, when there is one.
     fn body_example(mut self, example: Option<Value>) -> Op {
         if let (Some(body), Some(example)) = (self.body.as_mut(), example) {
@@ -566,6 +572,10 @@ fn operations(example: Option<(f64, f64)>) -> Vec<(String, &'static str, Value)>
             .body("application/x-www-form-urlencoded", object(&["service_code", "lat", "long"], json!({
                 "api_key": string(), "service_code": string(), "lat": {"type": "number"}, "long": {"type": "number"},
                 "description": string(), "address_string": string(),
+            })))
+            .or_body("multipart/form-data", object(&["service_code", "lat", "long"], json!({
+                "api_key": string(), "service_code": string(), "lat": {"type": "number"}, "long": {"type": "number"},
+                "description": string(), "address_string": string(), "media": {"type": "string", "format": "binary"},
             })))
             .answers("201", "application/json", array_of(object(&["service_request_id"], json!({"service_request_id": string()}))))
             .link("open311Request", "file", "$response.body#/0/service_request_id")),

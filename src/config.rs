@@ -46,7 +46,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// districts, streets, communities, grids, components, cases or sensors.
+    /// districts, streets, communities, grids, components, cases, sensors, staff, cameras, or
+    /// plans (a TOML or JSON file of emergency plans).
     pub collection: String,
     /// The source file (a zipped Shapefile too).
     pub file: PathBuf,
@@ -82,7 +83,8 @@ pub struct ImportArgs {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// districts, streets, communities, grids, components, cases or sensors.
+    /// districts, streets, communities, grids, components, cases, sensors, staff, cameras, or
+    /// plans (a TOML or JSON file of emergency plans).
     pub collection: String,
     /// The file to write; its extension gives the format unless --format does.
     pub file: PathBuf,
@@ -250,6 +252,8 @@ pub struct FileConfig {
     pub sensors: Option<crate::sensors::ingest::Settings>,
     /// Duty timeout, clock drift and feed throttling of staff positions (`[staff]`).
     pub staff: Option<crate::staff::positions::Settings>,
+    /// Escalation sweeps and outside-call retries of emergency plans (`[linkage]`).
+    pub linkage: Option<crate::linkage::Settings>,
     /// Where case photos are kept (like `--media`).
     pub media_store: Option<String>,
     /// Size limit, distance and time flags, and the photo rule of case photos (`[media]`).
@@ -318,6 +322,7 @@ pub struct ServeConfig {
     pub mqtt: Option<crate::mqtt::BrokerUrl>,
     pub sensors: crate::sensors::ingest::Settings,
     pub staff: crate::staff::positions::Settings,
+    pub linkage: crate::linkage::Settings,
     /// The media store's location and the photo rules.
     pub media_store: String,
     pub media: crate::media::Settings,
@@ -346,6 +351,8 @@ impl ServeConfig {
         sensors.check().map_err(ConfigError::Invalid)?;
         let staff = file.staff.unwrap_or_default();
         staff.check().map_err(ConfigError::Invalid)?;
+        let linkage = file.linkage.unwrap_or_default();
+        linkage.check().map_err(ConfigError::Invalid)?;
         let media = file.media.unwrap_or_default();
         media.check().map_err(ConfigError::Invalid)?;
         let media_store =
@@ -372,6 +379,7 @@ impl ServeConfig {
             mqtt,
             sensors,
             staff,
+            linkage,
             media,
             media_store,
             listen: args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),

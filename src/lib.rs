@@ -14,6 +14,7 @@ pub mod geo;
 pub mod grids;
 pub mod http;
 pub mod index;
+pub mod linkage;
 pub mod media;
 pub mod metrics;
 pub mod model;

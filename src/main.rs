@@ -32,6 +32,7 @@ async fn main() -> anyhow::Result<()> {
                 .with_rules(cfg.deadlines.clone(), cfg.scoring)
                 .with_sensor_settings(cfg.sensors)
                 .with_staff_settings(cfg.staff)
+                .with_linkage_settings(cfg.linkage)
                 .with_media(
                     onemap::media::Photos::new(onemap::media::open(&cfg.media_store)?, cfg.media_store.clone()),
                     cfg.media.clone(),
@@ -233,6 +234,7 @@ async fn main() -> anyhow::Result<()> {
                     bar.set_message(table.to_string());
                 })
                 .await?;
+            onemap::server::seed_plans(&*store, &city.departments).await?;
             onemap::demo::simulate::mark(&*store).await?;
             bar.finish_and_clear();
             store.close().await;
@@ -256,6 +258,18 @@ async fn main() -> anyhow::Result<()> {
 async fn import(args: onemap::config::ImportArgs, file: FileConfig) -> anyhow::Result<()> {
     use onemap::export::import::{Edition, Hierarchy, ImportOptions, run};
     let location = store_location(args.store.as_deref(), file.store)?;
+    if args.collection == "plans" {
+        // Emergency plans are documents, not features: TOML or JSON, each stored as a new version.
+        let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+        let json = args.file.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        let store = onemap::store::open(&location).await?;
+        let saved = onemap::linkage::plans::import(&*store, &text, json, "import").await;
+        store.close().await;
+        for (code, version) in saved? {
+            println!("plan {code}: version {version}");
+        }
+        return Ok(());
+    }
     let collection = onemap::export::collection(&args.collection)?;
     let mut fields = Vec::new();
     for f in &args.fields {

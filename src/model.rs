@@ -34,11 +34,18 @@ pub enum Collection {
     Staff,
     /// Case photos: not an index layer, logged so the feed announces a new photo (`case.media`).
     Media,
+    /// Video cameras (视频监控): how the centre confirms an alarm before crews arrive.
+    Cameras,
+    /// Emergency plans (预案): not an index layer, logged so every process reloads them.
+    Plans,
+    /// Joint-response incidents (联动事件) and their tasks: logged for the feed
+    /// (`incident.created`, `incident.updated`).
+    Incidents,
 }
 
 impl Collection {
     /// The collections an import or export knows, parents first (the order a city is imported in).
-    pub const FEATURES: [Collection; 8] = [
+    pub const FEATURES: [Collection; 9] = [
         Collection::Districts,
         Collection::Streets,
         Collection::Communities,
@@ -47,6 +54,7 @@ impl Collection {
         Collection::Cases,
         Collection::Sensors,
         Collection::Staff,
+        Collection::Cameras,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -63,13 +71,23 @@ impl Collection {
             Collection::Overlays => "overlays",
             Collection::Staff => "staff",
             Collection::Media => "media",
+            Collection::Cameras => "cameras",
+            Collection::Plans => "plans",
+            Collection::Incidents => "incidents",
         }
     }
 
     pub fn parse(s: &str) -> Option<Collection> {
         Self::FEATURES
             .into_iter()
-            .chain([Collection::Alarms, Collection::Tokens, Collection::Overlays, Collection::Media])
+            .chain([
+                Collection::Alarms,
+                Collection::Tokens,
+                Collection::Overlays,
+                Collection::Media,
+                Collection::Plans,
+                Collection::Incidents,
+            ])
             .find(|c| c.as_str() == s)
     }
 
@@ -93,6 +111,9 @@ impl Collection {
             Collection::Overlays => "分析图层 Analysis overlays",
             Collection::Media => "案件照片 Case photos",
             Collection::Staff => "巡查人员 Field staff",
+            Collection::Cameras => "视频监控 Cameras",
+            Collection::Plans => "应急预案 Emergency plans",
+            Collection::Incidents => "联动事件 Joint incidents",
         }
     }
 
@@ -110,6 +131,9 @@ impl Collection {
             Collection::Overlays => "Analysis results published to the big screens",
             Collection::Media => "Photos of cases, the evidence of each field step",
             Collection::Staff => "Supervisors and field workers, where they were last seen and whether on duty",
+            Collection::Cameras => "Video cameras, with their stream and the direction they face",
+            Collection::Plans => "Emergency plans: who responds to what, and which outside systems are called",
+            Collection::Incidents => "Joint-response incidents started from plans, with each department's task",
         }
     }
 
@@ -158,10 +182,16 @@ macro_rules! with_model {
                 type $t = $crate::model::Staff;
                 $body
             }
+            $crate::model::Collection::Cameras => {
+                type $t = $crate::model::Camera;
+                $body
+            }
             $crate::model::Collection::Alarms
             | $crate::model::Collection::Tokens
             | $crate::model::Collection::Overlays
-            | $crate::model::Collection::Media => $other,
+            | $crate::model::Collection::Media
+            | $crate::model::Collection::Plans
+            | $crate::model::Collection::Incidents => $other,
         }
     };
 }
@@ -970,6 +1000,20 @@ pub struct Staff {
     pub grid_code: Option<Str>,
 }
 
+/// A video camera (视频监控): how the command centre looks at a place before crews arrive.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Camera {
+    pub code: Str,
+    pub name: Str,
+    /// Where the picture is played from (an HLS, RTSP or vendor URL), if known.
+    pub stream_url: Option<Str>,
+    /// The bearing it faces, degrees clockwise from north.
+    pub direction: Option<f64>,
+    /// The unit grid it stands in, located when it is registered.
+    pub grid_code: Option<Str>,
+    pub geom: Point<f64>,
+}
+
 /// One point of a member's track (巡查轨迹), in CGCS2000.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Position {
@@ -1024,6 +1068,7 @@ pub struct City {
     pub case_steps: Vec<CaseStep>,
     pub sensors: Vec<Sensor>,
     pub staff: Vec<Staff>,
+    pub cameras: Vec<Camera>,
 }
 
 /// Whether high or low values are dangerous (drain level: above; water-main pressure: below).

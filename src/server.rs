@@ -164,8 +164,35 @@ pub async fn seed(store: &dyn Store, params: &DemoParams) -> Result<(), StoreErr
     );
     let t = Instant::now();
     store.write_city(&city, &|_, _| {}).await?;
+    seed_plans(store, &city.departments).await?;
     crate::demo::simulate::mark(store).await?;
     tracing::info!(elapsed_ms = t.elapsed().as_millis() as u64, "demo city written");
+    Ok(())
+}
+
+/// The demo city's emergency plans (`data/demo_plans.toml`), their department keys turned into
+/// the generated codes.
+pub fn demo_plans(departments: &[crate::model::Department]) -> Vec<crate::linkage::plans::Plan> {
+    let mut plans = crate::linkage::plans::parse_file(include_str!("../data/demo_plans.toml"), false)
+        .expect("data/demo_plans.toml is valid");
+    for p in &mut plans {
+        for party in std::iter::once(&mut p.lead).chain(p.assist.iter_mut()) {
+            if let Some(key) = &party.dept_code {
+                let code = crate::demo::dept_by_key(departments, key)
+                    .unwrap_or_else(|| panic!("data/demo_plans.toml: unknown department key {key:?}"));
+                party.dept_code = Some(code.to_string());
+            }
+        }
+    }
+    plans
+}
+
+/// Writes the demo city's plans (version 1 each) into a freshly seeded store.
+pub async fn seed_plans(store: &dyn Store, departments: &[crate::model::Department]) -> Result<(), StoreError> {
+    let now = chrono::Utc::now();
+    let (rows, changes): (Vec<_>, Vec<_>) =
+        demo_plans(departments).iter().map(|p| crate::linkage::plans::version_row(p, 1, "demo", now)).unzip();
+    store.insert_rows(&crate::store::schema::PLANS, rows, changes).await?;
     Ok(())
 }
 
@@ -196,6 +223,8 @@ pub async fn serve(state: AppState, listener: TcpListener) -> std::io::Result<()
     let photo_sweep = spawn_singleton(&*store, "photo sweep", move || {
         crate::media::run_sweeps(photos.clone(), photo_store.clone(), crate::media::SWEEP_EVERY)
     });
+    let linkage = state.linkage.clone();
+    let linkage_jobs = spawn_singleton(&*store, "linkage", move || linkage.clone().run());
     let prune_store = store.clone();
     let prune = spawn_singleton(&*store, "change-log pruning", move || prune_log(prune_store.clone(), retention));
     // The unit grids and their neighbour graph, built in the background so the first hotspot
@@ -218,6 +247,7 @@ pub async fn serve(state: AppState, listener: TcpListener) -> std::io::Result<()
     duty_sweep.abort();
     tasks.abort();
     photo_sweep.abort();
+    linkage_jobs.abort();
     prune.abort();
     store.close().await;
     Ok(())

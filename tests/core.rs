@@ -209,7 +209,10 @@ async fn features(router: &axum::Router, city: &onemap::model::City) {
     assert!(conf["conformsTo"].as_array().unwrap().iter().any(|c| c.as_str().unwrap().ends_with("/conf/core")));
     let cols = get(router, "/collections").await.json();
     let ids: Vec<&str> = cols["collections"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["districts", "streets", "communities", "grids", "components", "cases", "sensors", "staff"]);
+    assert_eq!(
+        ids,
+        ["districts", "streets", "communities", "grids", "components", "cases", "sensors", "staff", "cameras"]
+    );
     let grids_col = get(router, "/collections/grids").await.json();
     let ext = grids_col["extent"]["spatial"]["bbox"][0].as_array().unwrap().clone();
     assert!(ext[0].as_f64().unwrap() < 88.88 && ext[2].as_f64().unwrap() > 88.88);

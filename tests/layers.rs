@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["tiles", "grids", "auth", "metrics"],
     &["events"],
     &["cases", "sensors", "staff", "media"],
-    &["analysis", "export", "demo", "mqtt"],
+    &["analysis", "export", "demo", "mqtt", "linkage"],
     &["http", "config"],
     &["server"],
 ];

@@ -52,12 +52,20 @@ pub fn suggest(dict: &Dictionaries, case: &Case, component: Option<&Component>) 
     } else {
         ("event_class", Basis::EventClass)
     };
-    let by_class = dict.by_target.get(&case.class_code).and_then(|rs| rs.iter().find(|r| r.scope == scope));
-    if let Some(r) = by_class.filter(|r| dict.departments.contains_key(&r.dept_code)) {
-        return Some((r.dept_code.clone(), basis));
+    if let Some(d) = by_class(dict, &case.class_code, scope) {
+        return Some((d, basis));
     }
-    // Territory: the street office of the grid's street, else the district's body.
-    let grid = case.grid_code.as_deref()?;
+    territory(dict, case.grid_code.as_deref()?).map(|d| (d, Basis::Territory))
+}
+
+/// The department a class names (`scope`: `component_class` or `event_class`), if it is on record.
+pub fn by_class(dict: &Dictionaries, class_code: &str, scope: &str) -> Option<Str> {
+    let r = dict.by_target.get(class_code).and_then(|rs| rs.iter().find(|r| r.scope == scope))?;
+    dict.departments.contains_key(&r.dept_code).then(|| r.dept_code.clone())
+}
+
+/// The territorial body of a unit grid: the street office of its street, else its district's.
+pub fn territory(dict: &Dictionaries, grid: &str) -> Option<Str> {
     [grid.get(..9), grid.get(..6)].into_iter().flatten().find_map(|region| {
         let mut bodies: Vec<&Str> = dict
             .departments
@@ -66,7 +74,7 @@ pub fn suggest(dict: &Dictionaries, case: &Case, component: Option<&Component>) 
             .map(|d| &d.code)
             .collect();
         bodies.sort();
-        bodies.first().map(|d| ((*d).clone(), Basis::Territory))
+        bodies.first().map(|d| (*d).clone())
     })
 }
 

@@ -34,7 +34,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::model::{City, Community, Component, District, Grid, Responsibility, Staff, StaffRole, Str, Street};
+use crate::model::{
+    Camera, City, Community, Component, Department, District, Grid, Responsibility, Sensor, Staff, StaffRole, Str,
+    Street,
+};
 use dissolve::Region;
 use layout::{StreetEdge, Tiling};
 use locate::GridIndex;
@@ -433,6 +436,7 @@ pub fn generate(p: &DemoParams) -> City {
     }
     drop(by_code);
     let staff = supervisors(&communities, &grids);
+    let cameras = cameras(&grids, &sensors);
 
     City {
         districts,
@@ -448,7 +452,42 @@ pub fn generate(p: &DemoParams) -> City {
         case_steps,
         sensors,
         staff,
+        cameras,
     }
+}
+
+/// The department code of a demo department key (`data/departments.csv`) among `departments`.
+pub fn dept_by_key(departments: &[Department], key: &str) -> Option<Str> {
+    let seed = dict::department_seeds().into_iter().find(|s| s.key == key)?;
+    departments.iter().find(|d| d.name == seed.name).map(|d| d.code.clone())
+}
+
+/// Video cameras (视频监控): one over every eighth unit grid, and one beside each sensor of the
+/// lifelines the centre confirms by eye (drain levels, gas, water mains).
+fn cameras(grids: &[Grid], sensors: &[Sensor]) -> Vec<Camera> {
+    use ::geo::InteriorPoint;
+    let over_grids =
+        grids.iter().step_by(8).filter_map(|g| Some((g.code.clone(), g.geom.interior_point()?, Some(g.code.clone()))));
+    // About 20 m off, in the same grid as a rule (the camera's own grid is located on import).
+    let beside_sensors = sensors
+        .iter()
+        .filter(|s| matches!(s.kind.as_str(), "water_level" | "gas_lel" | "pressure"))
+        .map(|s| (s.code.clone(), ::geo::Point::new(s.geom.x() + 0.0002, s.geom.y() + 0.0001), s.grid_code.clone()));
+    over_grids
+        .chain(beside_sensors)
+        .enumerate()
+        .map(|(i, (near, at, grid_code))| {
+            let code: Str = format!("SXT-{near}").into();
+            Camera {
+                name: format!("视频监控 {near}").into(),
+                stream_url: Some(format!("rtsp://video.local/{code}").into()),
+                direction: Some((i * 37 % 360) as f64),
+                grid_code,
+                geom: at,
+                code,
+            }
+        })
+        .collect()
 }
 
 /// One supervisor (监督员) per community, patrolling its grids, registered at an inner point

@@ -23,7 +23,7 @@ use crate::model::*;
 use crate::store::log::{ChangeRow, Logged, Op};
 use crate::store::schema::{Filter, Row, Val};
 use crate::store::{Store, StoreError};
-use crate::tiles::cache::{TileCache, source_bit};
+use crate::tiles::cache::{ALL_SOURCES, TileCache, source_bit};
 use crate::tiles::{derived_layers, min_zoom};
 
 /// One event of the live feed, serialised once for every subscriber.
@@ -105,6 +105,7 @@ pub enum Item {
     Case(Case),
     Sensor(Sensor),
     Staff(Staff),
+    Camera(Camera),
 }
 
 /// A model type the index holds, and how it sits in an [`Item`].
@@ -128,7 +129,7 @@ macro_rules! indexed {
         }
     };
 }
-indexed!(District, Street, Community, Grid, Component, Case, Sensor, Staff);
+indexed!(District, Street, Community, Grid, Component, Case, Sensor, Staff, Camera);
 
 /// A committed change: its place in the log, its row, and the records before and after.
 #[derive(Debug, Clone)]
@@ -437,8 +438,9 @@ impl Live {
         swap::<Case>(&self.index, &fresh);
         swap::<Sensor>(&self.index, &fresh);
         swap::<Staff>(&self.index, &fresh);
+        swap::<Camera>(&self.index, &fresh);
         self.index.hierarchy_changed();
-        self.tiles.invalidate(u8::MAX, [-180.0, -90.0, 180.0, 90.0]);
+        self.tiles.invalidate(ALL_SOURCES, [-180.0, -90.0, 180.0, 90.0]);
         self.pending.lock().retain(|&s, _| s > head);
         self.feed.send(head, vec![("resync".into(), json!({"last_id": head}))]);
         self.applied.send_replace(head);

@@ -365,11 +365,15 @@ impl Validator<'_> {
             Collection::Components => self.component(f, geom)?.to_row(),
             Collection::Cases => return self.case(f, geom).map(|c| c.to_row()),
             Collection::Staff => self.staff(f, geom)?.to_row(),
+            Collection::Cameras => self.camera(f, geom)?.to_row(),
+            // Only feature collections reach here (`onemap import plans` reads documents).
             Collection::Sensors
             | Collection::Alarms
             | Collection::Tokens
             | Collection::Overlays
-            | Collection::Media => self.sensor(f, geom)?.to_row(),
+            | Collection::Media
+            | Collection::Plans
+            | Collection::Incidents => self.sensor(f, geom)?.to_row(),
         };
         // Duplicates last, so a feature rejected for another reason does not claim its code.
         let Val::Text(Some(code)) = &row[0] else { unreachable!("keys are text") };
@@ -650,6 +654,30 @@ impl Validator<'_> {
 }
 
 impl Validator<'_> {
+    /// A video camera: `direction` in degrees clockwise from north (0 to 360), if known.
+    fn camera(&mut self, f: &SourceFeature, geom: Geometry<f64>) -> Check<Camera> {
+        let code = self.required(f, "code")?;
+        let Geometry::Point(point) = geom else {
+            return Err(format!("wrong geometry type {}: a camera is a point", type_name(&geom)));
+        };
+        let direction = match self.text(f, "direction") {
+            None => None,
+            Some(d) => match d.trim().parse::<f64>() {
+                Ok(v) if (0.0..=360.0).contains(&v) => Some(v),
+                _ => return Err(format!("direction {d:?} must be degrees from 0 to 360")),
+            },
+        };
+        let grid_code = self.grid_of(&code, self.text(f, "grid_code"), &point.into())?;
+        Ok(Camera {
+            name: self.name_or(f, &code),
+            code,
+            stream_url: self.text(f, "stream_url"),
+            direction,
+            grid_code,
+            geom: point,
+        })
+    }
+
     /// A member of the field staff: `grids` lists the grids they patrol, separated by commas,
     /// semicolons or spaces; the point is where they start.
     fn staff(&mut self, f: &SourceFeature, geom: Geometry<f64>) -> Check<Staff> {

@@ -194,7 +194,7 @@ pub async fn act(
     {
         body["suggested_dept"] = json!({"code": code, "basis": basis.as_str()});
     }
-    Ok(([(super::SEQ_HEADER, seq.to_string())], axum::Json(body)).into_response())
+    Ok(super::written(seq, body))
 }
 
 fn stale(current: i32, expected: i32) -> ApiError {
@@ -413,11 +413,18 @@ pub async fn evaluation(State(st): State<AppState>, who: Option<Caller>, p: Para
     };
     let rows: Vec<Value> = rows.iter().map(|r| r.to_json(name(&r.unit).as_deref())).collect();
     let secs = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    Ok(axum::Json(json!({
+    let mut body = json!({
         "from": from, "to": to, "by": by.as_str(), "as_of": secs(period.as_of),
         "weights": st.scoring.weights, "grades": st.scoring.grades, "rows": rows,
-    }))
-    .into_response())
+    });
+    if by == By::Dept {
+        // How each department answered joint dispatches (联动响应) opened in the period.
+        let incidents = st.linkage.opened_between(period.start, period.end).await?;
+        let mut response = crate::linkage::response_figures(&incidents, period.as_of);
+        response.retain(|r| scope.dept.as_deref().is_none_or(|d| r["dept_code"] == d));
+        body["response"] = json!(response);
+    }
+    Ok(axum::Json(body).into_response())
 }
 
 #[cfg(test)]

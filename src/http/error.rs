@@ -13,6 +13,7 @@ use crate::cases::workflow::WorkflowError;
 use crate::export::ExportError;
 use crate::geo::{CrsError, TileError};
 use crate::grids::GridError;
+use crate::linkage::LinkageError;
 use crate::media::MediaError;
 use crate::sensors::SensorError;
 use crate::sensors::ingest::AckError;
@@ -204,6 +205,32 @@ impl From<StaffError> for ApiError {
             }
         };
         ApiError::bad_request(kind, e.to_string())
+    }
+}
+
+impl From<LinkageError> for ApiError {
+    fn from(e: LinkageError) -> Self {
+        let e = match e {
+            LinkageError::Store(s) => return s.into(),
+            e => e,
+        };
+        let unprocessable =
+            |kind| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, kind, "Unprocessable request", e.to_string());
+        let conflict = |kind| ApiError::new(StatusCode::CONFLICT, kind, "Conflict", e.to_string());
+        match &e {
+            LinkageError::InvalidPlan(_) => unprocessable("invalid-plan"),
+            LinkageError::UnknownPlan(_) => unprocessable("unknown-plan"),
+            LinkageError::InvalidPlace(_) => unprocessable("invalid-place"),
+            LinkageError::UnknownIncident(_) => ApiError::not_found("unknown-incident", e.to_string()),
+            LinkageError::UnknownTask { .. } => ApiError::not_found("unknown-task", e.to_string()),
+            LinkageError::InvalidTransition(_) => conflict("invalid-transition"),
+            LinkageError::Closed(_) => conflict("incident-closed"),
+            LinkageError::AlreadyOpen(_) => conflict("incident-open"),
+            LinkageError::Forbidden(d) => ApiError::forbidden(d.clone()),
+            LinkageError::Busy | LinkageError::Store(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "Busy", e.to_string())
+            }
+        }
     }
 }
 

@@ -32,14 +32,20 @@ fn resync(live: &Live) -> SseEvent {
 
 /// Whether a caller with `scope` is told of `e`: the events of its cases and the tiles they
 /// redraw (also those of a case leaving its department), the alarms of its area, and everything
-/// that names no case (sensors, imports, tiles of many cases at once).
+/// that names no case (sensors, imports, tiles of many cases at once), and the incidents it has a
+/// task in (in its area).
 fn visible(scope: &CaseScope, e: &Event) -> bool {
     let (case, alarm, tiles) =
         (e.name.starts_with("case."), e.name.starts_with("alarm."), e.name == "tiles.invalidated");
-    if scope.is_all() || !(case || alarm || tiles) {
+    let incident = e.name.starts_with("incident.");
+    if scope.is_all() || !(case || alarm || tiles || incident) {
         return true;
     }
     let Ok(v) = serde_json::from_str::<serde_json::Value>(&e.data) else { return false };
+    if incident {
+        let mine = |d: &str| v["tasks"].as_array().into_iter().flatten().any(|t| t["dept_code"] == d);
+        return !scope.nothing && scope.in_area(v["grid_code"].as_str()) && scope.dept.as_deref().is_none_or(mine);
+    }
     if tiles {
         let c = &v["case"];
         let grid = c["grid_code"].as_str();

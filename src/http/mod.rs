@@ -10,6 +10,7 @@ pub mod export;
 pub mod features;
 pub mod health;
 pub mod limits;
+pub mod linkage;
 pub mod locate;
 pub mod media;
 pub mod open311;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub staff: Arc<crate::staff::positions::Positions>,
     /// Case photos: the media store and its rules.
     pub media: Arc<crate::media::Photos>,
+    /// Plans, incidents and their outside calls (一键联动).
+    pub linkage: Arc<crate::linkage::Linkage>,
     /// Analysis units, the latest hotspot result and recent density grids.
     pub analysis: Arc<crate::analysis::Analysis>,
     /// Exports running at once: each holds a blocking thread and a temporary file.
@@ -84,6 +87,7 @@ impl AppState {
         let staff = Arc::new(crate::staff::positions::Positions::new(store.clone(), live.clone(), metrics.clone()));
         let tokens = Arc::new(auth::Tokens::new(store.clone()));
         live.add_follower(Arc::new(auth::ForgetRevoked(tokens.clone())));
+        let linkage = crate::linkage::Linkage::new(live.clone(), sensors.clone());
         let analysis: Arc<crate::analysis::Analysis> = Default::default();
         live.add_follower(Arc::new(analysis::PublishedOverlays(analysis.clone())));
         AppState {
@@ -98,6 +102,7 @@ impl AppState {
             sensors,
             staff,
             media: Arc::new(crate::media::Photos::in_memory()),
+            linkage,
             analysis,
             exports: Arc::new(tokio::sync::Semaphore::new(export::CONCURRENT)),
             log_retention: chrono::Duration::days(crate::config::DEFAULT_LOG_RETENTION_DAYS),
@@ -162,6 +167,12 @@ impl AppState {
         self
     }
 
+    /// The configured linkage settings (`[linkage]`).
+    pub fn with_linkage_settings(self, settings: crate::linkage::Settings) -> Self {
+        self.linkage.configure(settings);
+        self
+    }
+
     /// The configured staff position settings (`[staff]`).
     pub fn with_staff_settings(self, settings: crate::staff::positions::Settings) -> Self {
         self.staff.configure(settings);
@@ -174,6 +185,12 @@ pub fn created(location: String, seq: i64, body: serde_json::Value) -> axum::res
     use axum::response::IntoResponse;
     let headers = [(axum::http::header::LOCATION, location), (SEQ_HEADER, seq.to_string())];
     (axum::http::StatusCode::CREATED, headers, axum::Json(body)).into_response()
+}
+
+/// A write's `200 OK`: the changed resource, its change's `Onemap-Seq`.
+pub fn written(seq: i64, body: serde_json::Value) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ([(SEQ_HEADER, seq.to_string())], axum::Json(body)).into_response()
 }
 
 /// The 400 of a batch (readings, positions) in which every item was rejected, naming the first
@@ -236,6 +253,13 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/tasks", get(staff::tasks))
         .route("/api/v1/alarms", get(sensors::alarms))
         .route("/api/v1/alarms/{id}/ack", axum::routing::post(sensors::ack))
+        .route("/api/v1/plans", get(linkage::list_plans).post(linkage::save_plan))
+        .route("/api/v1/plans/{code}", get(linkage::get_plan))
+        .route("/api/v1/incidents", get(linkage::list).post(linkage::start))
+        .route("/api/v1/incidents/{id}", get(linkage::get))
+        .route("/api/v1/incidents/{id}/resources", get(linkage::resources))
+        .route("/api/v1/incidents/{id}/tasks/{dept}/actions", axum::routing::post(linkage::act))
+        .route("/api/v1/incidents/{id}/close", axum::routing::post(linkage::close))
         .route("/api/v1/analysis/hotspots", get(analysis::hotspots).post(analysis::publish_hotspots))
         .route("/api/v1/analysis/density", get(analysis::density))
         .route("/api/v1/analysis/emerging", get(analysis::emerging))

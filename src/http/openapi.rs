@@ -54,7 +54,7 @@ pub fn document(base: &str, example: Option<(f64, f64)>) -> Value {
         "security": [{"bearer": []}],
         "tags": [
             {"name": "service"}, {"name": "features"}, {"name": "tiles"}, {"name": "locate"},
-            {"name": "cases"}, {"name": "sensors"}, {"name": "staff"}, {"name": "analysis"}, {"name": "export"},
+            {"name": "cases"}, {"name": "sensors"}, {"name": "staff"}, {"name": "linkage"}, {"name": "analysis"}, {"name": "export"},
             {"name": "open311"}, {"name": "feed"},
         ],
         "paths": paths,
@@ -496,6 +496,42 @@ fn operations(example: Option<(f64, f64)>) -> Vec<(String, &'static str, Value)>
                 "summary": object(&["grids_assigned", "grids_visited", "coverage_rate"], json!({
                     "grids_assigned": {"type": "integer"}, "grids_visited": {"type": "integer"},
                     "coverage_rate": {"type": "number", "nullable": true}}))})))),
+        // Linkage (一键联动).
+        ("/api/v1/plans", "post", Op::new("savePlan", "linkage", "Save a plan, or a new version of one (admin)")
+            .json_body(reference("NewPlan"))
+            .created(reference("Plan"))
+            .link("getPlan", "code", "$response.body#/code")),
+        ("/api/v1/plans", "get", Op::new("listPlans", "linkage", "The latest version of every plan")
+            .json(object(&["plans"], json!({"plans": array_of(reference("Plan"))})))),
+        ("/api/v1/plans/{code}", "get", Op::new("getPlan", "linkage", "One version of a plan (the latest by default)")
+            .params([path("code", string()), query("version", "the version", json!({"type": "integer", "minimum": 1}))])
+            .json(reference("Plan"))),
+        ("/api/v1/incidents", "post", Op::new("startIncident", "linkage", "Start a plan at a place (shift leader, dispatcher)")
+            .json_body(object(&["plan", "lon", "lat"], json!({"plan": string(), "lon": lon(), "lat": lat(),
+                "crs": optional(string()), "case_id": optional(json!({"type": "integer"})),
+                "alarm_id": optional(json!({"type": "integer"}))})))
+            .created(reference("Incident"))
+            .link("getIncident", "id", "$response.body#/id")
+            .link("incidentResources", "id", "$response.body#/id")),
+        ("/api/v1/incidents", "get", Op::new("listIncidents", "linkage", "Incidents the caller may see, the latest first")
+            .params([query("open", "only open ones", boolean())])
+            .json(object(&["incidents"], json!({"incidents": array_of(reference("Incident"))})))),
+        ("/api/v1/incidents/{id}", "get", Op::new("getIncident", "linkage", "An incident with its tasks and outside calls")
+            .params([path("id", string())])
+            .json(reference("Incident"))),
+        ("/api/v1/incidents/{id}/resources", "get", Op::new("incidentResources", "linkage", "Cameras, staff on duty and resource components around an incident, nearest first")
+            .params([path("id", string())])
+            .json(object(&["cameras", "staff", "components", "radius_m"], json!({"radius_m": {"type": "number"},
+                "cameras": array_of(json!({"type": "object"})), "staff": array_of(json!({"type": "object"})),
+                "components": array_of(json!({"type": "object"}))})))),
+        ("/api/v1/incidents/{id}/tasks/{dept}/actions", "post", Op::new("actOnTask", "linkage", "A department reports on its task (its own token)")
+            .params([path("id", string()), path("dept", string())])
+            .json_body(object(&["action"], json!({"action": enumeration(["ack", "arrive", "done"]), "note": optional(string())})))
+            .json(reference("Incident"))),
+        ("/api/v1/incidents/{id}/close", "post", Op::new("closeIncident", "linkage", "Close an incident (the lead department or a shift leader)")
+            .params([path("id", string())])
+            .json_body(object(&[], json!({"note": optional(string())})))
+            .json(reference("Incident"))),
         // Analyses.
         ("/api/v1/analysis/hotspots", "get", Op::new("hotspots", "analysis", "Counts, Gi* or Local Moran per unit")
             .params(analysis_params())
@@ -594,6 +630,52 @@ fn param_schema_collections() -> Value {
 }
 
 fn components() -> Value {
+    let mut c = base_components();
+    let schemas = c["schemas"].as_object_mut().expect("schemas");
+    if let Value::Object(more) = linkage_schemas() {
+        schemas.extend(more);
+    }
+    c
+}
+
+/// The plans' and incidents' schemas (apart: one `json!` of all of them is too deep a macro).
+fn linkage_schemas() -> Value {
+    json!({
+            "NewPlan": object(&["code", "name", "trigger", "lead"], json!({"code": string(), "name": string(),
+                "trigger": {"oneOf": [
+                    object(&["sensor_kind", "level"], json!({"sensor_kind": string(),
+                        "level": enumeration(Level::ALL.iter().map(|l| l.as_str()))})),
+                    object(&["class_code"], json!({"class_code": string(), "urgency": optional(enumeration(["normal", "urgent"]))})),
+                    enumeration(["manual"]),
+                ]},
+                "lead": reference("Party"), "assist": array_of(reference("Party")),
+                "radius_m": optional(json!({"type": "number"})), "resource_classes": array_of(string()),
+                "webhooks": array_of(object(&["url", "secret"], json!({"url": string(), "secret": string()}))),
+            })),
+            "Party": {"type": "object", "properties": {"dept_code": optional(string()),
+                "role": optional(enumeration(["owner", "street", "competent"])), "task": optional(string()),
+                "deadline_min": optional(json!({"type": "number"})), "ack_min": optional(json!({"type": "number"}))}},
+            "Plan": object(&["code", "name", "version", "trigger", "lead"], json!({"code": string(), "name": string(),
+                "version": {"type": "integer"}, "versions": array_of(json!({"type": "integer"})),
+                "trigger": {"oneOf": [{"type": "object"}, string()]}, "lead": {"type": "object"},
+                "assist": array_of(json!({"type": "object"})),
+                "webhooks": array_of(object(&["url"], json!({"url": string()}))),
+                "created_at": string(), "created_by": string()})),
+            "Incident": object(&["id", "plan", "status", "tasks", "webhooks"], json!({"id": string(), "plan": string(),
+                "plan_version": {"type": "integer"}, "status": enumeration(["open", "closed"]),
+                "case_id": {"type": "integer", "nullable": true}, "alarm_id": {"type": "integer", "nullable": true},
+                "grid_code": {"type": "string", "nullable": true}, "lon": {"type": "number"}, "lat": {"type": "number"},
+                "tasks": array_of(object(&["dept_code", "role", "status", "deadline_at"], json!({"dept_code": string(),
+                    "dept_name": string(), "role": enumeration(["lead", "assist"]),
+                    "status": enumeration(["dispatched", "acked", "arrived", "done"]), "deadline_at": string(),
+                    "ack_due_at": string(), "late": array_of(enumeration(["ack", "arrive"]))}))),
+                "webhooks": array_of(object(&["url", "attempts", "status"], json!({"url": string(), "event": string(),
+                    "attempts": {"type": "integer"}, "status": enumeration(["pending", "delivered", "failed"])}))),
+            })),
+    })
+}
+
+fn base_components() -> Value {
     let feature_ids = param_schema_collections();
     json!({
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",

@@ -117,7 +117,7 @@ pub async fn tile(
         Some(t) => (t, true),
         None => {
             let generation = cache.generation();
-            let sources = ids.iter().fold(0u8, |m, l| m | source_bit(l.source));
+            let sources = ids.iter().fold(0, |m, l| m | source_bit(l.source));
             let index = st.index.clone();
             let rendered = tokio::task::spawn_blocking(move || {
                 Arc::new(Rendered::new(tiles::render(&index, coord, &ids, &filters)))

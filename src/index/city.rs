@@ -54,6 +54,7 @@ pub struct CityIndex {
     pub cases: RwLock<Layer<Case>>,
     pub sensors: RwLock<Layer<Sensor>>,
     pub staff: RwLock<Layer<Staff>>,
+    pub cameras: RwLock<Layer<Camera>>,
     pub dict: RwLock<Dictionaries>,
     /// Rendered locate answers per unit grid (grid, parents, responsible parties as a JSON
     /// object without its closing brace). A location depends only on the grid, and a batch of
@@ -89,6 +90,7 @@ impl CityIndex {
             case_steps: _,
             sensors,
             staff,
+            cameras,
         } = city;
         CityIndex {
             districts: RwLock::new(Layer::bulk(districts)),
@@ -99,6 +101,7 @@ impl CityIndex {
             cases: RwLock::new(Layer::bulk(cases)),
             sensors: RwLock::new(Layer::bulk(sensors)),
             staff: RwLock::new(Layer::bulk(staff)),
+            cameras: RwLock::new(Layer::bulk(cameras)),
             dict: RwLock::new(Dictionaries::new(departments, responsibilities, component_classes, event_classes)),
             location_cache: RwLock::new(LocationCache::default()),
         }
@@ -123,6 +126,7 @@ impl CityIndex {
             ("cases", self.cases.read().len()),
             ("sensors", self.sensors.read().len()),
             ("staff", self.staff.read().len()),
+            ("cameras", self.cameras.read().len()),
         ]
     }
 }
@@ -142,4 +146,4 @@ macro_rules! layered {
     };
 }
 layered!(District => districts, Street => streets, Community => communities, Grid => grids,
-    Component => components, Case => cases, Sensor => sensors, Staff => staff);
+    Component => components, Case => cases, Sensor => sensors, Staff => staff, Camera => cameras);

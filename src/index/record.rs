@@ -405,3 +405,26 @@ impl Record for Staff {
         self.last_seen
     }
 }
+
+impl Record for Camera {
+    const KIND: crate::model::Collection = crate::model::Collection::Cameras;
+    const COLLECTION: &'static str = Self::KIND.as_str();
+    const PROPERTIES: &'static [&'static str] = &["code", "name", "stream_url", "direction", "grid_code"];
+    fn key(&self) -> Str {
+        self.code.clone()
+    }
+    fn has_key(&self, k: &str) -> bool {
+        self.code == k
+    }
+    point_record!();
+    fn prop(&self, name: &str) -> Option<PropValue<'_>> {
+        Some(match name {
+            "code" => s(&self.code),
+            "name" => s(&self.name),
+            "stream_url" => os(&self.stream_url),
+            "direction" => self.direction.map_or(PropValue::Null, PropValue::Num),
+            "grid_code" => os(&self.grid_code),
+            _ => return None,
+        })
+    }
+}

@@ -200,6 +200,26 @@ impl Store for GpkgStore {
         Ok(seqs)
     }
 
+    async fn update_row(
+        &self,
+        table: &'static Table,
+        row: Vec<Val>,
+        key: (&'static str, Val),
+        guard: (&'static str, Val),
+        changes: Vec<ChangeRow>,
+    ) -> Result<Option<Vec<i64>>, StoreError> {
+        let _turn = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let mut qb = table
+            .update::<Sqlite>(&row, (key.0, &key.1), (guard.0, &guard.1), |b, v| bind(b, v, &mut std::iter::empty()));
+        if qb.build().execute(&mut *tx).await?.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let seqs = log::append!(tx, Sqlite, &changes, false);
+        tx.commit().await?;
+        Ok(Some(seqs))
+    }
+
     async fn create_case(&self, case: &Case, first: &CaseStep, change: ChangeRow) -> Result<(i64, i64), StoreError> {
         self.writes.create(case, first, change).await
     }
@@ -760,6 +780,8 @@ fn read_row(table: &'static Table, row: &rusqlite::Row<'_>) -> Result<Vec<Val>, 
             ColType::Real => Val::Real(match v {
                 ValueRef::Real(x) => x,
                 ValueRef::Integer(x) => x as f64,
+                // SQLite stores a NaN (an optional number left out) as NULL.
+                ValueRef::Null => f64::NAN,
                 other => return Err(bad(format!("expected a number, found {:?}", other.data_type()))),
             }),
             ColType::Int => Val::Int(match v {

@@ -133,6 +133,19 @@ pub trait Store: Send + Sync {
         changes: Vec<ChangeRow>,
     ) -> Result<Vec<i64>, StoreError>;
 
+    /// Replaces the row of `table` whose `key` column holds the given value, if its `guard`
+    /// column still holds the given one (optimistic concurrency; geometry is left alone), and
+    /// logs `changes`, in one transaction. `None`, with nothing written, when another writer got
+    /// there first; else the changes' sequence numbers.
+    async fn update_row(
+        &self,
+        table: &'static Table,
+        row: Vec<Val>,
+        key: (&'static str, Val),
+        guard: (&'static str, Val),
+        changes: Vec<ChangeRow>,
+    ) -> Result<Option<Vec<i64>>, StoreError>;
+
     /// Stores a new case, the first step of its history and its change in one transaction. The
     /// store assigns the id (whatever `case.id` and `first.case_id` hold), names the change after
     /// it ([`ChangeRow::with_id`]) and returns (id, sequence number).
@@ -279,6 +292,11 @@ pub async fn select<T: Row>(store: &dyn Store, filter: Filter) -> Result<Vec<T>,
 /// Inserts records of type `T` and logs `changes` in one transaction.
 pub async fn insert<T: Row>(store: &dyn Store, items: &[T], changes: Vec<ChangeRow>) -> Result<Vec<i64>, StoreError> {
     store.insert_rows(T::table(), items.iter().map(Row::to_row).collect(), changes).await
+}
+
+/// Whether `e` is a unique-key violation: a row another writer (or process) stored first.
+pub fn is_duplicate(e: &StoreError) -> bool {
+    matches!(e, StoreError::Db(sqlx::Error::Database(d)) if d.is_unique_violation())
 }
 
 /// Reads one row of [`evaluation::counts_sql`]: the unit, then the counts.

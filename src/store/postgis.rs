@@ -188,6 +188,25 @@ impl Store for PostgisStore {
         Ok(seqs)
     }
 
+    async fn update_row(
+        &self,
+        table: &'static Table,
+        row: Vec<Val>,
+        key: (&'static str, Val),
+        guard: (&'static str, Val),
+        changes: Vec<ChangeRow>,
+    ) -> Result<Option<Vec<i64>>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut qb = table
+            .update::<Postgres>(&row, (key.0, &key.1), (guard.0, &guard.1), |b, v| bind(b, v, &mut std::iter::empty()));
+        if qb.build().execute(&mut *tx).await?.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let seqs = log::append!(tx, Postgres, &changes, true);
+        tx.commit().await?;
+        Ok(Some(seqs))
+    }
+
     async fn create_case(&self, case: &Case, first: &CaseStep, change: ChangeRow) -> Result<(i64, i64), StoreError> {
         self.writes.create(case, first, change).await
     }
@@ -611,7 +630,8 @@ fn read_row(table: &'static Table, row: &PgRow) -> Result<Vec<Val>, StoreError> 
     for (i, (_, ty)) in table.cols.iter().enumerate() {
         let v = match ty {
             ColType::Text => Val::Text(row.try_get::<Option<String>, _>(i)?.map(Into::into)),
-            ColType::Real => Val::Real(row.try_get(i)?),
+            // An optional number left out is NaN, as in the GeoPackage store.
+            ColType::Real => Val::Real(row.try_get::<Option<f64>, _>(i)?.unwrap_or(f64::NAN)),
             ColType::Int => Val::Int(row.try_get(i)?),
             ColType::Date => Val::Date(row.try_get(i)?),
             ColType::Time => Val::Time(row.try_get(i)?),

@@ -20,12 +20,18 @@ use parking_lot::Mutex;
 use crate::geo::tile::{MAX_ZOOM, TileCoord, lonlat_to_mercator, mercator_to_lonlat, tiles_covering};
 
 /// The collections tiles are drawn from, as bits of a mask.
-pub const SOURCES: [&str; 8] =
-    ["districts", "streets", "communities", "grids", "components", "cases", "sensors", "staff"];
+pub const SOURCES: [&str; 9] =
+    ["districts", "streets", "communities", "grids", "components", "cases", "sensors", "staff", "cameras"];
+
+/// A mask of [`SOURCES`].
+pub type Sources = u16;
+
+/// Every source.
+pub const ALL_SOURCES: Sources = Sources::MAX;
 
 /// The mask bit of a source collection (0 for an unknown name, which then matches nothing).
-pub fn source_bit(collection: &str) -> u8 {
-    SOURCES.iter().position(|s| *s == collection).map(|i| 1u8 << i).unwrap_or(0)
+pub fn source_bit(collection: &str) -> Sources {
+    SOURCES.iter().position(|s| *s == collection).map(|i| 1 << i).unwrap_or(0)
 }
 
 /// A rendered tile: the MVT bytes (empty for a tile without features), the same gzipped, and
@@ -69,7 +75,7 @@ const ENTRY_OVERHEAD: usize = 160;
 
 struct Entry {
     variant: Arc<str>,
-    sources: u8,
+    sources: Sources,
     tile: Arc<Rendered>,
     last_used: AtomicU64,
 }
@@ -132,7 +138,7 @@ impl TileCache {
 
     /// Stores a tile rendered from data read after `generation` was taken, unless something was
     /// invalidated since.
-    pub fn put(&self, t: TileCoord, variant: &str, sources: u8, tile: Arc<Rendered>, generation: u64) {
+    pub fn put(&self, t: TileCoord, variant: &str, sources: Sources, tile: Arc<Rendered>, generation: u64) {
         if !self.enabled() || tile.cost() > self.max_bytes / 8 {
             return;
         }
@@ -162,7 +168,7 @@ impl TileCache {
 
     /// Drops, at every zoom, the cached tiles drawn from any of the `sources` whose bounds grown
     /// by the tile buffer meet `bbox` (lon/lat). Returns the number of tiles dropped.
-    pub fn invalidate(&self, sources: u8, bbox: [f64; 4]) -> usize {
+    pub fn invalidate(&self, sources: Sources, bbox: [f64; 4]) -> usize {
         self.generation.fetch_add(1, Ordering::AcqRel);
         let mut dropped = 0;
         for z in 0..=MAX_ZOOM {

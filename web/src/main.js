@@ -19,7 +19,7 @@ const SUMMARY_EVERY_MS = 60 * 1000; // counters also refresh on their own (day a
 const SOURCE_OF = {
   districts: 'admin', streets: 'admin', communities: 'admin', grids: 'admin',
   components: 'components', cases: 'cases', case_density: 'cases', sensors: 'sensors',
-  hotspots: 'hotspots',
+  hotspots: 'hotspots', cameras: 'cameras',
 };
 
 const STATUS_NAMES = {
@@ -144,6 +144,7 @@ map.on('load', () => {
       'circle-stroke-color': '#e6f4ff', 'circle-stroke-width': 1.5 },
   });
   addStaffLayers();
+  addResourceLayers();
   applyLayerSwitches();
   map.on('click', 'case-point', (e) => casePopup(e.features[0].properties, e.lngLat));
   map.on('click', 'staff-point', (e) => staffPopup(e.features[0].properties, e.lngLat));
@@ -171,7 +172,7 @@ async function casePopup(p, lngLat) {
   const title = document.createElement('div');
   title.textContent = `#${p.id} ${className(p.class_code)} · ${STATUS_NAMES[p.status] || p.status || ''}`
     + (p.description ? ` · ${p.description}` : '');
-  el.append(title);
+  el.append(title, planPicker({ case_id: Number(p.id), lon: lngLat.lng, lat: lngLat.lat }));
   popup = new Popup({ closeButton: true, maxWidth: '360px' }).setLngLat(lngLat).setDOMContent(el).addTo(map);
   // The case's photos (上报, 核实, 处置后, 核查), before and after, each with its step and a
   // mark when it was taken far from the case.
@@ -289,6 +290,154 @@ async function staffPopup(p, lngLat) {
     recordError('staff track', e);
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// 一键联动: a 启动预案 button on a case and on an alarm starts a plan there (shift leader,
+// dispatcher); the open incidents are listed with each department's state and kept by the feed
+// (`incident.created`, `incident.updated`, `incident.escalated`); a click shows the resources
+// around one (cameras, staff on duty, the plan's components).
+
+const INCIDENTS_MAX = 100;
+const TASK_NAMES = { dispatched: '已派发', acked: '已签收', arrived: '已到场', done: '已完成' };
+const incidents = new Map(); // id -> incident (open ones)
+const incidentEl = document.getElementById('incident-list');
+let plans = null; // the plans, loaded on first use
+
+async function loadPlans() {
+  if (!plans) plans = (await getJson('/api/v1/plans')).plans || [];
+  return plans;
+}
+
+/** A 启动预案 button that opens a choice of plans and starts the chosen one at `at`. */
+function planPicker(at) {
+  const box = document.createElement('span');
+  box.className = 'plan-picker';
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.className = 'plan-start';
+  button.textContent = '启动预案';
+  box.append(button);
+  button.addEventListener('click', async (e) => {
+    e.stopPropagation();
+    try {
+      const list = await loadPlans();
+      const select = document.createElement('select');
+      select.className = 'plan-choice';
+      select.append(new Option('选择预案…', ''), ...list.map((p) => new Option(p.name, p.code)));
+      const go = document.createElement('button');
+      go.type = 'button';
+      go.className = 'plan-go';
+      go.textContent = '启动';
+      go.addEventListener('click', async (ev) => {
+        ev.stopPropagation();
+        if (!select.value) return;
+        go.disabled = true;
+        try {
+          const r = await fetch('/api/v1/incidents', {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', ...authHeaders },
+            body: JSON.stringify({ plan: select.value, ...at }),
+          });
+          const body = await r.json();
+          if (!r.ok) throw new Error(body.detail || `HTTP ${r.status}`);
+          upsertIncident(body);
+          box.replaceChildren(document.createTextNode(`已启动 ${body.plan_name}`));
+          box.dataset.incident = body.id;
+        } catch (err) {
+          recordError('start plan', err);
+          box.append(document.createTextNode(` 启动失败: ${err.message}`));
+        } finally {
+          go.disabled = false;
+        }
+      });
+      box.replaceChildren(select, go);
+    } catch (err) {
+      recordError('plans', err);
+    }
+  });
+  return box;
+}
+
+function renderIncidents(freshId) {
+  const list = [...incidents.values()].sort((a, b) => Date.parse(b.opened_at) - Date.parse(a.opened_at));
+  incidentEl.replaceChildren(...list.map((inc) => {
+    const li = document.createElement('li');
+    li.dataset.incidentId = inc.id;
+    if (inc.id === freshId) li.className = 'fresh';
+    const title = document.createElement('span');
+    title.className = 'title';
+    title.textContent = `${inc.plan_name}${inc.auto ? ' · 自动' : ''}`;
+    const meta = document.createElement('span');
+    meta.className = 'meta';
+    const calls = (inc.webhooks || []).map((w) => ({ delivered: '已通知', pending: `通知中(${w.attempts})`, failed: '通知失败' }[w.status]));
+    meta.textContent = [timeText(inc.opened_at), inc.grid_code ? `网格 ${inc.grid_code}` : '', ...calls].filter(Boolean).join(' · ');
+    const tasks = document.createElement('span');
+    tasks.className = 'tasks';
+    for (const t of inc.tasks || []) {
+      const b = document.createElement('span');
+      b.className = `task ${t.status}${t.late && t.late.length ? ' late' : ''}`;
+      b.dataset.dept = t.dept_code;
+      b.dataset.status = t.status;
+      b.textContent = `${t.role === 'lead' ? '★' : ''}${t.dept_name || t.dept_code} ${TASK_NAMES[t.status] || t.status}`;
+      tasks.append(b);
+    }
+    li.append(title, meta, tasks);
+    return li;
+  }));
+  setText('incident-count', incidents.size ? `(${incidents.size})` : '');
+}
+
+function upsertIncident(inc) {
+  if (!inc || !inc.id) return;
+  if (inc.status === 'open') incidents.set(inc.id, inc); else incidents.delete(inc.id);
+  while (incidents.size > INCIDENTS_MAX) incidents.delete(incidents.keys().next().value);
+  renderIncidents(inc.status === 'open' ? inc.id : undefined);
+}
+
+async function refreshIncidents() {
+  try {
+    const r = await getJson('/api/v1/incidents?open=true');
+    incidents.clear();
+    for (const inc of (r.incidents || []).slice(0, INCIDENTS_MAX)) incidents.set(inc.id, inc);
+    renderIncidents();
+  } catch (e) {
+    console.warn('incidents', e);
+  }
+}
+
+const NO_FEATURES = { type: 'FeatureCollection', features: [] };
+
+function addResourceLayers() {
+  map.addSource('resources', { type: 'geojson', data: NO_FEATURES });
+  map.addLayer({
+    id: 'resource-point', type: 'circle', source: 'resources', metadata: { 'onemap:group': 'resources' },
+    paint: {
+      'circle-radius': 7,
+      'circle-color': ['match', ['get', 'kind'], 'camera', '#b388ff', 'staff', '#00e5ff', '#ffb74d'],
+      'circle-stroke-color': '#ffffff', 'circle-stroke-width': 2,
+    },
+  });
+}
+
+incidentEl.addEventListener('click', async (e) => {
+  const li = e.target.closest('li[data-incident-id]');
+  const inc = li && incidents.get(li.dataset.incidentId);
+  if (!inc) return;
+  map.flyTo({ center: [inc.lon, inc.lat], zoom: Math.max(map.getZoom(), 16) });
+  try {
+    const r = await getJson(`/api/v1/incidents/${encodeURIComponent(inc.id)}/resources`);
+    const point = (kind) => (x) => ({ type: 'Feature', geometry: { type: 'Point', coordinates: [x.lon, x.lat] },
+      properties: { kind, code: x.code, name: x.name, distance_m: x.distance_m } });
+    const features = [...r.cameras.map(point('camera')), ...r.staff.map(point('staff')), ...r.components.map(point('component'))];
+    if (mapReady) map.getSource('resources').setData({ type: 'FeatureCollection', features });
+    li.dataset.resources = String(features.length);
+    const note = li.querySelector('.resources') || li.appendChild(document.createElement('span'));
+    note.className = 'resources';
+    note.textContent = `周边 ${r.radius_m} 米: 视频 ${r.cameras.length} · 在岗人员 ${r.staff.length} · 部件 ${r.components.length}`;
+  } catch (err) {
+    recordError('resources', err);
+  }
+});
 
 // ---------------------------------------------------------------------------------------------
 // Layer switches: each style layer names its group in metadata["onemap:group"].
@@ -437,6 +586,7 @@ function upsertCase(c, created) {
 const LEVEL_NAMES = { blue: '蓝色', yellow: '黄色', orange: '橙色', red: '红色' };
 const LEVEL_RANK = { blue: 1, yellow: 2, orange: 3, red: 4 };
 const alarms = new Map(); // id -> alarm
+const pickers = new Map(); // alarm id -> its 启动预案 picker
 const alarmEl = document.getElementById('alarm-list');
 
 function renderAlarms(freshId) {
@@ -461,12 +611,19 @@ function renderAlarms(freshId) {
     meta.textContent = [`${a.last_value ?? a.value} ${a.unit || ''}`.trim(), timeText(a.raised_at),
       a.case_id != null ? `案件 #${a.case_id}` : ''].filter(Boolean).join(' · ');
     li.append(level, title, state, meta);
+    if (Number.isFinite(a.lon) && Number.isFinite(a.lat)) {
+      // The same picker across re-renders, so a choice under way survives the alarm's updates.
+      if (!pickers.has(a.id)) pickers.set(a.id, planPicker({ alarm_id: a.id, lon: a.lon, lat: a.lat }));
+      li.append(pickers.get(a.id));
+    }
     return li;
   }));
+  for (const id of pickers.keys()) if (!alarms.has(id)) pickers.delete(id);
   setText('alarm-count', alarms.size ? `(${alarms.size})` : '');
 }
 
 alarmEl.addEventListener('click', (e) => {
+  if (e.target.closest('.plan-picker')) return;
   const li = e.target.closest('li[data-alarm-id]');
   const a = li && alarms.get(Number(li.dataset.alarmId));
   if (a && Number.isFinite(a.lon) && Number.isFinite(a.lat)) {
@@ -648,6 +805,7 @@ function resync() {
   refreshList();
   refreshAlarms();
   refreshStaff();
+  refreshIncidents();
   if (mapReady) reloadAllTiles();
 }
 
@@ -679,6 +837,9 @@ function connect() {
   es.addEventListener('alarm.cleared', (e) => onAlarm(e, true));
   for (const name of ['staff.on_duty', 'staff.moved']) es.addEventListener(name, (e) => onStaff(e, true));
   es.addEventListener('staff.off_duty', (e) => onStaff(e, false));
+  for (const name of ['incident.created', 'incident.updated', 'incident.escalated']) {
+    es.addEventListener(name, (e) => upsertIncident(parse(e)));
+  }
   es.addEventListener('tiles.invalidated', (e) => { const ev = parse(e); if (ev && mapReady) invalidate(ev); });
   es.addEventListener('hotspots.published', () => { if (mapReady) invalidate({ layer: 'hotspots', layers: ['hotspots'] }); });
   es.addEventListener('resync', () => resync());
@@ -695,5 +856,6 @@ refreshSummary();
 refreshList();
 refreshAlarms();
 refreshStaff();
+refreshIncidents();
 setInterval(refreshSummary, SUMMARY_EVERY_MS);
 connect();

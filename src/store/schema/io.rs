@@ -138,6 +138,7 @@ pub async fn write_city_rows(
     write_table(io, &city.case_steps, progress).await?;
     write_table(io, &city.sensors, progress).await?;
     write_table(io, &city.staff, progress).await?;
+    write_table(io, &city.cameras, progress).await?;
     Ok(())
 }
 
@@ -177,6 +178,7 @@ pub async fn load_city_rows(
         sensors: load_table(io, progress).await?,
         // Where they were last seen comes from the tracks (see `Store::latest_positions`).
         staff: load_table(io, progress).await?,
+        cameras: load_table(io, progress).await?,
     })
 }
 

@@ -321,6 +321,54 @@ pub static STAFF: Table = Table {
     ],
 };
 
+/// Video cameras (see [`crate::model::Camera`]).
+pub static CAMERAS: Table = Table {
+    name: "cameras",
+    cols: &[
+        ("code", Text),
+        ("name", Text),
+        ("stream_url", Text),
+        ("direction", Real),
+        ("grid_code", Text),
+        ("geom", Geom),
+    ],
+};
+
+/// Emergency plans, one row per version (see `crate::linkage::plans`).
+pub static PLANS: Table = Table {
+    name: "plans",
+    cols: &[
+        ("code", Text),
+        ("version", Int),
+        ("name", Text),
+        ("body", Json),
+        ("created_at", Time),
+        ("created_by", Text),
+    ],
+};
+
+/// Joint-response incidents (see `crate::linkage`): the columns a read filters on, and the
+/// whole state as one document.
+pub static INCIDENTS: Table = Table {
+    name: "incidents",
+    cols: &[
+        ("id", Text),
+        ("plan_code", Text),
+        ("plan_version", Int),
+        ("status", Text),
+        ("auto_key", Text),
+        ("alarm_id", Text),
+        ("case_id", Text),
+        ("lon", Real),
+        ("lat", Real),
+        ("opened_at", Time),
+        ("closed_at", Time),
+        ("pending", Int),
+        ("version", Int),
+        ("state", Json),
+    ],
+};
+
 /// Case photos (see [`crate::model::Media`]).
 pub static CASE_MEDIA: Table = Table {
     name: "case_media",
@@ -350,7 +398,7 @@ pub static IMPORTS: Table =
 pub static IMPORT_KEYS: Table = Table { name: "import_keys", cols: &[("seq", Int), ("key", Text)] };
 
 /// Every table in dependency order (parents before children), as written by `write_city`.
-pub static ALL: [&Table; 12] = [
+pub static ALL: [&Table; 13] = [
     &DISTRICTS,
     &STREETS,
     &COMMUNITIES,
@@ -363,6 +411,7 @@ pub static ALL: [&Table; 12] = [
     &CASES,
     &SENSORS,
     &STAFF,
+    &CAMERAS,
 ];
 
 /// Which rows of a table a read wants.
@@ -400,6 +449,7 @@ pub fn order_column(table: &Table) -> &'static str {
     match table.name {
         "responsibilities" => "dept_code, scope, target",
         "case_steps" => "case_id, seq",
+        "plans" => "code, version",
         _ => table.cols[0].0,
     }
 }

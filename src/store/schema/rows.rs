@@ -548,3 +548,30 @@ impl Row for Staff {
         })
     }
 }
+
+impl Row for Camera {
+    fn table() -> &'static Table {
+        &CAMERAS
+    }
+    fn to_row(&self) -> Vec<Val> {
+        vec![
+            t(&self.code),
+            t(&self.name),
+            ot(&self.stream_url),
+            self.direction.map_or(Val::Real(f64::NAN), Val::Real),
+            ot(&self.grid_code),
+            Val::Geom(self.geom.into()),
+        ]
+    }
+    fn from_row(row: Vec<Val>) -> Result<Self, StoreError> {
+        let mut c = Cells::new(Self::table(), row);
+        Ok(Camera {
+            code: c.text()?,
+            name: c.text()?,
+            stream_url: c.opt_text()?,
+            direction: Some(c.real()?).filter(|d| d.is_finite()),
+            grid_code: c.opt_text()?,
+            geom: c.point()?,
+        })
+    }
+}

@@ -347,6 +347,17 @@ async fn an_alarm_starts_its_plan_once_and_deliveries_survive_a_restart_on_both_
         let sensor = json!({"code": "T-WL-1", "kind": "water_level", "lon": p.x(), "lat": p.y(), "crs": "cgcs2000",
             "thresholds": {"min_duration_s": 0, "hysteresis": 0.01}});
         assert_eq!(post(&app, "/api/v1/sensors", &admin, sensor).await.status, 201);
+        // A supervisor on duty nearby is sent to verify.
+        let member = city.staff[0].code.to_string();
+        let pos = json!({"positions": [{"staff": member, "lon": p.x() + 0.0003, "lat": p.y(), "crs": "cgcs2000"}]});
+        assert_eq!(post(&app, "/api/v1/staff/positions", &admin, pos).await.json()["accepted"], 1);
+        let phone = onemap::auth::create_with(
+            &*st.store,
+            Role::Supervisor,
+            &TokenSpec { staff_code: Some(member.clone()), ..Default::default() },
+        )
+        .await
+        .unwrap();
         let now = chrono::Utc::now();
         let reading = |s: i64, v: f64| {
             json!({"sensor": "T-WL-1", "value": v,
@@ -362,12 +373,35 @@ async fn an_alarm_starts_its_plan_once_and_deliveries_survive_a_restart_on_both_
         assert_eq!((inc["alarm_id"].clone(), inc["auto"].clone()), (alarm["id"].clone(), json!(true)), "{label}");
         assert_eq!(inc["case_id"], alarm["case_id"], "{label}: the alarm's case is linked");
         assert_eq!(inc["plan"], "t-flood");
+        assert_eq!(inc["verifier"], member.as_str(), "{label}: the nearest supervisor on duty");
+        let tasks = get_as(&app, "/api/v1/tasks", &phone).await.json();
+        assert_eq!(tasks["incidents"][0]["id"], inc["id"], "{label}: on the supervisor's phone");
         // More red readings, a sweep: still one incident for the sensor.
         post(&app, "/api/v1/sensors/readings", &device, json!({"readings": [reading(2, 0.7)]})).await;
         tokio::time::sleep(Duration::from_millis(800)).await;
         let open = get_as(&app, "/api/v1/incidents?open=true", &admin).await.json();
         let for_sensor = open["incidents"].as_array().unwrap().iter().filter(|i| i["sensor_code"] == "T-WL-1").count();
         assert_eq!(for_sensor, 1, "{label}: one open incident per sensor and plan");
+        // A class trigger: an urgent case of the class starts its plan, a normal one does not.
+        let class = city.event_classes[0].code.to_string();
+        let plan = json!({"code": "t-class", "name": "紧急事件", "trigger": {"class_code": class, "urgency": "urgent"},
+            "lead": {"role": "street"}});
+        assert_eq!(post(&app, "/api/v1/plans", &admin, plan).await.status, 201);
+        let report = |urgency: &str| {
+            json!({"class_code": class, "lon": p.x(), "lat": p.y(), "crs": "cgcs2000",
+            "description": "联动测试", "source": "supervisor", "urgency": urgency})
+        };
+        let normal = post(&app, "/api/v1/cases", &phone, report("normal")).await.json();
+        let urgent = post(&app, "/api/v1/cases", &phone, report("urgent")).await.json();
+        let by_case = feed.wait_for("incident.created", |d| d["plan"] == "t-class").await;
+        assert_eq!(
+            (by_case["case_id"].clone(), by_case["auto"].clone()),
+            (urgent["id"].clone(), json!(true)),
+            "{label}"
+        );
+        let all = get_as(&app, "/api/v1/incidents", &admin).await.json();
+        assert!(!all["incidents"].as_array().unwrap().iter().any(|i| i["case_id"] == normal["id"]), "{label}");
+
         let id = inc["id"].as_str().unwrap().to_string();
         let failing =
             until(&app, &admin, &id, "a refused call", |v| v["webhooks"][0]["attempts"].as_u64() >= Some(1)).await;

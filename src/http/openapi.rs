@@ -485,7 +485,8 @@ fn operations(example: Option<(f64, f64)>) -> Vec<(String, &'static str, Value)>
             ])
             .answers("200", "application/geo+json", reference("Feature"))),
         ("/api/v1/tasks", "get", Op::new("listTasks", "staff", "The field tasks (verify, check) assigned to the caller's staff member")
-            .json(object(&["staff", "tasks"], json!({"staff": string(), "tasks": array_of(reference("Case"))})))),
+            .json(object(&["staff", "tasks"], json!({"staff": string(), "tasks": array_of(reference("Case")),
+                "incidents": array_of(reference("Incident"))})))),
         ("/api/v1/analysis/patrol", "get", Op::new("patrol", "analysis", "Patrol coverage of one city day")
             .params([
                 query("date", "city day (default: today)", date()),

@@ -216,7 +216,8 @@ pub async fn patrol(State(st): State<AppState>, who: Option<Caller>, p: Params) 
 }
 
 /// `GET /api/v1/tasks`: the field tasks (verify, check) assigned to the caller's staff member,
-/// oldest first, each a case with its `task` and the distance from where the member was seen.
+/// oldest first, each a case with its `task` and the distance from where the member was seen;
+/// and the open incidents the member was sent to verify (`incidents`).
 pub async fn tasks(State(st): State<AppState>, Caller(who): Caller, p: Params) -> ApiResult<Response> {
     p.only(&[])?;
     let Some(code) = who.staff.clone() else {
@@ -239,5 +240,13 @@ pub async fn tasks(State(st): State<AppState>, Caller(who): Caller, p: Params) -
             v
         })
         .collect();
-    Ok(axum::Json(json!({"staff": code, "tasks": list})).into_response())
+    let incidents: Vec<Value> = st
+        .linkage
+        .list(true)
+        .await?
+        .iter()
+        .filter(|i| i.verifier.as_deref() == Some(code.as_str()))
+        .map(crate::linkage::to_json)
+        .collect();
+    Ok(axum::Json(json!({"staff": code, "tasks": list, "incidents": incidents})).into_response())
 }

@@ -565,3 +565,49 @@ async fn staff_import_from_a_csv_checks_roles_communities_and_grids() {
     assert_eq!(stored["IMP-2"].role, StaffRole::Collector);
     assert!((stored["IMP-1"].geom.x() - p.x()).abs() < 1e-9);
 }
+
+/// Cameras (视频监控) from a CSV of points: a direction in degrees (0-360) if given, the unit
+/// grid located from the point; then exported back with the same fields.
+#[tokio::test]
+async fn camera_import_checks_directions_and_locates_grids() {
+    use geo::InteriorPoint;
+    let city = small_city();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(&fresh_gpkg("import-cameras"), &{
+        let mut base = admin_only(city);
+        base.grids = city.grids.clone();
+        base
+    })
+    .await;
+    let g = &city.grids[3];
+    let p = g.geom.interior_point().unwrap();
+    let mut csv = String::from("code,name,stream_url,direction,lon,lat\n");
+    csv.push_str(&format!("CAM-1,隧道口,rtsp://video.local/cam1,135,{},{}\n", p.x(), p.y()));
+    csv.push_str(&format!("CAM-2,路口,,,{},{}\n", p.x(), p.y()));
+    csv.push_str(&format!("CAM-3,坏方向,,400,{},{}\n", p.x(), p.y()));
+    let path = dir.path().join("cameras.csv");
+    std::fs::write(&path, csv).unwrap();
+    let opts = ImportOptions {
+        read: ReadOptions { crs: Some("cgcs2000".into()), ..Default::default() },
+        skip_invalid: true,
+        ..Default::default()
+    };
+    let r = import(&*store, "cameras", &path, &opts).await;
+    let why = reasons(&r);
+    assert_eq!((r.accepted, r.rejected.len()), (2, 1), "{why:?}");
+    assert!(why.iter().any(|w| w.contains("CAM-3") && w.contains("direction")), "{why:?}");
+    let stored: HashMap<String, onemap::model::Camera> = select::<onemap::model::Camera>(&*store, Filter::All)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.code.to_string(), c))
+        .collect();
+    assert_eq!(stored["CAM-1"].direction, Some(135.0));
+    assert_eq!(stored["CAM-1"].stream_url.as_deref(), Some("rtsp://video.local/cam1"));
+    assert_eq!(stored["CAM-2"].direction, None, "no direction stays none");
+    assert_eq!(stored["CAM-1"].grid_code.as_deref(), Some(g.code.as_str()));
+    let out = dir.path().join("cameras.geojson");
+    export(&*store, "cameras", &out, &[("format", "geojson")]).await;
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("CAM-1") && text.contains("rtsp://video.local/cam1") && text.contains("135"), "{text}");
+}

@@ -134,8 +134,11 @@ impl Context {
         let districts = if needs(&[Streets, Components]) { select(store, All).await? } else { Vec::new() };
         let streets = if needs(&[Communities]) { select(store, All).await? } else { Vec::new() };
         let communities = if needs(&[Grids, Staff]) { select(store, All).await? } else { Vec::new() };
-        let grids =
-            if needs(&[Grids, Components, Cases, Sensors, Staff]) { select(store, All).await? } else { Vec::new() };
+        let grids = if needs(&[Grids, Components, Cases, Sensors, Staff, Cameras]) {
+            select(store, All).await?
+        } else {
+            Vec::new()
+        };
         let departments = if needs(&[Staff]) {
             store.keys(&schema::DEPARTMENTS).await?.into_iter().collect()
         } else {

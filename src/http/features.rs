@@ -76,18 +76,20 @@ pub async fn landing(headers: HeaderMap) -> Response {
             {"href": format!("{base}/api"), "rel": "service-doc", "type": "application/vnd.oai.openapi+json;version=3.0", "title": "API documentation"},
             {"href": format!("{base}/conformance"), "rel": "conformance", "type": "application/json", "title": "Conformance"},
             {"href": format!("{base}/collections"), "rel": "data", "type": "application/json", "title": "Collections"},
+            {"href": format!("{base}/tileMatrixSets"), "rel": "http://www.opengis.net/def/rel/ogc/1.0/tiling-schemes", "type": "application/json", "title": "Tiling schemes"},
+            {"href": format!("{base}/tiles"), "rel": "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector", "type": "application/json", "title": "Vector tiles of the whole dataset"},
         ]
     }))
 }
 
 pub async fn conformance() -> Response {
-    json_response(json!({
-        "conformsTo": [
-            "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
-            "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
-            "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
-        ]
-    }))
+    let features = [
+        "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+        "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+        "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    ];
+    let all: Vec<&str> = features.into_iter().chain(super::ogc_tiles::CONFORMANCE.iter().copied()).collect();
+    json_response(json!({ "conformsTo": all }))
 }
 
 fn collection_json(st: &AppState, base: &str, id: &str, title: &str, description: &str) -> ApiResult<Value> {
@@ -102,6 +104,7 @@ fn collection_json(st: &AppState, base: &str, id: &str, title: &str, description
         "links": [
             {"href": format!("{base}/collections/{id}"), "rel": "self", "type": "application/json", "title": title},
             {"href": format!("{base}/collections/{id}/items"), "rel": "items", "type": "application/geo+json", "title": title},
+            {"href": format!("{base}/collections/{id}/tiles"), "rel": "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector", "type": "application/json", "title": title},
         ]
     });
     if let Some(b) = bbox {

@@ -13,6 +13,7 @@ pub mod limits;
 pub mod linkage;
 pub mod locate;
 pub mod media;
+pub mod ogc_tiles;
 pub mod open311;
 pub mod openapi;
 pub mod params;
@@ -226,6 +227,14 @@ pub fn app(state: AppState) -> Router {
         .route("/collections/{id}", get(features::collection))
         .route("/collections/{id}/items", get(features::items))
         .route("/collections/{id}/items/{fid}", get(features::item))
+        .route("/tileMatrixSets", get(ogc_tiles::tile_matrix_sets))
+        .route("/tileMatrixSets/{id}", get(ogc_tiles::tile_matrix_set))
+        .route("/collections/{id}/tiles", get(ogc_tiles::collection_tilesets))
+        .route("/collections/{id}/tiles/{tms}", get(ogc_tiles::collection_tileset))
+        .route("/collections/{id}/tiles/{tms}/{z}/{row}/{col}", get(ogc_tiles::collection_tile))
+        .route("/tiles", get(ogc_tiles::dataset_tilesets))
+        .route("/tiles/WebMercatorQuad", get(ogc_tiles::dataset_tileset))
+        .route("/tiles/WebMercatorQuad/{z}/{row}/{col}", get(ogc_tiles::dataset_tile))
         .route("/tiles/{layers}", get(tiles::tilejson))
         .route("/tiles/{layers}/{z}/{x}/{y}", get(tiles::tile))
         .route("/api/v1/events", get(events::events))

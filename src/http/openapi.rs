@@ -196,6 +196,15 @@ fn boolean() -> Value {
     json!({"type": "boolean"})
 }
 
+/// `{tileMatrix}/{tileRow}/{tileCol}` of OGC API - Tiles.
+fn tile_address() -> Vec<Value> {
+    vec![
+        path("tileMatrix", json!({"type": "string", "description": "the zoom, 0 to 24"})),
+        path("tileRow", json!({"type": "integer", "minimum": 0})),
+        path("tileCol", json!({"type": "integer", "minimum": 0})),
+    ]
+}
+
 /// The analysis unit of hotspots and emerging hotspots.
 fn unit_param() -> Value {
     query("unit", "grid, community, street, district or h3:<res>", string())
@@ -323,6 +332,32 @@ fn operations(example: Option<(f64, f64)>) -> Vec<(String, &'static str, Value)>
                 path("x", json!({"type": "integer", "minimum": 0})),
                 path("y", json!({"type": "string", "description": "row, optionally with .mvt or .pbf"})),
             ])
+            .answers("200", "application/vnd.mapbox-vector-tile", json!({"type": "string", "format": "binary"}))
+            .no_content("an empty tile")),
+        // OGC API - Tiles.
+        ("/tileMatrixSets", "get", Op::new("getTileMatrixSets", "tiles", "The tiling schemes (WebMercatorQuad)")
+            .json(object(&["tileMatrixSets"], json!({"tileMatrixSets": array_of(object(&["id"], json!({"id": string()})))})))),
+        ("/tileMatrixSets/{tileMatrixSetId}", "get", Op::new("getTileMatrixSet", "tiles", "A tiling scheme's definition (OGC 2D TMS 2.0)")
+            .params([path("tileMatrixSetId", enumeration([super::ogc_tiles::TMS]))])
+            .json(object(&["id", "crs", "tileMatrices"], json!({"id": string(), "crs": string(),
+                "tileMatrices": array_of(json!({"type": "object"}))})))),
+        ("/tiles", "get", Op::new("getDatasetTilesets", "tiles", "The vector tilesets of the whole dataset")
+            .json(reference("Tilesets"))),
+        ("/tiles/WebMercatorQuad", "get", Op::new("getDatasetTileset", "tiles", "The dataset tileset: every feature collection, a layer each")
+            .json(reference("Tileset"))),
+        ("/tiles/WebMercatorQuad/{tileMatrix}/{tileRow}/{tileCol}", "get", Op::new("getDatasetTile", "tiles", "A tile of the dataset tileset")
+            .params(tile_address())
+            .answers("200", "application/vnd.mapbox-vector-tile", json!({"type": "string", "format": "binary"}))
+            .no_content("an empty tile")),
+        ("/collections/{collectionId}/tiles", "get", Op::new("getCollectionTilesets", "tiles", "A collection's vector tilesets")
+            .params([param("collectionId")])
+            .json(reference("Tilesets"))),
+        ("/collections/{collectionId}/tiles/{tileMatrixSetId}", "get", Op::new("getCollectionTileset", "tiles", "A collection's tileset metadata with the limits of its data")
+            .params([param("collectionId"), path("tileMatrixSetId", enumeration([super::ogc_tiles::TMS]))])
+            .json(reference("Tileset"))),
+        ("/collections/{collectionId}/tiles/{tileMatrixSetId}/{tileMatrix}/{tileRow}/{tileCol}", "get", Op::new("getCollectionTile", "tiles", "A tile of a collection (the same as /tiles/{collectionId}/{z}/{x}/{y})")
+            .params([param("collectionId"), path("tileMatrixSetId", enumeration([super::ogc_tiles::TMS]))])
+            .params(tile_address())
             .answers("200", "application/vnd.mapbox-vector-tile", json!({"type": "string", "format": "binary"}))
             .no_content("an empty tile")),
         // Locate.
@@ -642,6 +677,11 @@ fn components() -> Value {
 /// The plans' and incidents' schemas (apart: one `json!` of all of them is too deep a macro).
 fn linkage_schemas() -> Value {
     json!({
+            "Tilesets": object(&["tilesets"], json!({"tilesets": array_of(object(&["dataType", "crs", "links"],
+                json!({"dataType": string(), "crs": string(), "tileMatrixSetURI": string(), "links": array_of(json!({"type": "object"}))})))})),
+            "Tileset": object(&["dataType", "crs", "links", "tileMatrixSetLimits"], json!({"dataType": string(), "crs": string(),
+                "tileMatrixSetURI": string(), "links": array_of(json!({"type": "object"})),
+                "tileMatrixSetLimits": array_of(json!({"type": "object"})), "layers": array_of(json!({"type": "object"}))})),
             "NewPlan": object(&["code", "name", "trigger", "lead"], json!({"code": string(), "name": string(),
                 "trigger": {"oneOf": [
                     object(&["sensor_kind", "level"], json!({"sensor_kind": string(),

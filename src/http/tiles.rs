@@ -201,15 +201,11 @@ pub async fn tilejson(
     let mut bounds: Option<[f64; 4]> = None;
     let mut vector_layers = Vec::new();
     for tl in &ids {
-        if let Some(b) = with_collection!(st.index, tl.source, |layer| Ok::<_, ApiError>(layer.bbox()))? {
-            bounds = Some(match bounds {
-                None => b,
-                Some(a) => [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])],
-            });
+        if let Some(b) = layer_bounds(&st, tl.source)? {
+            bounds = Some(union(bounds, b));
         }
-        let tile_props = with_collection!(st.index, tl.source, |layer| Ok::<_, ApiError>(tile_props_of(layer)))?;
         let mut fields: serde_json::Map<String, serde_json::Value> =
-            tile_props.iter().map(|p| (p.to_string(), json!("String"))).collect();
+            layer_fields(&st, tl.source)?.into_iter().map(|p| (p, json!("String"))).collect();
         if tl.derived || tiles::aggregate_below(tl.id).is_some() {
             fields.insert("count".into(), json!("Number"));
         }
@@ -217,6 +213,22 @@ pub async fn tilejson(
             "minzoom": tiles::min_zoom(tl.id), "maxzoom": MAX_ZOOM}));
     }
     Ok(tilejson_response(&base, &layers, bounds, vector_layers))
+}
+
+/// The extent of a collection's records (lon/lat), none when it is empty.
+pub fn layer_bounds(st: &AppState, collection: &str) -> ApiResult<Option<[f64; 4]>> {
+    with_collection!(st.index, collection, |layer| Ok::<_, ApiError>(layer.bbox()))
+}
+
+/// The properties a collection's tiles carry.
+pub fn layer_fields(st: &AppState, collection: &str) -> ApiResult<Vec<String>> {
+    let props = with_collection!(st.index, collection, |layer| Ok::<_, ApiError>(tile_props_of(layer)))?;
+    Ok(props.iter().map(|p| p.to_string()).collect())
+}
+
+/// The smallest bbox holding `a` (if any) and `b`.
+pub fn union(a: Option<[f64; 4]>, b: [f64; 4]) -> [f64; 4] {
+    a.map_or(b, |a| [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])])
 }
 
 /// A TileJSON 3.0.0 document for the tile layers `layers` (the path segment) within `bounds`.

@@ -2,7 +2,8 @@
 //! PostGIS (`ST_Intersects` join over the GiST index) on the same points, in the same run.
 //!
 //! Usage (see scripts/bench-locate):
-//!   cargo run --release --example locate_load -- URL PG_URL [BATCHES] [BATCH_SIZE] [CONCURRENCY]
+//!   cargo run --release --example locate_load -- URL PG_URL [BATCHES] [BATCH_SIZE] [CONCURRENCY] [FIELDS]
+//! FIELDS (e.g. `grid`, or `grid,street`) asks for the compact answer of those codes only.
 
 use std::time::Instant;
 
@@ -17,6 +18,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let batches: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(20);
     let size: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(100_000);
     let concurrency: usize = args.get(5).and_then(|s| s.parse().ok()).unwrap_or(2);
+    let fields: Option<Vec<String>> = args.get(6).map(|f| f.split(',').map(str::to_string).collect());
 
     let client = reqwest::Client::new();
     let col: serde_json::Value = client.get(format!("{url}/collections/grids")).send().await?.json().await?;
@@ -32,7 +34,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let bodies: Vec<Vec<u8>> = sets
         .iter()
-        .map(|pts| serde_json::to_vec(&serde_json::json!({"crs": "cgcs2000", "points": pts})).unwrap())
+        .map(|pts| {
+            let mut body = serde_json::json!({"crs": "cgcs2000", "points": pts});
+            if let Some(f) = &fields {
+                body["fields"] = serde_json::json!(f);
+            }
+            serde_json::to_vec(&body).unwrap()
+        })
         .collect();
 
     // Warm up once, then measure.
@@ -46,6 +54,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let t = Instant::now();
     let mut located = 0usize;
+    let mut bytes = 0usize;
     for chunk in bodies.chunks(concurrency) {
         let futs = chunk.iter().map(|body| {
             let client = client.clone();
@@ -62,18 +71,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 // Count located points without building a 50 MB JSON tree: the client must not be
                 // the bottleneck on the same two cores.
                 let body = resp.bytes().await?;
-                Ok::<usize, reqwest::Error>(count(&body, b"{\"grid\":"))
+                Ok::<(usize, usize), reqwest::Error>((count(&body, b"{\"grid\":"), body.len()))
             }
         });
         for r in futures::future::join_all(futs).await {
-            located += r?;
+            let (n, b) = r?;
+            located += n;
+            bytes += b;
         }
     }
     let http_s = t.elapsed().as_secs_f64();
     let total = batches * size;
     let http_rate = total as f64 / http_s;
     println!(
-        "http: {total} points in {http_s:.2} s = {http_rate:.0} points/s ({located} in a grid), batch {size}, concurrency {concurrency}"
+        "http: {total} points in {http_s:.2} s = {http_rate:.0} points/s ({located} in a grid), batch {size}, concurrency {concurrency}, fields {}, {:.1} MB a batch ({:.0} bytes a point)",
+        fields.as_ref().map_or("all".to_string(), |f| f.join(",")),
+        bytes as f64 / batches as f64 / 1e6,
+        bytes as f64 / total as f64
     );
 
     if let Some(pg) = pg {

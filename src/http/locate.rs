@@ -14,6 +14,7 @@ use super::params::{JsonBody, Params, to_storage};
 use crate::geo::Crs;
 use crate::grids;
 use crate::index::CityIndex;
+use crate::index::{LocationCache, LocationCodes};
 use crate::model::Str;
 
 /// The most points one batch request may carry (api.md).
@@ -38,6 +39,56 @@ pub struct BatchRequest {
     #[serde(default)]
     crs: Option<String>,
     points: Vec<[f64; 2]>,
+    /// Only these codes per point (`grid`, `community`, `street`, `district`, `responsible`):
+    /// a field app that needs the grid's code gets a few bytes a point instead of the whole
+    /// location.
+    #[serde(default)]
+    fields: Option<Vec<String>>,
+}
+
+/// A code a compact batch answer may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Grid,
+    Community,
+    Street,
+    District,
+    /// The responsible departments' codes, narrowest region first.
+    Responsible,
+}
+
+impl Field {
+    const ALL: [Field; 5] = [Field::Grid, Field::Community, Field::Street, Field::District, Field::Responsible];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Field::Grid => "grid",
+            Field::Community => "community",
+            Field::Street => "street",
+            Field::District => "district",
+            Field::Responsible => "responsible",
+        }
+    }
+
+    /// The fields a request names, in its order, each once; 400 for an unknown or an empty list.
+    fn parse_all(names: &[String]) -> ApiResult<Vec<Field>> {
+        if names.is_empty() {
+            return Err(ApiError::bad_request("invalid-field", "fields is empty; leave it out for whole locations"));
+        }
+        let mut out: Vec<Field> = Vec::new();
+        for n in names {
+            let f = Field::ALL.into_iter().find(|f| f.as_str() == n).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid-field",
+                    format!("unknown field {n:?}; one of grid, community, street, district, responsible"),
+                )
+            })?;
+            if !out.contains(&f) {
+                out.push(f);
+            }
+        }
+        Ok(out)
+    }
 }
 
 pub async fn post_locate(State(st): State<AppState>, JsonBody(req): JsonBody<BatchRequest>) -> ApiResult<Response> {
@@ -48,6 +99,7 @@ pub async fn post_locate(State(st): State<AppState>, JsonBody(req): JsonBody<Bat
         ));
     }
     let crs: Crs = req.crs.as_deref().map(str::parse).transpose()?.unwrap_or(Crs::Wgs84);
+    let fields = req.fields.as_deref().map(Field::parse_all).transpose()?;
     let index = st.index.clone();
     // Converting, locating and rendering 100,000 points is CPU work: off the async executor.
     let body = tokio::task::spawn_blocking(move || {
@@ -61,7 +113,10 @@ pub async fn post_locate(State(st): State<AppState>, JsonBody(req): JsonBody<Bat
                     .map_err(|e| ApiError::bad_request(e.kind, format!("points[{i}]: {}", e.detail)))
             })
             .collect::<ApiResult<Vec<_>>>()?;
-        Ok::<_, ApiError>(render_batch(&index, &crs, &req.points, &storage))
+        Ok::<_, ApiError>(match &fields {
+            Some(fields) => render_codes(&index, fields, &storage),
+            None => render_batch(&index, &crs, &req.points, &storage),
+        })
     })
     .await
     .map_err(ApiError::internal)??;
@@ -77,10 +132,7 @@ fn render_batch(index: &CityIndex, crs: &Crs, input: &[[f64; 2]], storage: &[(f6
     let mut out = String::with_capacity(input.len() * 480 + 16);
     out.push_str("{\"results\":[");
     for (chunk_no, chunk) in storage.chunks(CHUNK).enumerate() {
-        let codes: Vec<Option<Str>> = {
-            let grids = index.grids.read();
-            chunk.iter().map(|&(x, y)| grids.at_point(x, y).map(|g| g.code.clone())).collect()
-        };
+        let codes = grid_codes(index, chunk);
         let fragments = cached_fragments(index, &codes);
         for (j, fragment) in fragments.iter().enumerate() {
             let i = chunk_no * CHUNK + j;
@@ -100,15 +152,110 @@ fn render_batch(index: &CityIndex, crs: &Crs, input: &[[f64; 2]], storage: &[(f6
     out
 }
 
+/// The grid code of each point, a chunk at a time under the grids lock.
+fn grid_codes(index: &CityIndex, chunk: &[(f64, f64)]) -> Vec<Option<Str>> {
+    let grids = index.grids.read();
+    chunk.iter().map(|&(x, y)| grids.at_point(x, y).map(|g| g.code.clone())).collect()
+}
+
+/// A compact batch answer: per point an object of the asked codes, or null outside every grid.
+fn render_codes(index: &CityIndex, fields: &[Field], storage: &[(f64, f64)]) -> String {
+    let parents = fields.iter().any(|f| *f != Field::Grid);
+    let mut out = String::with_capacity(storage.len() * (24 * fields.len() + 4) + 16);
+    out.push_str("{\"results\":[");
+    let quoted = |out: &mut String, s: Option<&str>| match s {
+        // Codes are digits and letters: written as they are, anything else escaped.
+        Some(s) if s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => {
+            out.push('"');
+            out.push_str(s);
+            out.push('"');
+        }
+        Some(s) => out.push_str(&serde_json::to_string(s).expect("a string serialises")),
+        None => out.push_str("null"),
+    };
+    for (chunk_no, chunk) in storage.chunks(CHUNK).enumerate() {
+        let codes = grid_codes(index, chunk);
+        let more = if parents { cached_codes(index, &codes) } else { vec![None; codes.len()] };
+        for (j, (grid, more)) in codes.iter().zip(&more).enumerate() {
+            if chunk_no + j > 0 {
+                out.push(',');
+            }
+            let Some(grid) = grid else {
+                out.push_str("null");
+                continue;
+            };
+            for (k, f) in fields.iter().enumerate() {
+                out.push(if k == 0 { '{' } else { ',' });
+                out.push('"');
+                out.push_str(f.as_str());
+                out.push_str("\":");
+                let m = more.as_deref();
+                match f {
+                    Field::Grid => quoted(&mut out, Some(grid)),
+                    Field::Community => quoted(&mut out, m.and_then(|m| m.community.as_deref())),
+                    Field::Street => quoted(&mut out, m.and_then(|m| m.street.as_deref())),
+                    Field::District => quoted(&mut out, m.and_then(|m| m.district.as_deref())),
+                    Field::Responsible => {
+                        out.push('[');
+                        for (r, d) in m.map_or(&[][..], |m| &m.responsible[..]).iter().enumerate() {
+                            if r > 0 {
+                                out.push(',');
+                            }
+                            quoted(&mut out, Some(d));
+                        }
+                        out.push(']');
+                    }
+                }
+            }
+            out.push('}');
+        }
+    }
+    out.push_str("]}");
+    out
+}
+
 /// The rendered location of each grid code, from the index's cache, rendering the missing ones.
 fn cached_fragments(index: &CityIndex, codes: &[Option<Str>]) -> Vec<Option<Arc<str>>> {
+    cached(index, codes, |c| &c.answers, |c| &mut c.answers, |loc| Arc::from(location_fragment(&loc)))
+}
+
+/// The parents' and responsible departments' codes of each grid code, cached as the fragments.
+fn cached_codes(index: &CityIndex, codes: &[Option<Str>]) -> Vec<Option<Arc<LocationCodes>>> {
+    cached(
+        index,
+        codes,
+        |c| &c.codes,
+        |c| &mut c.codes,
+        |loc| {
+            let code = |n: Option<grids::Named>| n.map(|n| n.code);
+            Arc::new(LocationCodes {
+                community: code(loc.community),
+                street: code(loc.street),
+                district: code(loc.district),
+                responsible: loc.responsible.into_iter().map(|r| r.dept_code).collect(),
+            })
+        },
+    )
+}
+
+/// What `map` (`map_mut`) keeps per grid in the index's location cache, for each grid code (none
+/// for none), made by `make` from the grid's location for those not cached yet.
+fn cached<T: Clone>(
+    index: &CityIndex,
+    codes: &[Option<Str>],
+    map: impl Fn(&LocationCache) -> &HashMap<Str, T>,
+    map_mut: impl Fn(&mut LocationCache) -> &mut HashMap<Str, T>,
+    make: impl Fn(grids::Location) -> T,
+) -> Vec<Option<T>> {
     let (generation, mut found, mut missing) = {
         let cache = index.location_cache.read();
+        let generation = cache.generation;
+        let answers = map(&cache);
         let mut missing = Vec::new();
-        let found: Vec<Option<Arc<str>>> = codes
+        let found: Vec<Option<T>> = codes
             .iter()
             .map(|c| {
-                let hit = c.as_ref().and_then(|c| cache.answers.get(c).cloned());
+                let hit = c.as_ref().and_then(|c| answers.get(c).cloned());
                 if hit.is_none()
                     && let Some(c) = c
                 {
@@ -117,7 +264,7 @@ fn cached_fragments(index: &CityIndex, codes: &[Option<Str>]) -> Vec<Option<Arc<
                 hit
             })
             .collect();
-        (cache.generation, found, missing)
+        (generation, found, missing)
     };
     if missing.is_empty() {
         return found;
@@ -129,18 +276,16 @@ fn cached_fragments(index: &CityIndex, codes: &[Option<Str>]) -> Vec<Option<Arc<
         let gl = index.grids.read();
         missing.iter().filter_map(|c| gl.get(c).map(grids::GridHead::of)).collect()
     };
-    let rendered: HashMap<Str, Arc<str>> = heads
-        .into_iter()
-        .map(|h| (h.info.code.clone(), Arc::from(location_fragment(&grids::describe(index, h)))))
-        .collect();
+    let made: HashMap<Str, T> =
+        heads.into_iter().map(|h| (h.info.code.clone(), make(grids::describe(index, h)))).collect();
     for (slot, code) in found.iter_mut().zip(codes) {
         if slot.is_none() {
-            *slot = code.as_ref().and_then(|c| rendered.get(c).cloned());
+            *slot = code.as_ref().and_then(|c| made.get(c).cloned());
         }
     }
     let mut cache = index.location_cache.write();
     if cache.generation == generation {
-        cache.answers.extend(rendered);
+        map_mut(&mut cache).extend(made);
     }
     found
 }

@@ -373,6 +373,8 @@ fn operations(example: Option<(f64, f64)>) -> Vec<(String, &'static str, Value)>
                 "crs": optional(string()),
                 "points": {"type": "array", "maxItems": super::locate::MAX_BATCH,
                     "items": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "number"}}},
+                "fields": optional(json!({"type": "array", "minItems": 1,
+                    "items": enumeration(["grid", "community", "street", "district", "responsible"])})),
             })))
             .json(object(&["results"], json!({"results": array_of(json!({"type": "object", "nullable": true}))})))),
         // Cases.

@@ -71,6 +71,17 @@ pub struct CityIndex {
 pub struct LocationCache {
     pub generation: u64,
     pub answers: HashMap<Str, std::sync::Arc<str>>,
+    /// The same locations as codes only, for batches that ask for some `fields`.
+    pub codes: HashMap<Str, std::sync::Arc<LocationCodes>>,
+}
+
+/// The codes of a unit grid's parents and the departments responsible there.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LocationCodes {
+    pub community: Option<Str>,
+    pub street: Option<Str>,
+    pub district: Option<Str>,
+    pub responsible: Vec<Str>,
 }
 
 impl CityIndex {
@@ -112,6 +123,7 @@ impl CityIndex {
     pub fn hierarchy_changed(&self) {
         let mut cache = self.location_cache.write();
         cache.answers.clear();
+        cache.codes.clear();
         cache.generation += 1;
     }
 

@@ -524,4 +524,4 @@ mod tests {
 }
 
 mod city;
-pub use city::{CityIndex, Dictionaries, Layered};
+pub use city::{CityIndex, Dictionaries, Layered, LocationCache, LocationCodes};

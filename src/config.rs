@@ -84,7 +84,8 @@ pub struct ImportArgs {
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// districts, streets, communities, grids, components, cases, sensors, staff, cameras, or
-    /// plans (a TOML or JSON file of emergency plans).
+    /// `tiles` (an offline MBTiles package of the vector tiles: --layers, --bbox, --minzoom,
+    /// --maxzoom).
     pub collection: String,
     /// The file to write; its extension gives the format unless --format does.
     pub file: PathBuf,
@@ -109,6 +110,15 @@ pub struct ExportArgs {
     /// PROPERTY=VALUE equality filters (repeatable), as in the features API.
     #[arg(long = "filter", value_name = "PROPERTY=VALUE")]
     pub filters: Vec<String>,
+    /// `export tiles FILE.mbtiles`: the tile layers, comma-separated [default: every collection].
+    #[arg(long)]
+    pub layers: Option<String>,
+    /// `export tiles`: the first zoom [default: 12].
+    #[arg(long)]
+    pub minzoom: Option<u8>,
+    /// `export tiles`: the last zoom [default: 16].
+    #[arg(long)]
+    pub maxzoom: Option<u8>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -147,6 +147,10 @@ async fn main() -> anyhow::Result<()> {
             println!("revoked token {} in {location}", id?);
         }
         Command::Import(args) => import(args, file).await?,
+        Command::Export(args) if args.collection == "tiles" => {
+            let location = store_location(args.store.as_deref(), file.store)?;
+            export_tiles(&args, &location).await?;
+        }
         Command::Export(args) => {
             let location = store_location(args.store.as_deref(), file.store)?;
             let mut params = std::collections::BTreeMap::new();
@@ -255,6 +259,43 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// `onemap import`: read, validate, report, and write all or nothing.
+/// `onemap export tiles FILE.mbtiles`: the live tiles of an area, rendered on every core.
+async fn export_tiles(args: &onemap::config::ExportArgs, location: &str) -> anyhow::Result<()> {
+    use onemap::export::tiles::{Package, write_mbtiles};
+    anyhow::ensure!(
+        args.file.extension().is_some_and(|e| e.eq_ignore_ascii_case("mbtiles")),
+        "{}: offline packages are written as .mbtiles",
+        args.file.display()
+    );
+    let state = onemap::server::start(location, false, 0).await?;
+    let bbox = match &args.bbox {
+        Some(b) => {
+            let v: Vec<f64> = b.split(',').map(|x| x.trim().parse::<f64>()).collect::<Result<_, _>>()?;
+            anyhow::ensure!(v.len() == 4, "--bbox minLon,minLat,maxLon,maxLat");
+            [v[0], v[1], v[2], v[3]]
+        }
+        None => state.index.grids.read().bbox().context("the store holds no unit grid: give --bbox")?,
+    };
+    let all: Vec<&str> = onemap::model::Collection::FEATURES.iter().map(|c| c.as_str()).collect();
+    let layers = args.layers.clone().unwrap_or_else(|| all.join(","));
+    let p = Package::new(&layers, bbox, args.minzoom.unwrap_or(12), args.maxzoom.unwrap_or(16))?;
+    let total = p.coords().len() as u64;
+    let bar = ProgressBar::new(total).with_style(ProgressStyle::with_template("{bar:40} {pos}/{len} tiles {elapsed}")?);
+    let (index, file, b2) = (state.index.clone(), args.file.clone(), bar.clone());
+    let t = std::time::Instant::now();
+    let written =
+        tokio::task::spawn_blocking(move || write_mbtiles(&index, &p, &file, &|done, _| b2.set_position(done)))
+            .await??;
+    bar.finish_and_clear();
+    state.store.close().await;
+    println!(
+        "{written} tiles ({total} rendered, the rest empty) written to {} in {:.1} s",
+        args.file.display(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 async fn import(args: onemap::config::ImportArgs, file: FileConfig) -> anyhow::Result<()> {
     use onemap::export::import::{Edition, Hierarchy, ImportOptions, run};
     let location = store_location(args.store.as_deref(), file.store)?;

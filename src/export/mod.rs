@@ -13,6 +13,7 @@ pub mod import;
 pub mod read;
 pub mod request;
 pub mod rtree;
+pub mod tiles;
 pub mod topology;
 pub mod write;
 

@@ -132,6 +132,15 @@ pub fn world_y(lat: f64) -> f64 {
     (MERCATOR_HALF_WORLD_M - y) / (2.0 * MERCATOR_HALF_WORLD_M)
 }
 
+/// The columns and rows of the tiles at zoom `z` that hold a lon/lat bbox
+/// `[minlon, minlat, maxlon, maxlat]`: `(min_col, max_col, min_row, max_row)`, rows from the
+/// top, clamped to the world (a bbox edge on a tile boundary counts the tile beyond it).
+pub fn tile_range(bbox: [f64; 4], z: u8) -> (u64, u64, u64, u64) {
+    let n = (1u64 << z) as f64;
+    let cell = |f: f64| (f * n).floor().clamp(0.0, n - 1.0) as u64;
+    (cell(world_x(bbox[0])), cell(world_x(bbox[2])), cell(world_y(bbox[3])), cell(world_y(bbox[1])))
+}
+
 /// Fractional column of a longitude at zoom with `n` tiles per axis.
 fn lon_to_tile_x(lon: f64, n: u32) -> f64 {
     world_x(lon) * f64::from(n)

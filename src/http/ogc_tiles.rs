@@ -13,7 +13,7 @@ use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::features::base_url;
 use super::params::{Params, PathParams};
-use crate::geo::tile::{MAX_ZOOM, world_x, world_y};
+use crate::geo::tile::{MAX_ZOOM, tile_range};
 use crate::model::Collection;
 
 /// The one tiling scheme served.
@@ -142,13 +142,8 @@ pub async fn dataset_tilesets(headers: HeaderMap) -> Response {
 pub fn limits(bbox: [f64; 4], min: u8) -> Vec<Value> {
     (min..=MAX_ZOOM)
         .map(|z| {
-            let n = (1u64 << z) as f64;
-            let cell = |f: f64| (f * n).floor().clamp(0.0, n - 1.0) as u64;
-            json!({
-                "tileMatrix": z.to_string(),
-                "minTileRow": cell(world_y(bbox[3])), "maxTileRow": cell(world_y(bbox[1])),
-                "minTileCol": cell(world_x(bbox[0])), "maxTileCol": cell(world_x(bbox[2])),
-            })
+            let (c0, c1, r0, r1) = tile_range(bbox, z);
+            json!({"tileMatrix": z.to_string(), "minTileRow": r0, "maxTileRow": r1, "minTileCol": c0, "maxTileCol": c1})
         })
         .collect()
 }

@@ -119,7 +119,7 @@ pub fn min_zoom(collection: &str) -> u8 {
 
 /// A tile layer: its id, the collection it draws from, its title, and whether it is a derived
 /// (always aggregated) layer.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct TileLayer {
     pub id: &'static str,
     pub source: &'static str,

@@ -947,7 +947,7 @@ pub fn bbox_of(env: &AABB<[f64; 2]>) -> [f64; 4] {
 
 /// The box around all of `list` (not empty).
 fn union_all(list: &[[f64; 4]]) -> [f64; 4] {
-    list[1..].iter().fold(list[0], |a, b| [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])])
+    list[1..].iter().fold(list[0], |a, b| crate::geo::bbox_union(a, *b))
 }
 
 /// The areas a change redraws, without repeats, as one when there are many (a light sweep at

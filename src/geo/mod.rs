@@ -15,3 +15,8 @@ pub use tile::{
     MAX_MERCATOR_LAT, MAX_ZOOM, MERCATOR_HALF_WORLD_M, TileCoord, TileError, lonlat_to_mercator, mercator_to_lonlat,
     tiles_covering,
 };
+
+/// The smallest `[west, south, east, north]` box holding boxes `a` and `b`.
+pub fn bbox_union(a: [f64; 4], b: [f64; 4]) -> [f64; 4] {
+    [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])]
+}

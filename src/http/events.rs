@@ -43,8 +43,8 @@ fn visible(scope: &CaseScope, e: &Event) -> bool {
     }
     let Ok(v) = serde_json::from_str::<serde_json::Value>(&e.data) else { return false };
     if incident {
-        let mine = |d: &str| v["tasks"].as_array().into_iter().flatten().any(|t| t["dept_code"] == d);
-        return !scope.nothing && scope.in_area(v["grid_code"].as_str()) && scope.dept.as_deref().is_none_or(mine);
+        let depts = v["tasks"].as_array().into_iter().flatten().filter_map(|t| t["dept_code"].as_str());
+        return crate::linkage::visible_at(scope, v["grid_code"].as_str(), depts);
     }
     if tiles {
         let c = &v["case"];

@@ -156,7 +156,7 @@ fn tileset(st: &AppState, base: &str, collection: Option<Collection>) -> ApiResu
     for c in members(collection) {
         let id = c.as_str();
         if let Some(b) = super::tiles::layer_bounds(st, id)? {
-            bbox = Some(super::tiles::union(bbox, b));
+            bbox = Some(bbox.map_or(b, |a| crate::geo::bbox_union(a, b)));
         }
         let z = crate::tiles::min_zoom(id);
         min = min.min(z);

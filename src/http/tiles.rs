@@ -202,7 +202,7 @@ pub async fn tilejson(
     let mut vector_layers = Vec::new();
     for tl in &ids {
         if let Some(b) = layer_bounds(&st, tl.source)? {
-            bounds = Some(union(bounds, b));
+            bounds = Some(bounds.map_or(b, |a| crate::geo::bbox_union(a, b)));
         }
         let mut fields: serde_json::Map<String, serde_json::Value> =
             layer_fields(&st, tl.source)?.into_iter().map(|p| (p, json!("String"))).collect();
@@ -224,11 +224,6 @@ pub fn layer_bounds(st: &AppState, collection: &str) -> ApiResult<Option<[f64; 4
 pub fn layer_fields(st: &AppState, collection: &str) -> ApiResult<Vec<String>> {
     let props = with_collection!(st.index, collection, |layer| Ok::<_, ApiError>(tile_props_of(layer)))?;
     Ok(props.iter().map(|p| p.to_string()).collect())
-}
-
-/// The smallest bbox holding `a` (if any) and `b`.
-pub fn union(a: Option<[f64; 4]>, b: [f64; 4]) -> [f64; 4] {
-    a.map_or(b, |a| [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])])
 }
 
 /// A TileJSON 3.0.0 document for the tile layers `layers` (the path segment) within `bounds`.

@@ -611,14 +611,21 @@ impl Linkage {
         let give_up = Duration::milliseconds((self.settings().give_up_min * 60_000.0) as i64);
         let mut calls = Vec::new();
         let mut next: Option<DateTime<Utc>> = None;
+        // The plan versions whose secrets sign this pass's calls, each read once, and only for
+        // incidents with a call due (most passes of a backing-off retry have none).
+        let mut secrets: std::collections::HashMap<(String, i64), Vec<plans::Webhook>> = Default::default();
         for inc in &pending {
-            let stored = plans::get(self.store(), &inc.plan.code, Some(inc.plan.version)).await?;
             for d in inc.deliveries.iter().filter(|d| d.status == DeliveryStatus::Pending) {
                 if d.next_at > now {
                     next = Some(next.map_or(d.next_at, |n| n.min(d.next_at)));
                     continue;
                 }
-                let secret = stored.plan.webhooks.get(d.webhook).map(|w| w.secret.clone()).unwrap_or_default();
+                let key = (inc.plan.code.clone(), inc.plan.version);
+                if !secrets.contains_key(&key) {
+                    let stored = plans::get(self.store(), &inc.plan.code, Some(inc.plan.version)).await?;
+                    secrets.insert(key.clone(), stored.plan.webhooks);
+                }
+                let secret = secrets[&key].get(d.webhook).map(|w| w.secret.clone()).unwrap_or_default();
                 let (client, id, d) = (client.clone(), inc.id.clone(), d.clone());
                 calls.push(async move {
                     let a = hooks::call(&client, &d, &secret).await;
@@ -1083,9 +1090,12 @@ pub fn response_figures(incidents: &[Incident], as_of: DateTime<Utc>) -> Vec<Val
 
 /// Whether `scope` may see `inc`: a department one it has a task in, an area one in its area.
 pub fn visible(inc: &Incident, scope: &CaseScope) -> bool {
-    !scope.nothing
-        && scope.in_area(inc.grid_code.as_deref())
-        && scope.dept.as_deref().is_none_or(|d| inc.tasks.iter().any(|t| t.dept_code == d))
+    visible_at(scope, inc.grid_code.as_deref(), inc.tasks.iter().map(|t| t.dept_code.as_str()))
+}
+
+/// [`visible`] from an incident's grid and its tasks' departments (what the feed's events carry).
+pub fn visible_at<'a>(scope: &CaseScope, grid: Option<&str>, mut depts: impl Iterator<Item = &'a str>) -> bool {
+    !scope.nothing && scope.in_area(grid) && scope.dept.as_deref().is_none_or(|d| depts.any(|x| x == d))
 }
 
 /// An incident as the API and the feed show it.

@@ -436,7 +436,7 @@ pub fn rows_bbox(rows: &[Vec<Val>]) -> Option<[f64; 4]> {
         .flatten()
         .filter_map(|v| if let Val::Geom(g) = v { g.bounding_rect() } else { None })
         .map(|r| [r.min().x, r.min().y, r.max().x, r.max().y])
-        .reduce(|a, b| [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])])
+        .reduce(crate::geo::bbox_union)
 }
 
 /// The key (first column) of every row of `table`, as text.

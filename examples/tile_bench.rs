@@ -1,6 +1,7 @@
 //! Uncached tile rendering at city scale, the way the server renders a tile on a cache miss
 //! (MVT encoding plus gzip), over tiles sampled where each layer has data, and the largest tile
-//! per layer and zoom. Also writes a list of tile paths for the HTTP load test.
+//! per layer and zoom, and the sizes of the same tiles as MVT and as MapLibre Tiles (MLT) with
+//! the cost of the MLT encoding. Also writes a list of tile paths for the HTTP load test.
 //!
 //! `cargo run --release --example tile_bench -- STORE [SAMPLES] [URL_LIST]`
 
@@ -15,6 +16,15 @@ use rand::{Rng, SeedableRng};
 
 const LAYERS: &[&str] = &["components", "cases", "grids"];
 const ZOOMS: &[u8] = &[10, 12, 14, 16];
+
+/// The distinct tiles at zoom `z` holding `pts`.
+fn distinct_tiles(pts: &[[f64; 2]], z: u8) -> Vec<TileCoord> {
+    let mut tiles: Vec<TileCoord> =
+        pts.iter().filter_map(|p| tiles_covering([p[0], p[1], p[0], p[1]], z).next()).collect();
+    tiles.sort_by_key(|t| (t.x, t.y));
+    tiles.dedup();
+    tiles
+}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
@@ -50,10 +60,7 @@ async fn main() {
         let pts = points(layer, &mut rng);
         let tl = [TileLayer::find(layer).expect("known layer")];
         for &z in ZOOMS {
-            let mut tiles: Vec<TileCoord> =
-                pts.iter().filter_map(|p| tiles_covering([p[0], p[1], p[0], p[1]], z).next()).collect();
-            tiles.sort_by_key(|t| (t.x, t.y));
-            tiles.dedup();
+            let tiles = distinct_tiles(&pts, z);
             // At low zooms the city is a few tiles: render each several times.
             let mut runs: Vec<TileCoord> = Vec::new();
             while runs.len() < samples {
@@ -95,15 +102,53 @@ async fn main() {
         for z in 0..=18u8 {
             let mut tiles: Vec<TileCoord> = tiles_covering(bbox, z).take(2_000).collect();
             if tiles.len() == 2_000 {
-                tiles = pts.iter().filter_map(|p| tiles_covering([p[0], p[1], p[0], p[1]], z).next()).collect();
-                tiles.sort_by_key(|t| (t.x, t.y));
-                tiles.dedup();
+                tiles = distinct_tiles(&pts, z);
             }
             let max =
                 tiles.iter().map(|t| render(&index, *t, &tl, &[vec![]]).map_or(0, |b| b.len())).max().unwrap_or(0);
             sizes.push(format!("{:.0}", max as f64 / 1024.0));
         }
         println!("| {layer} | {} |", sizes.join(" / "));
+    }
+
+    // MVT against MLT over the same distinct tiles (at most 200 per layer and zoom), raw and as
+    // sent gzipped, and the time MLT adds to a cache miss.
+    println!(
+        "\n| layer | zoom | tiles | MVT KB | MVT gzip KB | MLT KB | MLT gzip KB | MLT/MVT gzip | MLT encode p50 ms |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for &layer in LAYERS {
+        let pts = points(layer, &mut rng);
+        let tl = [TileLayer::find(layer).expect("known layer")];
+        for &z in ZOOMS {
+            let tiles = distinct_tiles(&pts, z);
+            let (mut n, mut sums, mut ms) = (0usize, [0usize; 4], Vec::new());
+            for t in tiles.iter().take(200) {
+                let Some(mvt) = render(&index, *t, &tl, &[vec![]]) else { continue };
+                let t0 = Instant::now();
+                let mlt = onemap::tiles::mlt::from_mvt(&mvt).expect("MLT");
+                ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+                let (a, b) = (Rendered::new(Some(mvt)), Rendered::new(Some(mlt)));
+                for (sum, len) in sums.iter_mut().zip([a.raw.len(), a.gzip.len(), b.raw.len(), b.gzip.len()]) {
+                    *sum += len;
+                }
+                n += 1;
+            }
+            if n == 0 {
+                continue;
+            }
+            ms.sort_by(f64::total_cmp);
+            let kb = |v: usize| v as f64 / n as f64 / 1024.0;
+            println!(
+                "| {layer} | {z} | {n} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |",
+                kb(sums[0]),
+                kb(sums[1]),
+                kb(sums[2]),
+                kb(sums[3]),
+                sums[3] as f64 / sums[1] as f64,
+                percentile(&ms, 0.5)
+            );
+        }
     }
 
     if let Some(path) = args.get(3) {

@@ -84,7 +84,7 @@ pub struct ImportArgs {
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// districts, streets, communities, grids, components, cases, sensors, staff, cameras, or
-    /// `tiles` (an offline MBTiles package of the vector tiles: --layers, --bbox, --minzoom,
+    /// `tiles` (an offline PMTiles or MBTiles package of the vector tiles: --layers, --bbox, --minzoom,
     /// --maxzoom).
     pub collection: String,
     /// The file to write; its extension gives the format unless --format does.
@@ -110,7 +110,7 @@ pub struct ExportArgs {
     /// PROPERTY=VALUE equality filters (repeatable), as in the features API.
     #[arg(long = "filter", value_name = "PROPERTY=VALUE")]
     pub filters: Vec<String>,
-    /// `export tiles FILE.mbtiles`: the tile layers, comma-separated [default: every collection].
+    /// `export tiles FILE.pmtiles`: the tile layers, comma-separated [default: every collection].
     #[arg(long)]
     pub layers: Option<String>,
     /// `export tiles`: the first zoom [default: 12].

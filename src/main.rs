@@ -259,32 +259,19 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// `onemap import`: read, validate, report, and write all or nothing.
-/// `onemap export tiles FILE.mbtiles`: the live tiles of an area, rendered on every core.
+/// `onemap export tiles FILE.pmtiles|FILE.mbtiles`: the live tiles of an area, rendered on every core.
 async fn export_tiles(args: &onemap::config::ExportArgs, location: &str) -> anyhow::Result<()> {
-    use onemap::export::tiles::{Package, write_mbtiles};
-    anyhow::ensure!(
-        args.file.extension().is_some_and(|e| e.eq_ignore_ascii_case("mbtiles")),
-        "{}: offline packages are written as .mbtiles",
-        args.file.display()
-    );
+    use onemap::export::tiles::{MAX_TILES, Package, PackageFormat, write_package};
+    PackageFormat::of(&args.file)?;
     let state = onemap::server::start(location, false, 0).await?;
-    let bbox = match &args.bbox {
-        Some(b) => {
-            let v: Vec<f64> = b.split(',').map(|x| x.trim().parse::<f64>()).collect::<Result<_, _>>()?;
-            anyhow::ensure!(v.len() == 4, "--bbox minLon,minLat,maxLon,maxLat");
-            [v[0], v[1], v[2], v[3]]
-        }
-        None => state.index.grids.read().bbox().context("the store holds no unit grid: give --bbox")?,
-    };
-    let all: Vec<&str> = onemap::model::Collection::FEATURES.iter().map(|c| c.as_str()).collect();
-    let layers = args.layers.clone().unwrap_or_else(|| all.join(","));
-    let p = Package::new(&layers, bbox, args.minzoom.unwrap_or(12), args.maxzoom.unwrap_or(16))?;
+    let (min, max) = (args.minzoom, args.maxzoom);
+    let p = Package::parse(&state.index, args.layers.as_deref(), args.bbox.as_deref(), min, max, MAX_TILES)?;
     let total = p.coords().len() as u64;
     let bar = ProgressBar::new(total).with_style(ProgressStyle::with_template("{bar:40} {pos}/{len} tiles {elapsed}")?);
     let (index, file, b2) = (state.index.clone(), args.file.clone(), bar.clone());
     let t = std::time::Instant::now();
     let written =
-        tokio::task::spawn_blocking(move || write_mbtiles(&index, &p, &file, &|done, _| b2.set_position(done)))
+        tokio::task::spawn_blocking(move || write_package(&index, &p, &file, &|done, _| b2.set_position(done)))
             .await??;
     bar.finish_and_clear();
     state.store.close().await;

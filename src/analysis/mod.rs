@@ -351,11 +351,18 @@ pub struct CostLimits {
     pub answer_bytes: f64,
     /// Features one export may write (a Chongqing-scale city's ten million components fit).
     pub export_features: usize,
+    /// Tiles one offline package over HTTP may hold (the command line allows 2,000,000).
+    pub package_tiles: u64,
 }
 
 impl Default for CostLimits {
     fn default() -> Self {
-        CostLimits { density_work: density::MAX_WORK, answer_bytes: 128e6, export_features: 20_000_000 }
+        CostLimits {
+            density_work: density::MAX_WORK,
+            answer_bytes: 128e6,
+            export_features: 20_000_000,
+            package_tiles: 200_000,
+        }
     }
 }
 

@@ -58,6 +58,9 @@ pub enum ExportError {
         "{count} features match, more than {max} one export may write: narrow it with bbox, within, datetime or a filter"
     )]
     TooMany { count: usize, max: usize },
+    /// More tiles than one offline package may hold (`[cost_limits] package_tiles` over HTTP).
+    #[error("{count} tiles, more than {max} one package may hold: narrow the bbox or the zooms")]
+    TooManyTiles { count: u64, max: u64 },
 }
 
 /// Checks a collection id for import and export (any feature collection; parents first in

@@ -91,7 +91,7 @@ impl From<ExportError> for ApiError {
             ExportError::Busy => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", "Too many requests", e.to_string())
             }
-            ExportError::TooMany { .. } => {
+            ExportError::TooMany { .. } | ExportError::TooManyTiles { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cost-limit", "Unprocessable request", e.to_string())
             }
             ExportError::Store(e) => e.into(),

@@ -275,6 +275,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/analysis/ranking", get(analysis::ranking))
         .route("/api/v1/analysis/peaks", get(analysis::peaks))
         .route("/api/v1/analysis/stats", axum::routing::post(analysis::box_stats))
+        .route("/api/v1/export/tiles", get(export::export_tiles))
         .route("/api/v1/export/{collection}", get(export::export))
         .route("/open311/v2/services.json", get(open311::services))
         .route(

@@ -172,6 +172,15 @@ impl Op {
     }
 }
 
+/// `?f=`: Mapbox Vector Tiles (the default) or MapLibre Tiles (also asked for with `Accept`).
+fn tile_format() -> Value {
+    query(
+        "f",
+        "tile encoding (default mvt; Accept: application/vnd.maplibre-tile also asks for mlt)",
+        enumeration(["mvt", "mlt"]),
+    )
+}
+
 fn query(name: &str, description: &str, schema: Value) -> Value {
     json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
 }
@@ -321,7 +330,10 @@ fn operations(example: Option<(f64, f64)>) -> Vec<(String, &'static str, Value)>
             .answers("200", "application/geo+json", reference("Feature"))),
         // Tiles.
         ("/tiles/{layers}", "get", Op::new("getTileJSON", "tiles", "TileJSON 3.0.0 of one or more layers")
-            .params([path("layers", json!({"type": "string", "description": "collection ids joined by commas"}))])
+            .params([
+                path("layers", json!({"type": "string", "description": "collection ids joined by commas"})),
+                tile_format(),
+            ])
             .json(object(&["tilejson", "tiles", "vector_layers"], json!({"tilejson": string(),
                 "tiles": array_of(string()), "minzoom": {"type": "integer"}, "maxzoom": {"type": "integer"},
                 "vector_layers": array_of(object(&["id"], json!({"id": string()})))})))),
@@ -331,8 +343,10 @@ fn operations(example: Option<(f64, f64)>) -> Vec<(String, &'static str, Value)>
                 path("z", json!({"type": "integer", "minimum": 0, "maximum": 24})),
                 path("x", json!({"type": "integer", "minimum": 0})),
                 path("y", json!({"type": "string", "description": "row, optionally with .mvt or .pbf"})),
+                tile_format(),
             ])
             .answers("200", "application/vnd.mapbox-vector-tile", json!({"type": "string", "format": "binary"}))
+            .answers("200", super::tiles::MLT_TYPE, json!({"type": "string", "format": "binary"}))
             .no_content("an empty tile")),
         // OGC API - Tiles.
         ("/tileMatrixSets", "get", Op::new("getTileMatrixSets", "tiles", "The tiling schemes (WebMercatorQuad)")
@@ -626,6 +640,15 @@ fn operations(example: Option<(f64, f64)>) -> Vec<(String, &'static str, Value)>
                 param("bbox"),
             ])
             .files(crate::export::write::Format::ALL.iter().map(|f| f.content_type()))),
+        ("/api/v1/export/tiles", "get", Op::new("exportTiles", "export", "An area's live vector tiles as one offline package")
+            .params([
+                query("format", "package format", enumeration(["pmtiles", "mbtiles"])),
+                query("layers", "tile layers, comma-separated (default: every collection)", string()),
+                query("bbox", "minLon,minLat,maxLon,maxLat (default: the city's extent)", string()),
+                query("minzoom", "first zoom (default 12)", json!({"type": "integer", "minimum": 0, "maximum": 22})),
+                query("maxzoom", "last zoom (default 16)", json!({"type": "integer", "minimum": 0, "maximum": 22})),
+            ])
+            .files(["application/vnd.pmtiles", "application/vnd.sqlite3"])),
         // Feed.
         ("/api/v1/events", "get", Op::new("events", "feed", "Server-sent events of every change")
             .params([json!({"name": "Last-Event-ID", "in": "header", "required": false, "schema": string()})])

@@ -20,6 +20,7 @@ use crate::tiles::cache::{Rendered, source_bit};
 use crate::tiles::{self, TileLayer};
 
 pub const MVT_TYPE: &str = "application/vnd.mapbox-vector-tile";
+pub use crate::tiles::mlt::MLT_TYPE;
 
 /// The tile layers of a `{layers}` path segment, each known, no repeats.
 fn parse_layers(s: &str) -> ApiResult<Vec<TileLayer>> {
@@ -66,8 +67,9 @@ pub async fn tile(
     who: Option<Caller>,
     headers: HeaderMap,
     PathParams((layers, z, x, y)): PathParams<(String, String, String, String)>,
-    p: Params,
+    mut p: Params,
 ) -> ApiResult<Response> {
+    let format = TileFormat::of(&mut p, &headers)?;
     let num = |name: &str, v: &str| -> ApiResult<u32> {
         v.parse::<u32>()
             .map_err(|_| ApiError::bad_request("invalid-tile", format!("{name}={v:?} is not a tile coordinate")))
@@ -85,11 +87,11 @@ pub async fn tile(
                 ));
             }
             let body = super::analysis::hotspots_tile(&st, coord).await?;
-            return respond(&Rendered::new(body), &headers, false);
+            return respond(&Rendered::new(format.encode(body)?), format, &headers, false);
         }
         "density" => {
             let body = super::analysis::density_tile(&st, &who, coord, &p).await?;
-            return respond(&Rendered::new(body), &headers, false);
+            return respond(&Rendered::new(format.encode(body)?), format, &headers, false);
         }
         _ => {}
     }
@@ -99,18 +101,16 @@ pub async fn tile(
     // A department's or an area's tiles draw its own cases: the scope joins the filters of every
     // case layer.
     let scope = scope_of(&who).filters();
-    for (layer, f) in ids.iter().zip(filters.iter_mut()) {
-        if layer.source == Collection::Cases.as_str() {
-            f.extend(scope.iter().cloned());
-        }
-    }
+    scope_cases(&ids, &mut filters, &scope);
     // The cache key beyond z/x/y: layers in request order (the MVT layer order), the filters in
-    // their canonical (sorted) order, and the scope, so scoped tiles are cached apart.
+    // their canonical (sorted) order, the scope, so scoped tiles are cached apart, and the
+    // encoding (the generation bump that drops a changed collection's tiles drops both).
     let variant = format!(
-        "{}?{}#{}",
+        "{}?{}#{}{}",
         ids.iter().map(|l| l.id).collect::<Vec<_>>().join(","),
         serde_urlencoded::to_string(&p.0).unwrap_or_default(),
-        serde_urlencoded::to_string(&scope).unwrap_or_default()
+        serde_urlencoded::to_string(&scope).unwrap_or_default(),
+        format.cache_suffix()
     );
     let cache = &st.live.tiles;
     let (tile, hit) = match cache.get(coord, &variant) {
@@ -120,20 +120,76 @@ pub async fn tile(
             let sources = ids.iter().fold(0, |m, l| m | source_bit(l.source));
             let index = st.index.clone();
             let rendered = tokio::task::spawn_blocking(move || {
-                Arc::new(Rendered::new(tiles::render(&index, coord, &ids, &filters)))
+                format.encode(tiles::render(&index, coord, &ids, &filters)).map(|t| Arc::new(Rendered::new(t)))
             })
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(ApiError::internal)??;
             cache.put(coord, &variant, sources, rendered.clone(), generation);
             (rendered, false)
         }
     };
-    respond(&tile, &headers, hit)
+    respond(&tile, format, &headers, hit)
+}
+
+/// The encoding a tile request asks for: MVT unless `?f=mlt` or `Accept` names MLT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TileFormat {
+    Mvt,
+    Mlt,
+}
+
+impl TileFormat {
+    /// `?f=mvt|mlt` (taken out of `p`: it is no property filter), else the `Accept` header.
+    pub fn of(p: &mut Params, headers: &HeaderMap) -> ApiResult<TileFormat> {
+        match p.0.remove("f").as_deref() {
+            Some("mlt") => Ok(TileFormat::Mlt),
+            Some("mvt" | "pbf") => Ok(TileFormat::Mvt),
+            Some(f) => Err(ApiError::bad_request("invalid-format", format!("f={f:?}: tiles come as mvt or mlt"))),
+            None => {
+                let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+                Ok(if accept.contains(MLT_TYPE) { TileFormat::Mlt } else { TileFormat::Mvt })
+            }
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            TileFormat::Mvt => MVT_TYPE,
+            TileFormat::Mlt => MLT_TYPE,
+        }
+    }
+
+    /// The tile in this encoding from the renderer's MVT (`None`: an empty tile).
+    pub fn encode(self, mvt: Option<Vec<u8>>) -> ApiResult<Option<Vec<u8>>> {
+        match (self, mvt) {
+            (TileFormat::Mlt, Some(m)) => Ok(Some(crate::tiles::mlt::from_mvt(&m).map_err(ApiError::internal)?)),
+            (_, t) => Ok(t),
+        }
+    }
+
+    /// What the tile cache's key adds for this encoding (nothing for MVT, as before MLT).
+    fn cache_suffix(self) -> &'static str {
+        match self {
+            TileFormat::Mvt => "",
+            TileFormat::Mlt => "#mlt",
+        }
+    }
+}
+
+/// Joins a caller's scope to the filters of every case layer among `layers` (tiles and offline
+/// packages draw a department's own cases, an area's its area's).
+pub(super) fn scope_cases(layers: &[TileLayer], filters: &mut [Vec<(String, String)>], scope: &[(String, String)]) {
+    for (layer, f) in layers.iter().zip(filters.iter_mut()) {
+        if layer.source == Collection::Cases.as_str() {
+            f.extend(scope.iter().cloned());
+        }
+    }
 }
 
 /// The response for a rendered tile: 204 when empty, 304 when the client holds this version,
 /// otherwise the bytes, pre-gzipped when the client accepts gzip.
-fn respond(tile: &Rendered, headers: &HeaderMap, hit: bool) -> ApiResult<Response> {
+fn respond(tile: &Rendered, format: TileFormat, headers: &HeaderMap, hit: bool) -> ApiResult<Response> {
+    let kind = format.content_type();
     let mut resp = if tile.is_empty() {
         StatusCode::NO_CONTENT.into_response()
     } else if headers
@@ -143,14 +199,15 @@ fn respond(tile: &Rendered, headers: &HeaderMap, hit: bool) -> ApiResult<Respons
     {
         StatusCode::NOT_MODIFIED.into_response()
     } else if accepts_gzip(headers) {
-        ([(header::CONTENT_TYPE, MVT_TYPE), (header::CONTENT_ENCODING, "gzip")], tile.gzip.clone()).into_response()
+        ([(header::CONTENT_TYPE, kind), (header::CONTENT_ENCODING, "gzip")], tile.gzip.clone()).into_response()
     } else {
-        ([(header::CONTENT_TYPE, MVT_TYPE)], tile.raw.clone()).into_response()
+        ([(header::CONTENT_TYPE, kind)], tile.raw.clone()).into_response()
     };
     let hs = resp.headers_mut();
     if !tile.is_empty() {
         hs.insert(header::ETAG, HeaderValue::from_str(&tile.etag).map_err(ApiError::internal)?);
-        hs.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        // The encoding follows Accept as well as Accept-Encoding.
+        hs.insert(header::VARY, HeaderValue::from_static("accept-encoding, accept"));
     }
     // Live data: clients may keep tiles but must revalidate (cheap with the ETag).
     hs.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -187,7 +244,9 @@ pub async fn tilejson(
     State(st): State<AppState>,
     headers: HeaderMap,
     PathParams(layers): PathParams<String>,
+    mut p: Params,
 ) -> ApiResult<Response> {
+    let format = TileFormat::of(&mut p, &headers)?;
     let base = base_url(&headers);
     if let Some(fields) = overlay_fields(&layers) {
         let fields: serde_json::Map<String, serde_json::Value> = fields
@@ -195,7 +254,7 @@ pub async fn tilejson(
             .map(|f| (f.to_string(), json!(if matches!(*f, "code" | "name") { "String" } else { "Number" })))
             .collect();
         let layer = json!({"id": layers, "fields": fields, "minzoom": 0, "maxzoom": MAX_ZOOM});
-        return Ok(tilejson_response(&base, &layers, st.index.grids.read().bbox(), vec![layer]));
+        return Ok(tilejson_response(&base, &layers, format, st.index.grids.read().bbox(), vec![layer]));
     }
     let ids = parse_layers(&layers)?;
     let mut bounds: Option<[f64; 4]> = None;
@@ -212,7 +271,7 @@ pub async fn tilejson(
         vector_layers.push(json!({"id": tl.id, "description": tl.title, "fields": fields,
             "minzoom": tiles::min_zoom(tl.id), "maxzoom": MAX_ZOOM}));
     }
-    Ok(tilejson_response(&base, &layers, bounds, vector_layers))
+    Ok(tilejson_response(&base, &layers, format, bounds, vector_layers))
 }
 
 /// The extent of a collection's records (lon/lat), none when it is empty.
@@ -230,11 +289,12 @@ pub fn layer_fields(st: &AppState, collection: &str) -> ApiResult<Vec<String>> {
 fn tilejson_response(
     base: &str,
     layers: &str,
+    format: TileFormat,
     bounds: Option<[f64; 4]>,
     vector_layers: Vec<serde_json::Value>,
 ) -> Response {
     let b = bounds.unwrap_or([-180.0, -85.0511, 180.0, 85.0511]);
-    let body = json!({
+    let mut body = json!({
         "tilejson": "3.0.0",
         "name": layers,
         "tiles": [format!("{base}/tiles/{layers}/{{z}}/{{x}}/{{y}}")],
@@ -244,5 +304,10 @@ fn tilejson_response(
         "center": [(b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0, 12],
         "vector_layers": vector_layers,
     });
+    if format == TileFormat::Mlt {
+        // MapLibre's vector source reads the encoding from here and asks for MLT tiles.
+        body["tiles"] = json!([format!("{base}/tiles/{layers}/{{z}}/{{x}}/{{y}}?f=mlt")]);
+        body["encoding"] = json!("mlt");
+    }
     ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }

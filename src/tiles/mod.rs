@@ -8,6 +8,7 @@ use geozero::ToMvt;
 use geozero::mvt::{Message, TagsBuilder, Tile, TileValue, tile};
 
 pub mod cache;
+pub mod mlt;
 
 use crate::geo::tile::{TileCoord, lonlat_to_mercator, mercator_to_lonlat};
 use crate::index::{CityIndex, Layer, PropValue, Record, pyramid};

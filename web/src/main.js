@@ -49,6 +49,12 @@ setWorkerUrl(new URL('maplibre-gl-worker.mjs', import.meta.url).href);
 // dropped from the address bar), or typed into the login form a 401 brings up. Tiles, JSON and
 // the live feed all carry it; without one the page reads only from a --public-read server.
 const TOKEN_KEY = 'onemap.token';
+// The tile encoding: MapLibre Tiles (MLT) when chosen with ?tiles=mlt or the MLT 瓦片 switch
+// (kept in this browser like the token), else Mapbox Vector Tiles.
+const TILES_KEY = 'onemap.tiles';
+const tilesGiven = new URLSearchParams(location.search).get('tiles');
+if (tilesGiven === 'mlt' || tilesGiven === 'mvt') localStorage.setItem(TILES_KEY, tilesGiven);
+const useMlt = localStorage.getItem(TILES_KEY) === 'mlt';
 const given = new URLSearchParams(location.search).get('token');
 if (given) {
   localStorage.setItem(TOKEN_KEY, given);
@@ -94,10 +100,33 @@ async function cityBounds() {
   return [[73, 18], [135, 54]]; // China, when the city is empty
 }
 
+/** The big-screen style; with MLT chosen, its tile sources ask this server for MLT tiles. */
+async function bigScreenStyle() {
+  if (!useMlt) return '/styles/dark.json';
+  // The server writes its own address into the style's URLs.
+  const style = await getJson('/styles/dark.json');
+  for (const src of Object.values(style.sources)) {
+    const url = src.type === 'vector' && typeof src.url === 'string' ? new URL(src.url, location.origin) : null;
+    if (url && url.origin === location.origin && url.pathname.startsWith('/tiles/')) {
+      url.searchParams.set('f', 'mlt');
+      src.url = url.href;
+      src.encoding = 'mlt';
+    }
+  }
+  return style;
+}
+
+const tilesSwitch = document.getElementById('tiles-mlt');
+tilesSwitch.checked = useMlt;
+tilesSwitch.addEventListener('change', () => {
+  localStorage.setItem(TILES_KEY, tilesSwitch.checked ? 'mlt' : 'mvt');
+  location.reload();
+});
+
 const bounds = await cityBounds();
 const map = new MapLibreMap({
   container: 'map',
-  style: '/styles/dark.json',
+  style: await bigScreenStyle(),
   bounds,
   fitBoundsOptions: { padding: { top: 40, bottom: 40, left: 40, right: 380 } },
   // Chinese labels are drawn with the machine's own CJK font, so no CJK glyphs are downloaded.
@@ -358,7 +387,11 @@ function planPicker(at) {
   return box;
 }
 
+/** The resources last listed around an incident: {count, text}, by incident id. */
+const resourcesOf = new Map();
+
 function renderIncidents(freshId) {
+  for (const id of resourcesOf.keys()) if (!incidents.has(id)) resourcesOf.delete(id);
   const list = [...incidents.values()].sort((a, b) => Date.parse(b.opened_at) - Date.parse(a.opened_at));
   incidentEl.replaceChildren(...list.map((inc) => {
     const li = document.createElement('li');
@@ -382,6 +415,14 @@ function renderIncidents(freshId) {
       tasks.append(b);
     }
     li.append(title, meta, tasks);
+    const res = resourcesOf.get(inc.id);
+    if (res) {
+      li.dataset.resources = String(res.count);
+      const note = document.createElement('span');
+      note.className = 'resources';
+      note.textContent = res.text;
+      li.append(note);
+    }
     return li;
   }));
   setText('incident-count', incidents.size ? `(${incidents.size})` : '');
@@ -430,10 +471,10 @@ incidentEl.addEventListener('click', async (e) => {
       properties: { kind, code: x.code, name: x.name, distance_m: x.distance_m } });
     const features = [...r.cameras.map(point('camera')), ...r.staff.map(point('staff')), ...r.components.map(point('component'))];
     if (mapReady) map.getSource('resources').setData({ type: 'FeatureCollection', features });
-    li.dataset.resources = String(features.length);
-    const note = li.querySelector('.resources') || li.appendChild(document.createElement('span'));
-    note.className = 'resources';
-    note.textContent = `周边 ${r.radius_m} 米: 视频 ${r.cameras.length} · 在岗人员 ${r.staff.length} · 部件 ${r.components.length}`;
+    // Kept per incident and drawn by the list, which the feed redraws on every incident update.
+    resourcesOf.set(inc.id, { count: features.length,
+      text: `周边 ${r.radius_m} 米: 视频 ${r.cameras.length} · 在岗人员 ${r.staff.length} · 部件 ${r.components.length}` });
+    renderIncidents();
   } catch (err) {
     recordError('resources', err);
   }

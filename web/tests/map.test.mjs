@@ -2,7 +2,8 @@
 //   node web/tests/map.test.mjs <base_url> <supervisor token> <device token> <shift leader token>
 // Headless Debian Chromium through playwright-core. Checks that /map/ loads with no request
 // leaving 127.0.0.1, that every tile layer renders features, that a case created through the API
-// shows on the page (list and map) within 2 s without a reload, and saves a screenshot to
+// shows on the page (list and map) within 2 s without a reload, that the MLT switch draws the same
+// features from MapLibre Tiles, and saves a screenshot to
 // tests/artifacts/map.png. Exits non-zero with a message on the first failure.
 
 import { mkdir, readFile } from 'node:fs/promises';
@@ -49,6 +50,26 @@ async function jump(page, camera) {
     return Promise.race([idle, loaded]);
   }, camera);
   if (!idle) log(`jump to ${JSON.stringify(camera)}: tiles loaded, map not yet idle after 5 s`);
+}
+
+/** Rendered features per tile layer at `camera`: {layer: {counts (aggregates), features}}. */
+async function renderedCounts(page, camera) {
+  return page.evaluate(async (c) => {
+    const map = window.onemapMap;
+    if (c) {
+      const idle = new Promise((r) => map.once('idle', r));
+      map.jumpTo(c);
+      await idle;
+    }
+    const out = {};
+    for (const f of map.queryRenderedFeatures()) {
+      const key = f.sourceLayer || f.source;
+      const agg = f.properties && f.properties.count !== undefined ? 'counts' : 'features';
+      out[key] ??= { counts: 0, features: 0 };
+      out[key][agg] += 1;
+    }
+    return out;
+  }, camera);
 }
 
 /** The API as the test's own client: the page's token unless the call brings its own. */
@@ -143,23 +164,10 @@ async function main() {
     { name: 'z15 at a sensor', camera: { center: sensorAt, zoom: 15 }, layers: ['sensors'] },
   ];
   const seen = {};
+  let mvtAtComponent = {};
   for (const v of views) {
-    const counts = await page.evaluate(async (camera) => {
-      const map = window.onemapMap;
-      if (camera) {
-        const idle = new Promise((r) => map.once('idle', r));
-        map.jumpTo(camera);
-        await idle;
-      }
-      const out = {};
-      for (const f of map.queryRenderedFeatures()) {
-        const key = f.sourceLayer || f.source;
-        const agg = f.properties && f.properties.count !== undefined ? 'counts' : 'features';
-        out[key] ??= { counts: 0, features: 0 };
-        out[key][agg] += 1;
-      }
-      return out;
-    }, v.camera);
+    const counts = await renderedCounts(page, v.camera);
+    if (v.name === 'z14 at a component') mvtAtComponent = counts;
     log(`${v.name}: ${JSON.stringify(counts)}`);
     for (const l of v.layers) {
       const c = counts[l] || { counts: 0, features: 0 };
@@ -339,6 +347,30 @@ async function main() {
   await mkdir(dirname(artifact), { recursive: true });
   await page.screenshot({ path: artifact });
   log(`screenshot ${artifact}`);
+
+  // 4b. The MLT 瓦片 switch: the page reloads drawing MapLibre Tiles, every tile asked for as MLT,
+  // and the layers render as they did from MVT.
+  const sinceMlt = requests.length;
+  await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click('#tiles-mlt')]);
+  await page.waitForFunction(() => window.onemapMap && window.onemapMap.loaded() && window.onemapMap.isStyleLoaded(),
+    null, { timeout: 20_000 }).catch(() => { throw new Error('the map did not load with MLT tiles in 20 s'); });
+  check(await page.isChecked('#tiles-mlt'), 'the MLT switch is not kept across the reload');
+  const mltCounts = await renderedCounts(page, { center: componentAt, zoom: 14 });
+  log(`MLT z14 at a component: ${JSON.stringify(mltCounts)}`);
+  for (const l of ['grids', 'components', 'cases', 'cameras']) {
+    const c = mltCounts[l] || { counts: 0, features: 0 };
+    check(c.counts + c.features > 0, `no rendered feature of layer ${l} from MLT tiles`);
+  }
+  // The layers nothing in this test changes draw exactly what they drew from MVT.
+  for (const l of ['grids', 'components', 'cameras']) {
+    check(JSON.stringify(mltCounts[l]) === JSON.stringify(mvtAtComponent[l]),
+      `${l} from MLT ${JSON.stringify(mltCounts[l])}, from MVT ${JSON.stringify(mvtAtComponent[l])}`);
+  }
+  const tileRequests = requests.slice(sinceMlt).filter((u) => /\/tiles\/[^/?]+\/\d+\/\d+\/\d+/.test(u));
+  check(tileRequests.length > 0, 'no tile was requested after switching to MLT');
+  const asMvt = tileRequests.filter((u) => !u.includes('f=mlt'));
+  check(asMvt.length === 0, `tiles still asked for as MVT: ${asMvt.slice(0, 3).join(', ')}`);
+  log(`${tileRequests.length} tiles drawn from MLT`);
 
   // 5. Nothing left 127.0.0.1, and nothing broke.
   const outside = requests.filter((u) => !isLocal(u));

@@ -78,12 +78,10 @@ impl Package {
     ) -> Result<Package, ExportError> {
         let bbox = match bbox {
             Some(b) => {
-                let v: Vec<f64> =
-                    b.split(',').map(|x| x.trim().parse::<f64>()).collect::<Result<_, _>>().map_err(|_| {
-                        ExportError::Param(format!("bbox {b:?}: four numbers minLon,minLat,maxLon,maxLat"))
-                    })?;
-                <[f64; 4]>::try_from(v)
-                    .map_err(|_| ExportError::Param(format!("bbox {b:?}: four numbers minLon,minLat,maxLon,maxLat")))?
+                let numbers: Option<Vec<f64>> = b.split(',').map(|x| x.trim().parse::<f64>().ok()).collect();
+                numbers.and_then(|v| <[f64; 4]>::try_from(v).ok()).ok_or_else(|| {
+                    ExportError::Param(format!("bbox {b:?}: four numbers minLon,minLat,maxLon,maxLat"))
+                })?
             }
             None => index
                 .grids
@@ -112,22 +110,20 @@ pub enum PackageFormat {
 }
 
 impl PackageFormat {
-    /// `.mbtiles` or `.pmtiles`; anything else is refused.
+    /// A file's: `.mbtiles` or `.pmtiles`; anything else is refused.
     pub fn of(path: &Path) -> Result<PackageFormat, ExportError> {
-        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-            Some("mbtiles") => Ok(PackageFormat::MbTiles),
-            Some("pmtiles") => Ok(PackageFormat::PmTiles),
-            _ => Err(ExportError::Param(format!(
-                "{}: offline packages are written as .pmtiles or .mbtiles",
-                path.display()
-            ))),
-        }
+        path.extension().and_then(|e| e.to_str()).and_then(PackageFormat::named).ok_or_else(|| {
+            ExportError::Param(format!("{}: offline packages are written as .pmtiles or .mbtiles", path.display()))
+        })
     }
 
-    /// For `?format=` over HTTP.
+    /// `?format=` over HTTP.
     pub fn parse(s: &str) -> Result<PackageFormat, ExportError> {
-        PackageFormat::of(Path::new(&format!("x.{s}")))
-            .map_err(|_| ExportError::Param(format!("format {s:?}: expected pmtiles or mbtiles")))
+        PackageFormat::named(s).ok_or_else(|| ExportError::Param(format!("format {s:?}: expected pmtiles or mbtiles")))
+    }
+
+    fn named(s: &str) -> Option<PackageFormat> {
+        [PackageFormat::MbTiles, PackageFormat::PmTiles].into_iter().find(|f| s.eq_ignore_ascii_case(f.extension()))
     }
 
     pub fn extension(self) -> &'static str {

@@ -6,6 +6,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use onemap::config::{Cli, Command, FileConfig, ServeConfig, TokenCommand, store_location};
 use onemap::demo::DemoParams;
 
+/// mimalloc: requests allocate on one thread and free on another (a tile rendered on a blocking
+/// thread is dropped by the runtime worker that sent it), where glibc's arenas contend on locks.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()

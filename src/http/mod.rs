@@ -37,9 +37,21 @@ use crate::store::Store;
 /// The header a write answers with: its change's sequence number in the log.
 pub const SEQ_HEADER: axum::http::HeaderName = axum::http::HeaderName::from_static("onemap-seq");
 
-/// Everything a request handler may touch.
+/// Everything a request handler may touch, behind one reference count: extractors clone the
+/// state for every request, and one atomic shared by all cores costs less than one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+#[derive(Clone)]
+pub struct Shared {
     pub store: Arc<dyn Store>,
     /// The same index as `live.index`, for the many handlers that only read.
     pub index: Arc<CityIndex>,
@@ -91,7 +103,7 @@ impl AppState {
         let linkage = crate::linkage::Linkage::new(live.clone(), sensors.clone());
         let analysis: Arc<crate::analysis::Analysis> = Default::default();
         live.add_follower(Arc::new(analysis::PublishedOverlays(analysis.clone())));
-        AppState {
+        AppState(Arc::new(Shared {
             auth: tokens,
             deadlines: Arc::new(crate::cases::Deadlines::default()),
             scoring: Default::default(),
@@ -110,18 +122,24 @@ impl AppState {
             read_only: false,
             public_read: false,
             rate_limits: Default::default(),
-        }
+        }))
+    }
+
+    /// The parts, for the builder methods below (the state is not shared yet when they run;
+    /// were it shared, the caller would get a copy of its own).
+    fn parts_mut(&mut self) -> &mut Shared {
+        Arc::make_mut(&mut self.0)
     }
 
     /// Serves reads only.
     pub fn read_only(mut self) -> Self {
-        self.read_only = true;
+        self.parts_mut().read_only = true;
         self
     }
 
     /// The per-client rate limits of the expensive routes.
     pub fn with_rate_limits(mut self, quotas: crate::config::RateQuotas) -> Self {
-        self.rate_limits = Arc::new(limits::RateLimits::new(quotas));
+        self.parts_mut().rate_limits = Arc::new(limits::RateLimits::new(quotas));
         self
     }
 
@@ -133,13 +151,13 @@ impl AppState {
 
     /// Lets anonymous clients read.
     pub fn with_public_read(mut self) -> Self {
-        self.public_read = true;
+        self.parts_mut().public_read = true;
         self
     }
 
     /// How long the change log keeps changes.
     pub fn with_log_retention(mut self, retention: chrono::Duration) -> Self {
-        self.log_retention = retention;
+        self.parts_mut().log_retention = retention;
         self
     }
 
@@ -149,8 +167,8 @@ impl AppState {
         deadlines: crate::cases::Deadlines,
         scoring: crate::cases::evaluation::Scoring,
     ) -> Self {
-        self.deadlines = Arc::new(deadlines);
-        self.scoring = scoring;
+        self.parts_mut().deadlines = Arc::new(deadlines);
+        self.parts_mut().scoring = scoring;
         self.sensors.configure(self.deadlines.clone(), self.sensors.settings());
         self
     }
@@ -164,7 +182,7 @@ impl AppState {
     /// Photos kept in `photos` (a directory or a bucket) under the `[media]` rules.
     pub fn with_media(mut self, photos: crate::media::Photos, settings: crate::media::Settings) -> Self {
         photos.configure(settings);
-        self.media = Arc::new(photos);
+        self.parts_mut().media = Arc::new(photos);
         self
     }
 

@@ -118,12 +118,14 @@ pub async fn tile(
         None => {
             let generation = cache.generation();
             let sources = ids.iter().fold(0, |m, l| m | source_bit(l.source));
+            let small = format == TileFormat::Mvt && tiles::is_small(&st.index, coord, &ids, &filters);
             let index = st.index.clone();
-            let rendered = tokio::task::spawn_blocking(move || {
-                format.encode(tiles::render(&index, coord, &ids, &filters)).map(|t| Arc::new(Rendered::new(t)))
-            })
-            .await
-            .map_err(ApiError::internal)??;
+            let draw =
+                move || format.encode(tiles::render(&index, coord, &ids, &filters)).map(|t| Arc::new(Rendered::new(t)));
+            // A small MVT tile is drawn here; MLT's second encoding and large tiles go to a
+            // blocking thread.
+            let rendered =
+                if small { draw()? } else { tokio::task::spawn_blocking(draw).await.map_err(ApiError::internal)?? };
             cache.put(coord, &variant, sources, rendered.clone(), generation);
             (rendered, false)
         }

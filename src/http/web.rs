@@ -41,7 +41,7 @@ pub fn routes() -> Router<AppState> {
 impl AppState {
     /// Serves the big-screen page from `dir` (the output of the web build, `web/dist`).
     pub fn with_web_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.web_dir = Arc::new(dir.into());
+        self.parts_mut().web_dir = Arc::new(dir.into());
         self
     }
 }

@@ -2,7 +2,7 @@
 //! properties by name (for filters and GeoJSON), written once per type here.
 
 use chrono::SecondsFormat;
-use geo::{Geometry, Intersects, Point};
+use geo::{Geometry, Intersects, MultiPolygon, Point, Polygon};
 use rstar::AABB;
 use serde_json::{Map, Value};
 
@@ -45,6 +45,50 @@ impl PropValue<'_> {
     }
 }
 
+/// A record's geometry, borrowed: what renderers read without copying coordinates.
+#[derive(Debug, Clone, Copy)]
+pub enum GeomRef<'a> {
+    Point(&'a Point<f64>),
+    Polygon(&'a Polygon<f64>),
+    MultiPolygon(&'a MultiPolygon<f64>),
+    Other(&'a Geometry<f64>),
+}
+
+impl GeomRef<'_> {
+    pub fn to_geometry(self) -> Geometry<f64> {
+        match self {
+            GeomRef::Point(p) => (*p).into(),
+            GeomRef::Polygon(p) => p.clone().into(),
+            GeomRef::MultiPolygon(mp) => mp.clone().into(),
+            GeomRef::Other(g) => g.clone(),
+        }
+    }
+}
+
+impl<'a> From<&'a Geometry<f64>> for GeomRef<'a> {
+    /// The specific variant where there is one, so a polygon in a `Geometry` is drawn as one.
+    fn from(g: &'a Geometry<f64>) -> GeomRef<'a> {
+        match g {
+            Geometry::Point(p) => GeomRef::Point(p),
+            Geometry::Polygon(p) => GeomRef::Polygon(p),
+            Geometry::MultiPolygon(mp) => GeomRef::MultiPolygon(mp),
+            other => GeomRef::Other(other),
+        }
+    }
+}
+
+impl<'a> From<&'a Polygon<f64>> for GeomRef<'a> {
+    fn from(p: &'a Polygon<f64>) -> GeomRef<'a> {
+        GeomRef::Polygon(p)
+    }
+}
+
+impl<'a> From<&'a MultiPolygon<f64>> for GeomRef<'a> {
+    fn from(mp: &'a MultiPolygon<f64>) -> GeomRef<'a> {
+        GeomRef::MultiPolygon(mp)
+    }
+}
+
 /// A record that can live in a [`super::Layer`].
 pub trait Record: Send + Sync + 'static {
     /// The collection the records belong to.
@@ -66,13 +110,25 @@ pub trait Record: Send + Sync + 'static {
     fn has_key(&self, k: &str) -> bool {
         self.key() == k
     }
+    /// The feature id of vector tiles: the key where it is a number.
+    fn tile_id(&self) -> Option<u64> {
+        self.key().parse().ok()
+    }
     fn envelope(&self) -> AABB<[f64; 2]>;
-    fn geometry(&self) -> Geometry<f64>;
+    fn geom_ref(&self) -> GeomRef<'_>;
+    fn geometry(&self) -> Geometry<f64> {
+        self.geom_ref().to_geometry()
+    }
     fn intersects(&self, g: &Geometry<f64>) -> bool;
     fn intersects_point(&self, p: &Point<f64>) -> bool;
     /// Distance in metres from a point to the record (0 inside a polygon).
     fn distance_m(&self, lon: f64, lat: f64) -> f64;
     fn prop(&self, name: &str) -> Option<PropValue<'_>>;
+    /// Property number `k` of [`Record::TILE_PROPERTIES`]: layers of millions of records answer
+    /// by position, without comparing names, as every feature of a tile asks for each.
+    fn tile_prop(&self, k: usize) -> Option<PropValue<'_>> {
+        self.prop(Self::TILE_PROPERTIES.get(k)?)
+    }
     /// Two codes the layer counts records by without visiting them (class and status of
     /// components), kept beside the record's envelope in the R-tree; `None` for layers that do
     /// not need it.
@@ -145,7 +201,7 @@ macro_rules! areal_record {
             fn key(&self) -> Str { self.code.clone() }
             fn has_key(&self, k: &str) -> bool { self.code == k }
             fn envelope(&self) -> AABB<[f64; 2]> { envelope_geom(&self.$geom.clone().into()) }
-            fn geometry(&self) -> Geometry<f64> { self.$geom.clone().into() }
+            fn geom_ref(&self) -> GeomRef<'_> { (&self.$geom).into() }
             fn intersects(&self, g: &Geometry<f64>) -> bool { geom_intersects(&self.$geom, g) }
             fn intersects_point(&self, p: &Point<f64>) -> bool { self.$geom.intersects(p) }
             fn distance_m(&self, lon: f64, lat: f64) -> f64 { geom_distance_m(&self.geometry(), lon, lat) }
@@ -167,8 +223,8 @@ macro_rules! point_record {
         fn envelope(&self) -> AABB<[f64; 2]> {
             AABB::from_point([self.geom.x(), self.geom.y()])
         }
-        fn geometry(&self) -> Geometry<f64> {
-            self.geom.into()
+        fn geom_ref(&self) -> GeomRef<'_> {
+            GeomRef::Point(&self.geom)
         }
         fn intersects(&self, g: &Geometry<f64>) -> bool {
             geom_intersects(&self.geom, g)
@@ -223,6 +279,16 @@ impl Record for Component {
         "source",
     ];
     const TILE_PROPERTIES: &'static [&'static str] = &["code", "name", "class_code", "status", "grid_code"];
+    fn tile_prop(&self, k: usize) -> Option<PropValue<'_>> {
+        Some(match k {
+            0 => s(&self.code),
+            1 => s(&self.name),
+            2 => s(&self.class_code),
+            3 => s(&self.status),
+            4 => os(&self.grid_code),
+            _ => return None,
+        })
+    }
     fn key(&self) -> Str {
         self.code.clone()
     }
@@ -238,8 +304,11 @@ impl Record for Component {
             Shape::Other(g) => envelope_geom(g),
         }
     }
-    fn geometry(&self) -> Geometry<f64> {
-        self.geom.to_geometry()
+    fn geom_ref(&self) -> GeomRef<'_> {
+        match &self.geom {
+            Shape::Point(p) => GeomRef::Point(p),
+            Shape::Other(g) => (&**g).into(),
+        }
     }
     fn intersects(&self, g: &Geometry<f64>) -> bool {
         match &self.geom {
@@ -305,12 +374,29 @@ impl Record for Case {
     fn key(&self) -> Str {
         Str::from(self.id.to_string())
     }
+    fn tile_id(&self) -> Option<u64> {
+        u64::try_from(self.id).ok()
+    }
     fn has_key(&self, k: &str) -> bool {
         k.parse::<i64>().is_ok_and(|id| id == self.id) && !k.starts_with('+') && !(k.starts_with('0') && k.len() > 1)
     }
     point_record!();
     fn time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
         Some(self.reported_at)
+    }
+    fn tile_prop(&self, k: usize) -> Option<PropValue<'_>> {
+        Some(match k {
+            0 => PropValue::Int(self.id),
+            1 => s(&self.class_code),
+            2 => s(&self.kind),
+            3 => s(&self.source),
+            4 => PropValue::Str(self.status.as_str()),
+            5 => s(&self.urgency),
+            6 => os(&self.grid_code),
+            7 => time(Some(self.reported_at)),
+            8 => self.light.map(|l| PropValue::Str(l.as_str())).unwrap_or(PropValue::Null),
+            _ => return None,
+        })
     }
     fn prop(&self, name: &str) -> Option<PropValue<'_>> {
         Some(match name {
@@ -426,5 +512,34 @@ impl Record for Camera {
             "grid_code" => os(&self.grid_code),
             _ => return None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every record answers its tile properties by position as it does by name.
+    fn tile_props_agree<T: Record>(records: &[T]) {
+        assert!(!records.is_empty(), "{}: no records to check", T::COLLECTION);
+        for r in records.iter().take(500) {
+            for (k, name) in T::TILE_PROPERTIES.iter().enumerate() {
+                assert_eq!(r.tile_prop(k), r.prop(name), "{} {name}", T::COLLECTION);
+            }
+            assert_eq!(r.tile_prop(T::TILE_PROPERTIES.len()), None);
+        }
+    }
+
+    #[test]
+    fn tile_properties_by_position_are_the_named_ones() {
+        let mut city = crate::demo::generate(&crate::demo::DemoParams::scaled(0.05));
+        // Some cases with a light, so that property is not only ever null.
+        for (i, c) in city.cases.iter_mut().enumerate().take(100) {
+            c.light = Some([Light::Green, Light::Yellow, Light::Red][i % 3]);
+        }
+        tile_props_agree(&city.components);
+        tile_props_agree(&city.cases);
+        tile_props_agree(&city.grids);
+        tile_props_agree(&city.sensors);
     }
 }

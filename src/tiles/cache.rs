@@ -10,7 +10,6 @@
 //! happened meanwhile, so a tile rendered from data older than a change never outlives it.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -48,8 +47,8 @@ impl Rendered {
     pub fn new(body: Option<Vec<u8>>) -> Rendered {
         let raw = Bytes::from(body.unwrap_or_default());
         let gzip = if raw.is_empty() { Bytes::new() } else { Bytes::from(gzip(&raw)) };
-        // FNV-1a over the bytes: equal tiles get equal tags whichever process rendered them.
-        let hash = raw.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100_0000_01b3));
+        // XXH3 over the bytes: equal tiles get equal tags whichever process rendered them.
+        let hash = xxhash_rust::xxh3::xxh3_64(&raw);
         let etag = format!("\"{hash:016x}-{}\"", raw.len());
         Rendered { raw, gzip, etag }
     }
@@ -64,10 +63,19 @@ impl Rendered {
 }
 
 /// Fast gzip: tiles are served many times, but rendered right before the first request waits.
-fn gzip(raw: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 2), flate2::Compression::fast());
-    enc.write_all(raw).expect("writing to memory");
-    enc.finish().expect("writing to memory")
+/// Level 1 of libdeflate, with a compressor kept per thread.
+pub fn gzip(raw: &[u8]) -> Vec<u8> {
+    thread_local! {
+        static GZIP: std::cell::RefCell<libdeflater::Compressor> =
+            // Level 1: libdeflate's `fastest()` is level 0, stored blocks without compression.
+            std::cell::RefCell::new(libdeflater::Compressor::new(libdeflater::CompressionLvl::new(1).expect("a level")));
+    }
+    GZIP.with_borrow_mut(|c| {
+        let mut out = vec![0; c.gzip_compress_bound(raw.len())];
+        let n = c.gzip_compress(raw, &mut out).expect("the bound fits any input");
+        out.truncate(n);
+        out
+    })
 }
 
 /// Bookkeeping per entry beyond its bytes (key, variant, map slots), for the memory budget.
@@ -278,6 +286,17 @@ mod tests {
 
     fn tile(bytes: &[u8]) -> Arc<Rendered> {
         Arc::new(Rendered::new(Some(bytes.to_vec())))
+    }
+
+    #[test]
+    fn gzip_compresses_and_round_trips() {
+        use std::io::Read;
+        let raw: Vec<u8> = (0..20_000u32).flat_map(|i| [b'a' + (i % 7) as u8, b'0' + (i % 3) as u8]).collect();
+        let packed = gzip(&raw);
+        assert!(packed.len() * 10 < raw.len(), "{} bytes from {}", packed.len(), raw.len());
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&packed[..]).read_to_end(&mut back).unwrap();
+        assert_eq!(back, raw);
     }
 
     #[test]

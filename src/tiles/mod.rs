@@ -2,15 +2,20 @@
 //! becomes one MVT layer named after it, geometry simplified to the tile's pixel size, clipped to
 //! the tile plus a buffer, and features smaller than a pixel dropped.
 
-use geo::orient::{Direction, Orient};
-use geo::{Area, BooleanOps, BoundingRect, Geometry, MapCoords, MultiPolygon, Polygon, Rect, Simplify};
-use geozero::ToMvt;
-use geozero::mvt::{Message, TagsBuilder, Tile, TileValue, tile};
+use geo::Geometry;
+use geozero::mvt::TileValue;
+use geozero::mvt::tile::GeomType;
 
 pub mod cache;
+mod draw;
 pub mod mlt;
+mod pbf;
 
-use crate::geo::tile::{TileCoord, lonlat_to_mercator, mercator_to_lonlat};
+use draw::Drawer;
+pub use pbf::{EncodedLayer, encode_tile};
+use pbf::{LayerBuilder, Value};
+
+use crate::geo::tile::{TileCoord, mercator_to_lonlat};
 use crate::index::{CityIndex, Layer, PropValue, Record, pyramid};
 use crate::model::Collection;
 
@@ -36,74 +41,57 @@ pub fn buffered_bounds(tile: TileCoord) -> ([f64; 4], [f64; 4]) {
 
 /// One MVT layer with the records of `layer` that meet the tile and pass `keep`; `None` when no
 /// feature is left.
-pub fn encode_layer<T: Record>(layer: &Layer<T>, tile: TileCoord, keep: impl Fn(&T) -> bool) -> Option<tile::Layer> {
+pub fn encode_layer<T: Record>(layer: &Layer<T>, tile: TileCoord, keep: impl Fn(&T) -> bool) -> Option<EncodedLayer> {
     if tile.z < min_zoom(T::COLLECTION) {
         return None;
     }
     let (_, ll) = buffered_bounds(tile);
-    let features = layer.in_bbox(ll).into_iter().filter(|r| keep(r)).map(|rec| {
-        let tags = T::TILE_PROPERTIES.iter().filter_map(|&name| {
-            let value = match rec.prop(name)? {
-                PropValue::Str(s) => TileValue::Str(s.to_string()),
-                PropValue::Owned(s) => TileValue::Str(s),
-                PropValue::Num(n) => TileValue::Double(n),
-                PropValue::Int(n) => TileValue::Sint(n),
-                PropValue::Bool(b) => TileValue::Bool(b),
-                PropValue::Null => return None,
+    let candidates = layer.envelope_in(ll);
+    let mut drawer = Drawer::new(tile);
+    let mut out = LayerBuilder::with_capacity(T::COLLECTION, candidates.size_hint().1.unwrap_or(0));
+    // Key indices by property position, so features look their keys up without comparing names.
+    let mut keys: Vec<Option<u32>> = vec![None; T::TILE_PROPERTIES.len()];
+    let (mut geometry, mut tags) = (Vec::new(), Vec::new());
+    for rec in candidates.filter(|r| keep(r)) {
+        let Some(kind) = drawer.draw(rec.geom_ref(), &mut geometry) else { continue };
+        tags.clear();
+        for (k, name) in T::TILE_PROPERTIES.iter().enumerate() {
+            let value = match rec.tile_prop(k) {
+                Some(PropValue::Str(s)) => Value::Str(s.into()),
+                Some(PropValue::Owned(s)) => Value::Str(s.into()),
+                Some(PropValue::Num(n)) => Value::Double(n.to_bits()),
+                Some(PropValue::Int(n)) => Value::Sint(n),
+                Some(PropValue::Bool(b)) => Value::Bool(b),
+                Some(PropValue::Null) | None => continue,
             };
-            Some((name, value))
-        });
-        (rec.geometry(), rec.key().parse::<u64>().ok(), tags.collect())
-    });
-    encode_features(T::COLLECTION, tile, features)
+            let key = *keys[k].get_or_insert_with(|| out.key(name));
+            tags.extend([key, out.value(value)]);
+        }
+        out.feature(rec.tile_id(), kind, &tags, &geometry);
+    }
+    out.finish()
 }
 
 /// One MVT layer named `name` from features in lon/lat with their id and tags, each projected,
 /// simplified to the pixel, clipped to the buffered tile and dropped when smaller than a pixel;
 /// `None` when no feature is left.
 pub fn encode_features<'a>(
-    name: &str,
+    name: &'a str,
     tile: TileCoord,
     features: impl Iterator<Item = (Geometry<f64>, Option<u64>, Vec<(&'a str, TileValue)>)>,
-) -> Option<tile::Layer> {
-    let [l, b, r, t] = tile.bounds_mercator();
-    let (m, _) = buffered_bounds(tile);
-    // A screen pixel of a 256-pixel tile: what a viewer can see, not the finer tile unit.
-    let pixel = (r - l) / SCREEN_PX;
-    let clip = Rect::new((m[0], m[1]), (m[2], m[3])).to_polygon();
-    let mut tags = TagsBuilder::new();
-    let mut out = Vec::new();
+) -> Option<EncodedLayer> {
+    let mut drawer = Drawer::new(tile);
+    let mut out = LayerBuilder::new(name);
+    let (mut geometry, mut tags) = (Vec::new(), Vec::new());
     for (geom, id, props) in features {
-        let Some(geom) = shape_for_tile(geom, &clip, pixel) else { continue };
-        let Some(geom) = to_tile_space(geom, [l, b, r, t]) else { continue };
-        let Ok(mut feature) = geom.to_mvt_unscaled() else { continue };
-        if feature.geometry.is_empty() {
-            continue;
-        }
-        feature.id = id;
+        let Some(kind) = drawer.draw((&geom).into(), &mut geometry) else { continue };
+        tags.clear();
         for (name, value) in props {
-            let (k, v) = tags.insert_ref(name, value);
-            feature.tags.extend([k, v]);
+            tags.extend([out.key(name), out.value(value.into())]);
         }
-        out.push(feature);
+        out.feature(id, kind, &tags, &geometry);
     }
-    finish_layer(name, out, tags)
-}
-
-/// An MVT layer from its features and their tag dictionary; `None` without features.
-fn finish_layer(name: &str, features: Vec<tile::Feature>, tags: TagsBuilder) -> Option<tile::Layer> {
-    if features.is_empty() {
-        return None;
-    }
-    let (keys, values) = tags.into_tags();
-    Some(tile::Layer {
-        version: 2,
-        name: name.to_string(),
-        features,
-        keys,
-        values: values.into_iter().map(Into::into).collect(),
-        extent: Some(EXTENT),
-    })
+    out.finish()
 }
 
 /// Screen pixels across a tile, for "smaller than a pixel" and simplification tolerances.
@@ -157,6 +145,37 @@ pub fn render(
     render_within(index, coord, ids, filters, MAX_TILE_BYTES)
 }
 
+/// The most records a tile may visit to be drawn on the request's own runtime thread: at about
+/// half a microsecond a record, a millisecond at most, no longer than a page of GeoJSON features
+/// takes to write. Larger tiles go to a blocking thread, whose hand-over costs a small tile more
+/// than its drawing.
+pub const INLINE_RECORDS: usize = 2_000;
+
+/// Whether drawing the tile visits at most [`INLINE_RECORDS`] records (counts answered by a
+/// layer's pyramid visit none). Counting stops at the limit, so the answer costs little either way.
+pub fn is_small(index: &CityIndex, coord: TileCoord, ids: &[TileLayer], filters: &[Vec<(String, String)>]) -> bool {
+    let (_, ll) = buffered_bounds(coord);
+    let mut left = INLINE_RECORDS;
+    for (tl, filters) in ids.iter().zip(filters) {
+        let Some(source) = Collection::feature(tl.source) else { continue };
+        let as_counts = tl.counts_at(coord.z);
+        let visits = crate::index::with_layer!(
+            index,
+            source,
+            |layer| {
+                let pyramid = || layer.counts().is_some_and(|p| p.tile_cells(coord.z, coord.x, coord.y).is_some());
+                if as_counts && filters.is_empty() && pyramid() { 0 } else { layer.count_in(ll, left + 1) }
+            },
+            0
+        );
+        if visits > left {
+            return false;
+        }
+        left -= visits;
+    }
+    true
+}
+
 /// [`render`] with a size budget in bytes.
 fn render_within(
     index: &CityIndex,
@@ -166,7 +185,7 @@ fn render_within(
     budget: usize,
 ) -> Option<Vec<u8>> {
     // (position in the request, encoded layer, whether it could be drawn as counts instead)
-    let mut out: Vec<(usize, tile::Layer, bool)> = Vec::new();
+    let mut out: Vec<(usize, EncodedLayer, bool)> = Vec::new();
     let draw = |i: usize, as_counts: bool| {
         let (tl, filters) = (&ids[i], &filters[i]);
         // Layers are parsed into known ones before rendering.
@@ -195,13 +214,11 @@ fn render_within(
     // The size guarantee: while the tile is over budget, the largest layer of single points
     // becomes counts per cell (a hotspot of a million cases at z15 is a blob of points anyway).
     loop {
-        let total: usize = out.iter().map(|l| l.1.encoded_len()).sum();
+        let total: usize = out.iter().map(|l| l.1.len()).sum();
         if total <= budget {
             break;
         }
-        let Some(k) =
-            out.iter().enumerate().filter(|(_, l)| l.2).max_by_key(|(_, l)| l.1.encoded_len()).map(|(k, _)| k)
-        else {
+        let Some(k) = out.iter().enumerate().filter(|(_, l)| l.2).max_by_key(|(_, l)| l.1.len()).map(|(k, _)| k) else {
             break;
         };
         let i = out[k].0;
@@ -255,7 +272,7 @@ pub fn encode_counts<T: Record>(
     tile: TileCoord,
     name: &str,
     filters: &[(String, String)],
-) -> Option<tile::Layer> {
+) -> Option<EncodedLayer> {
     let level = tile.z + pyramid::CELL_BITS;
     let from_pyramid =
         if filters.is_empty() { layer.counts().and_then(|p| p.tile_cells(tile.z, tile.x, tile.y)) } else { None };
@@ -282,83 +299,20 @@ pub fn encode_counts<T: Record>(
     let per_tile = 2f64.powi(32 - tile.z as i32);
     let (ox, oy) = (tile.x as f64 * per_tile, tile.y as f64 * per_tile);
     let to_tile = |sum: u64, n: u64, origin: f64| ((sum as f64 / n as f64 - origin) / per_tile * EXTENT as f64).round();
-    let mut tags = TagsBuilder::new();
-    let features: Vec<tile::Feature> = cells
-        .into_iter()
-        .filter_map(|c| {
-            let p: Geometry<f64> = geo::Point::new(to_tile(c.sx, c.n, ox), to_tile(c.sy, c.n, oy)).into();
-            let mut f = p.to_mvt_unscaled().ok()?;
-            let (k, v) = tags.insert_ref("count", TileValue::Uint(c.n));
-            f.tags.extend([k, v]);
-            Some(f)
-        })
-        .collect();
-    finish_layer(name, features, tags)
-}
-
-/// Projects to web mercator, simplifies to a pixel, drops what is smaller than a pixel, and clips
-/// areas to the buffered tile.
-fn shape_for_tile(g: Geometry<f64>, clip: &Polygon<f64>, pixel: f64) -> Option<Geometry<f64>> {
-    let g = g.map_coords(|c| {
-        let (x, y) = lonlat_to_mercator(c.x, c.y);
-        geo::coord! { x: x, y: y }
-    });
-    let areal = |mp: MultiPolygon<f64>| -> Option<Geometry<f64>> {
-        let bb = mp.bounding_rect()?;
-        if bb.width() < pixel && bb.height() < pixel {
-            return None;
-        }
-        let simplified = mp.simplify(pixel / 2.0);
-        let clipped = simplified.intersection(&MultiPolygon(vec![clip.clone()]));
-        (!clipped.0.is_empty()).then_some(Geometry::MultiPolygon(clipped))
-    };
-    match g {
-        Geometry::Point(_) | Geometry::MultiPoint(_) => Some(g),
-        Geometry::Polygon(p) => areal(MultiPolygon(vec![p])),
-        Geometry::MultiPolygon(mp) => areal(mp),
-        other => Some(other),
+    let mut out = LayerBuilder::new(name);
+    let count = out.key("count");
+    for c in cells {
+        let tags = [count, out.value(Value::Uint(c.n))];
+        let (x, y) = (to_tile(c.sx, c.n, ox) as i32, to_tile(c.sy, c.n, oy) as i32);
+        out.feature(None, GeomType::Point, &tags, &draw::point(x, y));
     }
-}
-
-/// Moves mercator geometry into integer tile coordinates (y down) and repairs what rounding
-/// breaks: repeated vertices are dropped, and rings left with fewer than three distinct
-/// vertices or no area are dropped with them, so every ring a decoder sees is well formed.
-fn to_tile_space(g: Geometry<f64>, [l, b, r, t]: [f64; 4]) -> Option<Geometry<f64>> {
-    let (sx, sy) = (EXTENT as f64 / (r - l), EXTENT as f64 / (t - b));
-    let g = g.map_coords(|c| geo::coord! { x: ((c.x - l) * sx).round(), y: ((t - c.y) * sy).round() });
-    let ring = |ls: &geo::LineString<f64>| -> Option<geo::LineString<f64>> {
-        let mut pts: Vec<geo::Coord<f64>> = Vec::with_capacity(ls.0.len());
-        for c in &ls.0 {
-            if pts.last() != Some(c) {
-                pts.push(*c);
-            }
-        }
-        let closed = geo::LineString(pts);
-        (closed.0.len() >= 4 && geo::Polygon::new(closed.clone(), vec![]).unsigned_area() > 0.0).then_some(closed)
-    };
-    // MVT wants exterior rings with positive signed area in tile coordinates (clockwise on
-    // screen, y down) and holes negative: geo's default orientation, applied after the flip.
-    let poly = |p: &Polygon<f64>| -> Option<Polygon<f64>> {
-        let p = Polygon::new(ring(p.exterior())?, p.interiors().iter().filter_map(ring).collect());
-        Some(p.orient(Direction::Default))
-    };
-    match g {
-        Geometry::Polygon(p) => poly(&p).map(Geometry::Polygon),
-        Geometry::MultiPolygon(mp) => {
-            let parts: Vec<Polygon<f64>> = mp.0.iter().filter_map(poly).collect();
-            (!parts.is_empty()).then_some(Geometry::MultiPolygon(MultiPolygon(parts)))
-        }
-        other => Some(other),
-    }
-}
-
-/// A whole tile from already-encoded layers; `None` when every layer was empty.
-pub fn encode_tile(layers: Vec<tile::Layer>) -> Option<Vec<u8>> {
-    (!layers.is_empty()).then(|| Tile { layers }.encode_to_vec())
+    out.finish()
 }
 
 #[cfg(test)]
 mod tests {
+    use geozero::mvt::{Message, Tile};
+
     use super::*;
 
     #[test]
@@ -404,22 +358,23 @@ mod tests {
     }
 
     #[test]
+    fn small_tiles_are_told_from_large_ones() {
+        let city = crate::demo::generate(&crate::demo::DemoParams::scaled(0.05));
+        let p = city.components[0].envelope().lower();
+        let index = CityIndex::from_city(city);
+        let at = |z| crate::geo::tile::tiles_covering([p[0], p[1], p[0], p[1]], z).next().unwrap();
+        let components = [TileLayer::find("components").unwrap()];
+        let status = vec![vec![("status".to_string(), "完好".to_string())]];
+        assert!(is_small(&index, at(18), &components, &[vec![]]), "a z18 tile holds a few components");
+        assert!(is_small(&index, at(8), &components, &[vec![]]), "the count pyramid answers z8");
+        assert!(!is_small(&index, at(8), &components, &status), "a filtered z8 count visits every component");
+    }
+
+    #[test]
     fn buffer_grows_the_tile_on_every_side() {
         let t = TileCoord::new(14, 12_236, 6_793).unwrap();
         let inner = t.bounds();
         let (_, outer) = buffered_bounds(t);
         assert!(outer[0] < inner[0] && outer[1] < inner[1] && outer[2] > inner[2] && outer[3] > inner[3]);
-    }
-
-    #[test]
-    fn sub_pixel_polygons_are_dropped_and_big_ones_clipped() {
-        let clip = Rect::new((0.0, 0.0), (100.0, 100.0)).to_polygon();
-        let tiny: Geometry<f64> = Rect::new((10.0, 10.0), (10.0001, 10.0001)).to_polygon().into();
-        // Geometry is given in lon/lat; keep it tiny in mercator metres too.
-        assert!(shape_for_tile(tiny, &clip, 1.0).is_none());
-        let big: Geometry<f64> = Rect::new((-1.0, -1.0), (1.0, 1.0)).to_polygon().into();
-        let clipped = shape_for_tile(big, &clip, 0.5).unwrap();
-        let bb = clipped.bounding_rect().unwrap();
-        assert!(bb.min().x >= 0.0 && bb.max().x <= 100.0 && bb.max().y <= 100.0);
     }
 }

@@ -263,34 +263,26 @@ impl<T: Record> Layer<T> {
 
     /// How many records' envelopes meet the bbox, counting no further than `limit`.
     pub fn count_in(&self, bbox: [f64; 4], limit: usize) -> usize {
-        let env = AABB::from_corners([bbox[0], bbox[1]], [bbox[2], bbox[3]]);
-        self.tree.locate_in_envelope_intersecting(&env).take(limit).count()
+        self.tree.locate_in_envelope_intersecting(&aabb(bbox)).take(limit).count()
     }
 
     /// Records whose envelope meets the bbox `[minx, miny, maxx, maxy]`, without the exact test:
     /// for tiles, whose clipping drops what only the envelope reaches.
     pub fn envelope_in(&self, bbox: [f64; 4]) -> impl Iterator<Item = &T> {
-        let env = AABB::from_corners([bbox[0], bbox[1]], [bbox[2], bbox[3]]);
-        self.slots_in(&env).into_iter().filter_map(|s| self.items[s as usize].as_ref())
+        self.slots_in(&aabb(bbox)).into_iter().filter_map(|s| self.items[s as usize].as_ref())
     }
 
     /// Records whose envelope meets the bbox `[minx, miny, maxx, maxy]`, then whose geometry does.
     pub fn in_bbox(&self, bbox: [f64; 4]) -> Vec<&T> {
-        let env = AABB::from_corners([bbox[0], bbox[1]], [bbox[2], bbox[3]]);
         let rect: Geometry<f64> = geo::Rect::new((bbox[0], bbox[1]), (bbox[2], bbox[3])).into();
-        self.slots_in(&env)
-            .into_iter()
-            .filter_map(|s| self.items[s as usize].as_ref())
-            .filter(|r| r.intersects(&rect))
-            .collect()
+        self.envelope_in(bbox).filter(|r| r.intersects(&rect)).collect()
     }
 
     /// Records whose envelope meets the bbox, with their envelope centres, without exact
     /// refinement: for aggregations that only need a representative point.
     pub fn in_envelope(&self, bbox: [f64; 4]) -> Vec<(&T, [f64; 2])> {
-        let env = AABB::from_corners([bbox[0], bbox[1]], [bbox[2], bbox[3]]);
         self.tree
-            .locate_in_envelope_intersecting(&env)
+            .locate_in_envelope_intersecting(&aabb(bbox))
             .filter_map(|e| self.items[e.slot as usize].as_ref().map(|r| (r, rstar::Envelope::center(&e.env))))
             .collect()
     }
@@ -427,6 +419,11 @@ fn key_of<T: Record>(items: &[Option<T>], slot: u32) -> Option<Str> {
 /// Rehashing needs each stored slot's hash again, computed from its record's key.
 fn slot_hash<T: Record>(hasher: &std::hash::RandomState, items: &[Option<T>], slot: u32) -> u64 {
     hasher.hash_one(key_of(items, slot).unwrap_or_default().as_str())
+}
+
+/// A `[minx, miny, maxx, maxy]` box as the R-tree's envelope.
+fn aabb(bbox: [f64; 4]) -> AABB<[f64; 2]> {
+    AABB::from_corners([bbox[0], bbox[1]], [bbox[2], bbox[3]])
 }
 
 /// The envelope of any geometry as an R-tree box; `None` for an empty geometry.

@@ -35,6 +35,17 @@ fn zigzag(n: i32) -> u32 {
     ((n << 1) ^ (n >> 31)) as u32
 }
 
+/// Twice the signed area of a ring given without its closing vertex (the surveyor's formula).
+fn area2(ring: &[(i32, i32)]) -> i64 {
+    let n = ring.len();
+    (0..n)
+        .map(|i| {
+            let (a, b) = (ring[i], ring[(i + 1) % n]);
+            a.0 as i64 * b.1 as i64 - b.0 as i64 * a.1 as i64
+        })
+        .sum()
+}
+
 /// The commands of a point at tile coordinates (x, y).
 pub fn point(x: i32, y: i32) -> [u32; 3] {
     [command(MOVE_TO, 1), zigzag(x), zigzag(y)]
@@ -188,12 +199,7 @@ impl Drawer {
             return false;
         }
         let n = ints.len();
-        let area2: i64 = (0..n)
-            .map(|i| {
-                let (a, b) = (ints[i], ints[(i + 1) % n]);
-                a.0 as i64 * b.1 as i64 - b.0 as i64 * a.1 as i64
-            })
-            .sum();
+        let area2 = area2(ints);
         if area2 == 0 {
             return false;
         }
@@ -279,15 +285,6 @@ mod tests {
             }
         }
         rings
-    }
-
-    fn area2(r: &[(i32, i32)]) -> i64 {
-        (0..r.len())
-            .map(|i| {
-                let (a, b) = (r[i], r[(i + 1) % r.len()]);
-                a.0 as i64 * b.1 as i64 - b.0 as i64 * a.1 as i64
-            })
-            .sum()
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub use pbf::{EncodedLayer, encode_tile};
 use pbf::{LayerBuilder, Value};
 
 use crate::geo::tile::{TileCoord, mercator_to_lonlat};
-use crate::index::{CityIndex, Layer, PropValue, Record, pyramid};
+use crate::index::{CityIndex, Layer, Record, pyramid};
 use crate::model::Collection;
 
 /// Tile coordinate space, as MapLibre expects.
@@ -56,14 +56,7 @@ pub fn encode_layer<T: Record>(layer: &Layer<T>, tile: TileCoord, keep: impl Fn(
         let Some(kind) = drawer.draw(rec.geom_ref(), &mut geometry) else { continue };
         tags.clear();
         for (k, name) in T::TILE_PROPERTIES.iter().enumerate() {
-            let value = match rec.tile_prop(k) {
-                Some(PropValue::Str(s)) => Value::Str(s.into()),
-                Some(PropValue::Owned(s)) => Value::Str(s.into()),
-                Some(PropValue::Num(n)) => Value::Double(n.to_bits()),
-                Some(PropValue::Int(n)) => Value::Sint(n),
-                Some(PropValue::Bool(b)) => Value::Bool(b),
-                Some(PropValue::Null) | None => continue,
-            };
+            let Some(value) = rec.tile_prop(k).and_then(Value::of_prop) else { continue };
             let key = *keys[k].get_or_insert_with(|| out.key(name));
             tags.extend([key, out.value(value)]);
         }
@@ -163,8 +156,11 @@ pub fn is_small(index: &CityIndex, coord: TileCoord, ids: &[TileLayer], filters:
             index,
             source,
             |layer| {
-                let pyramid = || layer.counts().is_some_and(|p| p.tile_cells(coord.z, coord.x, coord.y).is_some());
-                if as_counts && filters.is_empty() && pyramid() { 0 } else { layer.count_in(ll, left + 1) }
+                if as_counts && pyramid_cells(layer, coord, filters).is_some() {
+                    0
+                } else {
+                    layer.count_in(ll, left + 1)
+                }
             },
             0
         );
@@ -259,6 +255,19 @@ pub fn aggregate_below(collection: &str) -> Option<u8> {
     }
 }
 
+/// The cells of a layer's count pyramid under the tile, where the pyramid answers: no filters,
+/// and a zoom it covers.
+fn pyramid_cells<'l, T: Record>(
+    layer: &'l Layer<T>,
+    tile: TileCoord,
+    filters: &[(String, String)],
+) -> Option<impl Iterator<Item = (&'l u64, &'l pyramid::Cell)>> {
+    if !filters.is_empty() {
+        return None;
+    }
+    layer.counts()?.tile_cells(tile.z, tile.x, tile.y)
+}
+
 /// Counts per cell of the records that match `filters` and whose representative point (the
 /// envelope centre) lies in the tile itself (not the buffer, so no record is counted in two
 /// tiles), as one point feature per non-empty cell at the mean position of its records, with a
@@ -274,8 +283,7 @@ pub fn encode_counts<T: Record>(
     filters: &[(String, String)],
 ) -> Option<EncodedLayer> {
     let level = tile.z + pyramid::CELL_BITS;
-    let from_pyramid =
-        if filters.is_empty() { layer.counts().and_then(|p| p.tile_cells(tile.z, tile.x, tile.y)) } else { None };
+    let from_pyramid = pyramid_cells(layer, tile, filters);
     let cells: Vec<pyramid::Cell> = match from_pyramid {
         Some(cells) => cells.map(|(_, c)| *c).collect(),
         None => {

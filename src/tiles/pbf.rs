@@ -10,6 +10,7 @@ use geozero::mvt::tile::GeomType;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
 use super::EXTENT;
+use crate::index::PropValue;
 
 // Field numbers of vector_tile.proto (MVT 2.1).
 const TILE_LAYERS: u32 = 3;
@@ -52,7 +53,33 @@ impl From<TileValue> for Value<'_> {
     }
 }
 
-impl Value<'_> {
+impl<'a> Value<'a> {
+    /// A record's property as a tile value; `None` for a null, which a tile leaves out.
+    pub fn of_prop(p: PropValue<'a>) -> Option<Value<'a>> {
+        Some(match p {
+            PropValue::Str(s) => Value::Str(s.into()),
+            PropValue::Owned(s) => Value::Str(s.into()),
+            PropValue::Num(n) => Value::Double(n.to_bits()),
+            PropValue::Int(n) => Value::Sint(n),
+            PropValue::Bool(b) => Value::Bool(b),
+            PropValue::Null => return None,
+        })
+    }
+
+    /// The length of the `Value` message [`Value::encode`] writes.
+    fn encoded_len(&self) -> usize {
+        use prost::encoding as pe;
+        match self {
+            Value::Str(s) => 1 + encoded_len_varint(s.len() as u64) + s.len(),
+            Value::Float(f) => pe::float::encoded_len(2, &f32::from_bits(*f)),
+            Value::Double(f) => pe::double::encoded_len(3, &f64::from_bits(*f)),
+            Value::Int(n) => pe::int64::encoded_len(4, n),
+            Value::Uint(n) => pe::uint64::encoded_len(5, n),
+            Value::Sint(n) => pe::sint64::encoded_len(6, n),
+            Value::Bool(b) => pe::bool::encoded_len(7, b),
+        }
+    }
+
     /// Appends the `Value` message (field number, wire type and payload of its one field).
     fn encode(&self, buf: &mut Vec<u8>) {
         use prost::encoding as pe;
@@ -134,11 +161,9 @@ impl<'a> LayerBuilder<'a> {
         let encoded = &mut self.encoded_values;
         let next = self.values.len() as u32;
         *self.values.entry(value).or_insert_with_key(|v| {
-            let mut msg = Vec::new();
-            v.encode(&mut msg);
             encode_key(LAYER_VALUES, WireType::LengthDelimited, encoded);
-            encode_varint(msg.len() as u64, encoded);
-            encoded.extend_from_slice(&msg);
+            encode_varint(v.encoded_len() as u64, encoded);
+            v.encode(encoded);
             next
         })
     }

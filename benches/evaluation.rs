@@ -1,6 +1,6 @@
 //! Evaluation (综合评价): the store's counting query plus scoring and ranking, by department and
 //! by unit grid, over the demo city's two years of cases (all 1 million of them at Chongqing
-//! scale) and over its last month.
+//! scale), over its last year and over its last month.
 //!
 //! Run: `cargo bench --bench evaluation` (the Shigatse demo city, written to a temporary
 //! GeoPackage), or with `ONEMAP_BENCH_STORE=var/bench/chongqing.gpkg` or
@@ -23,8 +23,11 @@ fn bench(c: &mut Criterion) {
     let beijing = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
     let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
     // The demo's cases run from 1 November 2024 to 31 October 2026.
-    let periods =
-        [("two_years", day("2024-11-01"), day("2026-10-31")), ("month", day("2026-10-01"), day("2026-10-31"))];
+    let periods = [
+        ("two_years", day("2024-11-01"), day("2026-10-31")),
+        ("year", day("2025-11-01"), day("2026-10-31")),
+        ("month", day("2026-10-01"), day("2026-10-31")),
+    ];
     let mut g = c.benchmark_group(format!("evaluation_{kind}"));
     g.sample_size(10);
     for (name, from, to) in periods {

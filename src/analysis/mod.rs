@@ -131,6 +131,37 @@ pub struct Item<'a> {
     pub dept: Option<Option<&'a str>>,
 }
 
+/// A case as a countable item.
+fn case_item(c: &crate::model::Case) -> Item<'_> {
+    Item {
+        lon: c.geom.x(),
+        lat: c.geom.y(),
+        grid: c.grid_code.as_deref(),
+        at: Some(c.reported_at),
+        class: &c.class_code,
+        status: c.status.as_str(),
+        source: &c.source,
+        level: None,
+        dept: Some(c.dept_code.as_deref()),
+    }
+}
+
+/// A component as a countable item (at its envelope's centre, dated by its survey).
+fn component_item(c: &crate::model::Component) -> Item<'_> {
+    let [lon, lat] = rstar::Envelope::center(&c.envelope());
+    Item {
+        lon,
+        lat,
+        grid: c.grid_code.as_deref(),
+        at: c.survey_date.map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc()),
+        class: &c.class_code,
+        status: &c.status,
+        source: &c.source,
+        level: None,
+        dept: None,
+    }
+}
+
 /// The records of a layer that pass `filter`, handed to `f` one by one under the layer's read
 /// lock (alarms, which the index does not hold, come from `alarms` with their sensor's place).
 pub fn for_each(index: &CityIndex, source: Source, alarms: &[Alarm], filter: &Filter, mut f: impl FnMut(&Item<'_>)) {
@@ -140,38 +171,8 @@ pub fn for_each(index: &CityIndex, source: Source, alarms: &[Alarm], filter: &Fi
         }
     };
     match source {
-        Source::Cases => {
-            for c in index.cases.read().iter() {
-                emit(Item {
-                    lon: c.geom.x(),
-                    lat: c.geom.y(),
-                    grid: c.grid_code.as_deref(),
-                    at: Some(c.reported_at),
-                    class: &c.class_code,
-                    status: c.status.as_str(),
-                    source: &c.source,
-                    level: None,
-                    dept: Some(c.dept_code.as_deref()),
-                });
-            }
-        }
-        Source::Components => {
-            let midnight = |d: chrono::NaiveDate| d.and_time(chrono::NaiveTime::MIN).and_utc();
-            for c in index.components.read().iter() {
-                let [lon, lat] = rstar::Envelope::center(&c.envelope());
-                emit(Item {
-                    lon,
-                    lat,
-                    grid: c.grid_code.as_deref(),
-                    at: c.survey_date.map(midnight),
-                    class: &c.class_code,
-                    status: &c.status,
-                    source: &c.source,
-                    level: None,
-                    dept: None,
-                });
-            }
-        }
+        Source::Cases => index.cases.read().iter().for_each(|c| emit(case_item(c))),
+        Source::Components => index.components.read().iter().for_each(|c| emit(component_item(c))),
         Source::Alarms => {
             let sensors = index.sensors.read();
             for a in alarms {
@@ -230,10 +231,20 @@ pub fn assign(
 
 /// Counts per unit of the records that pass the filter, and how many fell in no unit.
 pub fn count(index: &CityIndex, units: &Units, source: Source, alarms: &[Alarm], filter: &Filter) -> (Vec<f64>, usize) {
-    let (assigned, outside) = assign(index, units, source, alarms, filter);
     let mut counts = vec![0.0; units.len()];
-    for (u, _) in assigned {
-        counts[u as usize] += 1.0;
+    let mut outside = 0;
+    if matches!(units.kind, UnitKind::H3(_)) {
+        let assigned;
+        (assigned, outside) = assign(index, units, source, alarms, filter);
+        for (u, _) in assigned {
+            counts[u as usize] += 1.0;
+        }
+    } else {
+        // Counted as they are met: a list of a million assignments cost more than the counting.
+        for_each(index, source, alarms, filter, |it| match units.unit_of(it.grid, it.lon, it.lat) {
+            Some(u) => counts[u] += 1.0,
+            None => outside += 1,
+        });
     }
     (counts, outside)
 }

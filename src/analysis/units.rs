@@ -337,28 +337,32 @@ impl Units {
 /// pairs whose envelopes meet are tested exactly, which also catches a vertex on the middle of
 /// another unit's edge.
 pub fn queen(geoms: &[MultiPolygon<f64>]) -> Neighbours {
-    let mut by_vertex: HashMap<(u64, u64), Vec<u32>> = HashMap::new();
-    for (i, g) in geoms.iter().enumerate() {
-        for p in &g.0 {
-            for ring in std::iter::once(p.exterior()).chain(p.interiors()) {
-                for c in &ring.0 {
-                    let v = by_vertex.entry((c.x.to_bits(), c.y.to_bits())).or_default();
-                    if v.last() != Some(&(i as u32)) {
-                        v.push(i as u32);
-                    }
-                }
-            }
-        }
-    }
+    // Every vertex with its unit, sorted so that units meeting at a vertex lie side by side: a
+    // sort of a few hundred thousand triples in parallel, where a map of vertex to units cost a
+    // small vector per vertex.
+    let mut vertices: Vec<(u64, u64, u32)> = geoms
+        .par_iter()
+        .enumerate()
+        .flat_map_iter(|(i, g)| {
+            g.0.iter()
+                .flat_map(|p| std::iter::once(p.exterior()).chain(p.interiors()))
+                .flat_map(|ring| ring.0.iter())
+                .map(move |c| (c.x.to_bits(), c.y.to_bits(), i as u32))
+        })
+        .collect();
+    vertices.par_sort_unstable();
+    vertices.dedup();
+    let mut pairs: Vec<(u32, u32)> = vertices
+        .chunk_by(|a, b| (a.0, a.1) == (b.0, b.1))
+        .filter(|units| units.len() > 1)
+        .flat_map(|units| units.iter().flat_map(move |a| units.iter().filter(move |b| b.2 != a.2).map(|b| (a.2, b.2))))
+        .collect();
+    drop(vertices);
+    pairs.par_sort_unstable();
+    pairs.dedup();
     let mut lists: Vec<Vec<u32>> = vec![Vec::new(); geoms.len()];
-    for units in by_vertex.values() {
-        for &a in units {
-            lists[a as usize].extend(units.iter().copied().filter(|&b| b != a));
-        }
-    }
-    for l in &mut lists {
-        l.sort_unstable();
-        l.dedup();
+    for (a, b) in pairs {
+        lists[a as usize].push(b);
     }
     let tree = envelope_tree(geoms);
     let extra: Vec<(u32, u32)> = tree

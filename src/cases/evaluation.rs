@@ -19,7 +19,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-pub use crate::store::evaluation::{By, Counts, Period, counts_sql};
+pub use crate::store::evaluation::{By, Counts, Dialect, Period, counts_sql};
 
 /// Weights of the composite score (综合指标), from the `[evaluation.weights]` table of the
 /// config file. National practice is 10/20/30/40; cities adjust them, so they are not fixed.
@@ -265,8 +265,9 @@ mod tests {
 
     #[test]
     fn the_query_groups_by_the_unit_with_its_joins() {
-        assert!(counts_sql(By::Dept).contains("c.dept_code AS unit"));
-        let q = counts_sql(By::District);
+        assert!(counts_sql(By::Dept, Dialect::Postgres).contains("c.dept_code AS unit"));
+        assert!(counts_sql(By::Grid, Dialect::Sqlite).contains("coalesce(+c.filed_at <= $3, false) AS f"));
+        let q = counts_sql(By::District, Dialect::Postgres);
         assert!(
             q.contains("c.grid_code AS unit") && q.contains("JOIN streets s") && q.contains("GROUP BY s.district_code")
         );

@@ -2,10 +2,12 @@
 //! updated in place on every change (insert, move, remove) without a rebuild. Queries are an
 //! envelope search in the tree followed by exact refinement with `geo`.
 
+mod projected;
 pub mod pyramid;
 pub mod query;
 mod record;
 
+pub use projected::Projected;
 pub use record::{GeomRef, PropValue, Record};
 
 /// Runs `$body` with `$layer` bound to the read-locked layer of feature collection `$c` (a
@@ -69,6 +71,8 @@ pub struct Layer<T> {
     /// The distinct tags of the layer's records, by tag id (0: no tag), and their ids.
     tags: Vec<[Str; 2]>,
     tag_ids: std::collections::HashMap<[Str; 2], u32>,
+    /// The polygonal records' rings projected for tiles, by slot (see [`Projected`]).
+    projected: hashbrown::HashMap<u32, Projected>,
 }
 
 impl<T> Default for Layer<T> {
@@ -82,6 +86,7 @@ impl<T> Default for Layer<T> {
             counts: None,
             tags: vec![[Str::default(), Str::default()]],
             tag_ids: Default::default(),
+            projected: Default::default(),
         }
     }
 }
@@ -93,6 +98,7 @@ impl<T: Record> Layer<T> {
     /// the records a map tile or an area query visits then sit together in memory, where in load
     /// order each of a tile's thousand records would be a cache miss of its own.
     pub fn bulk(mut records: Vec<T>) -> Self {
+        use rayon::iter::{IndexedParallelIterator, IntoParallelRefIterator, ParallelIterator};
         use rayon::slice::ParallelSliceMut;
         records.par_sort_by_cached_key(|r| pyramid::cell_key(fixed_centre(&r.envelope()), 32));
         let mut layer = Layer::default();
@@ -103,6 +109,13 @@ impl<T: Record> Layer<T> {
             .collect();
         layer.counts =
             T::AGGREGATE_BELOW.map(|below| CountPyramid::build(entries.iter().map(|e| fixed_centre(&e.env)), below));
+        layer.projected = records
+            .par_iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((i as u32, Projected::of(r.geom_ref())?)))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect();
         layer.items = records.into_iter().map(Some).collect();
         layer.tree = RTree::bulk_load(entries);
         let Layer { items, keys, hasher, .. } = &mut layer;
@@ -179,7 +192,9 @@ impl<T: Record> Layer<T> {
         let key = record.key();
         let env = record.envelope();
         let tag = self.tag_id(&record);
+        let projected = Projected::of(record.geom_ref());
         if let Some(slot) = self.slot_of(&key) {
+            self.set_projected(slot, projected);
             let old = self.items[slot as usize].replace(record);
             if let Some(o) = &old {
                 let old_tag = self.tag_id(o);
@@ -206,6 +221,7 @@ impl<T: Record> Layer<T> {
             };
             let Layer { items, keys, hasher, .. } = self;
             keys.insert_unique(hasher.hash_one(key.as_str()), slot, |&s| slot_hash(hasher, items, s));
+            self.set_projected(slot, projected);
             self.tree.insert(Entry { env, slot, tag });
             if let Some(c) = &mut self.counts {
                 c.add(fixed_centre(&env));
@@ -220,6 +236,7 @@ impl<T: Record> Layer<T> {
         let Layer { items, keys, .. } = self;
         let slot = keys.find_entry(h, |&s| items[s as usize].as_ref().is_some_and(|r| r.has_key(key))).ok()?.remove().0;
         let old = self.items[slot as usize].take()?;
+        self.projected.remove(&slot);
         let tag = self.tag_id(&old);
         self.tree.remove(&Entry { env: old.envelope(), slot, tag });
         if let Some(c) = &mut self.counts {
@@ -229,8 +246,21 @@ impl<T: Record> Layer<T> {
         Some(old)
     }
 
-    /// Changes the record with `key` in place. `f` must leave what the tree and the key map rest
-    /// on alone (key, envelope, tag): it is for derived state such as a case's light.
+    fn set_projected(&mut self, slot: u32, projected: Option<Projected>) {
+        match projected {
+            Some(p) => self.projected.insert(slot, p),
+            None => self.projected.remove(&slot),
+        };
+    }
+
+    /// The projected rings of the polygonal record in `slot`.
+    pub fn projected(&self, slot: u32) -> Option<&Projected> {
+        self.projected.get(&slot)
+    }
+
+    /// Changes the record with `key` in place. `f` must leave what the tree, the key map and
+    /// the projected rings rest on alone (key, geometry, tag): it is for derived state such as a
+    /// case's light.
     pub fn update_in_place(&mut self, key: &str, f: impl FnOnce(&mut T)) {
         if let Some(slot) = self.slot_of(key)
             && let Some(r) = self.items[slot as usize].as_mut()
@@ -266,16 +296,16 @@ impl<T: Record> Layer<T> {
         self.tree.locate_in_envelope_intersecting(&aabb(bbox)).take(limit).count()
     }
 
-    /// Records whose envelope meets the bbox `[minx, miny, maxx, maxy]`, without the exact test:
-    /// for tiles, whose clipping drops what only the envelope reaches.
-    pub fn envelope_in(&self, bbox: [f64; 4]) -> impl Iterator<Item = &T> {
-        self.slots_in(&aabb(bbox)).into_iter().filter_map(|s| self.items[s as usize].as_ref())
+    /// Records whose envelope meets the bbox `[minx, miny, maxx, maxy]`, with their slots,
+    /// without the exact test: for tiles, whose clipping drops what only the envelope reaches.
+    pub fn envelope_in(&self, bbox: [f64; 4]) -> impl Iterator<Item = (u32, &T)> {
+        self.slots_in(&aabb(bbox)).into_iter().filter_map(|s| Some((s, self.items[s as usize].as_ref()?)))
     }
 
     /// Records whose envelope meets the bbox `[minx, miny, maxx, maxy]`, then whose geometry does.
     pub fn in_bbox(&self, bbox: [f64; 4]) -> Vec<&T> {
         let rect: Geometry<f64> = geo::Rect::new((bbox[0], bbox[1]), (bbox[2], bbox[3])).into();
-        self.envelope_in(bbox).filter(|r| r.intersects(&rect)).collect()
+        self.envelope_in(bbox).map(|(_, r)| r).filter(|r| r.intersects(&rect)).collect()
     }
 
     /// Records whose envelope meets the bbox, with their envelope centres, without exact

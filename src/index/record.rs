@@ -167,9 +167,18 @@ fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> PropValue<'static> {
 }
 
 fn envelope_geom(g: &Geometry<f64>) -> AABB<[f64; 2]> {
+    envelope_rect(geo::BoundingRect::bounding_rect(g))
+}
+
+/// A bounding rectangle as an envelope (read in place: copying a polygon to ask for its box
+/// cost more than the box).
+fn envelope_rect(r: Option<geo::Rect<f64>>) -> AABB<[f64; 2]> {
     // Empty geometries cannot come out of the store (columns are NOT NULL and validated on
     // write); an inverted box would only make the record unfindable, never crash.
-    super::envelope_of(g).unwrap_or_else(|| AABB::from_corners([f64::MAX, f64::MAX], [f64::MAX, f64::MAX]))
+    r.map_or_else(
+        || AABB::from_corners([f64::MAX, f64::MAX], [f64::MAX, f64::MAX]),
+        |r| AABB::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]),
+    )
 }
 
 fn point_distance_m(p: &Point<f64>, lon: f64, lat: f64) -> f64 {
@@ -200,7 +209,7 @@ macro_rules! areal_record {
             const PROPERTIES: &'static [&'static str] = &["code", "name" $(, $pname)*];
             fn key(&self) -> Str { self.code.clone() }
             fn has_key(&self, k: &str) -> bool { self.code == k }
-            fn envelope(&self) -> AABB<[f64; 2]> { envelope_geom(&self.$geom.clone().into()) }
+            fn envelope(&self) -> AABB<[f64; 2]> { envelope_rect(geo::BoundingRect::bounding_rect(&self.$geom)) }
             fn geom_ref(&self) -> GeomRef<'_> { (&self.$geom).into() }
             fn intersects(&self, g: &Geometry<f64>) -> bool { geom_intersects(&self.$geom, g) }
             fn intersects_point(&self, p: &Point<f64>) -> bool { self.$geom.intersects(p) }

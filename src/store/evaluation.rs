@@ -72,6 +72,12 @@ macro_rules! counts {
                 Counts { $($name: values.next().unwrap_or_default(),)* }
             }
         }
+
+        impl std::ops::AddAssign for Counts {
+            fn add_assign(&mut self, other: Counts) {
+                $(self.$name += other.$name;)*
+            }
+        }
     };
 }
 
@@ -93,6 +99,16 @@ counts!(
     closed_on_time,
 );
 
+/// The SQL a store speaks, where the query must differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    /// A GeoPackage keeps times as text in DATETIME columns, whose numeric affinity makes SQLite
+    /// try to read the bound time as a number at every comparison, a few million times a year
+    /// of cases. `+column` has no affinity, so the facts compare text with text.
+    Sqlite,
+}
+
 /// The query both stores run: one row per unit with its key and the [`Counts`]. Parameters:
 /// `$1` the period's first instant, `$2` the instant after it, `$3` the as-of instant (times as
 /// the backend stores them). `FILTER` aggregates run in PostgreSQL and SQLite alike.
@@ -100,7 +116,7 @@ counts!(
 /// Each case's facts are worked out once (the inner select), then counted; regions above the
 /// grid add up the grids' rows, so the hierarchy is joined for tens of thousands of grid rows
 /// rather than for every case.
-pub fn counts_sql(by: By) -> String {
+pub fn counts_sql(by: By, dialect: Dialect) -> String {
     // Each fact as of `$3`; a milestone never reached (NULL) is false.
     let facts = [
         ("pub", "c.source IN ('public', 'hotline')"),
@@ -137,7 +153,13 @@ pub fn counts_sql(by: By) -> String {
     ];
     debug_assert_eq!(counts.len(), Counts::LEN);
     let case_key = if by == By::Dept { "c.dept_code" } else { "c.grid_code" };
-    let facts: Vec<String> = facts.iter().map(|(name, expr)| format!("{expr} AS {name}")).collect();
+    let facts: Vec<String> = facts
+        .iter()
+        .map(|(name, expr)| match dialect {
+            Dialect::Postgres => format!("{expr} AS {name}"),
+            Dialect::Sqlite => format!("{} AS {name}", expr.replace("c.", "+c.")),
+        })
+        .collect();
     let columns: Vec<String> =
         counts.iter().enumerate().map(|(i, f)| format!("count(*) FILTER (WHERE {f}) AS n{i}")).collect();
     let per_case = format!(
@@ -158,4 +180,49 @@ pub struct Period {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
     pub as_of: DateTime<Utc>,
+}
+
+impl Period {
+    /// The period cut into `n` consecutive parts of about equal length, counted as of the same
+    /// instant: each report falls in exactly one, so the parts' counts add up to the period's.
+    pub fn split(self, n: u32) -> Vec<Period> {
+        let n = n.max(1);
+        let step = (self.end - self.start) / n as i32;
+        (0..n)
+            .map(|i| Period {
+                start: self.start + step * i as i32,
+                end: if i + 1 == n { self.end } else { self.start + step * (i as i32 + 1) },
+                as_of: self.as_of,
+            })
+            .collect()
+    }
+}
+
+/// The counts of parts of a period added up per unit, in unit order.
+pub fn merge(parts: impl IntoIterator<Item = Vec<(String, Counts)>>) -> Vec<(String, Counts)> {
+    let mut units: std::collections::BTreeMap<String, Counts> = std::collections::BTreeMap::new();
+    for (unit, counts) in parts.into_iter().flatten() {
+        *units.entry(unit).or_default() += counts;
+    }
+    units.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_split_period_covers_each_instant_once_and_its_counts_add_up() {
+        let at = |d: u32| Utc.with_ymd_and_hms(2026, 1, d, 0, 0, 0).unwrap();
+        let p = Period { start: at(1), end: at(30), as_of: at(31) };
+        let parts = p.split(3);
+        assert_eq!(parts.len(), 3);
+        assert_eq!((parts[0].start, parts[2].end), (p.start, p.end));
+        assert!(parts.windows(2).all(|w| w[0].end == w[1].start && w[0].start < w[0].end));
+        assert!(parts.iter().all(|q| q.as_of == p.as_of));
+        let c = |n: i64| Counts { reports: n, closed: 2 * n, ..Default::default() };
+        let merged = merge([vec![("b".into(), c(1)), ("a".into(), c(2))], vec![("b".into(), c(3))]]);
+        assert_eq!(merged, [("a".to_string(), c(2)), ("b".to_string(), c(4))]);
+    }
 }

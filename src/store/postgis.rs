@@ -9,7 +9,7 @@ use sqlx::{Postgres, Row as _};
 use tokio::sync::watch;
 
 use super::cluster::{self, Tasks};
-use super::evaluation::{By, Counts, Period, counts_sql};
+use super::evaluation::{By, Counts, Dialect, Period, counts_sql};
 use super::log::{self, ChangeRow, Logged};
 use super::queue::{CaseWrites, NewCase, StepWrite};
 use super::schema::{self, ColType, Filter, RowReader, RowSink, RowWriter, Table, Val, unsupported_filter};
@@ -251,7 +251,7 @@ impl Store for PostgisStore {
         for setting in ["work_mem = '256MB'", "jit = off", "plan_cache_mode = force_custom_plan"] {
             sqlx::query(&format!("SET LOCAL {setting}")).execute(&mut *tx).await?;
         }
-        let rows = sqlx::query(&counts_sql(by))
+        let rows = sqlx::query(&counts_sql(by, Dialect::Postgres))
             .bind(period.start)
             .bind(period.end)
             .bind(period.as_of)

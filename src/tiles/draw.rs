@@ -7,18 +7,18 @@
 //! Polygon boolean operations on every feature cost more than all the rest of a tile together;
 //! a clip against an axis-aligned box needs none of their generality.
 
-use geo::{Coord, LineString, MapCoords, Simplify};
+use geo::{Coord, LineString, MapCoords};
 use geozero::ToMvt;
 use geozero::mvt::tile::GeomType;
 
 use super::{BUFFER, EXTENT, SCREEN_PX};
 use crate::geo::tile::{TileCoord, lonlat_to_mercator};
-use crate::index::GeomRef;
+use crate::index::{GeomRef, Projected};
 
 /// Tile units of a screen pixel: the size below which a polygon is not drawn.
 const PIXEL: f64 = EXTENT as f64 / SCREEN_PX;
-/// The simplification tolerance: half a screen pixel.
-const TOLERANCE: f64 = PIXEL / 2.0;
+/// The simplification tolerance: half a screen pixel, squared.
+const TOLERANCE2: f64 = (PIXEL / 2.0) * (PIXEL / 2.0);
 /// The buffered tile in tile units.
 const LO: f64 = -(BUFFER as f64);
 const HI: f64 = (EXTENT + BUFFER) as f64;
@@ -53,33 +53,77 @@ pub fn point(x: i32, y: i32) -> [u32; 3] {
 
 /// Draws the features of one tile; keep one per tile and feed it every feature.
 pub struct Drawer {
-    /// Mercator x of the tile's left edge and y of its top edge, and tile units per metre.
-    left: f64,
-    top: f64,
-    scale: f64,
+    to_tile: ToTile,
     ring: Vec<Coord<f64>>,
     spare: Vec<Coord<f64>>,
     ints: Vec<(i32, i32)>,
+    keep: Vec<bool>,
+    stack: Vec<(usize, usize)>,
+}
+
+/// The tile's placement: mercator x of its left edge and y of its top edge, tile units per
+/// metre; and the same for world coordinates ([`Projected`]): tile units across the world and
+/// the tile's offset in them.
+#[derive(Debug, Clone, Copy)]
+struct ToTile {
+    left: f64,
+    top: f64,
+    scale: f64,
+    world: f64,
+    x0: f64,
+    y0: f64,
+}
+
+impl ToTile {
+    /// Longitude/latitude to tile units (y down), unrounded.
+    #[inline]
+    fn lonlat(&self, c: Coord<f64>) -> Coord<f64> {
+        let (x, y) = lonlat_to_mercator(c.x, c.y);
+        Coord { x: (x - self.left) * self.scale, y: (self.top - y) * self.scale }
+    }
+
+    /// World coordinates to tile units: a power-of-two scale and a shift.
+    #[inline]
+    fn world(&self, [x, y]: [f64; 2]) -> Coord<f64> {
+        Coord { x: x * self.world - self.x0, y: y * self.world - self.y0 }
+    }
 }
 
 impl Drawer {
     pub fn new(tile: TileCoord) -> Drawer {
         let [l, _, r, t] = tile.bounds_mercator();
+        let extent = EXTENT as f64;
         Drawer {
-            left: l,
-            top: t,
-            scale: EXTENT as f64 / (r - l),
+            to_tile: ToTile {
+                left: l,
+                top: t,
+                scale: extent / (r - l),
+                world: extent * f64::from(1u32 << tile.z),
+                x0: tile.x as f64 * extent,
+                y0: tile.y as f64 * extent,
+            },
             ring: Vec::new(),
             spare: Vec::new(),
             ints: Vec::new(),
+            keep: Vec::new(),
+            stack: Vec::new(),
         }
     }
 
-    /// Longitude/latitude to tile units (y down), unrounded.
-    #[inline]
-    fn project(&self, c: Coord<f64>) -> Coord<f64> {
-        let (x, y) = lonlat_to_mercator(c.x, c.y);
-        Coord { x: (x - self.left) * self.scale, y: (self.top - y) * self.scale }
+    /// [`Drawer::draw`] for a polygonal record's rings projected at load: the same commands
+    /// without projecting a vertex.
+    pub fn draw_projected(&mut self, p: &Projected, out: &mut Vec<u32>) -> Option<GeomType> {
+        out.clear();
+        let (to_tile, mut cursor, mut exterior_kept) = (self.to_tile, (0, 0), false);
+        for (exterior, ring) in p.rings() {
+            let vertices = ring.iter().map(|&c| to_tile.world(c));
+            if exterior {
+                exterior_kept = self.ring(vertices, true, &mut cursor, out);
+            } else if exterior_kept {
+                self.ring(vertices, false, &mut cursor, out);
+            }
+        }
+        (!out.is_empty()).then_some(GeomType::Polygon)
     }
 
     /// Appends the commands of `g` to `out` (cleared first) and tells its type; `None` when
@@ -88,7 +132,7 @@ impl Drawer {
         out.clear();
         let kind = match g {
             GeomRef::Point(p) => {
-                let c = self.project(p.0);
+                let c = self.to_tile.lonlat(p.0);
                 let (x, y) = (c.x.round() as i32, c.y.round() as i32);
                 out.extend(point(x, y));
                 GeomType::Point
@@ -121,7 +165,7 @@ impl Drawer {
             return self.draw((&g).into(), out);
         }
         let g = g.map_coords(|c| {
-            let p = self.project(c);
+            let p = self.to_tile.lonlat(c);
             Coord { x: p.x.round(), y: p.y.round() }
         });
         let f = g.to_mvt_unscaled().ok().filter(|f| !f.geometry.is_empty())?;
@@ -132,21 +176,31 @@ impl Drawer {
     /// Appends a polygon's rings, exterior first; nothing when its exterior is smaller than a
     /// pixel or left without area.
     fn polygon(&mut self, p: &geo::Polygon<f64>, cursor: &mut (i32, i32), out: &mut Vec<u32>) {
-        if !self.ring(p.exterior(), true, cursor, out) {
+        let to_tile = self.to_tile;
+        fn vertices(ls: &LineString<f64>, to_tile: ToTile) -> impl Iterator<Item = Coord<f64>> + '_ {
+            ls.0.iter().map(move |&c| to_tile.lonlat(c))
+        }
+        if !self.ring(vertices(p.exterior(), to_tile), true, cursor, out) {
             return;
         }
         for hole in p.interiors() {
-            self.ring(hole, false, cursor, out);
+            self.ring(vertices(hole, to_tile), false, cursor, out);
         }
     }
 
-    /// Appends one ring (MoveTo, LineTo, ClosePath); false when it was dropped.
-    fn ring(&mut self, ls: &LineString<f64>, exterior: bool, cursor: &mut (i32, i32), out: &mut Vec<u32>) -> bool {
+    /// Appends one ring, given by its vertices in tile units (MoveTo, LineTo, ClosePath); false
+    /// when it was dropped.
+    fn ring(
+        &mut self,
+        vertices: impl Iterator<Item = Coord<f64>>,
+        exterior: bool,
+        cursor: &mut (i32, i32),
+        out: &mut Vec<u32>,
+    ) -> bool {
         let mut ring = std::mem::take(&mut self.ring);
         ring.clear();
         let (mut min, mut max) = (Coord { x: f64::MAX, y: f64::MAX }, Coord { x: f64::MIN, y: f64::MIN });
-        for &c in &ls.0 {
-            let p = self.project(c);
+        for p in vertices {
             min = Coord { x: min.x.min(p.x), y: min.y.min(p.y) };
             max = Coord { x: max.x.max(p.x), y: max.y.max(p.y) };
             ring.push(p);
@@ -163,8 +217,7 @@ impl Drawer {
         }
         // Douglas-Peucker only where it can remove something: a ring of a few vertices keeps them.
         if ring.len() > 5 {
-            let simplified = LineString(ring).simplify(TOLERANCE);
-            ring = simplified.0;
+            simplify(&mut ring, &mut self.keep, &mut self.stack);
         }
         if min.x < LO || min.y < LO || max.x > HI || max.y > HI {
             clip(&mut ring, &mut self.spare);
@@ -219,6 +272,52 @@ impl Drawer {
         out.push(command(CLOSE_PATH, 1));
         true
     }
+}
+
+/// Douglas-Peucker to [`TOLERANCE2`] in place: keeps a line's ends and, stretch by stretch, the
+/// vertex farthest from the stretch's chord while it is farther than the tolerance. Squared
+/// distances and reused scratch space: the library's version measures with `hypot` and
+/// allocates, which made it a fifth of drawing a unit grid.
+fn simplify(line: &mut Vec<Coord<f64>>, keep: &mut Vec<bool>, stack: &mut Vec<(usize, usize)>) {
+    let n = line.len();
+    keep.clear();
+    keep.resize(n, false);
+    keep[0] = true;
+    keep[n - 1] = true;
+    stack.clear();
+    stack.push((0, n - 1));
+    while let Some((a, b)) = stack.pop() {
+        let (start, end) = (line[a], line[b]);
+        let (mut farthest, mut at) = (0.0, a);
+        for (i, &p) in line.iter().enumerate().take(b).skip(a + 1) {
+            let d = segment_distance2(p, start, end);
+            if d > farthest {
+                (farthest, at) = (d, i);
+            }
+        }
+        if farthest > TOLERANCE2 {
+            keep[at] = true;
+            stack.extend([(a, at), (at, b)]);
+        }
+    }
+    let mut kept = 0;
+    for i in 0..n {
+        if keep[i] {
+            line[kept] = line[i];
+            kept += 1;
+        }
+    }
+    line.truncate(kept);
+}
+
+/// The squared distance from `p` to the segment `a`-`b` (to `a` when the segment is a point, as
+/// a closed ring's ends are).
+fn segment_distance2(p: Coord<f64>, a: Coord<f64>, b: Coord<f64>) -> f64 {
+    let (dx, dy) = (b.x - a.x, b.y - a.y);
+    let len2 = dx * dx + dy * dy;
+    let t = if len2 == 0.0 { 0.0 } else { (((p.x - a.x) * dx + (p.y - a.y) * dy) / len2).clamp(0.0, 1.0) };
+    let (ex, ey) = (a.x + t * dx - p.x, a.y + t * dy - p.y);
+    ex * ex + ey * ey
 }
 
 /// Clips a closed ring to the buffered tile (Sutherland-Hodgman, one edge of the box at a time),
@@ -310,6 +409,62 @@ mod tests {
         assert_eq!((*ys.iter().min().unwrap(), *ys.iter().max().unwrap()), (LO as i32, 2048));
         assert!(area2(&rings[0]) > 0, "exterior positive in tile coordinates");
         assert!(area2(&rings[1]) < 0, "hole negative");
+    }
+
+    #[test]
+    fn simplify_keeps_what_the_library_keeps() {
+        use geo::Simplify;
+        // Wiggly closed lines at several scales around the tolerance, as rings arrive.
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) as f64 / (1u64 << 31) as f64
+        };
+        let (mut keep, mut stack) = (Vec::new(), Vec::new());
+        for scale in [2.0, 10.0, 40.0, 400.0] {
+            for _ in 0..50 {
+                let mut line: Vec<Coord<f64>> = (0..30)
+                    .map(|i| {
+                        let a = i as f64 / 30.0 * std::f64::consts::TAU;
+                        let r = scale * (1.0 + 0.2 * next());
+                        Coord { x: r * a.cos(), y: r * a.sin() }
+                    })
+                    .collect();
+                line.push(line[0]);
+                let expected = LineString(line.clone()).simplify(PIXEL / 2.0).0;
+                simplify(&mut line, &mut keep, &mut stack);
+                assert_eq!(line, expected, "scale {scale}");
+            }
+        }
+    }
+
+    #[test]
+    fn rings_projected_at_load_draw_as_projected_on_the_fly() {
+        let city = crate::demo::generate(&crate::demo::DemoParams::scaled(0.05));
+        let (mut same, mut total) = (0, 0);
+        for g in city.grids.iter().take(300) {
+            let p = Projected::of(GeomRef::Polygon(&g.geom)).unwrap();
+            let c = g.geom.exterior().0[0];
+            for z in [13u8, 15, 17] {
+                let tile = crate::geo::tile::tiles_covering([c.x, c.y, c.x, c.y], z).next().unwrap();
+                let mut d = Drawer::new(tile);
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                assert_eq!(d.draw(GeomRef::Polygon(&g.geom), &mut a), d.draw_projected(&p, &mut b));
+                let (ra, rb) = (decode(&a), decode(&b));
+                assert_eq!(ra.len(), rb.len(), "rings of grid {} at z{z}", g.code);
+                for (x, y) in ra.iter().zip(&rb) {
+                    assert_eq!(x.len(), y.len());
+                    for (u, v) in x.iter().zip(y) {
+                        // The two paths round the same point, computed two ways: a tie may fall
+                        // either side.
+                        assert!((u.0 - v.0).abs() <= 1 && (u.1 - v.1).abs() <= 1, "{u:?} {v:?}");
+                    }
+                }
+                same += usize::from(a == b);
+                total += 1;
+            }
+        }
+        assert!(same * 100 >= total * 99, "{same} of {total} identical");
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub use pbf::{EncodedLayer, encode_tile};
 use pbf::{LayerBuilder, Value};
 
 use crate::geo::tile::{TileCoord, mercator_to_lonlat};
-use crate::index::{CityIndex, Layer, Record, pyramid};
+use crate::index::{CityIndex, GeomRef, Layer, Record, pyramid};
 use crate::model::Collection;
 
 /// Tile coordinate space, as MapLibre expects.
@@ -52,8 +52,17 @@ pub fn encode_layer<T: Record>(layer: &Layer<T>, tile: TileCoord, keep: impl Fn(
     // Key indices by property position, so features look their keys up without comparing names.
     let mut keys: Vec<Option<u32>> = vec![None; T::TILE_PROPERTIES.len()];
     let (mut geometry, mut tags) = (Vec::new(), Vec::new());
-    for rec in candidates.filter(|r| keep(r)) {
-        let Some(kind) = drawer.draw(rec.geom_ref(), &mut geometry) else { continue };
+    for (slot, rec) in candidates.filter(|(_, r)| keep(r)) {
+        let g = rec.geom_ref();
+        let drawn = match g {
+            // Only polygonal records have rings projected at load: points skip the lookup.
+            GeomRef::Polygon(_) | GeomRef::MultiPolygon(_) => match layer.projected(slot) {
+                Some(p) => drawer.draw_projected(p, &mut geometry),
+                None => drawer.draw(g, &mut geometry),
+            },
+            _ => drawer.draw(g, &mut geometry),
+        };
+        let Some(kind) = drawn else { continue };
         tags.clear();
         for (k, name) in T::TILE_PROPERTIES.iter().enumerate() {
             let Some(value) = rec.tile_prop(k).and_then(Value::of_prop) else { continue };

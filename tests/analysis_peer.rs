@@ -8,9 +8,12 @@
 //! The peer runs from the virtual environment `scripts/test` makes (`var/peer-venv`, or
 //! `ONEMAP_PEER_PYTHON`); without it the test fails, it never skips.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
+use common::peer_python;
 use geo::{MultiPolygon, Polygon};
 use onemap::analysis::emerging::space_time_gi_star;
 use onemap::analysis::stats::{self, Neighbours};
@@ -22,15 +25,6 @@ use onemap::model::Str;
 use serde_json::{Value, json};
 
 const TOLERANCE: f64 = 1e-9;
-
-fn peer_python() -> PathBuf {
-    if let Ok(p) = std::env::var("ONEMAP_PEER_PYTHON") {
-        return p.into();
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("var/peer-venv/bin/python");
-    assert!(p.exists(), "the analysis peer's Python is missing at {} (run scripts/test)", p.display());
-    p
-}
 
 /// Runs the peer on `input` and returns its answer.
 fn run_peer(input: &Value) -> Value {

@@ -1,6 +1,8 @@
 //! OGC API - Tiles 1.0 on both stores: the tiling scheme, the tilesets of a collection and of the
 //! whole dataset with links and the limits of their data, the conformance classes, and tiles
-//! addressed by tileMatrix/tileRow/tileCol that are byte for byte the `/tiles/{z}/{x}/{y}` ones.
+//! addressed by tileMatrix/tileRow/tileCol that are byte for byte the `/tiles/{z}/{x}/{y}` ones;
+//! and GDAL's OGCAPI driver (3.12, from pyogrio's wheel in the peers' environment) reading a
+//! collection's tileset from a real listener.
 
 mod common;
 
@@ -101,4 +103,42 @@ async fn collections_and_the_dataset_are_tilesets_of_web_mercator_quad_on_both_s
         get(&app, &format!("/collections/grids/tiles/WebMercatorQuad/{z}/{}/x", t.y)).await.problem(400);
         get(&app, "/collections/grids/tiles/WebMercatorQuad/3/9/0").await.problem(400);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gdal_reads_a_collections_vector_tileset() {
+    let city = small_city();
+    let state = seeded_state(&fresh_gpkg("ogc_tiles_gdal"), city).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, onemap::app(state.with_public_read())).await });
+    let out = std::env::temp_dir().join(format!("onemap-ogcapi-{}.json", std::process::id()));
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/peer/ogcapi_tiles.py");
+    let (b, o) = (base.clone(), out.clone());
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(peer_python()).arg(&script).args([&b, "grids", "14"]).arg(&o).status()
+    })
+    .await
+    .unwrap()
+    .expect("run GDAL");
+    server.abort();
+    assert!(status.success(), "GDAL's reading failed: {status}");
+    let read: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(read["drivers"]["OGCAPI"], "r", "{read}");
+    // One layer per tile matrix of the tileset's limits, from z13 where grids start.
+    let layers: Vec<&str> = read["layers"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(layers.first(), Some(&"Zoom level 13"), "{read}");
+    assert!(layers.contains(&"Zoom level 16"), "{layers:?}");
+    assert!(read["layers"][0]["crs"].as_str().unwrap().contains("3857"), "{read}");
+    // The fields come from the tileset's layer description; every grid is read back by its code
+    // from the z14 tiles (a grid across a tile edge comes once per tile).
+    for f in ["code", "name", "community_code", "area_m2"] {
+        assert!(read["fields"].as_array().unwrap().iter().any(|x| x == f), "field {f}: {read}");
+    }
+    let mut codes: Vec<String> = city.grids.iter().map(|g| g.code.to_string()).collect();
+    codes.sort();
+    let got: Vec<String> = serde_json::from_value(read["codes"].clone()).unwrap();
+    assert_eq!(got, codes, "every grid read through GDAL at z14");
+    let features = read["features"].as_u64().unwrap();
+    assert!(features >= city.grids.len() as u64 && read["with_geometry"] == read["features"], "{read}");
 }

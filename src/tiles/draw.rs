@@ -275,7 +275,8 @@ impl Drawer {
 }
 
 /// Douglas-Peucker to [`TOLERANCE2`] in place: keeps a line's ends and, stretch by stretch, the
-/// vertex farthest from the stretch's chord while it is farther than the tolerance. Squared
+/// vertex farthest from the stretch's chord (the last of equals, as geo picks) while it is
+/// farther than the tolerance. Squared
 /// distances and reused scratch space: the library's version measures with `hypot` and
 /// allocates, which made it a fifth of drawing a unit grid.
 fn simplify(line: &mut Vec<Coord<f64>>, keep: &mut Vec<bool>, stack: &mut Vec<(usize, usize)>) {
@@ -291,7 +292,7 @@ fn simplify(line: &mut Vec<Coord<f64>>, keep: &mut Vec<bool>, stack: &mut Vec<(u
         let (mut farthest, mut at) = (0.0, a);
         for (i, &p) in line.iter().enumerate().take(b).skip(a + 1) {
             let d = segment_distance2(p, start, end);
-            if d > farthest {
+            if d >= farthest {
                 (farthest, at) = (d, i);
             }
         }
@@ -421,6 +422,13 @@ mod tests {
             (seed >> 33) as f64 / (1u64 << 31) as f64
         };
         let (mut keep, mut stack) = (Vec::new(), Vec::new());
+        // Two vertices equally far from the chord, past the tolerance: whichever is kept, the
+        // other falls within it, so the pick shows.
+        let c = |x: f64, y: f64| Coord { x, y };
+        let mut tie = vec![c(0.0, 0.0), c(10.0, 9.0), c(20.0, 9.0), c(30.0, 0.0)];
+        let expected = LineString(tie.clone()).simplify(PIXEL / 2.0).0;
+        simplify(&mut tie, &mut keep, &mut stack);
+        assert_eq!((tie.len(), &tie), (3, &expected), "ties");
         for scale in [2.0, 10.0, 40.0, 400.0] {
             for _ in 0..50 {
                 let mut line: Vec<Coord<f64>> = (0..30)

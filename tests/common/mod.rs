@@ -315,3 +315,14 @@ pub fn owned_point_component(city: &City) -> (&onemap::model::Component, geo::Po
         })
         .expect("an owned point component")
 }
+
+/// The Python of the peers' virtual environment (`var/peer-venv`, made by `scripts/test`, or
+/// `ONEMAP_PEER_PYTHON`): PySAL and friends, and pyogrio's GDAL. Missing, the test fails.
+pub fn peer_python() -> std::path::PathBuf {
+    if let Ok(p) = std::env::var("ONEMAP_PEER_PYTHON") {
+        return p.into();
+    }
+    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("var/peer-venv/bin/python");
+    assert!(p.exists(), "the peers' Python is missing at {} (run scripts/test)", p.display());
+    p
+}

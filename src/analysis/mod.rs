@@ -240,13 +240,46 @@ pub fn count(index: &CityIndex, units: &Units, source: Source, alarms: &[Alarm],
             counts[u as usize] += 1.0;
         }
     } else {
-        // Counted as they are met: a list of a million assignments cost more than the counting.
-        for_each(index, source, alarms, filter, |it| match units.unit_of(it.grid, it.lon, it.lat) {
+        // Counted as they are met (a list of a million assignments cost more than the counting),
+        // cases and components on every core, each with counts of its own added up at the end.
+        let mut add = |it: &Item<'_>| match units.unit_of(it.grid, it.lon, it.lat) {
             Some(u) => counts[u] += 1.0,
             None => outside += 1,
-        });
+        };
+        match source {
+            Source::Cases => return count_layer(&index.cases.read(), case_item, units, filter),
+            Source::Components => return count_layer(&index.components.read(), component_item, units, filter),
+            Source::Alarms => for_each(index, source, alarms, filter, &mut add),
+        }
     }
     (counts, outside)
+}
+
+/// [`count`] over a layer of the index by administrative units, in parallel.
+fn count_layer<T: Record>(
+    layer: &crate::index::Layer<T>,
+    item: fn(&T) -> Item<'_>,
+    units: &Units,
+    filter: &Filter,
+) -> (Vec<f64>, usize) {
+    use rayon::prelude::*;
+    let zero = || (vec![0.0; units.len()], 0usize);
+    layer
+        .par_iter()
+        .fold(zero, |(mut counts, mut outside), r| {
+            let it = item(r);
+            if filter.keeps(&it) {
+                match units.unit_of(it.grid, it.lon, it.lat) {
+                    Some(u) => counts[u] += 1.0,
+                    None => outside += 1,
+                }
+            }
+            (counts, outside)
+        })
+        .reduce(zero, |(mut a, n), (b, m)| {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+            (a, n + m)
+        })
 }
 
 /// The statistic a hotspot analysis computes.

@@ -284,6 +284,15 @@ impl<T: Record> Layer<T> {
         self.items.iter().flatten()
     }
 
+    /// Every record, on every core, in pieces of at least 64 Ki slots (a piece's work must
+    /// outweigh what it sets up, such as a vector of counts per unit). `filter_map`, not
+    /// `flatten`: rayon folds each flattened item on its own, which set up such a vector for
+    /// every record.
+    pub fn par_iter(&self) -> impl rayon::iter::ParallelIterator<Item = &T> {
+        use rayon::iter::{IndexedParallelIterator, IntoParallelRefIterator, ParallelIterator};
+        self.items.par_iter().with_min_len(1 << 16).filter_map(Option::as_ref)
+    }
+
     /// Slots whose envelope meets `env`, ascending (so results keep the layer's stable order).
     fn slots_in(&self, env: &AABB<[f64; 2]>) -> Vec<u32> {
         let mut slots: Vec<u32> = self.tree.locate_in_envelope_intersecting(env).map(|e| e.slot).collect();

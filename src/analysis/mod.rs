@@ -231,31 +231,36 @@ pub fn assign(
 
 /// Counts per unit of the records that pass the filter, and how many fell in no unit.
 pub fn count(index: &CityIndex, units: &Units, source: Source, alarms: &[Alarm], filter: &Filter) -> (Vec<f64>, usize) {
-    let mut counts = vec![0.0; units.len()];
-    let mut outside = 0;
-    if matches!(units.kind, UnitKind::H3(_)) {
-        let assigned;
-        (assigned, outside) = assign(index, units, source, alarms, filter);
-        for (u, _) in assigned {
-            counts[u as usize] += 1.0;
+    let (mut counts, mut outside) = (vec![0.0; units.len()], 0);
+    match (units.kind, source) {
+        (UnitKind::H3(_), _) => {
+            let assigned;
+            (assigned, outside) = assign(index, units, source, alarms, filter);
+            for (u, _) in assigned {
+                counts[u as usize] += 1.0;
+            }
         }
-    } else {
         // Counted as they are met (a list of a million assignments cost more than the counting),
-        // cases and components on every core, each with counts of its own added up at the end.
-        let mut add = |it: &Item<'_>| match units.unit_of(it.grid, it.lon, it.lat) {
-            Some(u) => counts[u] += 1.0,
-            None => outside += 1,
-        };
-        match source {
-            Source::Cases => return count_layer(&index.cases.read(), case_item, units, filter),
-            Source::Components => return count_layer(&index.components.read(), component_item, units, filter),
-            Source::Alarms => for_each(index, source, alarms, filter, &mut add),
+        // cases and components on every core.
+        (_, Source::Cases) => return count_layer(&index.cases.read(), case_item, units, filter),
+        (_, Source::Components) => return count_layer(&index.components.read(), component_item, units, filter),
+        (_, Source::Alarms) => {
+            for_each(index, source, alarms, filter, |it| tally(units, it, &mut counts, &mut outside))
         }
     }
     (counts, outside)
 }
 
-/// [`count`] over a layer of the index by administrative units, in parallel.
+/// Adds an item to the counts of its administrative unit, or to those outside every unit.
+fn tally(units: &Units, it: &Item<'_>, counts: &mut [f64], outside: &mut usize) {
+    match units.unit_of(it.grid, it.lon, it.lat) {
+        Some(u) => counts[u] += 1.0,
+        None => *outside += 1,
+    }
+}
+
+/// [`count`] over a layer of the index by administrative units, in parallel: each piece of the
+/// layer with counts of its own, added up at the end.
 fn count_layer<T: Record>(
     layer: &crate::index::Layer<T>,
     item: fn(&T) -> Item<'_>,
@@ -269,10 +274,7 @@ fn count_layer<T: Record>(
         .fold(zero, |(mut counts, mut outside), r| {
             let it = item(r);
             if filter.keeps(&it) {
-                match units.unit_of(it.grid, it.lon, it.lat) {
-                    Some(u) => counts[u] += 1.0,
-                    None => outside += 1,
-                }
+                tally(units, &it, &mut counts, &mut outside);
             }
             (counts, outside)
         })
